@@ -1,0 +1,45 @@
+"""alembic environment: one transaction under an advisory lock, version table in pgsched."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool, text
+
+from pgsched.db import ADVISORY_NAMESPACE
+from pgsched.migrate import sqlalchemy_url
+
+config = context.config
+dsn = config.attributes.get("pgsched_dsn") or config.get_main_option("sqlalchemy.url")
+MIGRATE_LOCK = 1  # second key of the migration advisory lock
+
+OPTS = {"version_table_schema": "pgsched", "transactional_ddl": True}
+
+
+def run_offline() -> None:
+    context.configure(
+        url=sqlalchemy_url(dsn) if dsn else "postgresql+psycopg://", literal_binds=True, **OPTS
+    )
+    with context.begin_transaction():
+        context.execute("CREATE SCHEMA IF NOT EXISTS pgsched")
+        context.run_migrations()
+
+
+def run_online() -> None:
+    engine = create_engine(
+        sqlalchemy_url(dsn), poolclass=pool.NullPool, connect_args={"connect_timeout": 5}
+    )
+    with engine.connect() as connection:
+        context.configure(connection=connection, **OPTS)
+        with context.begin_transaction():
+            # Ten hosts running `pgsched migrate` at once: one migrates, the others wait and
+            # then find nothing to do (READ COMMITTED: they read the version after the wait).
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, :k)"),
+                {"ns": ADVISORY_NAMESPACE, "k": MIGRATE_LOCK},
+            )
+            connection.execute(text("CREATE SCHEMA IF NOT EXISTS pgsched"))
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

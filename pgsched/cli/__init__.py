@@ -1,0 +1,1 @@
+"""The pgsched command line (typer + rich). The core package never imports this."""

@@ -1,0 +1,54 @@
+"""The root typer app: global options, command groups, and the one place errors are printed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from pgsched.cli.common import err_console, state
+
+app = typer.Typer(
+    name="pgsched",
+    help="A distributed task scheduler where PostgreSQL is the only moving part.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global(
+    dsn: str = typer.Option(
+        None,
+        "--dsn",
+        help="Database URL (else PGSCHED_DSN, DATABASE_URL, "
+        "config file, or the embedded local server).",
+    ),
+    config: Path = typer.Option(None, "--config", help="Config file (pgsched.toml / .yaml)."),
+    profile: str = typer.Option(None, "--profile", help="Named profile in the config file."),
+    home: Path = typer.Option(None, "--home", help="Embedded server directory [./.pgsched]."),
+) -> None:
+    state.overrides.update({"dsn": dsn, "home": home})
+    state.config_file = str(config) if config else None
+    state.profile = profile
+
+
+def _register() -> None:
+    # Each module adds its commands to `app` (one module per command group).
+    from pgsched.cli import admin, tasks  # noqa: F401
+
+
+def main() -> None:
+    from pgsched.errors import PgschedError
+
+    _register()
+    try:
+        app()  # click handles usage errors itself: one line, exit 2
+    except PgschedError as e:
+        err_console.print(f"error: {e}", markup=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

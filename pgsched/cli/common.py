@@ -1,0 +1,89 @@
+"""What every command shares: settings from flags, the client, JSON or rich output, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from pgsched.config import Loaded, load_settings
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+
+
+@dataclass
+class State:
+    """Global flags, resolved into settings on first use."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    profile: str | None = None
+    _loaded: Loaded | None = None
+    _client: Any = None
+
+    def loaded(self) -> Loaded:
+        if self._loaded is None:
+            self._loaded = load_settings(
+                self.overrides, config_file=self.config_file, profile=self.profile
+            )
+        return self._loaded
+
+    @property
+    def settings(self):
+        return self.loaded().settings
+
+    def dsn(self) -> str:
+        from pgsched.db import resolve_dsn
+
+        return resolve_dsn(self.settings)
+
+    def client(self):
+        if self._client is None:
+            from pgsched.client import Client
+
+            self._client = Client.from_settings(self.settings)
+        return self._client
+
+
+state = State()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n")
+
+
+def fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,1 @@
+"""`pgsched submit|status|list|cancel|retry` (being built)."""

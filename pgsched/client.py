@@ -1,0 +1,252 @@
+"""The Python API application code uses: submit, get, list, cancel, retry, status.
+
+from pgsched import Client
+client = Client("postgresql://...")          # or Client.from_settings(load_settings().settings)
+task_id = client.submit("email", {"to": "a@b.c"}, queue="mail")
+
+with psycopg.connect(dsn) as conn:            # enqueue inside your own transaction:
+    ...                                       # a rollback leaves no task
+    client.submit("email", {...}, conn=conn)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgsched.config import Settings
+from pgsched.db import check_schema, connect, resolve_dsn, translated
+from pgsched.errors import InvalidState, TaskNotFound, ValidationError
+from pgsched.models import TaskSpec, make_spec
+from pgsched.sql import Q
+
+ZERO = timedelta(0)
+
+
+class Client:
+    """Thread-safe for separate calls; each call borrows one short-lived or given connection."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: float = 5.0,
+        default_queue: str = "default",
+        default_max_attempts: int = 3,
+        check: bool = True,
+    ) -> None:
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.default_queue = default_queue
+        self.default_max_attempts = default_max_attempts
+        self._conn: psycopg.Connection | None = None
+        self._checked = not check
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kw: Any) -> Client:
+        return cls(
+            resolve_dsn(settings),
+            connect_timeout=settings.connect_timeout,
+            default_queue=settings.queue,
+            default_max_attempts=settings.max_attempts,
+            **kw,
+        )
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, timeout=self.connect_timeout)
+        if not self._checked:
+            with translated():
+                check_schema(self._conn)
+            self._checked = True
+        return self._conn
+
+    @contextlib.contextmanager
+    def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+        """The caller's connection (its transaction, untouched) or ours (autocommit)."""
+        with translated():
+            if conn is not None:
+                yield conn
+                return
+            own = self._connection()
+            try:
+                yield own
+            except psycopg.OperationalError:
+                own.close()  # reconnect next time
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def spec(self, task_type: str, payload: Any = None, **options: Any) -> TaskSpec:
+        options.setdefault("queue", self.default_queue)
+        options.setdefault("max_attempts", self.default_max_attempts)
+        if "key" in options:
+            options["idempotency_key"] = options.pop("key")
+        return make_spec(task_type=task_type, payload={} if payload is None else payload, **options)
+
+    def submit(
+        self,
+        task_type: str,
+        payload: Any = None,
+        *,
+        conn: psycopg.Connection | None = None,
+        **options: Any,
+    ) -> int:
+        """Submit one task and return its id. Options: queue, priority, run_at, delay,
+        max_attempts, timeout, key (idempotency), backoff_base, backoff_cap."""
+        return self.submit_spec(self.spec(task_type, payload, **options), conn=conn)[0]
+
+    def submit_spec(
+        self, spec: TaskSpec, *, conn: psycopg.Connection | None = None
+    ) -> tuple[int, bool]:
+        """Submit; return (id, created). created is False when the idempotency key existed."""
+        params = {
+            "task_type": spec.task_type,
+            "payload": Jsonb(spec.payload),
+            "queue": spec.queue,
+            "priority": spec.priority,
+            "run_at": spec.run_at,
+            "delay": spec.delay or ZERO,
+            "max_attempts": spec.max_attempts,
+            "timeout": spec.timeout,
+            "key": spec.idempotency_key,
+            "backoff_base": spec.backoff_base,
+            "backoff_cap": spec.backoff_cap,
+        }
+        with self._use(conn) as c:
+            row = _tuple(Q.submit_task.run(c, params))
+            if row is None:
+                # The key's first holder committed while we waited on it: read it now.
+                row = _tuple(Q.submit_task.run(c, params))
+        if row is None:
+            raise InvalidState(
+                f"idempotency key {spec.idempotency_key!r} is being used concurrently"
+            )
+        return int(row[0]), bool(row[1])
+
+    def submit_many(
+        self, specs: Iterable[TaskSpec], *, conn: psycopg.Connection | None = None
+    ) -> list[int]:
+        """Bulk submit in one statement; ids in input order (existing ids for known keys)."""
+        specs = list(specs)
+        if not specs:
+            return []
+        if any(s.delay for s in specs):
+            raise ValidationError("delay: submit_many takes run_at, not delay", "delay")
+        params = {
+            "task_types": [s.task_type for s in specs],
+            "payloads": [Jsonb(s.payload) for s in specs],
+            "queues": [s.queue for s in specs],
+            "priorities": [s.priority for s in specs],
+            "run_ats": [s.run_at for s in specs],
+            "max_attempts": [s.max_attempts for s in specs],
+            "timeouts": [s.timeout for s in specs],
+            "keys": [s.idempotency_key for s in specs],
+        }
+        with self._use(conn) as c:
+            rows = [_tuple(r) for r in Q.submit_tasks.run(c, params)]
+            if len(rows) == len(specs):
+                return sorted(r[0] for r in rows)
+            by_key = {r[1]: r[0] for r in rows if r[1] is not None}
+            keys = [s.idempotency_key for s in specs if s.idempotency_key not in by_key]
+            for r in Q.task_ids_by_keys.run(c, {"keys": keys}):
+                r = _tuple(r)
+                by_key.setdefault(r[1], r[0])
+        fresh = iter(sorted(r[0] for r in rows if r[1] is None))
+        return [by_key[s.idempotency_key] if s.idempotency_key else next(fresh) for s in specs]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, task_id: int, *, conn: psycopg.Connection | None = None) -> dict[str, Any]:
+        with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            row = Q.get_task.run(cur, {"id": task_id})
+            if row is None:
+                raise TaskNotFound(task_id)
+            row["history"] = Q.task_history.run(cur, {"id": task_id})
+        return row
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task_type: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        if limit < 1:
+            raise ValidationError("limit: must be at least 1", "limit")
+        with self._use(None) as c, c.cursor(row_factory=dict_row) as cur:
+            return Q.list_tasks.run(
+                cur, {"status": status, "queue": queue, "task_type": task_type, "limit": limit}
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """What `pgsched status` shows: counts by queue and status, oldest ready task per queue,
+        workers with their load, and ready work that no live worker can run."""
+        with self._use(None) as c, c.cursor(row_factory=dict_row) as cur:
+            counts: dict[str, dict[str, int]] = {}
+            for r in Q.status_counts.run(cur):
+                counts.setdefault(r["queue"], {})[r["status"]] = r["n"]
+            return {
+                "counts": counts,
+                "oldest_ready": {
+                    r["queue"]: {"age_s": float(r["age_s"]), "ready": r["ready"]}
+                    for r in Q.oldest_ready.run(cur)
+                },
+                "workers": Q.worker_rows.run(cur),
+                "unserved": Q.unserved_types.run(cur),
+            }
+
+    # -- changing state ------------------------------------------------------------------------
+
+    def cancel(self, task_id: int) -> str:
+        """Cancel: returns 'cancelled', or 'cancel_requested' for a running task."""
+        with self._use(None) as c:
+            row = Q.cancel_task.run(c, {"id": task_id})
+            if row is None:
+                return self._refuse(c, task_id, "cancel")
+        row = _tuple(row)
+        return "cancel_requested" if row[2] else "cancelled"
+
+    def retry(self, task_id: int, *, attempts: int | None = None) -> int:
+        """Run a failed or cancelled task again with ``attempts`` more tries; returns its
+        new max_attempts."""
+        extra = self.default_max_attempts if attempts is None else attempts
+        if not 1 <= extra <= 1000:
+            raise ValidationError("attempts: must be between 1 and 1000", "attempts")
+        with self._use(None) as c:
+            row = Q.retry_task.run(c, {"id": task_id, "extra": extra})
+            if row is None:
+                return self._refuse(c, task_id, "retry")
+        return int(_tuple(row)[2])
+
+    def _refuse(self, c: psycopg.Connection, task_id: int, verb: str) -> Any:
+        status = Q.task_status.run(c, {"id": task_id})
+        if status is None:
+            raise TaskNotFound(task_id)
+        raise InvalidState(f"cannot {verb} task {task_id}: it is {status}")
+
+
+def _tuple(row: Any) -> Sequence[Any] | None:
+    if row is None:
+        return None
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)

@@ -1,0 +1,187 @@
+"""Settings: one pydantic object, built from layers, each value remembering where it came from.
+
+Precedence: CLI flag > environment (``PGSCHED_*``; the DSN also from ``DATABASE_URL``) >
+config file (``pgsched.toml`` or ``pgsched.yaml`` in the working directory, or ``--config`` /
+``PGSCHED_CONFIG``; top-level keys, overridden by ``[profiles.NAME]`` when a profile is chosen
+with ``--profile`` / ``PGSCHED_PROFILE``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pgsched.errors import ConfigError
+
+CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dsn: str | None = Field(
+        None, description="PostgreSQL URL or key=value DSN; unset: the embedded local server"
+    )
+    direct_dsn: str | None = Field(
+        None,
+        description="Session (non-pooled) connection for LISTEN and the worker's liveness lock; "
+        "unset: the DSN. Set it when the DSN goes through PgBouncer in transaction mode",
+    )
+    home: Path = Field(
+        Path(".pgsched"), description="Directory of the embedded local server (cluster, log)"
+    )
+    connect_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds to wait for a connection before giving up"
+    )
+    queue: str = Field("default", min_length=1, description="Queue used when none is given")
+    max_attempts: int = Field(3, ge=1, le=1000, description="Attempts per task by default")
+    backoff_base: float = Field(
+        1.0, gt=0, description="Seconds: first retry delay; doubles per attempt, with jitter"
+    )
+    backoff_cap: float = Field(300.0, gt=0, description="Seconds: longest retry delay")
+    heartbeat_interval: float = Field(
+        2.0, gt=0, description="Seconds between a worker's heartbeats (load sample included)"
+    )
+    heartbeat_timeout: float = Field(
+        15.0, gt=0, description="Seconds without a heartbeat after which a worker is dead"
+    )
+    poll_interval: float = Field(
+        5.0, gt=0, description="Seconds: fallback poll when no notification arrives"
+    )
+    concurrency: int = Field(10, ge=1, le=10000, description="Tasks a worker runs at once")
+    batch_size: int = Field(
+        500, ge=1, le=10000, description="Most tasks one claim takes (capped by free slots)"
+    )
+    cpu_ceiling: float = Field(
+        95.0, gt=0, le=100, description="Percent CPU above which a worker claims nothing"
+    )
+    memory_ceiling: float = Field(
+        95.0, gt=0, le=100, description="Percent memory above which a worker claims nothing"
+    )
+    grace: float = Field(
+        30.0, ge=0, description="Seconds a stopping worker lets running tasks finish"
+    )
+    retention: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="Seconds finished tasks are kept before pruning (0 keeps them forever)",
+    )
+    log_format: str = Field(
+        "auto", pattern="^(auto|console|json)$", description="auto: JSON lines unless a TTY"
+    )
+    log_level: str = Field(
+        "info", pattern="^(debug|info|warning|error)$", description="Lowest level logged"
+    )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("backoff_cap must be at least backoff_base")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        return self
+
+
+FIELDS = tuple(Settings.model_fields)
+
+
+@dataclass
+class Loaded:
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+    profile: str | None = None
+    config_file: Path | None = None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"config file {path}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as e:  # tomllib.TOMLDecodeError / yaml.YAMLError
+        raise ConfigError(f"config file {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table of settings at the top")
+    return data
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, cwd: Path | None = None
+) -> Path | None:
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    base = cwd or Path.cwd()
+    for name in CONFIG_FILES:
+        if (base / name).is_file():
+            return base / name
+    return None
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    cwd: Path | None = None,
+) -> Loaded:
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    path = find_config_file(config_file or env.get("PGSCHED_CONFIG"), cwd)
+    profile = profile or env.get("PGSCHED_PROFILE")
+    if path is not None:
+        data = _read_file(path)
+        profiles = data.pop("profiles", {}) or {}
+        for k, v in data.items():
+            values[k], sources[k] = v, f"file {path}"
+        if profile:
+            if profile not in profiles:
+                known = ", ".join(sorted(profiles)) or "none"
+                raise ConfigError(f"profile {profile!r} not in {path} (profiles: {known})")
+            for k, v in (profiles[profile] or {}).items():
+                values[k], sources[k] = v, f"file {path} [profiles.{profile}]"
+    elif profile:
+        raise ConfigError(
+            f"profile {profile!r} given but no config file ({', '.join(CONFIG_FILES)})"
+        )
+
+    if env.get("DATABASE_URL"):
+        values["dsn"], sources["dsn"] = env["DATABASE_URL"], "env DATABASE_URL"
+    for name in FIELDS:
+        key = f"PGSCHED_{name.upper()}"
+        if env.get(key) not in (None, ""):
+            values[name], sources[name] = env[key], f"env {key}"
+    for name, v in (cli or {}).items():
+        if v is not None:
+            values[name], sources[name] = v, "flag --" + name.replace("_", "-")
+
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} ({sources[unknown[0]]})")
+    try:
+        settings = Settings(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        where = f" ({sources[loc]})" if loc in sources else ""
+        raise ConfigError(f"setting {loc}{where}: {err['msg']}") from None
+    for name in FIELDS:
+        sources.setdefault(name, "default")
+    return Loaded(settings, sources, profile, path)

@@ -1,0 +1,138 @@
+"""Connections: resolving the DSN, connecting with a deadline, pools, and the schema check."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from pgsched.config import Settings
+from pgsched.errors import DatabaseUnavailable, NotMigrated, SchemaTooNew, translate
+
+ADVISORY_NAMESPACE = 0x70677363  # 'pgsc': first key of every advisory lock pgsched takes
+
+
+def resolve_dsn(settings: Settings, *, start_embedded: bool = True) -> str:
+    """The configured DSN, else the embedded local server's (started when needed)."""
+    if settings.dsn:
+        return settings.dsn
+    from pgsched.server import Cluster
+
+    cluster = Cluster(settings.home)
+    if start_embedded:
+        return cluster.start()
+    return cluster.url()
+
+
+def direct_dsn(settings: Settings, dsn: str) -> str:
+    return settings.direct_dsn or dsn
+
+
+def describe(dsn: str) -> str:
+    try:
+        d = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the database"
+    host = d.get("host") or d.get("hostaddr") or "localhost"
+    return f"{host}:{d.get('port') or 5432}"
+
+
+def connect(
+    dsn: str, *, timeout: float = 5.0, autocommit: bool = True, **kw: Any
+) -> psycopg.Connection:
+    """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds."""
+    try:
+        return psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=max(1, int(timeout)),
+            row_factory=kw.pop("row_factory", dict_row),
+            **kw,
+        )
+    except psycopg.OperationalError as e:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e)}"
+        ) from None
+    except psycopg.ProgrammingError as e:
+        raise DatabaseUnavailable(f"invalid DSN: {str(e).splitlines()[0]}") from None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """'Connection refused' out of libpq's multi-line 'connection to server at ... failed: ...'."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return "connection failed"
+    return lines[0].rsplit("failed: ", 1)[-1]
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn psycopg errors into the domain errors of pgsched.errors at one boundary."""
+    try:
+        yield
+    except psycopg.Error as e:
+        mapped = translate(e)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def migrations_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_migrations", here.parent / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise FileNotFoundError("pgsched migrations directory not found")
+
+
+def known_revisions() -> list[str]:
+    """Revision ids this code understands, oldest first (read from the version files)."""
+    import re
+
+    revs: dict[str, str | None] = {}
+    for f in (migrations_dir() / "versions").glob("*.py"):
+        text = f.read_text()
+        rev = re.search(r'^revision\s*=\s*"([^"]+)"', text, re.M)
+        down = re.search(r'^down_revision\s*=\s*(?:"([^"]+)"|None)', text, re.M)
+        if rev:
+            revs[rev[1]] = down[1] if down else None
+    order, current = [], None
+    while True:
+        nxt = [r for r, d in revs.items() if d == current]
+        if not nxt:
+            return order
+        current = nxt[0]
+        order.append(current)
+
+
+def check_schema(conn: psycopg.Connection) -> str:
+    """Refuse, in one line, a database that is not migrated or newer than this code."""
+    row = conn.execute(
+        "SELECT to_regclass('pgsched.alembic_version') IS NOT NULL AS has_version,"
+        " to_regclass('pgsched.tasks') IS NOT NULL AS has_tasks"
+    ).fetchone()
+    has_version, has_tasks = (
+        (row["has_version"], row["has_tasks"]) if isinstance(row, dict) else row
+    )
+    if not (has_version and has_tasks):
+        raise NotMigrated()
+    cur = conn.execute("SELECT version_num FROM pgsched.alembic_version").fetchone()
+    rev = (cur["version_num"] if isinstance(cur, dict) else cur[0]) if cur else None
+    if rev is None:
+        raise NotMigrated()
+    known = known_revisions()
+    if rev not in known:
+        raise SchemaTooNew(
+            f"the database schema is at revision {rev}, newer than this pgsched understands "
+            f"({known[-1] if known else 'none'}): upgrade pgsched"
+        )
+    if rev != known[-1]:
+        raise NotMigrated(
+            f"the database schema is at revision {rev}, older than {known[-1]}: run pgsched migrate"
+        )
+    return rev

@@ -1,0 +1,64 @@
+"""Human durations ('500ms', '30s', '5m', '2h', '1d', '1h30m') and instants (ISO-8601)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from pgsched.errors import ValidationError
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str, field: str = "duration") -> timedelta:
+    """Parse '30s', '5m', '2h', '1h30m', '250ms' or a bare number of seconds."""
+    s = str(text).strip().lower().replace(" ", "")
+    if not s:
+        raise ValidationError(f"{field}: empty duration", field)
+    try:
+        seconds = float(s)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _PART.finditer(s):
+            if m.start() != pos:
+                break
+            seconds += float(m[1]) * _UNITS[m[2]]
+            pos = m.end()
+        if pos != len(s) or pos == 0:
+            raise ValidationError(
+                f"{field}: {text!r} is not a duration (examples: 30s, 5m, 2h, 1h30m, 250ms)", field
+            ) from None
+    if seconds < 0:
+        raise ValidationError(f"{field}: must not be negative", field)
+    return timedelta(seconds=seconds)
+
+
+def parse_instant(text: str, field: str = "at") -> datetime:
+    """Parse an ISO-8601 instant; a value without offset is taken as UTC."""
+    s = str(text).strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValidationError(
+            f"{field}: {text!r} is not an ISO-8601 time (example: 2026-01-31T09:30:00+01:00)",
+            field,
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def format_duration(td: timedelta | float | None) -> str:
+    if td is None:
+        return "-"
+    seconds = td.total_seconds() if isinstance(td, timedelta) else float(td)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"

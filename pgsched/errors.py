@@ -1,0 +1,114 @@
+"""The one error tree. The CLI prints ``str(error)`` on one line; nothing else is shown."""
+
+from __future__ import annotations
+
+
+class PgschedError(Exception):
+    """Base of every error pgsched raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(PgschedError):
+    """Bad input from the user: a malformed payload, an unknown option value, a bad file."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class ValidationError(UsageError):
+    """A value that the database would refuse, caught before any row is written."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DatabaseUnavailable(PgschedError):
+    def __init__(self, message: str, host: str | None = None, port: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+
+
+class NotMigrated(PgschedError):
+    def __init__(self, message: str = "the database has no pgsched schema: run pgsched migrate"):
+        super().__init__(message)
+
+
+class SchemaTooNew(PgschedError):
+    pass
+
+
+class ServerError(PgschedError):
+    """The embedded local server could not be found, started or stopped."""
+
+
+class NotFound(PgschedError):
+    pass
+
+
+class TaskNotFound(NotFound):
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"no task with id {task_id}")
+        self.task_id = task_id
+
+
+class InvalidState(PgschedError):
+    """The operation does not apply to the object's current state (e.g. retry a running task)."""
+
+
+class DuplicateKey(PgschedError):
+    def __init__(self, message: str, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class CycleError(ValidationError):
+    def __init__(self, path: list[str]) -> None:
+        super().__init__("workflow has a cycle: " + " -> ".join(path))
+        self.path = path
+
+
+# Check constraints by name -> what to tell the user (the field comes first).
+CONSTRAINT_MESSAGES: dict[str, str] = {
+    "tasks_queue_valid": "queue: must be a non-empty name of at most 128 characters",
+    "tasks_task_type_valid": "task_type: must be a non-empty name of at most 200 characters",
+    "tasks_status_valid": "status: not one of blocked, pending, running, succeeded, retrying, "
+    "failed, cancelled",
+    "tasks_priority_range": "priority: must be between -1000 and 1000",
+    "tasks_attempts_range": "attempts: must be between 0 and max_attempts",
+    "tasks_max_attempts_range": "max_attempts: must be between 1 and 1000",
+    "tasks_timeout_positive": "timeout: must be positive",
+    "tasks_backoff_base_positive": "backoff_base: must be positive",
+    "tasks_backoff_cap_positive": "backoff_cap: must be positive",
+    "tasks_progress_range": "progress: must be between 0 and 1",
+}
+
+
+def translate(exc: BaseException) -> PgschedError | None:
+    """Map a psycopg error to a domain error, by constraint name; None if it is not ours."""
+    import psycopg
+    from psycopg import errors as pge
+
+    if isinstance(exc, PgschedError):
+        return exc
+    missing = pge.UndefinedTable | pge.InvalidSchemaName | pge.UndefinedFunction
+    if isinstance(exc, missing) and "pgsched" in str(exc):
+        return NotMigrated()
+    if isinstance(exc, pge.CheckViolation | pge.UniqueViolation | pge.ForeignKeyViolation):
+        name = exc.diag.constraint_name or ""
+        if name in CONSTRAINT_MESSAGES:
+            return ValidationError(CONSTRAINT_MESSAGES[name], field=name.split("_")[1])
+        if isinstance(exc, pge.UniqueViolation):
+            return DuplicateKey(f"already exists ({name}): {exc.diag.message_detail}", name)
+    if isinstance(exc, pge.InvalidTextRepresentation | pge.InvalidDatetimeFormat):
+        return ValidationError(str(exc.diag.message_primary or exc))
+    if isinstance(exc, psycopg.OperationalError):
+        from pgsched.db import failure_reason
+
+        return DatabaseUnavailable(f"lost the database connection: {failure_reason(exc)}")
+    return None

@@ -1,0 +1,100 @@
+"""Schema migrations through alembic, driven from Python (``pgsched migrate``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+
+from pgsched.db import describe, failure_reason, migrations_dir
+from pgsched.errors import DatabaseUnavailable, PgschedError
+
+
+def _config(dsn: str, output: io.StringIO | None = None):
+    from alembic.config import Config
+
+    cfg = Config(output_buffer=output) if output is not None else Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["pgsched_dsn"] = dsn
+    return cfg
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """SQLAlchemy wants a URL with the psycopg 3 driver; accept URLs and key=value DSNs."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + dsn.split("://", 1)[1]
+    if dsn.startswith("postgresql+psycopg://"):
+        return dsn
+    parts = conninfo_to_dict(dsn)
+    from sqlalchemy.engine import URL
+
+    return URL.create(
+        "postgresql+psycopg",
+        username=parts.pop("user", None),
+        password=parts.pop("password", None),
+        host=parts.pop("host", None),
+        port=int(parts.pop("port")) if "port" in parts else None,
+        database=parts.pop("dbname", None),
+        query={k: str(v) for k, v in parts.items()},
+    ).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("alembic")
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _wrap(dsn: str, fn) -> None:
+    import sqlalchemy.exc
+
+    try:
+        with _quiet_alembic():
+            fn()
+    except sqlalchemy.exc.OperationalError as e:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e.orig or e)}"
+        ) from None
+    except sqlalchemy.exc.DBAPIError as e:
+        raise PgschedError(f"migration failed: {str(e.orig).strip().splitlines()[0]}") from None
+
+
+def upgrade(dsn: str, revision: str = "head") -> None:
+    from alembic import command
+
+    _wrap(dsn, lambda: command.upgrade(_config(dsn), revision))
+
+
+def downgrade(dsn: str, revision: str) -> None:
+    from alembic import command
+
+    _wrap(dsn, lambda: command.downgrade(_config(dsn), revision))
+
+
+def upgrade_sql(dsn: str, revision: str = "head") -> str:
+    """The SQL an upgrade from nothing would run, for a DBA to review and apply."""
+    from alembic import command
+
+    out = io.StringIO()
+    _wrap(dsn, lambda: command.upgrade(_config(dsn, out), revision, sql=True))
+    return out.getvalue()
+
+
+def current(dsn: str) -> str | None:
+    from pgsched.db import connect
+
+    with connect(dsn) as conn:
+        exists = conn.execute("SELECT to_regclass('pgsched.alembic_version') AS t").fetchone()
+        if exists["t"] is None:
+            return None
+        row = conn.execute("SELECT version_num FROM pgsched.alembic_version").fetchone()
+        return row["version_num"] if row else None

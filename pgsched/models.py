@@ -1,0 +1,70 @@
+"""What a submission may contain, checked before any row is written (the database checks again)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pgsched.errors import ValidationError
+
+STATUSES = ("blocked", "pending", "running", "succeeded", "retrying", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+OUTCOMES = ("success", "failure", "timeout", "lost", "cancelled")
+WORKER_STATUSES = ("active", "paused", "draining", "stopped", "dead")
+
+
+class TaskSpec(BaseModel):
+    """One task to submit. Field limits mirror the CHECK constraints of ``pgsched.tasks``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: str = Field(min_length=1, max_length=200)
+    payload: Any = Field(default_factory=dict)
+    queue: str = Field("default", min_length=1, max_length=128)
+    priority: int = Field(0, ge=-1000, le=1000)
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    max_attempts: int = Field(3, ge=1, le=1000)
+    timeout: timedelta | None = None
+    idempotency_key: str | None = Field(None, min_length=1)
+    backoff_base: timedelta | None = None
+    backoff_cap: timedelta | None = None
+
+    @field_validator("run_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must include a time zone offset")
+        return v
+
+    @field_validator("timeout", "backoff_base", "backoff_cap")
+    @classmethod
+    def _positive(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v.total_seconds() <= 0:
+            raise ValueError("must be positive")
+        return v
+
+    @field_validator("delay")
+    @classmethod
+    def _not_negative(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v.total_seconds() < 0:
+            raise ValueError("must not be negative")
+        return v
+
+
+def make_spec(**fields: Any) -> TaskSpec:
+    """Build a TaskSpec or raise a one-line ValidationError naming the first bad field."""
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        spec = TaskSpec(**{k: v for k, v in fields.items() if v is not None})
+    except PydanticError as e:
+        err = e.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "task"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ValidationError(f"{name}: {msg}", name) from None
+    if spec.run_at is not None and spec.delay is not None:
+        raise ValidationError("run_at and delay: give one or the other, not both", "run_at")
+    return spec

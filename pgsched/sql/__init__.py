@@ -1,0 +1,127 @@
+"""Named SQL statements, loaded once from the ``.sql`` files in this package.
+
+Each statement is introduced by a header line::
+
+    -- name: claim_tasks :many
+
+The kind after the name says what the statement returns, so callers never choose between
+``fetchone`` and ``fetchall``:
+
+``:one``      one row (or None)          ``:many``   a list of rows
+``:scalar``   the first column of one row ``:exec``   nothing
+``:rowcount`` the number of rows the statement touched
+
+Files under ``migrations/`` are not statements: alembic revisions apply them whole.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+Kind = Literal["one", "many", "scalar", "exec", "rowcount"]
+_HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_KINDS = {"one", "many", "scalar", "exec", "rowcount"}
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    kind: Kind
+    sql: str
+    source: str
+
+    def run(self, conn: Any, params: Any = None, *, prepare: bool | None = None) -> Any:
+        """Execute on a psycopg connection or cursor and return what the kind promises."""
+        cur = conn.execute(self.sql, params, prepare=prepare)
+        if self.kind == "many":
+            return cur.fetchall()
+        if self.kind == "one":
+            return cur.fetchone()
+        if self.kind == "scalar":
+            row = cur.fetchone()
+            return None if row is None else row[0]
+        if self.kind == "rowcount":
+            return cur.rowcount
+        return None
+
+
+class SqlLoadError(Exception):
+    pass
+
+
+def parse(text: str, source: str) -> dict[str, Query]:
+    """Split one file into named statements; refuse malformed or duplicate names."""
+    out: dict[str, Query] = {}
+    name: str | None = None
+    kind: str = "exec"
+    body: list[str] = []
+    line_no = 0
+
+    def flush() -> None:
+        if name is None:
+            if any(ln.strip() and not ln.strip().startswith("--") for ln in body):
+                raise SqlLoadError(f"{source}: SQL before the first '-- name:' header")
+            return
+        sql = "\n".join(body).strip().rstrip(";").strip()
+        if not sql:
+            raise SqlLoadError(f"{source}: statement {name!r} is empty")
+        out[name] = Query(name, kind, sql, source)  # type: ignore[arg-type]
+
+    for line_no, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m is None:
+            if line.lstrip().startswith("-- name"):
+                raise SqlLoadError(f"{source}:{line_no}: malformed header {line.strip()!r}")
+            body.append(line)
+            continue
+        flush()
+        name, kind, body = m["name"], m["kind"] or "exec", []
+        if not _NAME.match(name):
+            raise SqlLoadError(f"{source}:{line_no}: bad statement name {name!r}")
+        if kind not in _KINDS:
+            raise SqlLoadError(f"{source}:{line_no}: unknown kind :{kind} for {name!r}")
+        if name in out:
+            raise SqlLoadError(f"{source}:{line_no}: duplicate statement name {name!r}")
+    flush()
+    return out
+
+
+def load_all() -> dict[str, Query]:
+    queries: dict[str, Query] = {}
+    for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, q in parse(entry.read_text(encoding="utf-8"), entry.name).items():
+            if name in queries:
+                raise SqlLoadError(
+                    f"duplicate statement name {name!r} in {entry.name} and {queries[name].source}"
+                )
+            queries[name] = q
+    return queries
+
+
+def migration_sql(filename: str) -> str:
+    return resources.files(__name__).joinpath("migrations", filename).read_text(encoding="utf-8")
+
+
+class _Queries:
+    """Attribute access to the loaded statements: ``Q.submit_task.run(conn, params)``."""
+
+    def __init__(self) -> None:
+        self._all = load_all()
+
+    def __getattr__(self, name: str) -> Query:
+        try:
+            return self._all[name]
+        except KeyError:
+            raise AttributeError(f"no SQL statement named {name!r}") from None
+
+    def all(self) -> dict[str, Query]:
+        return dict(self._all)
+
+
+Q = _Queries()

@@ -1,0 +1,11 @@
+-- Reverts 0001_initial.sql. The schema itself stays: it holds alembic's version table.
+DROP TRIGGER IF EXISTS tasks_notify_insert ON pgsched.tasks;
+DROP FUNCTION IF EXISTS pgsched.notify_task_inserted();
+DROP FUNCTION IF EXISTS pgsched.submit(text, jsonb, text, integer, timestamptz, integer, interval, text);
+DROP TABLE IF EXISTS pgsched.dead_letter;
+DROP TABLE IF EXISTS pgsched.task_executions;
+DROP TABLE IF EXISTS pgsched.workers;
+DROP TABLE IF EXISTS pgsched.task_dependencies;
+DROP TABLE IF EXISTS pgsched.tasks;
+DROP TABLE IF EXISTS pgsched.schedules;
+DROP TABLE IF EXISTS pgsched.workflows;

@@ -1,0 +1,111 @@
+-- Submitting, reading, cancelling and retrying tasks (pgsched/client.py).
+
+-- name: submit_task :one
+-- One round trip. With an idempotency key already in use, inserts nothing and returns the
+-- existing id with created = false.
+WITH ins AS (
+    INSERT INTO pgsched.tasks
+        (task_type, payload, queue, priority, run_at, max_attempts, timeout, idempotency_key,
+         backoff_base, backoff_cap)
+    VALUES (%(task_type)s, %(payload)s, %(queue)s, %(priority)s,
+            coalesce(%(run_at)s, now() + %(delay)s), %(max_attempts)s, %(timeout)s, %(key)s,
+            %(backoff_base)s, %(backoff_cap)s)
+    ON CONFLICT ON CONSTRAINT tasks_idempotency_key_unique DO NOTHING
+    RETURNING id
+)
+SELECT id, true AS created FROM ins
+UNION ALL
+SELECT id, false FROM pgsched.tasks
+WHERE idempotency_key = %(key)s AND NOT EXISTS (SELECT 1 FROM ins);
+
+-- name: submit_tasks :many
+-- Bulk submission from parallel arrays, one statement per batch. Ids come back in input order
+-- (identity values are drawn in the order unnest yields the rows).
+INSERT INTO pgsched.tasks
+    (task_type, payload, queue, priority, run_at, max_attempts, timeout, idempotency_key)
+SELECT t, p, q, pr, coalesce(ra, now()), ma, tmo, k
+FROM unnest(%(task_types)s::text[], %(payloads)s::jsonb[], %(queues)s::text[],
+            %(priorities)s::int[], %(run_ats)s::timestamptz[], %(max_attempts)s::int[],
+            %(timeouts)s::interval[], %(keys)s::text[]) AS u(t, p, q, pr, ra, ma, tmo, k)
+ON CONFLICT ON CONSTRAINT tasks_idempotency_key_unique DO NOTHING
+RETURNING id, idempotency_key;
+
+-- name: task_ids_by_keys :many
+SELECT id, idempotency_key FROM pgsched.tasks WHERE idempotency_key = ANY(%(keys)s::text[]);
+
+-- name: get_task :one
+SELECT t.*, w.name AS workflow_name
+FROM pgsched.tasks t LEFT JOIN pgsched.workflows w ON w.id = t.workflow_id
+WHERE t.id = %(id)s;
+
+-- name: task_history :many
+SELECT attempt, worker, started_at, finished_at, outcome, duration_ms, error
+FROM pgsched.task_executions WHERE task_id = %(id)s ORDER BY attempt;
+
+-- name: list_tasks :many
+SELECT id, queue, task_type, status, priority, attempts, max_attempts, run_at, created_at,
+       started_at, finished_at, assigned_worker, last_error
+FROM pgsched.tasks
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(task_type)s::text IS NULL OR task_type = %(task_type)s)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: cancel_task :one
+-- A task that has not started is cancelled at once; a running one gets a cancel request that
+-- its worker honours (it stops the task and writes the terminal state). Returns the outcome.
+UPDATE pgsched.tasks t
+SET status = CASE WHEN t.status = 'running' THEN t.status ELSE 'cancelled' END,
+    cancel_requested = (t.status = 'running'),
+    finished_at = CASE WHEN t.status = 'running' THEN NULL ELSE now() END,
+    last_error = CASE WHEN t.status = 'running' THEN t.last_error ELSE 'cancelled by user' END,
+    version = t.version + 1
+WHERE t.id = %(id)s AND t.status IN ('blocked', 'pending', 'retrying', 'running')
+RETURNING t.id, t.status, t.cancel_requested;
+
+-- name: retry_task :one
+-- A failed or cancelled task runs again with `extra` more attempts; its dead-letter row goes.
+WITH t AS (
+    UPDATE pgsched.tasks
+    SET status = 'pending', run_at = now(), max_attempts = least(1000, attempts + %(extra)s),
+        finished_at = NULL, cancel_requested = false, assigned_worker = NULL,
+        version = version + 1
+    WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+    RETURNING id, status, max_attempts
+), d AS (
+    DELETE FROM pgsched.dead_letter WHERE task_id IN (SELECT id FROM t)
+)
+SELECT id, status, max_attempts FROM t;
+
+-- name: task_status :scalar
+SELECT status FROM pgsched.tasks WHERE id = %(id)s;
+
+-- name: status_counts :many
+SELECT queue, status, count(*) AS n FROM pgsched.tasks GROUP BY queue, status ORDER BY queue, status;
+
+-- name: oldest_ready :many
+-- Per queue: how long the oldest task that could run now has been waiting.
+SELECT queue, extract(epoch FROM now() - min(run_at)) AS age_s, count(*) AS ready
+FROM pgsched.tasks
+WHERE status IN ('pending', 'retrying') AND run_at <= now()
+GROUP BY queue ORDER BY queue;
+
+-- name: worker_rows :many
+SELECT w.name, w.host, w.pid, w.status, w.queues, w.task_types, w.cpu_usage, w.memory_usage,
+       w.current_task_count, w.max_task_capacity, w.last_heartbeat, w.started_at,
+       extract(epoch FROM now() - w.last_heartbeat) AS heartbeat_age_s
+FROM pgsched.workers w
+WHERE w.status <> 'stopped' OR w.stopped_at > now() - interval '1 hour'
+ORDER BY w.name;
+
+-- name: unserved_types :many
+-- Ready work that no live worker can run: its queue or type is served by nobody.
+SELECT t.queue, t.task_type, count(*) AS n
+FROM pgsched.tasks t
+WHERE t.status IN ('pending', 'retrying')
+  AND NOT EXISTS (
+      SELECT 1 FROM pgsched.workers w
+      WHERE w.status IN ('active', 'paused', 'draining')
+        AND t.queue = ANY(w.queues) AND t.task_type = ANY(w.task_types))
+GROUP BY t.queue, t.task_type ORDER BY t.queue, t.task_type;

@@ -1,0 +1,107 @@
+"""The SQL surface is safe on its own: defaults, CHECK constraints, submit(), NOTIFY."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import errors as pge
+
+from pgsched import migrate
+from pgsched.db import check_schema, connect
+from pgsched.errors import NotMigrated
+
+
+def test_plain_insert_gets_every_default(conn: psycopg.Connection) -> None:
+    row = conn.execute(
+        "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') "
+        "RETURNING queue, payload, status, priority, attempts, max_attempts, version, "
+        "run_at <= now(), created_at IS NOT NULL"
+    ).fetchone()
+    assert row == ("default", {}, "pending", 0, 0, 3, 0, True, True)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "constraint"),
+    [
+        ("task_type", "''", "tasks_task_type_valid"),
+        ("queue", "''", "tasks_queue_valid"),
+        ("status", "'bogus'", "tasks_status_valid"),
+        ("priority", "5000", "tasks_priority_range"),
+        ("max_attempts", "-1", "tasks_max_attempts_range"),
+        ("max_attempts", "0", "tasks_max_attempts_range"),
+        ("timeout", "'-5 seconds'", "tasks_timeout_positive"),
+    ],
+)
+def test_check_constraints_refuse_nonsense(
+    conn: psycopg.Connection, column: str, value: str, constraint: str
+) -> None:
+    cols = "task_type" if column == "task_type" else f"task_type, {column}"
+    vals = value if column == "task_type" else f"'noop', {value}"
+    with pytest.raises(pge.CheckViolation) as info:
+        conn.execute(f"INSERT INTO pgsched.tasks ({cols}) VALUES ({vals})")
+    assert info.value.diag.constraint_name == constraint
+    assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone() == (0,)
+
+
+def test_submit_function_defaults_and_idempotency(conn: psycopg.Connection) -> None:
+    a = conn.execute(
+        "SELECT pgsched.submit('email', '{\"to\": 1}', queue => 'mail', idempotency_key => 'k1')"
+    ).fetchone()[0]
+    b = conn.execute("SELECT pgsched.submit('email', idempotency_key => 'k1')").fetchone()[0]
+    c = conn.execute("SELECT pgsched.submit('noop')").fetchone()[0]
+    assert a == b != c
+    rows = conn.execute("SELECT id, queue, payload FROM pgsched.tasks ORDER BY id").fetchall()
+    assert rows == [(a, "mail", {"to": 1}), (c, "default", {})]
+
+
+def test_insert_notifies_once_per_transaction_and_queue(dsn: str, conn: psycopg.Connection) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched")
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50)"
+            )
+            conn.execute("INSERT INTO pgsched.tasks (task_type, queue) VALUES ('noop', 'q2')")
+            conn.execute("INSERT INTO pgsched.tasks (task_type, queue) VALUES ('noop', 'q2')")
+        got = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert sorted(got) == ["default", "q2"]
+
+
+def test_delayed_and_blocked_inserts_do_not_notify_ready_work(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched")
+        conn.execute("INSERT INTO pgsched.tasks (task_type, status) VALUES ('noop', 'blocked')")
+        got = [n.payload for n in listener.notifies(timeout=0.3)]
+    assert got == []
+
+
+def test_migrate_is_idempotent_and_downgrade_works(empty_dsn: str) -> None:
+    with pytest.raises(NotMigrated), connect(empty_dsn) as c:
+        check_schema(c)
+    migrate.upgrade(empty_dsn)
+    migrate.upgrade(empty_dsn)
+    assert migrate.current(empty_dsn) == "0001"
+    migrate.downgrade(empty_dsn, "base")
+    with connect(empty_dsn) as c:
+        assert c.execute("SELECT to_regclass('pgsched.tasks') AS t").fetchone()["t"] is None
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        assert check_schema(c) == "0001"
+
+
+def test_concurrent_migrate_from_many_hosts(empty_dsn: str) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from pgsched import migrate; migrate.upgrade(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, empty_dsn]) for _ in range(6)]
+    assert [p.wait(60) for p in procs] == [0] * 6
+    assert migrate.current(empty_dsn) == "0001"
+
+
+def test_migrate_sql_prints_the_schema() -> None:
+    sql = migrate.upgrade_sql("postgresql://nobody@127.0.0.1:1/none")
+    assert "CREATE TABLE pgsched.tasks" in sql
+    assert "CREATE FUNCTION pgsched.submit" in sql
