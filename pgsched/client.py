@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from pgsched.config import Settings
@@ -240,7 +240,9 @@ class Client:
         return int(_tuple(row)[2])
 
     def _refuse(self, c: psycopg.Connection, task_id: int, verb: str) -> Any:
-        status = Q.task_status.run(c, {"id": task_id})
+        # A tuple cursor: :scalar reads row[0], which a dict_row connection does not have.
+        with c.cursor(row_factory=tuple_row) as cur:
+            status = Q.task_status.run(cur, {"id": task_id})
         if status is None:
             raise TaskNotFound(task_id)
         raise InvalidState(f"cannot {verb} task {task_id}: it is {status}")

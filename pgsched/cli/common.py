@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -30,12 +33,29 @@ class State:
     profile: str | None = None
     _loaded: Loaded | None = None
     _client: Any = None
+    _key: Any = None
 
     def loaded(self) -> Loaded:
-        if self._loaded is None:
+        # Keyed on the flags, so an app invoked several times in one process (tests, embedding)
+        # never answers with the settings or the connection of an earlier invocation.
+        env = sorted(
+            (k, v) for k, v in os.environ.items() if k.startswith("PGSCHED_") or k == "DATABASE_URL"
+        )
+        key = (
+            sorted(self.overrides.items(), key=str),
+            self.config_file,
+            self.profile,
+            env,
+            os.getcwd(),
+        )
+        if self._loaded is None or key != self._key:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
             self._loaded = load_settings(
                 self.overrides, config_file=self.config_file, profile=self.profile
             )
+            self._key = key
         return self._loaded
 
     @property
@@ -48,6 +68,7 @@ class State:
         return resolve_dsn(self.settings)
 
     def client(self):
+        self.loaded()
         if self._client is None:
             from pgsched.client import Client
 
@@ -61,6 +82,21 @@ state = State()
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
+
+
+def exits_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a PgschedError as one ``error:`` line and exit with its code, inside the command,
+    so the command behaves the same under ``main()`` and when the app is invoked in-process."""
+    from pgsched.errors import PgschedError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PgschedError as e:
+            fail(str(e), e.exit_code)
+
+    return wrapper
 
 
 def to_jsonable(value: Any) -> Any:
