@@ -32,6 +32,21 @@ class TaskSpec(BaseModel):
     backoff_base: timedelta | None = None
     backoff_cap: timedelta | None = None
 
+    @field_validator("task_type", "queue", "idempotency_key")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("must not contain the NUL character")
+        return v
+
+    @field_validator("payload")
+    @classmethod
+    def _jsonb_storable(cls, v: Any) -> Any:
+        # jsonb refuses \u0000 in any string; say so here rather than fail in the database.
+        if _has_nul(v):
+            raise ValueError("must not contain the NUL character (\\u0000): jsonb cannot store it")
+        return v
+
     @field_validator("run_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
@@ -52,6 +67,16 @@ class TaskSpec(BaseModel):
         if v is not None and v.total_seconds() < 0:
             raise ValueError("must not be negative")
         return v
+
+
+def _has_nul(v: Any) -> bool:
+    if isinstance(v, str):
+        return "\x00" in v
+    if isinstance(v, dict):
+        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return any(_has_nul(x) for x in v)
+    return False
 
 
 def make_spec(**fields: Any) -> TaskSpec:

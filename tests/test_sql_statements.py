@@ -1,0 +1,111 @@
+"""Every named statement is checked by PostgreSQL itself, and no SQL lives outside pgsched/sql/.
+
+PREPARE parses, resolves every table and column and infers every parameter's type, without
+running the statement: a renamed column, a typo or a parameter whose type PostgreSQL cannot
+infer (fix: an explicit cast in the .sql file) fails here instead of in production.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgsched.sql import Q, Query
+
+ROOT = Path(__file__).resolve().parent.parent
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def to_positional(sql: str) -> tuple[str, list[str]]:
+    """psycopg's ``%(name)s`` placeholders as PostgreSQL's ``$n`` (same name, same number)."""
+    names: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        if m[0] == "%%":
+            return "%"
+        if m[1] not in names:
+            names.append(m[1])
+        return f"${names.index(m[1]) + 1}"
+
+    return _PLACEHOLDER.sub(sub, sql), names
+
+
+def test_to_positional_numbers_each_name_once() -> None:
+    sql, names = to_positional("SELECT %(a)s, %(b)s, %(a)s, '100%%'")
+    assert sql == "SELECT $1, $2, $1, '100%'"
+    assert names == ["a", "b"]
+
+
+def test_statements_are_loaded() -> None:
+    # The parametrised test below must not pass by having nothing to check.
+    assert {"submit_task", "get_task", "list_tasks", "cancel_task", "retry_task"} <= set(Q.all())
+
+
+@pytest.mark.parametrize("query", list(Q.all().values()), ids=lambda q: f"{q.source}:{q.name}")
+def test_statement_prepares(query: Query, dsn: str) -> None:
+    sql, names = to_positional(query.sql)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(f"PREPARE pgsched_check AS {sql}")
+        except psycopg.Error as e:
+            pytest.fail(f"{query.source}: statement {query.name!r}: {e}".strip())
+        types = conn.execute(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements"
+            " WHERE name = 'pgsched_check'"
+        ).fetchone()[0]
+    assert len(types) == len(names)
+
+
+def test_prepare_fails_on_a_renamed_column(dsn: str) -> None:
+    # The check above can fail: a statement naming a column that does not exist is refused.
+    sql, _ = to_positional("SELECT no_such_column FROM pgsched.tasks WHERE id = %(id)s")
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.UndefinedColumn),
+    ):
+        conn.execute(f"PREPARE pgsched_check AS {sql}")
+
+
+# -- no SQL text in Python outside pgsched/sql/ ------------------------------------------------
+
+SQL_TEXT = re.compile(
+    r"\bSELECT\b.*\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\b.*\bSET\b|\bDELETE\s+FROM\b", re.S
+)
+# Bootstrap statements that must run before (or without) the loader and the schema.
+ALLOWED = {"pgsched/db.py", "pgsched/server.py", "pgsched/migrate.py"}
+# Not the product's code: tests, alembic's environment, the SQL package itself, and benchmarks
+# (which time raw SQL of peer designs on purpose).
+EXCLUDED_DIRS = ("tests/", "migrations/", "pgsched/sql/", "bench/", ".venv")
+
+
+def sql_literals(source: str) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and SQL_TEXT.search(node.value)
+        ):
+            found.append((node.lineno, node.value.strip().splitlines()[0][:60]))
+    return found
+
+
+def test_sql_literal_detector() -> None:
+    assert sql_literals('x = "SELECT id FROM pgsched.tasks"')
+    assert sql_literals('x = f"UPDATE pgsched.tasks SET status = {s}"')
+    assert sql_literals('x = "delete" \nconn.execute("DELETE FROM t")')
+    assert not sql_literals('"""Select a task from the queue and update its row."""')
+
+
+def test_no_sql_text_outside_the_sql_package() -> None:
+    offenders = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(EXCLUDED_DIRS) or rel in ALLOWED or "/." in f"/{rel}":
+            continue
+        offenders += [f"{rel}:{line}: {text}" for line, text in sql_literals(path.read_text())]
+    assert not offenders, "SQL text belongs in pgsched/sql/*.sql:\n" + "\n".join(offenders)
