@@ -1,0 +1,263 @@
+"""The Python API: submit, get, list, cancel, retry, submit_many, summary, and its errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from pgsched.client import Client
+from pgsched.errors import (
+    DatabaseUnavailable,
+    InvalidState,
+    NotMigrated,
+    TaskNotFound,
+    ValidationError,
+)
+from pgsched.server import free_port
+
+
+@pytest.fixture
+def client(dsn: str) -> Iterator[Client]:
+    with Client(dsn) as c:
+        yield c
+
+
+def count(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0]
+
+
+def test_submit_and_get_with_defaults(client: Client) -> None:
+    task_id = client.submit("noop")
+    task = client.get(task_id)
+    assert (task["task_type"], task["payload"], task["queue"]) == ("noop", {}, "default")
+    assert (task["status"], task["priority"], task["max_attempts"]) == ("pending", 0, 3)
+    assert task["history"] == []
+
+
+def test_submit_every_option(client: Client) -> None:
+    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    a = client.submit(
+        "email",
+        {"to": "ü@b.c", "n": [1, {"x": None}]},
+        queue="mail",
+        priority=-7,
+        run_at=at,
+        max_attempts=9,
+        timeout=timedelta(seconds=30),
+        key="k-every",
+        backoff_base=timedelta(seconds=2),
+    )
+    t = client.get(a)
+    assert t["payload"] == {"to": "ü@b.c", "n": [1, {"x": None}]}
+    assert (t["queue"], t["priority"], t["run_at"], t["max_attempts"]) == ("mail", -7, at, 9)
+    assert (t["timeout"], t["idempotency_key"]) == (timedelta(seconds=30), "k-every")
+    assert t["backoff_base"] == timedelta(seconds=2)
+
+
+def test_delay_moves_run_at(client: Client) -> None:
+    before = datetime.now(UTC)
+    t = client.get(client.submit("noop", delay=timedelta(hours=2)))
+    assert before + timedelta(hours=2) - timedelta(seconds=5) < t["run_at"]
+    assert t["run_at"] < datetime.now(UTC) + timedelta(hours=2, seconds=5)
+
+
+def test_idempotency_key_returns_the_first_id(client: Client, conn: psycopg.Connection) -> None:
+    first, created = client.submit_spec(client.spec("email", {"v": 1}, key="same"))
+    again, created_again = client.submit_spec(client.spec("email", {"v": 2}, key="same"))
+    assert (again, created, created_again) == (first, True, False)
+    assert client.get(first)["payload"] == {"v": 1}
+    assert count(conn) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"priority": 1001},
+        {"priority": -1001},
+        {"max_attempts": 0},
+        {"max_attempts": 1001},
+        {"timeout": timedelta(0)},
+        {"queue": ""},
+        {"key": ""},
+        {"delay": timedelta(seconds=1), "run_at": datetime.now(UTC)},
+        {"run_at": datetime(2030, 1, 1)},  # no time zone
+    ],
+)
+def test_invalid_submissions_write_nothing(
+    client: Client, conn: psycopg.Connection, options: dict
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        client.submit("noop", **options)
+    assert "\n" not in str(info.value)
+    assert count(conn) == 0
+
+
+def test_empty_type_and_nul_are_refused(client: Client, conn: psycopg.Connection) -> None:
+    with pytest.raises(ValidationError, match="task_type"):
+        client.submit("")
+    with pytest.raises(ValidationError, match="payload"):
+        client.submit("noop", {"s": "a\x00b"})
+    assert count(conn) == 0
+
+
+def test_submit_inside_the_callers_transaction(client: Client, dsn: str) -> None:
+    with psycopg.connect(dsn) as own:  # not autocommit: one transaction
+        rolled = client.submit("email", {"to": "x"}, conn=own)
+        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 1
+        own.rollback()
+        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        kept = client.submit("email", {"to": "y"}, conn=own)
+        with pytest.raises(TaskNotFound):  # not visible to others before the commit
+            client.get(kept)
+        own.commit()
+    assert client.get(kept)["payload"] == {"to": "y"}
+    with pytest.raises(TaskNotFound):
+        client.get(rolled)
+
+
+def test_submit_many_keeps_input_order_and_keys(client: Client, conn: psycopg.Connection) -> None:
+    existing = client.submit("noop", key="k1")
+    specs = [
+        client.spec("a", {"i": 0}),
+        client.spec("b", {"i": 1}, key="k1"),
+        client.spec("c", {"i": 2}, key="k2", queue="q2", priority=5),
+        client.spec("d", {"i": 3}),
+    ]
+    ids = client.submit_many(specs)
+    assert ids[1] == existing
+    assert len(set(ids)) == 4
+    for i, task_id in enumerate(ids):
+        t = client.get(task_id)
+        if i != 1:
+            assert t["payload"] == {"i": i}
+            assert t["task_type"] == "abcd"[i]
+    assert client.get(ids[2])["queue"] == "q2"
+    assert count(conn) == 4
+    again = client.submit_many(specs)  # keyed specs: the same ids; the others: new tasks
+    assert again[1:3] == ids[1:3]
+    assert again[0] not in ids and again[3] not in ids and again[0] < again[3]
+    assert [client.get(i)["task_type"] for i in again] == ["a", "noop", "c", "d"]
+    assert count(conn) == 6
+    assert client.submit_many([]) == []
+
+
+def test_submit_many_inside_a_rolled_back_transaction(client: Client, dsn: str) -> None:
+    with psycopg.connect(dsn) as own:
+        client.submit_many([client.spec("a"), client.spec("b")], conn=own)
+        own.rollback()
+        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+
+
+def test_submit_many_refuses_delay(client: Client) -> None:
+    with pytest.raises(ValidationError, match="delay"):
+        client.submit_many([client.spec("a", delay=timedelta(seconds=1))])
+
+
+def test_get_unknown(client: Client) -> None:
+    with pytest.raises(TaskNotFound, match="no task with id 424242"):
+        client.get(424242)
+
+
+def test_list_filters(client: Client, conn: psycopg.Connection) -> None:
+    a = client.submit("a", queue="q1")
+    b = client.submit("b", queue="q1")
+    c = client.submit("a", queue="q2")
+    conn.execute("UPDATE pgsched.tasks SET status = 'succeeded' WHERE id = %s", (b,))
+    assert [r["id"] for r in client.list()] == [c, b, a]
+    assert [r["id"] for r in client.list(queue="q1")] == [b, a]
+    assert [r["id"] for r in client.list(task_type="a")] == [c, a]
+    assert [r["id"] for r in client.list(status="succeeded")] == [b]
+    assert [r["id"] for r in client.list(status="pending", queue="q2")] == [c]
+    assert [r["id"] for r in client.list(limit=1)] == [c]
+    with pytest.raises(ValidationError):
+        client.list(limit=0)
+
+
+def test_cancel_pending_and_running(client: Client, conn: psycopg.Connection) -> None:
+    pending = client.submit("noop")
+    assert client.cancel(pending) == "cancelled"
+    t = client.get(pending)
+    assert (t["status"], t["finished_at"] is not None) == ("cancelled", True)
+    with pytest.raises(InvalidState, match="it is cancelled"):
+        client.cancel(pending)
+
+    running = client.submit("noop")
+    conn.execute(
+        "UPDATE pgsched.tasks SET status = 'running', attempts = 1, assigned_worker = 'w1'"
+        " WHERE id = %s",
+        (running,),
+    )
+    assert client.cancel(running) == "cancel_requested"
+    t = client.get(running)
+    assert (t["status"], t["cancel_requested"]) == ("running", True)
+    with pytest.raises(TaskNotFound):
+        client.cancel(999999)
+
+
+def test_retry_failed_task(client: Client, conn: psycopg.Connection) -> None:
+    task_id = client.submit("noop", max_attempts=2)
+    conn.execute(
+        "UPDATE pgsched.tasks SET status = 'failed', attempts = 2, finished_at = now()"
+        " WHERE id = %s",
+        (task_id,),
+    )
+    conn.execute(
+        "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts)"
+        " VALUES (%s, 'default', 'noop', '{}', 2)",
+        (task_id,),
+    )
+    assert client.retry(task_id, attempts=3) == 5
+    t = client.get(task_id)
+    assert (t["status"], t["max_attempts"], t["finished_at"]) == ("pending", 5, None)
+    assert conn.execute("SELECT count(*) FROM pgsched.dead_letter").fetchone()[0] == 0
+    with pytest.raises(InvalidState, match="it is pending"):
+        client.retry(task_id)
+    with pytest.raises(ValidationError):
+        client.retry(task_id, attempts=0)
+    with pytest.raises(TaskNotFound):
+        client.retry(999999)
+
+
+def test_retry_cancelled_uses_default_attempts(client: Client) -> None:
+    task_id = client.submit("noop")
+    client.cancel(task_id)
+    assert client.retry(task_id) == 3  # attempts 0 + default 3
+
+
+def test_summary(client: Client, conn: psycopg.Connection) -> None:
+    client.submit("email", queue="mail")
+    client.submit("email", queue="mail")
+    client.submit("noop")
+    client.submit("noop", delay=timedelta(hours=1))  # not ready yet
+    conn.execute(
+        "INSERT INTO pgsched.workers (name, host, pid, queues, task_types, max_task_capacity)"
+        " VALUES ('w1', 'h', 1, '{default}', '{noop}', 4)"
+    )
+    s = client.summary()
+    assert s["counts"] == {"mail": {"pending": 2}, "default": {"pending": 2}}
+    assert s["oldest_ready"]["mail"]["ready"] == 2
+    assert s["oldest_ready"]["default"]["ready"] == 1
+    assert [w["name"] for w in s["workers"]] == ["w1"]
+    assert s["unserved"] == [{"queue": "mail", "task_type": "email", "n": 2}]
+
+
+def test_not_migrated(empty_dsn: str) -> None:
+    with Client(empty_dsn) as c, pytest.raises(NotMigrated, match="run pgsched migrate"):
+        c.submit("noop")
+
+
+def test_unreachable_database_names_host_and_port_quickly() -> None:
+    port = free_port()
+    start = time.monotonic()
+    with (
+        Client(f"postgresql://u@127.0.0.1:{port}/x", connect_timeout=2) as c,
+        pytest.raises(DatabaseUnavailable) as info,
+    ):
+        c.get(1)
+    assert time.monotonic() - start < 5
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert "\n" not in str(info.value)
