@@ -270,8 +270,12 @@ def list_cmd(
         console.print("no tasks")
         return
     table = Table()
-    for col in ("id", "queue", "type", "status", "prio", "attempts", "run at", "worker", "error"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True)
+    table.add_column("queue", min_width=7, overflow="fold")
+    table.add_column("type", min_width=8, overflow="fold")
+    for col in ("status", "prio", "tries", "run at"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("error", overflow="fold")
     for r in rows:
         table.add_row(
             str(r["id"]),
@@ -280,8 +284,7 @@ def list_cmd(
             r["status"],
             str(r["priority"]),
             f"{r['attempts']}/{r['max_attempts']}",
-            fmt_time(r["run_at"]),
-            r["assigned_worker"] or "-",
+            r["run_at"].astimezone().strftime("%m-%d %H:%M:%S"),
             (r["last_error"] or "-").splitlines()[0] if r["last_error"] else "-",
         )
     console.print(table)
