@@ -1,0 +1,83 @@
+"""`pgsched db start|status|url|stop` on a temporary home, and `pgsched migrate` (idempotent,
+`--sql` for a DBA)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+import pgsched.cli.app as cli_app
+from pgsched.server import Cluster
+
+cli_app._register()
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(cli_app.app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == code, (args, result.stdout, result.stderr)
+    return result.stdout
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for var in ("PGSCHED_DSN", "DATABASE_URL", "PGSCHED_HOME", "PGSCHED_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    # Under /tmp and traversable: as root the server runs as user 'pgsched'.
+    base = Path(tempfile.mkdtemp(prefix="pgs-", dir="/tmp"))
+    base.chmod(0o755)
+    monkeypatch.chdir(base)  # no stray pgsched.toml from the working tree
+    try:
+        yield base / "home"
+    finally:
+        Cluster(base / "home").stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_db_lifecycle(home: Path) -> None:
+    h = str(home)
+    assert "no embedded server" in run("--home", h, "db", "status", code=1)
+    first = run("--home", h, "db", "start")
+    assert first.startswith("running: postgresql://postgres@127.0.0.1:")
+    assert run("--home", h, "db", "start") == first  # idempotent: same server, same port
+    url = run("--home", h, "db", "url").strip()
+    assert first.strip() == f"running: {url}"
+    st = json.loads(run("--home", h, "db", "status", "--json"))
+    assert st["running"] is True and st["url"] == url and st["pid"]
+    assert f"port {st['port']}" in run("--home", h, "db", "status")
+    with psycopg.connect(url, connect_timeout=5) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+    out = run("--home", h, "migrate")
+    assert out.startswith("schema at revision") and "(already)" not in out
+    assert "(already)" in run("--home", h, "migrate")
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT to_regclass('pgsched.tasks') IS NOT NULL").fetchone() == (True,)
+    # The embedded server also serves the task commands when no DSN is configured.
+    task_id = run("--home", h, "submit", "noop").strip()
+    assert json.loads(run("--home", h, "status", task_id, "--json"))["task_type"] == "noop"
+
+    assert run("--home", h, "db", "stop").strip() == "stopped"
+    assert run("--home", h, "db", "stop").strip() == "not running"
+    assert "stopped:" in run("--home", h, "db", "status", code=1)
+    assert json.loads(run("--home", h, "db", "status", "--json"))["running"] is False
+
+
+def test_migrate_sql_prints_the_schema_without_a_server(home: Path) -> None:
+    out = run("--home", str(home), "migrate", "--sql")
+    assert "CREATE TABLE pgsched.tasks" in out
+    assert "alembic_version" in out
+    assert not home.exists()  # nothing was started
+
+
+def test_migrate_against_a_dsn(empty_dsn: str) -> None:
+    assert "(already)" not in run("--dsn", empty_dsn, "migrate")
+    assert "(already)" in run("--dsn", empty_dsn, "migrate")

@@ -1,0 +1,121 @@
+"""Settings precedence: flag > environment > config file (toml/yaml, profiles) > default, and
+`pgsched config --json` naming where each value came from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import pgsched.cli.app as cli_app
+from pgsched.config import load_settings
+from pgsched.errors import ConfigError
+
+cli_app._register()
+
+TOML = """
+queue = "from-file"
+max_attempts = 7
+concurrency = 4
+
+[profiles.prod]
+queue = "from-profile"
+dsn = "postgresql://prod-db/app"
+"""
+
+YAML = """
+queue: from-yaml
+max_attempts: 8
+profiles:
+  staging:
+    max_attempts: 9
+"""
+
+
+def test_defaults_without_anything(tmp_path: Path) -> None:
+    loaded = load_settings(env={}, cwd=tmp_path)
+    assert loaded.settings.queue == "default" and loaded.settings.dsn is None
+    assert loaded.config_file is None
+    assert set(loaded.sources.values()) == {"default"}
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    (tmp_path / "pgsched.toml").write_text(TOML)
+    env = {"PGSCHED_MAX_ATTEMPTS": "11", "PGSCHED_QUEUE": "from-env"}
+    loaded = load_settings({"queue": "from-flag", "dsn": None}, env=env, cwd=tmp_path)
+    s, src = loaded.settings, loaded.sources
+    assert (s.queue, src["queue"]) == ("from-flag", "flag --queue")
+    assert (s.max_attempts, src["max_attempts"]) == (11, "env PGSCHED_MAX_ATTEMPTS")
+    assert (s.concurrency, src["concurrency"]) == (4, f"file {tmp_path / 'pgsched.toml'}")
+    assert (s.batch_size, src["batch_size"]) == (500, "default")
+
+
+def test_toml_profile_overrides_top_level(tmp_path: Path) -> None:
+    (tmp_path / "pgsched.toml").write_text(TOML)
+    loaded = load_settings(env={"PGSCHED_PROFILE": "prod"}, cwd=tmp_path)
+    assert loaded.settings.queue == "from-profile"
+    assert loaded.settings.max_attempts == 7
+    assert loaded.sources["queue"].endswith("[profiles.prod]")
+    assert loaded.settings.dsn == "postgresql://prod-db/app"
+
+
+def test_yaml_file_and_profile(tmp_path: Path) -> None:
+    (tmp_path / "pgsched.yaml").write_text(YAML)
+    plain = load_settings(env={}, cwd=tmp_path)
+    assert (plain.settings.queue, plain.settings.max_attempts) == ("from-yaml", 8)
+    staged = load_settings(env={}, cwd=tmp_path, profile="staging")
+    assert (staged.settings.queue, staged.settings.max_attempts) == ("from-yaml", 9)
+
+
+def test_dsn_sources(tmp_path: Path) -> None:
+    both = {"DATABASE_URL": "postgresql://a/x", "PGSCHED_DSN": "postgresql://b/y"}
+    assert load_settings(env=both, cwd=tmp_path).settings.dsn == "postgresql://b/y"
+    only = load_settings(env={"DATABASE_URL": "postgresql://a/x"}, cwd=tmp_path)
+    assert (only.settings.dsn, only.sources["dsn"]) == ("postgresql://a/x", "env DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs", "message"),
+    [
+        ({"pgsched.toml": TOML}, {"profile": "nope"}, "profile 'nope' not in"),
+        ({}, {"profile": "prod"}, "no config file"),
+        ({"pgsched.toml": "colour = 'red'"}, {}, "unknown setting 'colour'"),
+        ({"pgsched.toml": "max_attempts = 0"}, {}, "setting max_attempts (file"),
+        ({"pgsched.toml": "queue = ["}, {}, "config file"),
+        ({}, {"env": {"PGSCHED_CONCURRENCY": "many"}}, "env PGSCHED_CONCURRENCY"),
+        ({}, {"config_file": "/nonexistent.toml"}, "does not exist"),
+    ],
+)
+def test_config_errors_are_one_line(
+    tmp_path: Path, files: dict[str, str], kwargs: dict, message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    kwargs.setdefault("env", {})
+    with pytest.raises(ConfigError) as info:
+        load_settings(cwd=tmp_path, **kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_config_command_json_shows_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pgsched.toml").write_text(TOML)
+    monkeypatch.chdir(tmp_path)
+    for var in ("PGSCHED_DSN", "DATABASE_URL", "PGSCHED_PROFILE", "PGSCHED_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(
+        cli_app.app,
+        ["--dsn", "postgresql://flag-db/x", "--profile", "prod", "config", "--json"],
+        env={"PGSCHED_CONCURRENCY": "3"},
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["dsn"] == {"value": "postgresql://flag-db/x", "source": "flag --dsn"}
+    assert out["concurrency"] == {"value": 3, "source": "env PGSCHED_CONCURRENCY"}
+    assert out["queue"]["value"] == "from-profile"
+    assert out["queue"]["source"].endswith("pgsched.toml [profiles.prod]")
+    assert out["max_attempts"]["source"].startswith("file ")
+    assert out["grace"] == {"value": 30.0, "source": "default"}
+    human = CliRunner().invoke(cli_app.app, ["config"]).stdout
+    assert "from-file" in human and "pgsched.toml" in human
