@@ -233,12 +233,13 @@ def test_summary(client: Client, conn: psycopg.Connection) -> None:
     client.submit("email", queue="mail")
     client.submit("noop")
     client.submit("noop", delay=timedelta(hours=1))  # not ready yet
+    client.submit("report", queue="mail", delay=timedelta(hours=1))  # not ready: no warning
     conn.execute(
         "INSERT INTO pgsched.workers (name, host, pid, queues, task_types, max_task_capacity)"
         " VALUES ('w1', 'h', 1, '{default}', '{noop}', 4)"
     )
     s = client.summary()
-    assert s["counts"] == {"mail": {"pending": 2}, "default": {"pending": 2}}
+    assert s["counts"] == {"mail": {"pending": 3}, "default": {"pending": 2}}
     assert s["oldest_ready"]["mail"]["ready"] == 2
     assert s["oldest_ready"]["default"]["ready"] == 1
     assert [w["name"] for w in s["workers"]] == ["w1"]

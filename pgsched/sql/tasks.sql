@@ -100,10 +100,10 @@ WHERE w.status <> 'stopped' OR w.stopped_at > now() - interval '1 hour'
 ORDER BY w.name;
 
 -- name: unserved_types :many
--- Ready work that no live worker can run: its queue or type is served by nobody.
+-- Ready work (due now) that no live worker can run: its queue or type is served by nobody.
 SELECT t.queue, t.task_type, count(*) AS n
 FROM pgsched.tasks t
-WHERE t.status IN ('pending', 'retrying')
+WHERE t.status IN ('pending', 'retrying') AND t.run_at <= now()
   AND NOT EXISTS (
       SELECT 1 FROM pgsched.workers w
       WHERE w.status IN ('active', 'paused', 'draining')
