@@ -1,0 +1,488 @@
+"""Recurring schedules: definitions from YAML, synced into ``pgsched.schedules``, and the
+ticker that turns due ticks into tasks, exactly once per tick however many processes tick.
+
+    scheduler = Scheduler(dsn, Path("schedules.yaml"))   # applies the file (no prune)
+    scheduler.start()                                      # background thread
+    ...
+    scheduler.stop()
+
+Misfire (ticks that fell while nothing was ticking), decided when a scheduler finds a
+schedule whose ``next_tick`` is in the past:
+
+* ``skip``: fire only the latest due tick, and only if it is at most ``MISFIRE_GRACE`` late;
+* ``once`` (default): fire one task, for the latest due tick, however late;
+* ``all``: fire every missed tick, the most recent ``misfire_cap`` of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+import structlog
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pgsched.config import Settings
+from pgsched.cron import CronError, TickRule
+from pgsched.db import ADVISORY_NAMESPACE, connect, translated
+from pgsched.durations import parse_duration
+from pgsched.errors import NotFound, UsageError
+from pgsched.errors import ValidationError as PgValidationError
+from pgsched.sql import Q
+
+log = structlog.get_logger("pgsched.scheduler")
+
+MISFIRE_GRACE = timedelta(seconds=30)
+MAX_SLEEP = 5.0  # seconds a scheduler sleeps at most between looks (also: settings.poll_interval)
+
+# -- definitions ---------------------------------------------------------------------------------
+
+
+def _duration(v: Any, field_name: str) -> timedelta | None:
+    if v is None or isinstance(v, timedelta):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("not a duration")
+    try:
+        return parse_duration(str(v), field_name)
+    except PgValidationError as e:
+        raise ValueError(str(e).split(": ", 1)[-1]) from None
+
+
+class ScheduleDef(BaseModel):
+    """One schedule as written in YAML. Limits mirror the tasks table's CHECK constraints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    cron: str | None = None
+    every: timedelta | None = None
+    timezone: str = "UTC"
+    task_type: str = Field(min_length=1, max_length=200)
+    payload: Any = Field(default_factory=dict)
+    queue: str = Field("default", min_length=1, max_length=128)
+    priority: int = Field(0, ge=-1000, le=1000)
+    max_attempts: int = Field(3, ge=1, le=1000)
+    timeout: timedelta | None = None
+    enabled: bool = True
+    misfire: Literal["skip", "once", "all"] = "once"
+    misfire_cap: int = Field(100, ge=1, le=10000)
+
+    @field_validator("every", "timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any, info: Any) -> timedelta | None:
+        td = _duration(v, info.field_name)
+        if td is not None and td <= timedelta(0):
+            raise ValueError("must be positive")
+        return td
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _cron_text(cls, v: Any) -> Any:
+        return v if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _timing(self) -> ScheduleDef:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give cron or every (one of them)")
+        self.rule()  # raises CronError for a bad expression or time zone
+        return self
+
+    def rule(self) -> TickRule:
+        return TickRule(cron=self.cron, every=self.every, timezone=self.timezone)
+
+    def row(self) -> dict[str, Any]:
+        """The columns this definition sets, normalized as the database returns them."""
+        return {
+            "cron": self.rule().cron,
+            "every": self.every,
+            "timezone": self.timezone,
+            "task_type": self.task_type,
+            "payload": self.payload,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "enabled": self.enabled,
+            "misfire": self.misfire,
+            "misfire_cap": self.misfire_cap,
+        }
+
+
+def load_schedules(path: Path | str) -> list[ScheduleDef]:
+    """Read and validate a schedules file: every error names the file, line and schedule."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror or e}") from None
+    return parse_schedules(text, str(path))
+
+
+def parse_schedules(text: str, source: str = "<schedules>") -> list[ScheduleDef]:
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise UsageError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    if root is None:
+        return []
+    items_node = root
+    if isinstance(root, yaml.MappingNode) and isinstance(data, dict):
+        extra = sorted(set(data) - {"schedules"})
+        if extra:
+            raise UsageError(f"{source}:{root.start_mark.line + 1}: unknown key {extra[0]!r}")
+        items_node = next(v for k, v in root.value if k.value == "schedules")
+        data = data.get("schedules") or []
+    if not isinstance(data, list) or not isinstance(items_node, yaml.SequenceNode):
+        raise UsageError(
+            f"{source}:{root.start_mark.line + 1}: expected a list of schedules "
+            "(or a 'schedules:' key holding one)"
+        )
+    out: list[ScheduleDef] = []
+    seen: dict[str, int] = {}
+    for node, item in zip(items_node.value, data, strict=True):
+        line = node.start_mark.line + 1
+        if not isinstance(item, dict):
+            raise UsageError(f"{source}:{line}: each schedule is a mapping with a name")
+        lines = {
+            k.value: (k.start_mark.line + 1, v.start_mark.line + 1)
+            for k, v in getattr(node, "value", [])
+            if isinstance(k, yaml.ScalarNode)
+        }
+        name = item.get("name")
+        label = f"schedule {name!r}" if isinstance(name, str) and name else "schedule"
+        sdef = _validate(item, lines, line, f"{source}:", label)
+        if sdef.name in seen:
+            raise UsageError(
+                f"{source}:{lines.get('name', (line,))[0]}: {label}: duplicate name "
+                f"(first defined on line {seen[sdef.name]})"
+            )
+        seen[sdef.name] = lines.get("name", (line,))[0]
+        out.append(sdef)
+    return out
+
+
+def _validate(
+    item: dict[str, Any], lines: dict[str, tuple[int, int]], line: int, src: str, label: str
+) -> ScheduleDef:
+    from pydantic import ValidationError as PydanticError
+
+    unknown = [k for k in item if k not in ScheduleDef.model_fields]
+    if unknown:
+        k = unknown[0]
+        raise UsageError(f"{src}{lines.get(str(k), (line,))[0]}: {label}: unknown key {k!r}")
+    if "task_type" not in item:
+        raise UsageError(f"{src}{line}: {label}: missing task_type")
+    if "name" not in item:
+        raise UsageError(f"{src}{line}: {label}: missing name")
+    try:
+        return ScheduleDef(**item)
+    except CronError as e:
+        at = lines.get("timezone" if "timezone" in str(e) else "cron", (line, line))[1]
+        raise UsageError(f"{src}{at}: {label}: {e}") from None
+    except PydanticError as e:
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, CronError):
+            msg = str(cause)
+            key = "timezone" if "timezone" in msg else ("cron" if item.get("cron") else "every")
+        at = lines.get(key, (line, line))[1]
+        prefix = f"{key}: " if key and key not in ("cron", "timezone") else ""
+        raise UsageError(f"{src}{at}: {label}: {prefix}{msg}") from None
+
+
+# -- syncing definitions into the table ----------------------------------------------------------
+
+
+@dataclass
+class ApplyReport:
+    added: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)  # name -> changed fields
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # in the table, not in the file, no --prune
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "kept": self.kept,
+        }
+
+
+def apply_schedules(
+    conn: psycopg.Connection,
+    defs: list[ScheduleDef],
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ApplyReport:
+    """Sync definitions into the table in one transaction; ``dry_run`` only reports."""
+    report = ApplyReport()
+    with translated(), conn.transaction():
+        Q.schedule_apply_lock.run(conn, {"ns": ADVISORY_NAMESPACE})
+        current = {r["name"]: r for r in _dicts(conn, Q.schedule_rows)}
+        db_now = _scalar(conn, Q.db_now, {"now": now})
+        for d in defs:
+            want = d.row()
+            have = current.get(d.name)
+            if have is None:
+                report.added.append(d.name)
+            else:
+                diff = [k for k, v in want.items() if have[k] != v]
+                if not diff:
+                    report.unchanged.append(d.name)
+                    continue
+                report.changed[d.name] = diff
+            if not dry_run:
+                params = dict(want, name=d.name, payload=Jsonb(d.payload))
+                params["next_tick"] = d.rule().next_after(db_now)
+                Q.schedule_upsert.run(conn, params)
+        extra = sorted(set(current) - {d.name for d in defs})
+        if prune:
+            report.removed = extra
+            if extra and not dry_run:
+                Q.schedule_delete.run(conn, {"names": extra})
+        else:
+            report.kept = extra
+    return report
+
+
+def list_schedules(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with translated():
+        return _dicts(conn, Q.schedule_rows)
+
+
+def pause_schedule(conn: psycopg.Connection, name: str) -> None:
+    with translated():
+        if Q.schedule_pause.run(conn, {"name": name}) is None:
+            raise NotFound(f"no schedule named {name!r}")
+
+
+def resume_schedule(conn: psycopg.Connection, name: str, now: datetime | None = None) -> None:
+    with translated(), conn.transaction():
+        row = _dict(conn, Q.schedule_by_name, {"name": name})
+        if row is None:
+            raise NotFound(f"no schedule named {name!r}")
+        try:
+            nxt = _rule(row).next_after(_scalar(conn, Q.db_now, {"now": now}))
+        except CronError as e:
+            raise UsageError(f"schedule {name!r}: {e}") from None
+        Q.schedule_resume.run(conn, {"name": name, "next_tick": nxt})
+
+
+# -- ticking -------------------------------------------------------------------------------------
+
+
+def plan_ticks(
+    rule: TickRule, next_tick: datetime | None, now: datetime, misfire: str, cap: int
+) -> tuple[list[datetime], datetime]:
+    """(ticks to fire now, the schedule's new next_tick) for a schedule due at ``next_tick``."""
+    new_next = rule.next_after(now)
+    if next_tick is None or next_tick > now:
+        return [], new_next if next_tick is None else next_tick
+    latest = rule.prev_at_or_before(now)
+    if latest < next_tick:  # next_tick was off the rule's grid (edited by hand): fire it
+        latest = next_tick
+    if misfire == "all":
+        return rule.latest(next_tick, now, cap) or [latest], new_next
+    if misfire == "skip" and now - latest > MISFIRE_GRACE:
+        return [], new_next
+    return [latest], new_next
+
+
+class Scheduler:
+    """Ticks every enabled schedule in the database; run as many as you like.
+
+    ``clock``: a callable returning an aware datetime, for tests; default: the database's
+    clock (so schedulers on hosts with skewed clocks agree)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        path: Path | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.settings = settings or Settings()
+        self.clock = clock
+        self.defs = load_schedules(path) if path is not None else None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+        self._bad: set[int] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Scheduler:
+        """Apply the file (if any, without pruning) and tick in a background thread."""
+        if self.defs is not None:
+            self.apply()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="pgsched-scheduler")
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            self._thread = None
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def apply(self) -> ApplyReport:
+        with connect(self.dsn, timeout=self.settings.connect_timeout) as c:
+            return apply_schedules(c, self.defs or [], now=self._now())
+
+    def run(self) -> None:
+        """Tick until stop(): sleep until the earliest next tick (at most MAX_SLEEP seconds),
+        woken early by a changed definition (NOTIFY pgsched_schedules)."""
+        listener: psycopg.Connection | None = None
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if listener is None or listener.closed:
+                    listener = connect(self.dsn, timeout=self.settings.connect_timeout)
+                    Q.schedule_listen.run(listener)
+                self.tick_once()
+                delay = self._delay()
+                backoff = 0.5
+            except Exception as e:  # keep ticking through a lost connection
+                log.warning("scheduler_error", error=str(e).splitlines()[0] if str(e) else repr(e))
+                self.close()
+                if listener is not None:
+                    listener.close()
+                    listener = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_SLEEP)
+                continue
+            self._wait(listener, delay)
+        if listener is not None:
+            listener.close()
+        self.close()
+
+    def _wait(self, listener: psycopg.Connection, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if any(True for _ in listener.notifies(timeout=min(left, 0.25), stop_after=1)):
+                # Drain the burst (an apply of many schedules), then look.
+                for _ in listener.notifies(timeout=0.01):
+                    pass
+                return
+
+    def _delay(self) -> float:
+        row = _dict(self._connection(), Q.schedule_next_wake, {"now": self._now()})
+        cap = min(MAX_SLEEP, self.settings.poll_interval)
+        if row is None or row["next_tick"] is None:
+            return cap
+        seconds = (row["next_tick"] - row["now"]).total_seconds()
+        # Already due (another scheduler is advancing it, or its row is invalid): look again
+        # soon without spinning.
+        return cap if seconds >= cap else max(seconds, 0.2 if seconds <= 0 else 0.0)
+
+    def _now(self) -> datetime | None:
+        return self.clock() if self.clock is not None else None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, timeout=self.settings.connect_timeout)
+        return self._conn
+
+    # -- one look --------------------------------------------------------------------------
+
+    def tick_once(self, now: datetime | None = None) -> int:
+        """Fire every due tick (per each schedule's misfire policy); returns tasks created."""
+        conn = self._connection()
+        now = now if now is not None else self._now()
+        created = 0
+        with translated():
+            for row in _dicts(conn, Q.schedules_due, {"now": now}):
+                try:
+                    rule = _rule(row)
+                except CronError as e:
+                    if row["id"] not in self._bad:
+                        log.warning("schedule_invalid", schedule=row["name"], error=str(e))
+                        self._bad.add(row["id"])
+                    continue
+                ticks, new_next = plan_ticks(
+                    rule, row["next_tick"], row["now"], row["misfire"], row["misfire_cap"]
+                )
+                res = _dict(
+                    conn,
+                    Q.schedule_fire,
+                    {
+                        "id": row["id"],
+                        "expected": row["next_tick"],
+                        "next_tick": new_next,
+                        "ticks": ticks,
+                        "now": now,
+                    },
+                )
+                if res and res["created"]:
+                    created += res["created"]
+                    log.info(
+                        "schedule_fired",
+                        schedule=row["name"],
+                        ticks=[t.isoformat() for t in ticks],
+                        created=res["created"],
+                    )
+        return created
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _rule(row: dict[str, Any]) -> TickRule:
+    return TickRule(cron=row["cron"], every=row["every"], timezone=row["timezone"] or "UTC")
+
+
+def _dicts(conn: psycopg.Connection, q: Any, params: Any = None) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return q.run(cur, params)
+
+
+def _dict(conn: psycopg.Connection, q: Any, params: Any = None) -> dict[str, Any] | None:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return q.run(cur, params)
+
+
+def _scalar(conn: psycopg.Connection, q: Any, params: Any = None) -> Any:
+    from psycopg.rows import tuple_row
+
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return q.run(cur, params)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
