@@ -1,0 +1,365 @@
+"""`pgsched demo` (what `make demo` runs): the whole system on one machine, live.
+
+Starts the embedded local server (unless a DSN is configured), migrates, starts two worker
+processes, feeds them a stream of sample tasks from a producer thread (quick and slow `dummy`
+tasks, some that fail until they reach the dead letter, `noop`s, and `http` calls to a closed
+local port), and shows `pgsched top` until Ctrl-C or ``--duration``. Then it stops the producer,
+sends SIGTERM to the workers (they finish or hand back their tasks), stops the server if it
+started it, and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.text import Text
+
+from pgsched.cli.app import app
+from pgsched.cli.common import console, err_console, exits_on_error, state
+from pgsched.durations import format_duration, parse_duration
+from pgsched.errors import PgschedError, UsageError
+
+WORKERS = (("demo-1", 4), ("demo-2", 4))
+WORKER_GRACE = 5.0  # seconds a stopping demo worker lets running tasks finish
+STOP_TIMEOUT = 20.0  # then SIGKILL: the reaper recovers what a killed worker held
+
+
+def worker_command() -> list[str]:
+    """How to run `pgsched`: the script next to this interpreter, else the module."""
+    script = Path(sys.executable).parent / "pgsched"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from pgsched.cli.app import main; main()"]
+
+
+def worker_available() -> bool:
+    return importlib.util.find_spec("pgsched.cli.worker") is not None
+
+
+def schedules_file() -> Path | None:
+    """examples/schedules.yaml in the working directory or the source checkout, if present."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        f = base / "examples" / "schedules.yaml"
+        if f.is_file():
+            return f
+    return None
+
+
+def _die_with_parent() -> None:  # in the child: a killed demo takes its workers with it
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+# -- the sample workload ---------------------------------------------------------------------------
+
+
+def sample_task(rng: random.Random) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """One task of the demo's mix: (type, payload, submit options)."""
+    r = rng.random()
+    quick_retry = {"backoff_base": timedelta(seconds=1), "backoff_cap": timedelta(seconds=3)}
+    if r < 0.60:
+        return "dummy", {"sleepDurationMs": rng.randint(100, 2000)}, {"priority": rng.randint(0, 5)}
+    if r < 0.70:  # fails every attempt: retries, then lands in the dead letter
+        return (
+            "dummy",
+            {"sleepDurationMs": rng.randint(100, 500), "shouldFail": True},
+            {"max_attempts": 2, **quick_retry},
+        )
+    if r < 0.80:  # slow, low priority
+        return "dummy", {"sleepDurationMs": rng.randint(3000, 6000)}, {"priority": -5}
+    if r < 0.95:
+        return "noop", {}, {"priority": 10}
+    # Port 9 (discard) on localhost: refused at once, no network involved.
+    return (
+        "http",
+        {"url": "http://127.0.0.1:9/demo", "method": "GET"},
+        {"max_attempts": 2, **quick_retry},
+    )
+
+
+class Producer(threading.Thread):
+    """Submits about ``rate`` tasks a second, with an occasional burst, until stopped."""
+
+    def __init__(self, dsn: str, rate: float, seed: int | None = None) -> None:
+        super().__init__(name="pgsched-demo-producer", daemon=True)
+        self.dsn = dsn
+        self.rate = rate
+        self.stop = threading.Event()
+        self.ids: list[int] = []
+        self.errors: list[str] = []
+        self.rng = random.Random(seed)
+
+    def run(self) -> None:
+        from pgsched.client import Client
+
+        with Client(self.dsn) as client:
+            while not self.stop.is_set():
+                burst = 15 if self.rng.random() < 0.03 else 1
+                try:
+                    for _ in range(burst):
+                        task_type, payload, options = sample_task(self.rng)
+                        self.ids.append(client.submit(task_type, payload, **options))
+                except PgschedError as e:
+                    self.errors.append(str(e))
+                    self.stop.wait(1.0)
+                self.stop.wait(self.rng.expovariate(self.rate))
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, dsn: str, home: Path, rate: float) -> None:
+        self.dsn = dsn
+        self.home = home
+        self.producer = Producer(dsn, rate)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self.started = time.monotonic()
+
+    def start_workers(self) -> None:
+        env = {
+            **os.environ,
+            "PGSCHED_DSN": self.dsn,
+            "PGSCHED_GRACE": str(WORKER_GRACE),
+            "PGSCHED_HOME": str(self.home),
+        }
+        env.pop("DATABASE_URL", None)
+        schedules = schedules_file()
+        self.home.mkdir(parents=True, exist_ok=True)
+        for i, (name, concurrency) in enumerate(WORKERS):
+            cmd = [*worker_command(), "worker", "--name", name, "--concurrency", str(concurrency)]
+            if i == 0 and schedules is not None:
+                cmd += ["--schedules", str(schedules)]
+            log = self.home / f"{name}.log"
+            with open(log, "ab") as out:
+                self.procs[name] = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    # Own session: the terminal's Ctrl-C reaches the demo only, which then
+                    # stops the workers with SIGTERM in order.
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            self.logs[name] = log
+
+    def check_workers(self) -> None:
+        """Fail in one line if every worker has exited (e.g. refused its options)."""
+        if not self.procs or any(p.poll() is None for p in self.procs.values()):
+            return
+        name, proc = next(iter(self.procs.items()))
+        raise PgschedError(
+            f"worker {name} exited with code {proc.returncode}: {self.last_log_line(name)}"
+        )
+
+    def last_log_line(self, name: str) -> str:
+        try:
+            lines = self.logs[name].read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1][:200] if lines else "(empty log)"
+
+    def stop_workers(self) -> dict[str, int | None]:
+        for p in self.procs.values():
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        codes: dict[str, int | None] = {}
+        for name, p in self.procs.items():
+            try:
+                codes[name] = p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[name] = p.wait()
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                for q in self.procs.values():
+                    if q.poll() is None:
+                        q.kill()
+                        q.wait()
+                raise
+        return codes
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def status_line(self, s: dict[str, Any]) -> str:
+        totals: Counter[str] = Counter()
+        for c in s["queues"].values():
+            totals.update(c)
+        parts = [f"{st} {totals[st]}" for st in ("pending", "running", "retrying") if totals[st]]
+        parts += [f"{st} {totals[st]}" for st in ("succeeded", "failed") if totals[st]]
+        workers = " ".join(
+            f"{w['name']} {w['status']} {w['current_task_count']}/{w['max_task_capacity']}"
+            for w in s["workers"]
+        )
+        tp = s["throughput"]
+        return (
+            f"[{format_duration(self.elapsed())}] submitted {len(self.producer.ids)} · "
+            + (", ".join(parts) or "no tasks")
+            + f" · {tp['per_s_10s']:.1f}/s · dead letter {s['dead_letter']}"
+            + f" · workers: {workers or 'none yet'}"
+        )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM to the demo ends it like Ctrl-C (CI, `timeout`, process managers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@app.command("demo")
+@exits_on_error
+def demo_cmd(
+    duration: str = typer.Option(
+        None, "--duration", help="Stop by itself after this long: 30, 30s, 2m (default: Ctrl-C)."
+    ),
+    no_top: bool = typer.Option(
+        False, "--no-top", help="Print a status line every few seconds instead of the live view."
+    ),
+    rate: float = typer.Option(4.0, "--rate", help="Tasks submitted per second, on average."),
+) -> None:
+    """Run the embedded server, two workers, a task producer and the live view."""
+    if not worker_available():
+        raise PgschedError("the worker command is not installed (pgsched.cli.worker is missing)")
+    if not 0.1 <= rate <= 1000:
+        raise UsageError("--rate: must be between 0.1 and 1000 tasks per second")
+    seconds = parse_duration(duration, "--duration").total_seconds() if duration else None
+    if seconds is not None and seconds <= 0:
+        raise UsageError("--duration: must be positive")
+
+    from pgsched import migrate
+    from pgsched.db import describe
+    from pgsched.server import Cluster
+
+    settings = state.settings
+    cluster: Cluster | None = None
+    started_server = False
+    if settings.dsn:
+        dsn = settings.dsn
+        console.print(f"using the configured database at {describe(dsn)}", highlight=False)
+    else:
+        cluster = Cluster(settings.home)
+        started_server = not cluster.running()
+        console.print(f"starting the embedded PostgreSQL in {cluster.home} …", highlight=False)
+        dsn = cluster.start()
+        console.print(f"PostgreSQL at {dsn}", highlight=False)
+
+    demo: Demo | None = None
+    summary = None
+    try:
+        migrate.upgrade(dsn)
+        demo = Demo(dsn, Path(settings.home).absolute(), rate)
+        demo.start_workers()
+        console.print(
+            "workers: "
+            + ", ".join(f"{n} (pid {p.pid}, log {demo.logs[n]})" for n, p in demo.procs.items()),
+            highlight=False,
+        )
+        demo.producer.start()
+        until = time.monotonic() + seconds if seconds else None
+        with _sigterm_as_interrupt():
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the demo ends
+                _foreground(demo, dsn, until, no_top, settings.heartbeat_timeout)
+            console.print("stopping: producer, then workers (SIGTERM) …")
+            demo.producer.stop.set()
+            demo.producer.join(timeout=10)
+            codes = demo.stop_workers()
+        summary = _summary(demo, dsn, codes, started_server)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: workers killed; a restarted worker recovers their tasks")
+    finally:
+        if demo is not None:
+            demo.producer.stop.set()
+            for p in demo.procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        if cluster is not None and started_server:
+            with contextlib.suppress(PgschedError):
+                cluster.stop()
+    if summary:
+        console.print(summary, highlight=False)
+
+
+def _foreground(
+    demo: Demo, dsn: str, until: float | None, no_top: bool, heartbeat_timeout: float
+) -> None:
+    from pgsched.cli import top
+    from pgsched.db import connect, translated
+
+    with translated(), connect(dsn) as conn:
+        if not no_top:
+            stop = threading.Event()
+
+            def extra() -> Text:
+                demo.check_workers()
+                return Text(
+                    f"demo: {len(demo.producer.ids)} tasks submitted in "
+                    f"{format_duration(demo.elapsed())} · worker logs in {demo.home}",
+                    style="dim",
+                )
+
+            top.run(
+                conn,
+                title="pgsched demo",
+                heartbeat_timeout=heartbeat_timeout,
+                until=until,
+                stop=stop,
+                extra=extra,
+            )
+            return
+        while until is None or time.monotonic() < until:
+            demo.check_workers()
+            console.print(demo.status_line(top.snapshot(conn, failures=0)), highlight=False)
+            wait = 2.0 if until is None else max(0.0, min(2.0, until - time.monotonic()))
+            time.sleep(wait)
+            if wait == 0:
+                break
+
+
+def _summary(demo: Demo, dsn: str, codes: dict[str, int | None], started_server: bool) -> str:
+    from pgsched.db import connect, translated
+    from pgsched.sql import Q
+
+    with translated(), connect(dsn) as conn:
+        by_status = {
+            r["status"]: r["n"] for r in Q.tasks_by_status_of.run(conn, {"ids": demo.producer.ids})
+        }
+    order = ("succeeded", "failed", "retrying", "pending", "running", "cancelled", "blocked")
+    outcome = ", ".join(f"{by_status[s]} {s}" for s in order if by_status.get(s)) or "none ran"
+    clean = all(c == 0 for c in codes.values())
+    workers = "workers stopped cleanly" if clean else f"worker exit codes {codes}"
+    return (
+        f"demo: {len(demo.producer.ids)} tasks submitted in {format_duration(demo.elapsed())}: "
+        f"{outcome}; {workers}" + ("; server stopped" if started_server else "")
+    )
