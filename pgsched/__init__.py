@@ -1,0 +1,17 @@
+"""pgsched: a distributed task scheduler where PostgreSQL is the only moving part."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pgsched")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+
+def __getattr__(name: str):
+    # Lazy: `import pgsched` stays cheap for the CLI; `from pgsched import Client` works.
+    if name == "Client":
+        from pgsched.client import Client
+
+        return Client
+    raise AttributeError(f"module 'pgsched' has no attribute {name!r}")

@@ -19,6 +19,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from pgsched import __version__
+
+        print(f"pgsched {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     dsn: str = typer.Option(
@@ -30,6 +38,8 @@ def _global(
     config: Path = typer.Option(None, "--config", help="Config file (pgsched.toml / .yaml)."),
     profile: str = typer.Option(None, "--profile", help="Named profile in the config file."),
     home: Path = typer.Option(None, "--home", help="Embedded server directory [./.pgsched]."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                 is_eager=True, callback=_print_version),
 ) -> None:
     state.overrides.update({"dsn": dsn, "home": home})
     state.config_file = str(config) if config else None
@@ -46,9 +56,21 @@ def main() -> None:
 
     _register()
     try:
-        app()  # click handles usage errors itself: one line, exit 2
+        rv = app(standalone_mode=False)
     except PgschedError as e:
         err_console.print(f"error: {e}", markup=False)
         sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.TyperException as e:  # click's usage errors: one line, exit 2
+        if type(e).__name__ == "NoArgsIsHelpError" or not hasattr(e, "format_message"):
+            e.show()  # type: ignore[attr-defined]
+        else:
+            ctx = getattr(e, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            err_console.print(f"error: {where}{e.format_message()}", markup=False)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)

@@ -43,7 +43,9 @@ class Query:
             return cur.fetchone()
         if self.kind == "scalar":
             row = cur.fetchone()
-            return None if row is None else row[0]
+            if row is None:
+                return None
+            return next(iter(row.values())) if isinstance(row, dict) else row[0]
         if self.kind == "rowcount":
             return cur.rowcount
         return None
