@@ -1,4 +1,6 @@
 -- Reverts 0001_initial.sql. The schema itself stays: it holds alembic's version table.
+DROP TRIGGER IF EXISTS tasks_notify_cancel ON pgsched.tasks;
+DROP FUNCTION IF EXISTS pgsched.notify_cancel_requested();
 DROP TRIGGER IF EXISTS tasks_notify_insert ON pgsched.tasks;
 DROP FUNCTION IF EXISTS pgsched.notify_task_inserted();
 DROP FUNCTION IF EXISTS pgsched.submit(text, jsonb, text, integer, timestamptz, integer, interval, text);

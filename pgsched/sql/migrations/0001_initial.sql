@@ -206,3 +206,19 @@ CREATE TRIGGER tasks_notify_insert
     AFTER INSERT ON pgsched.tasks
     FOR EACH ROW WHEN (NEW.status IN ('pending', 'retrying'))
     EXECUTE FUNCTION pgsched.notify_task_inserted();
+
+-- Cancel of a running task: wake its worker at once (channel 'pgsched_control', payload
+-- 'cancel:<worker name>'); the worker reads its cancel requests and stops those tasks.
+CREATE FUNCTION pgsched.notify_cancel_requested() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('pgsched_control', 'cancel:' || coalesce(NEW.assigned_worker, ''));
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER tasks_notify_cancel
+    AFTER UPDATE OF cancel_requested ON pgsched.tasks
+    FOR EACH ROW WHEN (NEW.cancel_requested AND NOT OLD.cancel_requested
+                       AND NEW.status = 'running')
+    EXECUTE FUNCTION pgsched.notify_cancel_requested();

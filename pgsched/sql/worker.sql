@@ -1,0 +1,289 @@
+-- The worker: registration, heartbeats, claiming, completion, recovery (pgsched/worker/).
+-- Every time-dependent statement takes %(now)s: NULL means the server's clock, a value lets
+-- tests move time without sleeping.
+
+-- name: register_worker :one
+-- Find or create the row for this name and take its session-level liveness lock in the same
+-- statement, on the worker's direct (LISTEN) connection. locked = false: a live worker holds
+-- the name, and nothing was changed.
+WITH up AS (
+    INSERT INTO pgsched.workers AS w (name, host, pid, status)
+    VALUES (%(name)s::text, %(host)s::text, %(pid)s::int, 'stopped')
+    ON CONFLICT ON CONSTRAINT workers_name_unique DO UPDATE SET name = w.name
+    RETURNING w.id
+)
+SELECT id, pg_try_advisory_lock(%(ns)s::int, id) AS locked FROM up;
+
+-- name: activate_worker :exec
+UPDATE pgsched.workers
+SET host = %(host)s::text, pid = %(pid)s::int, status = 'active', queues = %(queues)s::text[],
+    task_types = %(task_types)s::text[], max_task_capacity = %(capacity)s::int,
+    current_task_count = 0, cpu_usage = 0, memory_usage = 0,
+    last_heartbeat = coalesce(%(now)s::timestamptz, now()),
+    started_at = coalesce(%(now)s::timestamptz, now()), stopped_at = NULL
+WHERE id = %(id)s::int;
+
+-- name: heartbeat :one
+-- A worker that was declared dead while it hung (SIGSTOP) comes back as active: its tasks were
+-- already handed back, and its late completions are refused by the version check.
+UPDATE pgsched.workers w
+SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s::real,
+    memory_usage = %(memory)s::real, current_task_count = %(running)s::int,
+    max_task_capacity = %(capacity)s::int,
+    status = CASE WHEN w.status = 'dead' THEN 'active' ELSE w.status END,
+    stopped_at = CASE WHEN w.status = 'dead' THEN NULL ELSE w.stopped_at END
+WHERE w.id = %(id)s::int
+RETURNING w.status,
+    (SELECT count(*) FROM pgsched.workers p
+     WHERE p.status IN ('active', 'paused', 'draining')) AS live_workers;
+
+-- name: set_worker_status :exec
+UPDATE pgsched.workers
+SET status = %(status)s::text,
+    stopped_at = CASE WHEN %(status)s::text = 'stopped'
+                      THEN coalesce(%(now)s::timestamptz, now()) END,
+    current_task_count = CASE WHEN %(status)s::text = 'stopped' THEN 0
+                              ELSE current_task_count END
+WHERE id = %(id)s::int;
+
+-- name: worker_status :scalar
+SELECT status FROM pgsched.workers WHERE id = %(id)s::int;
+
+-- name: unlock_worker :exec
+SELECT pg_advisory_unlock(%(ns)s::int, %(id)s::int);
+
+-- name: try_waker_lock :scalar
+-- The "waker" role (anti-stampede): one idle worker per (queues, types) signature holds it and
+-- is the only one that claims on a queue notification. Non-blocking; session level, held on
+-- the direct connection so it dies with the process.
+SELECT pg_try_advisory_lock(%(ns)s::int, hashtext(%(signature)s::text));
+
+-- name: release_waker_lock :scalar
+SELECT pg_advisory_unlock(%(ns)s::int, hashtext(%(signature)s::text));
+
+-- name: notify_queue :exec
+SELECT pg_notify('pgsched', %(payload)s::text);
+
+-- name: claim_tasks :many
+-- One statement, batch-sized. Shape chosen from ../shared/notes/claim-path.md: `id =
+-- ANY(ARRAY(SELECT ... LIMIT k FOR UPDATE SKIP LOCKED))` keeps the locked sub-select a fence
+-- (the UPDATE ... FROM (CTE) form flipped to a hash join over a seq scan at 500+ per batch).
+--   me:    this worker's load (from its last heartbeat) relative to its ceilings.
+--   best:  headroom of the least-loaded live worker sharing a queue and having free slots.
+--   lim:   free slots x (my headroom / best headroom), at least 1 while I have headroom;
+--          0 when paused or above a ceiling; plain free slots when weighting is off.
+-- Same formula whoever claims: it reads only the workers rows.
+WITH me AS (
+    SELECT w.status,
+           1 - greatest(w.cpu_usage / %(cpu_ceiling)s::real,
+                        w.memory_usage / %(memory_ceiling)s::real) AS headroom
+    FROM pgsched.workers w WHERE w.name = %(worker)s::text
+), best AS (
+    SELECT max(1 - greatest(p.cpu_usage / %(cpu_ceiling)s::real,
+                            p.memory_usage / %(memory_ceiling)s::real)) AS headroom
+    FROM pgsched.workers p
+    WHERE p.status = 'active' AND p.queues && %(queues)s::text[]
+      AND p.current_task_count < p.max_task_capacity
+      AND p.last_heartbeat > coalesce(%(now)s::timestamptz, now())
+                             - make_interval(secs => %(heartbeat_timeout)s::float8)
+), lim AS (
+    SELECT CASE
+        WHEN me.status IS DISTINCT FROM 'active' THEN 0
+        WHEN NOT %(weighted)s::boolean THEN %(slots)s::int
+        WHEN me.headroom <= 0 THEN 0
+        ELSE greatest(1, floor(%(slots)s::int * me.headroom
+                               / greatest(coalesce(best.headroom, me.headroom), me.headroom)))
+        END::int AS k
+    FROM me LEFT JOIN best ON true
+)
+UPDATE pgsched.tasks t
+SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
+    assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
+    finished_at = NULL
+WHERE t.id = ANY(ARRAY(
+    SELECT c.id FROM pgsched.tasks c
+    WHERE c.status IN ('pending', 'retrying')
+      AND c.queue = ANY(%(queues)s::text[])
+      AND c.task_type = ANY(%(task_types)s::text[])
+      AND c.run_at <= coalesce(%(now)s::timestamptz, now())
+      AND c.attempts < c.max_attempts
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT (SELECT k FROM lim)
+    FOR UPDATE SKIP LOCKED))
+RETURNING t.id, t.queue, t.task_type, t.payload, t.priority, t.attempts, t.max_attempts,
+    extract(epoch FROM t.timeout)::float8 AS timeout_s,
+    extract(epoch FROM t.backoff_base)::float8 AS backoff_base_s,
+    extract(epoch FROM t.backoff_cap)::float8 AS backoff_cap_s,
+    t.version, t.checkpoint, t.workflow_id, t.cancel_requested, t.started_at;
+
+-- name: next_due_in :scalar
+-- After a claim that found less than it asked for: in how many seconds does the next task this
+-- worker could run become due (by the database's clock)? The waker sleeps until then (or a
+-- notification) instead of polling. NULL: nothing is waiting.
+SELECT extract(epoch FROM min(c.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+FROM pgsched.tasks c
+WHERE c.status IN ('pending', 'retrying')
+  AND c.queue = ANY(%(queues)s::text[])
+  AND c.task_type = ANY(%(task_types)s::text[])
+  AND c.run_at > coalesce(%(now)s::timestamptz, now())
+  AND c.attempts < c.max_attempts;
+
+-- name: complete_tasks :many
+-- Batched, version-guarded acknowledgement of N tasks from parallel arrays. Joins on id +
+-- version only: every state change bumps version, so a match implies still running and same
+-- owner (extra status/owner predicates made the planner pick a 500x500 nested loop, 40 ms per
+-- batch: claim-path.md). The attempt row is INSERTed here, once (the running task row is the
+-- in-flight attempt): ~26k/s against ~17k/s for insert-at-claim + update-at-completion.
+-- Returns only the rows it changed; the caller logs the others as rejected.
+WITH u AS (
+    SELECT * FROM unnest(
+        %(ids)s::bigint[], %(versions)s::bigint[], %(statuses)s::text[], %(outcomes)s::text[],
+        %(results)s::jsonb[], %(errors)s::text[], %(delays)s::float8[], %(durations)s::float8[]
+    ) AS u(id, version, status, outcome, result, error, delay, duration_ms)
+), done AS (
+    UPDATE pgsched.tasks t
+    SET status = u.status,
+        result = coalesce(u.result, t.result),
+        last_error = coalesce(u.error, t.last_error),
+        progress = CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END,
+        run_at = CASE WHEN u.status = 'retrying'
+                      THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => u.delay)
+                      ELSE t.run_at END,
+        finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')
+                           THEN coalesce(%(now)s::timestamptz, now()) END,
+        assigned_worker = CASE WHEN u.status = 'retrying' THEN NULL
+                               ELSE t.assigned_worker END,
+        version = t.version + 1
+    FROM u
+    WHERE t.id = u.id AND t.version = u.version
+    RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
+              t.last_error, u.outcome, u.duration_ms, u.error
+), ex AS (
+    INSERT INTO pgsched.task_executions
+        (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
+    SELECT id, attempts, %(worker)s::text, started_at, coalesce(%(now)s::timestamptz, now()),
+           outcome, duration_ms, error
+    FROM done
+    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING
+), dl AS (
+    INSERT INTO pgsched.dead_letter
+        (task_id, queue, task_type, payload, attempts, last_error, failed_at)
+    SELECT id, queue, task_type, payload, attempts, last_error,
+           coalesce(%(now)s::timestamptz, now())
+    FROM done WHERE status = 'failed'
+    ON CONFLICT ON CONSTRAINT dead_letter_task_unique DO UPDATE
+    SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+        failed_at = EXCLUDED.failed_at, payload = EXCLUDED.payload
+)
+SELECT id, status, attempts FROM done;
+
+-- name: release_tasks :many
+-- Graceful shutdown: hand running tasks back without spending an attempt.
+UPDATE pgsched.tasks t
+SET status = 'pending', attempts = greatest(t.attempts - 1, 0), version = t.version + 1,
+    assigned_worker = NULL, started_at = NULL
+FROM unnest(%(ids)s::bigint[], %(versions)s::bigint[]) AS u(id, version)
+WHERE t.id = u.id AND t.version = u.version
+RETURNING t.id;
+
+-- name: cancel_requests :many
+-- This worker's running tasks that `pgsched cancel` asked to stop, with their new version.
+SELECT id, version FROM pgsched.tasks
+WHERE status = 'running' AND assigned_worker = %(worker)s::text AND cancel_requested;
+
+-- name: task_progress :rowcount
+-- Progress and checkpoint of a running attempt. Not a state change: version stays, so the
+-- attempt's completion still matches.
+UPDATE pgsched.tasks
+SET progress = coalesce(%(progress)s::real, progress),
+    checkpoint = CASE WHEN %(set_checkpoint)s::boolean THEN %(checkpoint)s::jsonb
+                      ELSE checkpoint END
+WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
+
+-- name: reap_dead_workers :many
+-- Recovery, run by any worker, one at a time (transaction-level advisory lock in the same
+-- statement, so it also works through a pooler). A worker is dead when its session-level
+-- liveness lock (ns, workers.id) is no longer held in this database (kill -9, lost session)
+-- or its heartbeat is older than heartbeat_timeout (hung, SIGSTOP). Its running tasks, and
+-- any running task whose owner is not a live worker, go back to retrying (failed + dead letter
+-- when attempts are exhausted) with a `lost` attempt row.
+WITH gate AS (
+    SELECT pg_try_advisory_xact_lock(%(reaper_ns)s::int, 0) AS ok
+), dead AS (
+    UPDATE pgsched.workers w
+    SET status = 'dead', stopped_at = coalesce(%(now)s::timestamptz, now()),
+        current_task_count = 0
+    WHERE (SELECT ok FROM gate)
+      AND w.status IN ('active', 'paused', 'draining')
+      AND (w.last_heartbeat < coalesce(%(now)s::timestamptz, now())
+                              - make_interval(secs => %(heartbeat_timeout)s::float8)
+           OR NOT EXISTS (
+               SELECT 1 FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                 AND l.database = (SELECT d.oid FROM pg_database d
+                                   WHERE d.datname = current_database())
+                 AND l.classid = %(ns)s::int::oid AND l.objid = w.id::oid))
+    RETURNING w.name
+), orphan AS (
+    SELECT o.id, o.assigned_worker AS owner FROM pgsched.tasks o
+    WHERE (SELECT ok FROM gate)
+      AND o.status = 'running'
+      AND (o.assigned_worker IN (SELECT name FROM dead)
+           OR NOT EXISTS (SELECT 1 FROM pgsched.workers w
+                          WHERE w.name = o.assigned_worker
+                            AND w.status IN ('active', 'paused', 'draining')))
+), lost AS (
+    UPDATE pgsched.tasks t
+    SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'retrying' END,
+        run_at = coalesce(%(now)s::timestamptz, now()),
+        finished_at = CASE WHEN t.attempts >= t.max_attempts
+                           THEN coalesce(%(now)s::timestamptz, now()) END,
+        last_error = 'worker ' || coalesce(o.owner, '?') || ' was lost',
+        assigned_worker = NULL,
+        version = t.version + 1
+    FROM orphan o
+    WHERE t.id = o.id AND t.status = 'running'
+    RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
+              t.last_error, t.run_at AS lost_at, o.owner
+), ex AS (
+    INSERT INTO pgsched.task_executions
+        (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
+    SELECT id, attempts, owner, started_at, lost_at,
+           'lost', extract(epoch FROM lost_at - started_at) * 1000, last_error
+    FROM lost
+    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING
+), dl AS (
+    INSERT INTO pgsched.dead_letter
+        (task_id, queue, task_type, payload, attempts, last_error, failed_at)
+    SELECT id, queue, task_type, payload, attempts, last_error, lost_at
+    FROM lost WHERE status = 'failed'
+    ON CONFLICT ON CONSTRAINT dead_letter_task_unique DO UPDATE
+    SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error
+)
+SELECT 'worker' AS kind, name, NULL::bigint AS task_id, NULL::text AS status FROM dead
+UNION ALL
+SELECT 'task', owner, id, status FROM lost;
+
+-- name: prune_finished :rowcount
+-- Retention: finished tasks older than the retention period, in bounded batches (the hot
+-- table stays small), with their attempt rows.
+WITH gone AS (
+    DELETE FROM pgsched.tasks t
+    WHERE t.id IN (
+        SELECT f.id FROM pgsched.tasks f
+        WHERE f.status IN ('succeeded', 'failed', 'cancelled')
+          AND f.finished_at < coalesce(%(now)s::timestamptz, now())
+                              - make_interval(secs => %(retention)s::float8)
+        ORDER BY f.finished_at
+        LIMIT %(limit)s::int)
+    RETURNING t.id
+), ex AS (
+    DELETE FROM pgsched.task_executions e WHERE e.task_id IN (SELECT id FROM gone)
+)
+SELECT id FROM gone;
+
+-- name: owned_running :many
+-- After a lost claim connection: running tasks this worker owns (a claim may have committed
+-- without its answer arriving); the ones it does not know are handed back.
+SELECT id, version FROM pgsched.tasks
+WHERE status = 'running' AND assigned_worker = %(worker)s::text;

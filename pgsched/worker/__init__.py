@@ -1,0 +1,5 @@
+"""The worker engine: ``Worker(dsn, settings, name=..., queues=..., concurrency=...)``."""
+
+from pgsched.worker.runner import Worker
+
+__all__ = ["Worker"]

@@ -1,0 +1,247 @@
+"""Claiming and acknowledging tasks: the two statements of the hot path, and the completer
+thread that batches acknowledgements on a second connection.
+
+Why two connections: the claim of batch N+1 then overlaps the completion of batch N. Measured
+in ../shared/notes/claim-path.md: ~50-60k tasks/s overlapped against ~31k/s for the same
+statements taking turns on one connection (psycopg pipeline mode on one connection: +0-20%).
+Blocking psycopg on threads rather than asyncio: ~31k against ~26k/s (same notes).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pgsched.sql import Q
+
+
+def claim(
+    conn: psycopg.Connection,
+    *,
+    worker: str,
+    queues: list[str],
+    task_types: list[str],
+    slots: int,
+    weighted: bool,
+    cpu_ceiling: float,
+    memory_ceiling: float,
+    heartbeat_timeout: float,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    return Q.claim_tasks.run(
+        conn,
+        {
+            "worker": worker,
+            "queues": queues,
+            "task_types": task_types,
+            "slots": slots,
+            "weighted": weighted,
+            "cpu_ceiling": cpu_ceiling,
+            "memory_ceiling": memory_ceiling,
+            "heartbeat_timeout": heartbeat_timeout,
+            "now": now,
+        },
+    )
+
+
+def next_due_in(
+    conn: psycopg.Connection,
+    *,
+    queues: list[str],
+    task_types: list[str],
+    now: datetime | None = None,
+) -> float | None:
+    row = Q.next_due_in.run(
+        conn, {"queues": queues, "task_types": task_types, "now": now}, prepare=False
+    )
+    return row
+
+
+@dataclass(slots=True)
+class Completion:
+    """One finished attempt, as the completion statement takes it."""
+
+    id: int
+    version: int
+    status: str  # succeeded | retrying | failed | cancelled
+    outcome: str  # success | failure | timeout | cancelled
+    result: Any = None
+    error: str | None = None
+    delay: float = 0.0  # seconds until the retry (status retrying)
+    duration_ms: float = 0.0
+    queue: str = ""
+    task_type: str = ""
+    attempt: int = 0
+
+
+def complete(
+    conn: psycopg.Connection, worker: str, batch: list[Completion], now: datetime | None = None
+) -> set[int]:
+    """Write a batch in one statement; returns the ids it changed (the others were rejected:
+    their version moved on, so another owner or a cancel has them)."""
+    rows = Q.complete_tasks.run(
+        conn,
+        {
+            "worker": worker,
+            "now": now,
+            "ids": [c.id for c in batch],
+            "versions": [c.version for c in batch],
+            "statuses": [c.status for c in batch],
+            "outcomes": [c.outcome for c in batch],
+            "results": [None if c.result is None else Jsonb(c.result) for c in batch],
+            "errors": [c.error for c in batch],
+            "delays": [c.delay for c in batch],
+            "durations": [c.duration_ms for c in batch],
+        },
+    )
+    return {r["id"] if isinstance(r, dict) else r[0] for r in rows}
+
+
+def release(conn: psycopg.Connection, ids: list[int], versions: list[int]) -> list[int]:
+    """Hand running tasks back without spending an attempt (graceful shutdown)."""
+    rows = Q.release_tasks.run(conn, {"ids": ids, "versions": versions})
+    return [r["id"] if isinstance(r, dict) else r[0] for r in rows]
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds before retry number ``attempt`` (1-based): "equal jitter" exponential backoff,
+    uniform in [d/2, d] with d = min(cap, base * 2**(attempt-1)). Half the delay is kept so
+    retries never bunch at zero; the other half spreads a thundering herd."""
+    d = min(cap, base * (2 ** max(0, min(attempt - 1, 62))))
+    r = (rng or random).random()
+    return d / 2 + r * d / 2
+
+
+class Completer:
+    """Collects finished attempts and writes them in batches on its own connection."""
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        worker: str,
+        on_done: Callable[[list[Completion], set[int]], None],
+        on_error: Callable[[BaseException], None],
+        max_batch: int = 1000,
+    ) -> None:
+        self._connect = connect
+        self._worker = worker
+        self._on_done = on_done
+        self._on_error = on_error
+        self._max_batch = max_batch
+        self._q: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
+        self._pending = 0  # submitted but not yet written
+        self._ids: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._conn: psycopg.Connection | None = None
+        self._thread = threading.Thread(target=self._run, name="pgsched-completer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        return self._pending
+
+    def put(self, c: Completion) -> None:
+        with self._lock:
+            self._pending += 1
+            self._ids[c.id] = self._ids.get(c.id, 0) + 1
+        self._q.put(c)
+
+    def is_pending(self, task_id: int) -> bool:
+        return task_id in self._ids
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is written."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def stop(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+
+    def connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._q.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            with self._idle:
+                self._pending -= len(batch)
+                for c in batch:
+                    left = self._ids.pop(c.id, 1) - 1
+                    if left:
+                        self._ids[c.id] = left
+                self._idle.notify_all()
+
+    def _write(self, batch: list[Completion]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                changed = complete(self.connection(), self._worker, batch)
+            except psycopg.OperationalError as e:
+                # Lost connection: retry on a new one. Safe to repeat: the version guard makes
+                # a second write of an applied batch change nothing.
+                self._on_error(e)
+                if self._conn is not None:
+                    self._conn.close()
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except Exception as e:  # e.g. a result jsonb cannot store: isolate the bad row
+                self._on_error(e)
+                if self._conn is not None and self._conn.broken:
+                    self._conn.close()
+                changed = self._write_one_by_one(batch)
+            self._on_done(batch, changed)
+            return
+
+    def _write_one_by_one(self, batch: list[Completion]) -> set[int]:
+        changed: set[int] = set()
+        for c in batch:
+            try:
+                changed |= complete(self.connection(), self._worker, [c])
+                continue
+            except Exception as e:  # psycopg.Error, or a result that cannot be JSON-dumped
+                if c.status == "succeeded":  # an unstorable result fails the attempt for good
+                    c.status, c.outcome, c.result = "failed", "failure", None
+                c.error = f"cannot store the outcome: {str(e).splitlines()[0]}"
+            try:
+                changed |= complete(self.connection(), self._worker, [c])
+            except Exception as e:
+                self._on_error(e)
+        return changed

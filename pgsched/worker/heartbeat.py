@@ -1,0 +1,83 @@
+"""The worker's row: registration with its liveness lock, heartbeats, status changes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from pgsched.db import ADVISORY_NAMESPACE
+from pgsched.errors import PgschedError
+from pgsched.sql import Q
+
+
+class WorkerNameTaken(PgschedError):
+    pass
+
+
+def register(
+    conn: psycopg.Connection,
+    name: str,
+    *,
+    queues: list[str],
+    task_types: list[str],
+    capacity: int,
+    now: datetime | None = None,
+) -> int:
+    """Upsert the worker row and take its session-level liveness lock on ``conn`` (a direct
+    session connection). Refuses a name that a live worker holds."""
+    host, pid = socket.gethostname(), os.getpid()
+    row = Q.register_worker.run(
+        conn, {"name": name, "host": host, "pid": pid, "ns": ADVISORY_NAMESPACE}
+    )
+    if not row["locked"]:
+        raise WorkerNameTaken(f"a live worker named {name!r} is already running")
+    Q.activate_worker.run(
+        conn,
+        {
+            "id": row["id"],
+            "host": host,
+            "pid": pid,
+            "queues": queues,
+            "task_types": task_types,
+            "capacity": capacity,
+            "now": now,
+        },
+    )
+    return int(row["id"])
+
+
+def beat(
+    conn: psycopg.Connection,
+    worker_id: int,
+    *,
+    cpu: float,
+    memory: float,
+    running: int,
+    capacity: int,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    return Q.heartbeat.run(
+        conn,
+        {
+            "id": worker_id,
+            "cpu": cpu,
+            "memory": memory,
+            "running": running,
+            "capacity": capacity,
+            "now": now,
+        },
+    )
+
+
+def set_status(
+    conn: psycopg.Connection, worker_id: int, status: str, now: datetime | None = None
+) -> None:
+    Q.set_worker_status.run(conn, {"id": worker_id, "status": status, "now": now})
+
+
+def unlock(conn: psycopg.Connection, worker_id: int) -> None:
+    Q.unlock_worker.run(conn, {"ns": ADVISORY_NAMESPACE, "id": worker_id})

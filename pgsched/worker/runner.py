@@ -1,0 +1,575 @@
+"""The Worker: ties claiming, execution, completion, heartbeats, wake-ups and recovery together.
+
+Threads and connections (3 per worker):
+- control thread, on the *direct* connection: holds the liveness lock (ADVISORY_NAMESPACE,
+  workers.id), LISTENs on ``pgsched`` and ``pgsched_control``, heartbeats, runs recovery, and
+  holds the waker lock. It waits in select() on the socket, so other threads may run short
+  statements on that connection under ``_direct_lock``.
+- claim thread, on the claim connection: claims batches, hands them to the executor.
+- completer thread, on the completion connection: writes finished attempts in batches, so the
+  claim of batch N+1 overlaps the completion of batch N.
+
+Anti-stampede: among idle workers with the same (queues, types), exactly one holds the
+non-blocking "waker" advisory lock; only it claims on a queue notification (the others ignore
+them, costing nothing). A worker that is not idle (its last claim was full) claims whenever it
+has free slots, without waiting for notifications. When the waker claims a full batch it is no
+longer idle: it releases the lock and NOTIFYs '!waker', so one idle worker (the first to get
+the lock) takes over and claims. One insert therefore makes at most ~2 workers claim. If the
+waker dies its lock goes with its session; the fallback poll of the idle workers elects a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql as psql
+
+from pgsched.config import Settings
+from pgsched.db import connect, direct_dsn
+from pgsched.registry import Registry, TaskContext, default_registry
+from pgsched.sql import Q
+from pgsched.worker import claim as claims
+from pgsched.worker import heartbeat, reaper
+from pgsched.worker.claim import Completer, Completion
+from pgsched.worker.executor import Executor, Job, RetryPolicy
+from pgsched.worker.load import LoadSampler
+
+EventHook = Callable[[str, dict[str, Any]], None]
+_TERMINAL_EVENTS = {
+    "succeeded": "task_succeeded",
+    "failed": "task_failed",
+    "cancelled": "task_cancelled",
+    "retrying": "task_retrying",
+}
+
+
+class Worker:
+    def __init__(
+        self,
+        dsn: str,
+        settings: Settings | None = None,
+        *,
+        name: str | None = None,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        allow_shell: bool = False,
+        registry: Registry | None = None,
+        weighted: bool = True,
+        burst: bool = False,
+        grace: float | None = None,
+        on_event: EventHook | None = None,
+        logger: Any = None,
+    ) -> None:
+        from pgsched.builtins import builtin_registry
+        from pgsched.logging import get_logger
+
+        self.settings = settings or Settings()
+        self.dsn = dsn
+        self.direct_dsn = direct_dsn(self.settings, dsn)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.queues = sorted(set(queues or [self.settings.queue]))
+        self.concurrency = concurrency or self.settings.concurrency
+        user = registry if registry is not None else default_registry
+        if not allow_shell:
+            user = user.without("shell")
+        self.registry = builtin_registry(allow_shell=allow_shell).merged(user)
+        self.task_types = self.registry.names()
+        self.weighted = weighted
+        self.burst = burst
+        self.grace = self.settings.grace if grace is None else grace
+        self.on_event = on_event
+        self.log = logger or get_logger(worker=self.name)
+        self.signature = ",".join(self.queues) + "|" + ",".join(self.task_types)
+
+        self.worker_id: int | None = None
+        self.paused = False
+        self._running: dict[int, Job] = {}
+        self._handback: list[Job] = []
+        self._state_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._notified = False
+        self._waker_handoff = False
+        self._holds_waker = False
+        self._stopping = threading.Event()
+        self._force = threading.Event()
+        self._stopped = threading.Event()
+        self._claim_done = threading.Event()
+        self._control_stop = threading.Event()
+        self._direct: psycopg.Connection | None = None
+        self._direct_lock = threading.RLock()
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._check_status = False
+        self._check_cancels = False
+        self._aux: psycopg.Connection | None = None
+        self._aux_lock = threading.Lock()
+        self._sampler = LoadSampler()
+        self._threads: list[threading.Thread] = []
+        self.executor = Executor(
+            self.concurrency,
+            RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap),
+            self._job_finished,
+        )
+        self.completer = Completer(
+            self._connect_pooled, self.name, self._completions_written, self._completion_error,
+            max_batch=max(self.settings.batch_size, 100),
+        )
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        getattr(self.log, level)(event, **fields)
+        if self.on_event is not None:
+            try:
+                self.on_event(event, {"worker": self.name, **fields})
+            except Exception:  # a broken hook must not stop the worker
+                self.log.exception("event_hook_failed", hook_event=event)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect_pooled(self) -> psycopg.Connection:
+        # force_custom_plan: psycopg prepares after 5 runs and PostgreSQL may then switch to a
+        # generic plan; one claim shape fell from ~19k to ~4.5k tasks/s that way (claim-path.md).
+        return connect(self.dsn, timeout=self.settings.connect_timeout,
+                       options="-c plan_cache_mode=force_custom_plan")
+
+    def _connect_direct(self) -> psycopg.Connection:
+        conn = connect(self.direct_dsn, timeout=self.settings.connect_timeout,
+                       options="-c plan_cache_mode=force_custom_plan")
+        conn.add_notify_handler(self._on_notify)
+        return conn
+
+    def _aux_conn(self) -> psycopg.Connection:
+        if self._aux is None or self._aux.closed:
+            self._aux = self._connect_pooled()
+        return self._aux
+
+    def _save_progress(self, task_id: int, version: int, progress: float | None,
+                       set_checkpoint: bool, checkpoint: Any) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self._aux_lock:
+            Q.task_progress.run(self._aux_conn(), {
+                "id": task_id, "version": version, "progress": progress,
+                "set_checkpoint": set_checkpoint,
+                "checkpoint": None if checkpoint is None else Jsonb(checkpoint)})
+
+    def _parent_results(self, task_id: int) -> dict[str, Any]:
+        from pgsched.workflows import parent_results
+
+        with self._aux_lock:
+            return parent_results(self._aux_conn(), task_id)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Worker:
+        """Register (refusing a name a live worker holds), then run in background threads."""
+        self._direct = self._connect_direct()
+        self._register(self._direct)
+        self.executor.start()
+        self.completer.start()
+        for target, tname in ((self._control_loop, "pgsched-control"),
+                              (self._claim_loop, "pgsched-claim")):
+            t = threading.Thread(target=target, name=tname, daemon=True)
+            self._threads.append(t)
+            t.start()
+        self.emit("worker_started", queues=self.queues, concurrency=self.concurrency,
+                  task_types=self.task_types)
+        return self
+
+    def _register(self, conn: psycopg.Connection) -> None:
+        from pgsched.db import check_schema
+
+        check_schema(conn)
+        self.worker_id = heartbeat.register(
+            conn, self.name, queues=self.queues, task_types=self.task_types,
+            capacity=self.concurrency)
+        for channel in ("pgsched", "pgsched_control"):
+            # LISTEN is a utility statement: it cannot be PREPAREd, so it cannot live in a
+            # checked .sql file; the channel name is composed as an identifier.
+            conn.execute(psql.SQL("LISTEN {}").format(psql.Identifier(channel)))
+        if self.paused:
+            heartbeat.set_status(conn, self.worker_id, "paused")
+        self._holds_waker = False
+
+    def run(self) -> None:
+        """Start and block until stopped (by stop(), a signal handler, or --burst)."""
+        if not self._threads:
+            self.start()
+        self._stopped.wait()
+
+    def request_stop(self) -> None:
+        """First call: graceful (grace period). Second call: stop at once."""
+        if self._stopping.is_set():
+            self._force.set()
+        self._stopping.set()
+        self._wake.set()
+        self._poke()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful stop and wait for it: running tasks get ``grace`` seconds, then the rest
+        is handed back without spending an attempt; the worker row ends 'stopped'."""
+        self.request_stop()
+        if threading.current_thread() not in self._threads:
+            self._stopped.wait(timeout)
+
+    def _shutdown(self) -> None:
+        """Runs on the claim thread once the claim loop has ended."""
+        try:
+            self._set_status("draining")
+            deadline = time.monotonic() + self.grace
+            while self._running and time.monotonic() < deadline and not self._force.is_set():
+                self._wake.wait(0.05)
+                self._wake.clear()
+            with self._state_lock:
+                rest = list(self._running.values())
+            for job in rest:
+                self.executor.stop_job(job, "shutdown")
+            self.completer.flush(timeout=10)
+            self._control_stop.set()
+            self._poke()
+            for t in self._threads:
+                if t.name == "pgsched-control" and t is not threading.current_thread():
+                    t.join(timeout=5)
+            if self._handback:
+                conn = self.completer.connection()
+                ids = [j.id for j in self._handback]
+                released = claims.release(conn, ids, [j.row["version"] for j in self._handback])
+                for j in self._handback:
+                    self.emit("task_released", task_id=j.id, queue=j.row["queue"],
+                              attempt=j.row["attempts"], released=j.id in released)
+        except Exception as e:
+            self.emit("shutdown_error", "error", error=str(e))
+        finally:
+            self.completer.stop()
+            self.executor.close()
+            self._close_direct(final=True)
+            if self._aux is not None:
+                self._aux.close()
+            self.emit("worker_stopped")
+            self._stopped.set()
+
+    def _set_status(self, status: str) -> None:
+        try:
+            with self._direct_lock:
+                if self._direct is not None and self.worker_id is not None:
+                    heartbeat.set_status(self._direct, self.worker_id, status)
+        except psycopg.Error as e:
+            self.emit("worker_status_failed", "warning", status=status, error=str(e))
+
+    def _close_direct(self, final: bool) -> None:
+        with self._direct_lock:
+            conn, self._direct = self._direct, None
+        if conn is None:
+            return
+        try:
+            if final and self.worker_id is not None:
+                heartbeat.set_status(conn, self.worker_id, "stopped")
+                heartbeat.unlock(conn, self.worker_id)
+        except psycopg.Error:
+            pass
+        conn.close()
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._pipe_w, b"x")
+
+    # -- notifications and the control loop ----------------------------------------------------
+
+    def _on_notify(self, n: Any) -> None:
+        if n.channel == "pgsched":
+            if n.payload == "!waker":
+                self._waker_handoff = True
+                self._wake.set()
+            elif n.payload in self.queues:
+                self._notified = True
+                if self._holds_waker:
+                    self._wake.set()
+        elif n.channel == "pgsched_control":
+            if n.payload == self.name:
+                self._check_status = True
+            elif n.payload == "cancel:" + self.name:
+                self._check_cancels = True
+
+    def _control_loop(self) -> None:
+        s = self.settings
+        next_beat = time.monotonic() + s.heartbeat_interval
+        next_reap = time.monotonic() + 0.5
+        next_prune = time.monotonic() + 60
+        live_workers = 1
+        while not self._control_stop.is_set():
+            try:
+                conn = self._direct
+                if conn is None or conn.closed:
+                    self._reconnect_direct()
+                    continue
+                now = time.monotonic()
+                timeout = max(0.0, min(next_beat, next_reap) - now)
+                ready, _, _ = select.select([conn.fileno(), self._pipe_r], [], [], timeout)
+                if self._pipe_r in ready:
+                    os.read(self._pipe_r, 4096)
+                with self._direct_lock:
+                    if conn.fileno() in ready:
+                        conn.pgconn.consume_input()
+                        while (pgn := conn.pgconn.notifies()) is not None:
+                            conn.pgconn.notify_handler(pgn)  # -> self._on_notify
+                        if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+                            raise psycopg.OperationalError("LISTEN connection lost")
+                    if self._check_status:
+                        self._check_status = False
+                        self._apply_status(Q.worker_status.run(conn, {"id": self.worker_id}))
+                    if self._check_cancels:
+                        self._check_cancels = False
+                        self._sync_cancels(conn)
+                    now = time.monotonic()
+                    if now >= next_beat:
+                        live_workers = self._beat(conn) or live_workers
+                        next_beat = now + s.heartbeat_interval
+                    if now >= next_reap:
+                        self._reap(conn)
+                        # ~1 recovery run per second across the cluster, whatever its size.
+                        spread = min(max(1.0, live_workers * 1.0), s.heartbeat_timeout / 2)
+                        next_reap = now + spread * (0.5 + (os.getpid() * 7919 + now) % 1.0)
+                    if now >= next_prune:
+                        reaper.prune(conn, retention=s.retention)
+                        next_prune = now + 60
+            except (psycopg.OperationalError, OSError, ValueError) as e:
+                self.emit("connection_lost", "warning", connection="direct", error=str(e))
+                self._close_direct(final=False)
+                self._holds_waker = False
+                time.sleep(0.2)
+            except psycopg.Error as e:
+                self.emit("control_error", "error", error=str(e))
+                time.sleep(0.2)
+
+    def _reconnect_direct(self) -> None:
+        if self._control_stop.is_set():
+            return
+        try:
+            conn = self._connect_direct()
+            self._register(conn)
+        except Exception as e:
+            self.emit("reconnect_failed", "warning", connection="direct", error=str(e))
+            time.sleep(0.5)
+            return
+        with self._direct_lock:
+            self._direct = conn
+        self.emit("reconnected", connection="direct")
+        self._check_cancels = True
+        self._wake.set()
+
+    def _apply_status(self, status: str | None) -> None:
+        paused = status == "paused"
+        if paused != self.paused:
+            self.paused = paused
+            self.emit("worker_paused" if paused else "worker_resumed")
+            self._wake.set()
+
+    def _beat(self, conn: psycopg.Connection) -> int | None:
+        cpu, mem = self._sampler.sample()
+        row = heartbeat.beat(conn, self.worker_id, cpu=cpu, memory=mem,
+                             running=len(self._running), capacity=self.concurrency)
+        if row is None:
+            return None
+        self._apply_status(row["status"])
+        self.emit("heartbeat", "debug", cpu=cpu, memory=mem, running=len(self._running))
+        return int(row["live_workers"])
+
+    def _reap(self, conn: psycopg.Connection) -> None:
+        dead, lost = reaper.reap(conn, heartbeat_timeout=self.settings.heartbeat_timeout)
+        for name in dead:
+            self.emit("worker_reaped", "warning", dead_worker=name)
+        for r in lost:
+            self.emit("task_lost", "warning", task_id=r["task_id"], owner=r["name"],
+                      status=r["status"])
+        if dead:
+            Q.notify_queue.run(conn, {"payload": "!waker"})  # its waker lock may be gone
+
+    def _sync_cancels(self, conn: psycopg.Connection) -> None:
+        for r in Q.cancel_requests.run(conn, {"worker": self.name}):
+            with self._state_lock:
+                job = self._running.get(r["id"])
+            if job is not None:
+                job.row["version"] = r["version"]
+                self.executor.stop_job(job, "cancel")
+            else:
+                # Finished here meanwhile (its completion is refused: the cancel bumped the
+                # version): the cancel wins.
+                self.completer.put(Completion(r["id"], r["version"], "cancelled", "cancelled",
+                                              error="cancelled by user"))
+
+    # -- waker lock ----------------------------------------------------------------------------
+
+    def _try_waker(self) -> bool:
+        if self._holds_waker:
+            return True
+        with self._direct_lock:
+            if self._direct is None:
+                return False
+            self._holds_waker = bool(Q.try_waker_lock.run(
+                self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature}))
+        return self._holds_waker
+
+    def _release_waker(self, handoff: bool) -> None:
+        if not self._holds_waker:
+            return
+        with self._direct_lock:
+            if self._direct is None:
+                return
+            Q.release_waker_lock.run(
+                self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature})
+            self._holds_waker = False
+            if handoff:
+                Q.notify_queue.run(self._direct, {"payload": "!waker"})
+
+    # -- the claim loop ------------------------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        try:
+            self._claim_loop_inner()
+        except Exception as e:  # a bug: say so, then stop cleanly rather than hang
+            self.log.exception("claim_loop_crashed", error=str(e))
+        finally:
+            self._claim_done.set()
+            self._shutdown()
+
+    def _claim_loop_inner(self) -> None:
+        s = self.settings
+        conn: psycopg.Connection | None = None
+        idle = False  # the last claim found less than it asked for
+        next_claim_at = 0.0  # the waker's timer: next due task or fallback poll
+        next_try_at = 0.0  # a non-waker's fallback poll: when to try the waker lock again
+        error_delay = 0.05
+        low_water = max(1, min(self.concurrency, s.batch_size) // 4)
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect_pooled()
+                    self._hand_back_unknown(conn)
+                if self.paused:
+                    self._release_waker(handoff=False)
+                    idle = True
+                    self._wake.wait(1.0)
+                    continue
+                free = self.concurrency - len(self._running)
+                if free <= 0 or self.completer.backlog > 2 * s.batch_size:
+                    self._wake.wait(0.5)
+                    continue
+                if not idle and free < low_water and self._running:
+                    # Busy: wait for a few free slots so claims stay batches, not single rows.
+                    self._wake.wait(0.005)
+                    continue
+                if idle:
+                    if not self._holds_waker:
+                        now = time.monotonic()
+                        if now < next_try_at and not self._waker_handoff:
+                            self._wake.wait(next_try_at - now)
+                            continue
+                        self._waker_handoff = False
+                        next_try_at = now + s.poll_interval
+                        if not self._try_waker():
+                            continue
+                    elif not self._notified:
+                        left = next_claim_at - time.monotonic()
+                        if left > 0:
+                            self._wake.wait(left)
+                            continue
+                self._notified = False
+                n = min(free, s.batch_size)
+                rows = claims.claim(
+                    conn, worker=self.name, queues=self.queues, task_types=self.task_types,
+                    slots=n, weighted=self.weighted, cpu_ceiling=s.cpu_ceiling,
+                    memory_ceiling=s.memory_ceiling, heartbeat_timeout=s.heartbeat_timeout)
+                error_delay = 0.05
+                self._dispatch(rows)
+                if len(rows) >= n:
+                    idle = False  # more may be waiting: no longer the idle one that wakes
+                    self._release_waker(handoff=True)
+                    continue
+                idle = True
+                if self.burst and not rows and not self._running and not self.completer.backlog:
+                    self.emit("worker_burst_done")
+                    break
+                if self._try_waker():
+                    due = claims.next_due_in(conn, queues=self.queues,
+                                             task_types=self.task_types)
+                    wait = s.poll_interval if due is None else min(max(due, 0.0), s.poll_interval)
+                    next_claim_at = time.monotonic() + wait
+                else:
+                    next_try_at = time.monotonic() + s.poll_interval
+            except psycopg.OperationalError as e:
+                self.emit("connection_lost", "warning", connection="claim", error=str(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stopping.wait(error_delay)
+                error_delay = min(error_delay * 2, 2.0)
+        if conn is not None:
+            conn.close()
+
+    def _hand_back_unknown(self, conn: psycopg.Connection) -> None:
+        """A claim may have committed while its answer was lost with the connection: hand back
+        running tasks of ours that this process does not know about."""
+        rows = Q.owned_running.run(conn, {"worker": self.name})
+        with self._state_lock:
+            known = set(self._running)
+        unknown = [r for r in rows if r["id"] not in known
+                   and not self.completer.is_pending(r["id"])]
+        if unknown:
+            claims.release(conn, [r["id"] for r in unknown], [r["version"] for r in unknown])
+            self.emit("tasks_handed_back", "warning", task_ids=[r["id"] for r in unknown])
+
+    def _dispatch(self, rows: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        for row in rows:
+            tt = self.registry.get(row["task_type"])
+            timeout = row["timeout_s"] or (tt.timeout if tt is not None else None)
+            ctx = TaskContext(row, self._save_progress, self._parent_results)
+            job = Job(row, tt, ctx, started=now,
+                      deadline=None if not timeout else now + timeout)
+            with self._state_lock:
+                self._running[job.id] = job
+            self.emit("task_claimed", "debug", task_id=job.id, queue=row["queue"],
+                      task_type=row["task_type"], attempt=row["attempts"])
+            self.executor.submit(job)
+
+    # -- completions ---------------------------------------------------------------------------
+
+    def _job_finished(self, job: Job, completion: Completion | None) -> None:
+        with self._state_lock:
+            self._running.pop(job.id, None)
+            if completion is None:
+                self._handback.append(job)
+        if completion is not None:
+            self.completer.put(completion)
+        self._wake.set()
+
+    def _completions_written(self, batch: list[Completion], changed: set[int]) -> None:
+        for c in batch:
+            fields = {"task_id": c.id, "attempt": c.attempt, "queue": c.queue,
+                      "task_type": c.task_type}
+            if c.id not in changed:
+                self.emit("task_completion_rejected", "warning", version=c.version,
+                          status=c.status, **fields)
+                self._check_cancels = True
+                self._poke()
+                continue
+            level = "debug" if c.status == "succeeded" else "info"
+            if c.status == "failed":
+                level = "warning"
+            self.emit(_TERMINAL_EVENTS[c.status], level, outcome=c.outcome,
+                      duration_ms=round(c.duration_ms, 3), error=c.error,
+                      retry_in_s=round(c.delay, 3) if c.status == "retrying" else None,
+                      **fields)
+
+    def _completion_error(self, e: BaseException) -> None:
+        self.emit("completion_error", "warning", error=str(e).splitlines()[0] if str(e) else
+                  type(e).__name__)
