@@ -112,3 +112,8 @@ def translate(exc: BaseException) -> PgschedError | None:
 
         return DatabaseUnavailable(f"lost the database connection: {failure_reason(exc)}")
     return None
+
+
+class PermanentError(PgschedError):
+    """Raised by a task body (or a payload check) for a failure that retrying cannot fix: the
+    task goes straight to ``failed`` and the dead letter, whatever attempts are left."""
