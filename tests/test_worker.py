@@ -68,3 +68,205 @@ def test_drains_noop_tasks(dsn: str, make_worker: Any) -> None:
         rows = [c.get(i) for i in ids]
     assert {r["status"] for r in rows} == {"succeeded"}
     assert all(len(r["history"]) == 1 and r["history"][0]["outcome"] == "success" for r in rows)
+
+
+def one(conn: psycopg.Connection, sql: str, *args: Any) -> Any:
+    row = conn.execute(sql, args or None).fetchone()
+    return None if row is None else row[0]
+
+
+def test_retries_then_dead_letter(dsn: str, conn: psycopg.Connection, make_worker: Any) -> None:
+    reg = Registry()
+    calls: list[int] = []
+
+    @reg.task("flaky", backoff_base=0.01, backoff_cap=0.02)
+    def flaky(payload: Any, ctx: Any) -> None:
+        calls.append(ctx.attempt)
+        raise ValueError("boom")
+
+    tid = Client(dsn).submit("flaky", {}, max_attempts=3)
+    _w, ev = make_worker(registry=reg)
+    wait_until(lambda: ev.count("task_failed", task_id=tid), 10, message="task failed")
+    assert calls == [1, 2, 3]
+    t = Client(dsn).get(tid)
+    assert t["status"] == "failed" and t["attempts"] == 3
+    assert [h["outcome"] for h in t["history"]] == ["failure"] * 3
+    assert "ValueError: boom" in t["last_error"]
+    dl = conn.execute("SELECT attempts, last_error FROM pgsched.dead_letter WHERE task_id = %s",
+                      (tid,)).fetchone()
+    assert dl[0] == 3 and "boom" in dl[1]
+
+
+def test_bad_payload_fails_permanently_not_the_worker(dsn: str, make_worker: Any) -> None:
+    c = Client(dsn)
+    bad = c.submit("dummy", {"sleepDurationMs": "soon"}, max_attempts=5)
+    good = c.submit("dummy", {"sleepDurationMs": 1})
+    _w, ev = make_worker()
+    wait_until(lambda: ev.count("task_failed", task_id=bad) and
+               ev.count("task_succeeded", task_id=good), 10, message="both tasks done")
+    t = c.get(bad)
+    assert t["status"] == "failed" and t["attempts"] == 1
+    assert "sleepDurationMs" in t["last_error"]
+    unknown = c.submit("dummy", {"nope": 1})
+    wait_until(lambda: ev.count("task_failed", task_id=unknown), 10)
+    assert "nope" in c.get(unknown)["last_error"]
+
+
+def test_dummy_should_fail_is_retried(dsn: str, make_worker: Any) -> None:
+    tid = Client(dsn).submit("dummy", {"shouldFail": True}, max_attempts=2)
+    _w, ev = make_worker()
+    wait_until(lambda: ev.count("task_failed", task_id=tid), 10)
+    assert [h["outcome"] for h in Client(dsn).get(tid)["history"]] == ["failure", "failure"]
+
+
+def test_timeout_is_recorded_and_retried(dsn: str, make_worker: Any) -> None:
+    reg = Registry()
+    release = threading.Event()
+
+    @reg.task("stuck", timeout=0.3)
+    def stuck(payload: Any) -> str:
+        release.wait(10)  # a sync body cannot be killed: it is abandoned, its result dropped
+        return "late"
+
+    tid = Client(dsn).submit("stuck", {}, max_attempts=2)
+    _w, ev = make_worker(registry=reg, concurrency=2)
+    wait_until(lambda: ev.count("task_failed", task_id=tid), 10)
+    release.set()
+    t = Client(dsn).get(tid)
+    assert [h["outcome"] for h in t["history"]] == ["timeout", "timeout"]
+    assert t["result"] is None
+
+
+def test_async_task_and_context(dsn: str, make_worker: Any) -> None:
+    reg = Registry()
+
+    @reg.task("async_job")
+    async def async_job(payload: Any, ctx: Any) -> dict[str, Any]:
+        import asyncio
+
+        ctx.progress(0.5)
+        ctx.checkpoint({"step": ctx.attempt})
+        await asyncio.sleep(0.01)
+        if ctx.attempt == 1:
+            raise RuntimeError("first try fails")
+        return {"got": payload["x"], "previous": ctx.last_checkpoint}
+
+    tid = Client(dsn).submit("async_job", {"x": 7}, backoff_base="PT0.01S")
+    _w, ev = make_worker(registry=reg)
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 10)
+    t = Client(dsn).get(tid)
+    assert t["result"] == {"got": 7, "previous": {"step": 2}}
+    assert t["checkpoint"] == {"step": 2} and t["progress"] == 1
+
+
+def test_cancel_running_task(dsn: str, make_worker: Any) -> None:
+    c = Client(dsn)
+    tid = c.submit("dummy", {"sleepDurationMs": 30000})
+    _w, ev = make_worker()
+    wait_until(lambda: ev.count("task_claimed", task_id=tid), 10)
+    assert c.cancel(tid) == "cancel_requested"
+    wait_until(lambda: ev.count("task_cancelled", task_id=tid), 2, message="cancel within 1s")
+    t = c.get(tid)
+    assert t["status"] == "cancelled"
+    assert [h["outcome"] for h in t["history"]] == ["cancelled"]
+
+
+def test_sql_insert_wakes_idle_worker_and_delayed_task_is_on_time(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    slow = Settings(**{**FAST.model_dump(), "poll_interval": 60})
+    _w, ev = make_worker(settings=slow)
+    wait_until(lambda: ev.count("worker_started"), 5)
+    tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 2, message="woken by NOTIFY")
+    tid = one(conn, "INSERT INTO pgsched.tasks (task_type, run_at) VALUES "
+              "('noop', now() + interval '700 milliseconds') RETURNING id")
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 3)
+    late = one(conn, "SELECT extract(epoch FROM started_at - run_at) FROM pgsched.tasks "
+               "WHERE id = %s", tid)
+    assert 0 <= late < 0.1, f"delayed task started {late:.3f}s after its run_at"
+
+
+def test_shell_only_on_allow_shell_worker(dsn: str, make_worker: Any) -> None:
+    c = Client(dsn)
+    tid = c.submit("shell", {"command": "echo hello; echo oops >&2; exit 0"})
+    _w1, ev1 = make_worker(name="plain")
+    wait_until(lambda: ev1.count("worker_started"), 5)
+    assert c.get(tid)["status"] == "pending"
+    _w2, ev2 = make_worker(name="shell-ok", allow_shell=True)
+    wait_until(lambda: ev2.count("task_succeeded", task_id=tid), 10)
+    t = c.get(tid)
+    assert t["result"]["exit_code"] == 0 and t["result"]["stdout"] == "hello\n"
+    assert ev1.count("task_claimed", task_id=tid) == 0
+
+
+def test_shell_timeout_kills_process_group(dsn: str, make_worker: Any, tmp_path: Any) -> None:
+    marker = tmp_path / "survived"
+    c = Client(dsn)
+    tid = c.submit("shell", {"command": f"(sleep 1.5; touch {marker}) & sleep 30"},
+                   timeout="PT0.3S", max_attempts=1)
+    _w, ev = make_worker(allow_shell=True)
+    wait_until(lambda: ev.count("task_failed", task_id=tid), 10)
+    assert [h["outcome"] for h in c.get(tid)["history"]] == ["timeout"]
+    import time
+
+    time.sleep(1.6)  # the background child would have written the marker by now
+    assert not marker.exists()
+
+
+def test_pause_and_resume_via_row_and_notify(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    _w, ev = make_worker(name="pausable")
+    wait_until(lambda: ev.count("worker_started"), 5)
+    conn.execute("UPDATE pgsched.workers SET status = 'paused' WHERE name = 'pausable'")
+    conn.execute("SELECT pg_notify('pgsched_control', 'pausable')")
+    wait_until(lambda: ev.count("worker_paused"), 1, message="paused within 1s")
+    tid = Client(dsn).submit("noop")
+    conn.execute("UPDATE pgsched.workers SET status = 'active' WHERE name = 'pausable'")
+    assert Client(dsn).get(tid)["status"] == "pending"
+    conn.execute("SELECT pg_notify('pgsched_control', 'pausable')")
+    wait_until(lambda: ev.count("worker_resumed"), 1, message="resumed within 1s")
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 5)
+
+
+def test_name_held_by_live_worker_is_refused(dsn: str, make_worker: Any) -> None:
+    from pgsched.worker.heartbeat import WorkerNameTaken
+
+    make_worker(name="dup")
+    with pytest.raises(WorkerNameTaken, match="dup"):
+        Worker(dsn, FAST, name="dup", registry=Registry()).start()
+
+
+def test_survives_terminated_connections(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    c = Client(dsn)
+    ids = [c.submit("dummy", {"sleepDurationMs": 20}) for _ in range(60)]
+    _w, ev = make_worker(name="sturdy", concurrency=4)
+    wait_until(lambda: ev.count("task_succeeded") >= 10, 10)
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    wait_until(lambda: ev.count("reconnected"), 10, message="worker reconnects")
+    conn = psycopg.connect(dsn, autocommit=True)
+    c = Client(dsn)  # the old one's session was terminated too
+    wait_until(lambda: one(conn2 := psycopg.connect(dsn, autocommit=True),
+                           "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
+               == len(ids) and not conn2.close(), 30, interval=0.2,
+               message="every task succeeded")
+    assert all(c.get(i)["status"] == "succeeded" for i in ids)
+    assert one(conn, "SELECT status FROM pgsched.workers WHERE name = 'sturdy'") == "active"
+
+
+def test_graceful_stop_hands_back_unfinished(dsn: str, conn: psycopg.Connection) -> None:
+    c = Client(dsn)
+    quick = c.submit("dummy", {"sleepDurationMs": 100})
+    slow = c.submit("dummy", {"sleepDurationMs": 30000})
+    ev = Events()
+    w = Worker(dsn, FAST, name="leaving", registry=Registry(), grace=0.5, on_event=ev).start()
+    wait_until(lambda: ev.count("task_claimed") == 2, 5)
+    w.stop(timeout=15)
+    assert c.get(quick)["status"] == "succeeded"
+    t = c.get(slow)
+    assert (t["status"], t["attempts"], t["assigned_worker"]) == ("pending", 0, None)
+    assert one(conn, "SELECT status FROM pgsched.workers WHERE name = 'leaving'") == "stopped"

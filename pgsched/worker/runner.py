@@ -68,10 +68,14 @@ class Worker:
         on_event: EventHook | None = None,
         logger: Any = None,
     ) -> None:
+        import structlog
+
         from pgsched.builtins import builtin_registry
-        from pgsched.logging import get_logger
+        from pgsched.logging import configure, get_logger
 
         self.settings = settings or Settings()
+        if not structlog.is_configured():
+            configure(self.settings.log_level, self.settings.log_format)
         self.dsn = dsn
         self.direct_dsn = direct_dsn(self.settings, dsn)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -204,6 +208,14 @@ class Worker:
         if not self._threads:
             self.start()
         self._stopped.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker has stopped (True) or ``timeout`` passed (False)."""
+        return self._stopped.wait(timeout)
 
     def request_stop(self) -> None:
         """First call: graceful (grace period). Second call: stop at once."""

@@ -1,0 +1,113 @@
+"""Workers as real processes (`pgsched worker`): kill -9 mid-task, SIGTERM, --app, --burst."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgsched.client import Client
+from tests.conftest import wait_until
+
+PGSCHED = str(Path(sys.executable).parent / "pgsched")
+ENV = {
+    **os.environ,
+    "PGSCHED_HEARTBEAT_INTERVAL": "0.3",
+    "PGSCHED_HEARTBEAT_TIMEOUT": "5",
+    "PGSCHED_POLL_INTERVAL": "1",
+    "PGSCHED_CPU_CEILING": "100",
+    "PGSCHED_MEMORY_CEILING": "100",
+    "PGSCHED_BACKOFF_BASE": "0.05",
+    "PGSCHED_BACKOFF_CAP": "0.1",
+    "PGSCHED_LOG_LEVEL": "info",
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
+        p = subprocess.Popen([PGSCHED, "--dsn", dsn, "worker", *args], env=ENV,
+                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def q(dsn: str, sql: str, *args: Any) -> Any:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(sql, args or None).fetchone()
+        return None if row is None else row[0]
+
+
+def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
+    c = Client(dsn)
+    ids = [c.submit("dummy", {"sleepDurationMs": 400}) for _ in range(12)]
+    a = spawn("--name", "a", "--concurrency", "3")
+    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                         "AND assigned_worker = 'a'") >= 2, 15, message="a runs tasks")
+    spawn("--name", "b", "--concurrency", "3")
+    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'b'") == "active",
+               15)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'a'") == "dead",
+               3, message="a declared dead within ~1s")
+    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
+               == len(ids), 30, interval=0.1, message="every task succeeded")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        per_task = conn.execute(
+            "SELECT task_id, count(*) FILTER (WHERE outcome = 'success'),"
+            " count(*) FILTER (WHERE outcome = 'lost'),"
+            " bool_or(outcome = 'lost' AND worker = 'a')"
+            " FROM pgsched.task_executions GROUP BY task_id").fetchall()
+    assert len(per_task) == len(ids)
+    assert all(r[1] == 1 for r in per_task), "every task succeeded exactly once"
+    lost = [r for r in per_task if r[2]]
+    assert lost and all(r[3] for r in lost), "a's running tasks have their lost attempt"
+
+
+def test_sigterm_lets_running_task_finish(dsn: str, spawn: Any) -> None:
+    tid = Client(dsn).submit("dummy", {"sleepDurationMs": 1500})
+    p = spawn("--name", "term", "--grace", "10")
+    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid)
+               == "running", 15)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 0
+    assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "succeeded"
+    assert q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'term'") == "stopped"
+
+
+def test_app_module_and_burst(dsn: str, spawn: Any, tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "from pgsched.registry import task\n\n"
+        "@task('double')\n"
+        "def double(payload):\n"
+        "    return {'n': payload['n'] * 2}\n")
+    tid = Client(dsn).submit("double", {"n": 21})
+    p = spawn("--app", "myapp", "--burst")
+    assert p.wait(timeout=30) == 0
+    assert Client(dsn).get(tid)["result"] == {"n": 42}
+
+
+def test_app_that_does_not_import_is_one_line(dsn: str, tmp_path: Path) -> None:
+    r = subprocess.run([PGSCHED, "--dsn", dsn, "worker", "--app", "no_such_module_x"],
+                       env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "no_such_module_x" in r.stderr
