@@ -96,20 +96,35 @@ WITH me AS (
         END::int AS k
     FROM me LEFT JOIN best ON true
 )
+-- Candidates are picked per queue (LATERAL over the worker's queues): `queue = ANY(array)`
+-- cannot walk tasks_ready_idx in claim order, and the planner chose a seq scan + sort over
+-- 50k ready rows for it, while `queue = x` with a constant LIMIT walks the index and stops
+-- after `slots` rows (tests/test_worker_plan.py). The per-queue LIMIT stays the constant slots
+-- parameter (with `LIMIT (SELECT k ...)` the planner cannot see the limit and guessed a seq
+-- scan too); k then cuts the merged candidates. k = 0 stops the scan before it starts
+-- (one-time filter). A worker with several queues locks up to slots rows per queue for the
+-- statement's duration only; the ones it does not take are free again at commit.
 UPDATE pgsched.tasks t
 SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
     assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
     finished_at = NULL
 WHERE t.id = ANY(ARRAY(
-    SELECT c.id FROM pgsched.tasks c
-    WHERE c.status IN ('pending', 'retrying')
-      AND c.queue = ANY(%(queues)s::text[])
-      AND c.task_type = ANY(%(task_types)s::text[])
-      AND c.run_at <= coalesce(%(now)s::timestamptz, now())
-      AND c.attempts < c.max_attempts
-    ORDER BY c.priority DESC, c.run_at, c.id
-    LIMIT (SELECT k FROM lim)
-    FOR UPDATE SKIP LOCKED))
+    SELECT r.id
+    FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
+        WHERE c.status IN ('pending', 'retrying')
+          AND c.queue = qn.queue
+          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND c.attempts < c.max_attempts
+          AND (SELECT k FROM lim) > 0
+        ORDER BY c.priority DESC, c.run_at, c.id
+        LIMIT %(slots)s::int
+        FOR UPDATE SKIP LOCKED
+    ) r
+    ORDER BY r.priority DESC, r.run_at, r.id
+    LIMIT (SELECT k FROM lim)))
 RETURNING t.id, t.queue, t.task_type, t.payload, t.priority, t.attempts, t.max_attempts,
     extract(epoch FROM t.timeout)::float8 AS timeout_s,
     extract(epoch FROM t.backoff_base)::float8 AS backoff_base_s,
