@@ -1,0 +1,105 @@
+-- Workflows (DAGs): submission, reading, cancel, retry (pgsched/workflows.py). Progress
+-- (blocked -> pending, upstream failure, the workflow's final status) is the trigger
+-- pgsched.workflow_task_finished() of migration 0002.
+
+-- name: workflow_insert :scalar
+-- The whole DAG in one statement: the workflow, its tasks (roots pending, the rest blocked)
+-- and the edges, matched by node name. The insert trigger wakes workers for the roots.
+WITH wf AS (
+    INSERT INTO pgsched.workflows (name) VALUES (%(name)s::text) RETURNING id
+), t AS (
+    INSERT INTO pgsched.tasks
+        (workflow_id, workflow_node, task_type, payload, queue, priority, max_attempts,
+         timeout, status)
+    SELECT wf.id, u.node, u.task_type, u.payload, coalesce(u.queue, 'default'),
+           coalesce(u.priority, 0), coalesce(u.max_attempts, 3), u.timeout, u.status
+    FROM wf, unnest(%(nodes)s::text[], %(task_types)s::text[], %(payloads)s::jsonb[],
+                    %(queues)s::text[], %(priorities)s::int[], %(max_attempts)s::int[],
+                    %(timeouts)s::interval[], %(statuses)s::text[]) WITH ORDINALITY
+         AS u(node, task_type, payload, queue, priority, max_attempts, timeout, status, ord)
+    ORDER BY u.ord
+    RETURNING id, workflow_node
+), edges AS (
+    INSERT INTO pgsched.task_dependencies (task_id, depends_on)
+    SELECT c.id, p.id
+    FROM unnest(%(children)s::text[], %(parents)s::text[]) AS e(child, parent)
+    JOIN t c ON c.workflow_node = e.child
+    JOIN t p ON p.workflow_node = e.parent
+)
+SELECT id FROM wf;
+
+-- name: workflow_get :one
+SELECT id, name, status, created_at, finished_at FROM pgsched.workflows WHERE id = %(id)s::bigint;
+
+-- name: workflow_lock :one
+-- Serializes cancel/retry with the progress trigger, which takes the same row lock.
+SELECT id, name, status FROM pgsched.workflows WHERE id = %(id)s::bigint FOR UPDATE;
+
+-- name: workflow_tasks :many
+SELECT t.id, t.workflow_node AS name, t.task_type, t.status, t.queue, t.priority, t.attempts,
+       t.max_attempts, t.created_at, t.started_at, t.finished_at, t.last_error, t.result,
+       t.assigned_worker, t.cancel_requested,
+       array(SELECT p.workflow_node FROM pgsched.task_dependencies d
+             JOIN pgsched.tasks p ON p.id = d.depends_on
+             WHERE d.task_id = t.id ORDER BY p.workflow_node) AS depends_on
+FROM pgsched.tasks t
+WHERE t.workflow_id = %(id)s::bigint
+ORDER BY t.id;
+
+-- name: workflow_mark_cancelled :exec
+UPDATE pgsched.workflows SET status = 'cancelled'
+WHERE id = %(id)s::bigint AND status = 'running';
+
+-- name: workflow_cancel_tasks :one
+-- Unstarted tasks are cancelled now; running ones get a cancel request their worker honours.
+WITH c AS (
+    UPDATE pgsched.tasks t
+    SET status = CASE WHEN t.status = 'running' THEN t.status ELSE 'cancelled' END,
+        cancel_requested = (t.status = 'running'),
+        finished_at = CASE WHEN t.status = 'running' THEN NULL ELSE now() END,
+        last_error = CASE WHEN t.status = 'running' THEN t.last_error
+                          ELSE 'workflow cancelled' END,
+        version = t.version + 1
+    WHERE t.workflow_id = %(id)s::bigint
+      AND t.status IN ('blocked', 'pending', 'retrying', 'running')
+    RETURNING t.status
+)
+SELECT count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE status = 'running') AS cancel_requested
+FROM c;
+
+-- name: workflow_retry :one
+-- Failed and cancelled tasks run again with a fresh budget of `extra` attempts: pending if every
+-- parent has succeeded, else blocked (parents retried in this statement still read as failed or
+-- cancelled here, so their children wait for them). Dead-letter rows go; workers wake.
+WITH r AS (
+    UPDATE pgsched.tasks t
+    SET status = CASE WHEN EXISTS (
+                     SELECT 1 FROM pgsched.task_dependencies d
+                     JOIN pgsched.tasks p ON p.id = d.depends_on
+                     WHERE d.task_id = t.id AND p.status <> 'succeeded')
+                 THEN 'blocked' ELSE 'pending' END,
+        run_at = now(), max_attempts = least(1000, t.attempts + %(extra)s::int),
+        finished_at = NULL, cancel_requested = false, assigned_worker = NULL,
+        version = t.version + 1
+    WHERE t.workflow_id = %(id)s::bigint AND t.status IN ('failed', 'cancelled')
+    RETURNING t.id, t.status, t.queue
+), dl AS (
+    DELETE FROM pgsched.dead_letter WHERE task_id IN (SELECT id FROM r)
+), w AS (
+    UPDATE pgsched.workflows SET status = 'running', finished_at = NULL
+    WHERE id = %(id)s::bigint AND EXISTS (SELECT 1 FROM r)
+), woken AS (
+    SELECT pg_notify('pgsched', q.queue)
+    FROM (SELECT DISTINCT queue FROM r WHERE status = 'pending') q
+)
+SELECT (SELECT count(*) FROM r) AS retried,
+       (SELECT count(*) FROM r WHERE status = 'pending') AS pending,
+       (SELECT count(*) FROM woken) AS queues_woken;
+
+-- name: parent_results :many
+-- What a workflow task's parents returned, by node name (the worker's task context).
+SELECT p.workflow_node AS name, p.result
+FROM pgsched.task_dependencies d JOIN pgsched.tasks p ON p.id = d.depends_on
+WHERE d.task_id = %(id)s::bigint
+ORDER BY p.workflow_node;
