@@ -342,6 +342,10 @@ class Scheduler:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Ask run() to return after its current look (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = 10.0) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():

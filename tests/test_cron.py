@@ -30,9 +30,7 @@ instants = st.datetimes(
 )
 rules = st.one_of(
     st.builds(TickRule, cron=st.sampled_from(EXPRS), timezone=st.sampled_from(ZONES)),
-    st.builds(
-        TickRule, every=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s / 10))
-    ),
+    st.builds(TickRule, every=st.integers(1, 10**6).map(lambda s: timedelta(seconds=s / 10))),
 )
 
 

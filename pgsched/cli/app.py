@@ -48,7 +48,7 @@ def _global(
 
 def _register() -> None:
     # Each module adds its commands to `app` (one module per command group).
-    from pgsched.cli import admin, demo, dlq, tasks, top, worker, workers  # noqa: F401
+    from pgsched.cli import admin, demo, dlq, schedules, tasks, top, worker, workers  # noqa: F401
 
 
 def main() -> None:

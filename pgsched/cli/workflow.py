@@ -1,0 +1,132 @@
+"""Workflow commands' bodies. `pgsched submit|status|cancel|retry --workflow` (pgsched/cli/tasks.py)
+delegate here; the work itself is in pgsched.workflows."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from pgsched.cli.common import console, fmt_time, print_json, state
+from pgsched.durations import format_duration
+
+STATUS_STYLE = {
+    "blocked": "dim",
+    "pending": "cyan",
+    "running": "yellow",
+    "retrying": "magenta",
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "red",
+}
+
+
+def _dsn() -> str:
+    return state.dsn()
+
+
+def submit_workflow(path: Path) -> None:
+    """Validate the file, insert the workflow in one statement, print its id alone."""
+    from pgsched import workflows
+
+    definition = workflows.load_workflow(path)
+    wf_id = workflows.submit_workflow(_dsn(), definition)
+    sys.stdout.write(f"{wf_id}\n")
+
+
+def show_workflow(workflow_id: int, as_json: bool) -> None:
+    """The DAG as a layered table (indent = longest path from a root), each task's state and
+    timing; ``as_json``: the workflow and its tasks for scripts."""
+    from pgsched import workflows
+
+    wf = workflows.get_workflow(_dsn(), workflow_id)
+    if as_json:
+        print_json(wf)
+        return
+    tasks = wf["tasks"]
+    done = sum(t["status"] in ("succeeded", "failed", "cancelled") for t in tasks)
+    took = _took(wf["created_at"], wf["finished_at"])
+    head = Text.assemble(
+        (f"workflow {wf['id']} ", "bold"),
+        (repr(wf["name"]), "bold"),
+        ": ",
+        (wf["status"], STATUS_STYLE.get(wf["status"], "")),
+        f"  ({done}/{len(tasks)} tasks finished, created {fmt_time(wf['created_at'])}",
+        f", took {took})" if wf["finished_at"] else ")",
+    )
+    console.print(head)
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("task", "id", "type", "status", "tries", "started", "took"):
+        table.add_column(
+            col,
+            justify="right" if col in ("id", "tries") else "left",
+            no_wrap=col in ("task", "status"),
+        )
+    table.add_column("after", overflow="fold")
+    for t in sorted(tasks, key=lambda t: (t["layer"], t["name"])):
+        status = t["status"] + (" (cancel requested)" if t["cancel_requested"] else "")
+        table.add_row(
+            ("  " * t["layer"]) + t["name"],
+            str(t["id"]),
+            t["task_type"],
+            Text(status, style=STATUS_STYLE.get(t["status"], "")),
+            f"{t['attempts']}/{t['max_attempts']}",
+            _clock(t["started_at"]),
+            _took(t["started_at"], t["finished_at"]) if t["started_at"] else "-",
+            ", ".join(t["depends_on"]) or "-",
+        )
+    console.print(table)
+    for t in tasks:
+        if t["status"] in ("failed", "cancelled") and t["last_error"]:
+            console.print(
+                Text(f"{t['name']}: {t['last_error'].splitlines()[0]}", style="dim"),
+                highlight=False,
+            )
+
+
+def cancel_workflow(workflow_id: int) -> None:
+    from pgsched import workflows
+
+    counts = workflows.cancel_workflow(_dsn(), workflow_id)
+    msg = f"workflow {workflow_id}: cancelled {counts['cancelled']} task(s)"
+    if counts["cancel_requested"]:
+        msg += f", asked {counts['cancel_requested']} running task(s) to stop"
+    console.print(msg, highlight=False)
+
+
+def retry_workflow(workflow_id: int) -> None:
+    from pgsched import workflows
+
+    res = workflows.retry_workflow(_dsn(), workflow_id, attempts=state.settings.max_attempts)
+    console.print(
+        f"workflow {workflow_id}: retrying {res['retried']} task(s), "
+        f"{res['pending']} ready now, the rest after their parents",
+        highlight=False,
+    )
+
+
+def _clock(value: datetime | None) -> str:
+    """HH:MM:SS for today, the full local time otherwise."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return fmt_time(value)
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if start is None:
+        return "-"
+    if end is None:
+        from datetime import UTC
+
+        return format_duration(datetime.now(UTC) - start) + "…"
+    return format_duration(end - start)
+
+
+__all__: list[Any] = ["cancel_workflow", "retry_workflow", "show_workflow", "submit_workflow"]
