@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.workflow import _clock
 from pgsched.durations import format_duration
 
 schedules_app = typer.Typer(
@@ -80,7 +81,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
     now = datetime.now(UTC)
     table = Table(show_edge=False, pad_edge=False)
     for col in ("name", "when", "task type", "queue", "state", "misfire", "last", "next"):
-        table.add_column(col, no_wrap=col in ("name", "when", "state"))
+        table.add_column(col, no_wrap=col != "queue")
     for r in rows:
         when = f"every {_every(r['every'])}" if r["every"] else r["cron"]
         if r["cron"] and r["timezone"] != "UTC":
@@ -88,7 +89,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
         st = "paused" if r["paused"] else ("enabled" if r["enabled"] else "disabled")
         nxt = "-"
         if r["next_tick"] is not None and st == "enabled":
-            nxt = f"{fmt_time(r['next_tick'])} ({_relative(r['next_tick'] - now)})"
+            nxt = f"{_clock(r['next_tick'])} ({_relative(r['next_tick'] - now)})"
         misfire = r["misfire"] + (f" ≤{r['misfire_cap']}" if r["misfire"] == "all" else "")
         table.add_row(
             r["name"],
@@ -97,7 +98,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
             r["queue"],
             st,
             misfire,
-            fmt_time(r["last_tick"]),
+            _clock(r["last_tick"]),
             nxt,
         )
     console.print(table)
@@ -152,7 +153,7 @@ def scheduler_cmd(
 
 def _relative(td: timedelta) -> str:
     s = td.total_seconds()
-    return "due" if s <= 0 else "in " + format_duration(td)
+    return "due" if s <= 0 else "in " + _every(timedelta(seconds=max(1, round(s))))
 
 
 def _every(td: timedelta) -> str:

@@ -64,7 +64,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
         table.add_column(
             col,
             justify="right" if col in ("id", "tries") else "left",
-            no_wrap=col in ("task", "status"),
+            no_wrap=col in ("task", "status", "tries", "started", "took"),
         )
     table.add_column("after", overflow="fold")
     for t in sorted(tasks, key=lambda t: (t["layer"], t["name"])):
