@@ -91,6 +91,7 @@ class Worker:
         self.grace = self.settings.grace if grace is None else grace
         self.on_event = on_event
         self.log = logger or get_logger(worker=self.name)
+        self._debug = self.settings.log_level == "debug"
         self.signature = ",".join(self.queues) + "|" + ",".join(self.task_types)
 
         self.worker_id: int | None = None
@@ -129,6 +130,8 @@ class Worker:
     # -- events --------------------------------------------------------------------------------
 
     def emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        if level == "debug" and self.on_event is None and not self._debug:
+            return  # the per-task hot path: not even the call into structlog
         getattr(self.log, level)(event, **fields)
         if self.on_event is not None:
             try:
@@ -510,7 +513,10 @@ class Worker:
                 if self.burst and not rows and not self._running and not self.completer.backlog:
                     self.emit("worker_burst_done")
                     break
-                if self._try_waker():
+                if self.burst:
+                    next_claim_at = time.monotonic() + 0.01  # look again soon, then exit
+                    self._holds_waker = self._holds_waker or self._try_waker()
+                elif self._try_waker():
                     due = claims.next_due_in(conn, queues=self.queues,
                                              task_types=self.task_types)
                     wait = s.poll_interval if due is None else min(max(due, 0.0), s.poll_interval)
@@ -530,11 +536,11 @@ class Worker:
     def _hand_back_unknown(self, conn: psycopg.Connection) -> None:
         """A claim may have committed while its answer was lost with the connection: hand back
         running tasks of ours that this process does not know about."""
+        self.completer.flush(timeout=30)  # finished ones are written (or refused) first
         rows = Q.owned_running.run(conn, {"worker": self.name})
         with self._state_lock:
             known = set(self._running)
-        unknown = [r for r in rows if r["id"] not in known
-                   and not self.completer.is_pending(r["id"])]
+        unknown = [r for r in rows if r["id"] not in known]
         if unknown:
             claims.release(conn, [r["id"] for r in unknown], [r["version"] for r in unknown])
             self.emit("tasks_handed_back", "warning", task_ids=[r["id"] for r in unknown])
@@ -565,6 +571,7 @@ class Worker:
         self._wake.set()
 
     def _completions_written(self, batch: list[Completion], changed: set[int]) -> None:
+        self._wake.set()  # a claim loop held back by the completion backlog may go on
         for c in batch:
             fields = {"task_id": c.id, "attempt": c.attempt, "queue": c.queue,
                       "task_type": c.task_type}
