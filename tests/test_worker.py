@@ -11,6 +11,7 @@ import pytest
 
 from pgsched.client import Client
 from pgsched.config import Settings
+from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.registry import Registry
 from pgsched.worker import Worker
 from tests.conftest import wait_until
@@ -270,3 +271,20 @@ def test_graceful_stop_hands_back_unfinished(dsn: str, conn: psycopg.Connection)
     t = c.get(slow)
     assert (t["status"], t["attempts"], t["assigned_worker"]) == ("pending", 0, None)
     assert one(conn, "SELECT status FROM pgsched.workers WHERE name = 'leaving'") == "stopped"
+
+
+def test_one_insert_does_not_stampede_idle_workers(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60})
+    workers = [make_worker(settings=quiet, name=f"idle{i}") for i in range(20)]
+    # Every worker's first claim finds nothing; then one of them holds the waker lock.
+    wait_until(lambda: all(e.count("claim_ran") >= 1 for _w, e in workers), 10)
+    wait_until(lambda: one(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                           " AND classid = %s::int::oid", ADVISORY_NAMESPACE + 1) == 1, 5,
+               message="one waker")
+    before = sum(e.count("claim_ran") for _w, e in workers)
+    tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
+    wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5)
+    claims_run = sum(e.count("claim_ran") for _w, e in workers) - before
+    assert 1 <= claims_run <= 2, f"{claims_run} workers ran a claim for one insert"

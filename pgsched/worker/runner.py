@@ -504,6 +504,7 @@ class Worker:
                     slots=n, weighted=self.weighted, cpu_ceiling=s.cpu_ceiling,
                     memory_ceiling=s.memory_ceiling, heartbeat_timeout=s.heartbeat_timeout)
                 error_delay = 0.05
+                self.emit("claim_ran", "debug", asked=n, got=len(rows))
                 self._dispatch(rows)
                 if len(rows) >= n:
                     idle = False  # more may be waiting: no longer the idle one that wakes
