@@ -246,7 +246,7 @@ def demo_cmd(
     no_top: bool = typer.Option(
         False, "--no-top", help="Print a status line every few seconds instead of the live view."
     ),
-    rate: float = typer.Option(4.0, "--rate", help="Tasks submitted per second, on average."),
+    rate: float = typer.Option(3.0, "--rate", help="Tasks submitted per second, on average."),
 ) -> None:
     """Run the embedded server, two workers, a task producer and the live view."""
     if not worker_available():
@@ -270,9 +270,11 @@ def demo_cmd(
     else:
         cluster = Cluster(settings.home)
         started_server = not cluster.running()
-        console.print(f"starting the embedded PostgreSQL in {cluster.home} …", highlight=False)
+        console.print(
+            f"starting the embedded PostgreSQL in {cluster.home} …", highlight=False, soft_wrap=True
+        )
         dsn = cluster.start()
-        console.print(f"PostgreSQL at {dsn}", highlight=False)
+        console.print(f"PostgreSQL at {dsn}", highlight=False, soft_wrap=True)
 
     demo: Demo | None = None
     summary = None
@@ -284,13 +286,14 @@ def demo_cmd(
             "workers: "
             + ", ".join(f"{n} (pid {p.pid}, log {demo.logs[n]})" for n, p in demo.procs.items()),
             highlight=False,
+            soft_wrap=True,
         )
         demo.producer.start()
         until = time.monotonic() + seconds if seconds else None
         with _sigterm_as_interrupt():
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the demo ends
                 _foreground(demo, dsn, until, no_top, settings.heartbeat_timeout)
-            console.print("stopping: producer, then workers (SIGTERM) …")
+            console.print("stopping: producer, then workers (SIGTERM) …", highlight=False)
             demo.producer.stop.set()
             demo.producer.join(timeout=10)
             codes = demo.stop_workers()
@@ -308,7 +311,7 @@ def demo_cmd(
             with contextlib.suppress(PgschedError):
                 cluster.stop()
     if summary:
-        console.print(summary, highlight=False)
+        console.print(summary, highlight=False, soft_wrap=True)
 
 
 def _foreground(
@@ -340,7 +343,8 @@ def _foreground(
             return
         while until is None or time.monotonic() < until:
             demo.check_workers()
-            console.print(demo.status_line(top.snapshot(conn, failures=0)), highlight=False)
+            line = demo.status_line(top.snapshot(conn, failures=0))
+            console.print(line, highlight=False, soft_wrap=True)
             wait = 2.0 if until is None else max(0.0, min(2.0, until - time.monotonic()))
             time.sleep(wait)
             if wait == 0:
