@@ -3,12 +3,11 @@
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from pgsched.db import ADVISORY_NAMESPACE
+from pgsched.db import ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK
 from pgsched.migrate import sqlalchemy_url
 
 config = context.config
 dsn = config.attributes.get("pgsched_dsn") or config.get_main_option("sqlalchemy.url")
-MIGRATE_LOCK = 1  # second key of the migration advisory lock
 
 OPTS = {"version_table_schema": "pgsched", "transactional_ddl": True}
 
@@ -33,7 +32,7 @@ def run_online() -> None:
             # then find nothing to do (READ COMMITTED: they read the version after the wait).
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:ns, :k)"),
-                {"ns": ADVISORY_NAMESPACE, "k": MIGRATE_LOCK},
+                {"ns": ADMIN_LOCK_NAMESPACE, "k": MIGRATE_LOCK},
             )
             connection.execute(text("CREATE SCHEMA IF NOT EXISTS pgsched"))
             context.run_migrations()

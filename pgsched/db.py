@@ -14,7 +14,14 @@ from psycopg.rows import dict_row
 from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable, NotMigrated, SchemaTooNew, translate
 
-ADVISORY_NAMESPACE = 0x70677363  # 'pgsc': first key of every advisory lock pgsched takes
+# Advisory locks pgsched takes, as (first key, second key):
+#   (ADVISORY_NAMESPACE, workers.id)       a worker's liveness lock, held by its session
+#   (ADVISORY_NAMESPACE + 1, ...)          worker coordination: reaper, waker (pgsched/worker)
+#   (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK)   `pgsched migrate`
+#   (ADMIN_LOCK_NAMESPACE, hashtext(...))  `pgsched schedules apply`
+ADVISORY_NAMESPACE = 0x70677363  # 'pgsc'
+ADMIN_LOCK_NAMESPACE = ADVISORY_NAMESPACE + 2
+MIGRATE_LOCK = 1
 
 
 def resolve_dsn(settings: Settings, *, start_embedded: bool = True) -> str:

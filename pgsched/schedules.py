@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pgsched.config import Settings
 from pgsched.cron import CronError, TickRule
-from pgsched.db import ADVISORY_NAMESPACE, connect, translated
+from pgsched.db import ADMIN_LOCK_NAMESPACE, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import NotFound, UsageError
 from pgsched.errors import ValidationError as PgValidationError
@@ -237,7 +237,7 @@ def apply_schedules(
     """Sync definitions into the table in one transaction; ``dry_run`` only reports."""
     report = ApplyReport()
     with translated(), conn.transaction():
-        Q.schedule_apply_lock.run(conn, {"ns": ADVISORY_NAMESPACE})
+        Q.schedule_apply_lock.run(conn, {"ns": ADMIN_LOCK_NAMESPACE})
         current = {r["name"]: r for r in _dicts(conn, Q.schedule_rows)}
         db_now = _scalar(conn, Q.db_now, {"now": now})
         for d in defs:
