@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
 from pgsched.cli.tasks import ATTEMPTS_RANGE, ID_RANGE, parse_int
 from pgsched.cli.workers import connection
 from pgsched.durations import parse_duration
@@ -56,14 +56,15 @@ def list_cmd(
         return
     table = Table()
     for col in ("task", "queue", "type", "tries", "failed at", "now", "error"):
-        table.add_column(col, no_wrap=col != "error", overflow="fold")
+        # The error takes what is left; the other columns never wrap.
+        table.add_column(col, no_wrap=col != "error", min_width=20 if col == "error" else None)
     for r in rows:
         table.add_row(
             str(r["task_id"]),
             r["queue"],
             r["task_type"],
             str(r["attempts"]),
-            fmt_time(r["failed_at"]),
+            r["failed_at"].astimezone().strftime("%m-%d %H:%M:%S"),
             r["task_status"] or "pruned",
             (r["last_error"] or "-").splitlines()[0] if r["last_error"] else "-",
         )

@@ -51,8 +51,8 @@ def snapshot(conn: psycopg.Connection, failures: int = FAILURES_SHOWN) -> dict[s
         "oldest_ready": oldest,
         "workers": list_workers(conn),
         "throughput": {
-            "per_s_10s": tp["last_10s"] / 10.0,
-            "per_s_1m": tp["last_1m"] / 60.0,
+            "per_s_10s": round(tp["last_10s"] / 10.0, 2),
+            "per_s_1m": round(tp["last_1m"] / 60.0, 2),
             "ok_1m": tp["ok_1m"],
             "failed_1m": tp["failed_1m"],
         },
