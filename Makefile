@@ -18,9 +18,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pgsched demo
 
+# The whole suite runs on the server the wheel provides (PostgreSQL 18). When the system has
+# PostgreSQL 15 (Debian 12's), the SQL-level tests run on it too: users' servers are >= 15.
+PG15_BIN := /usr/lib/postgresql/15/bin
+PG15_TESTS := tests/test_schema.py tests/test_sql_statements.py tests/test_worker_plan.py \
+	tests/test_queue_model.py tests/test_workflows.py
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	@if [ -x $(PG15_BIN)/postgres ]; then \
+		echo "== SQL-level tests on PostgreSQL 15 ($(PG15_BIN))"; \
+		PGSCHED_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest -q $(PG15_TESTS); \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
