@@ -87,7 +87,13 @@ def test_migrate_is_idempotent_and_downgrade_works(empty_dsn: str) -> None:
     assert migrate.current(empty_dsn) == HEAD
     migrate.downgrade(empty_dsn, "base")
     with connect(empty_dsn) as c:
-        assert c.execute("SELECT to_regclass('pgsched.tasks') AS t").fetchone()["t"] is None
+        left = c.execute(
+            "SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'pgsched' AND c.relname NOT LIKE 'alembic_version%'"
+            " UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n"
+            " ON n.oid = p.pronamespace WHERE n.nspname = 'pgsched'"
+        ).fetchall()
+        assert left == [], "downgrade left objects behind"
     migrate.upgrade(empty_dsn)
     with connect(empty_dsn) as c:
         assert check_schema(c) == HEAD

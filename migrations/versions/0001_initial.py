@@ -1,4 +1,5 @@
-"""Initial schema: tasks, workers, executions, dead letter, schedules, workflows.
+"""Initial schema: tasks, workers, executions, dead letter, schedules, workflows, and the
+triggers that notify workers, wake schedulers and move workflows forward.
 
 Revision ID: 0001
 """

@@ -1,6 +1,6 @@
 -- Workflows (DAGs): submission, reading, cancel, retry (pgsched/workflows.py). Progress
 -- (blocked -> pending, upstream failure, the workflow's final status) is the trigger
--- pgsched.workflow_task_finished() of migration 0002.
+-- pgsched.workflow_task_finished() in migrations/0001_initial.sql.
 
 -- name: workflow_insert :scalar
 -- The whole DAG in one statement: the workflow, its tasks (roots pending, the rest blocked)
