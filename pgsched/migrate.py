@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 
 from pgsched.db import describe, failure_reason, migrations_dir
-from pgsched.errors import DatabaseUnavailable, PgschedError
+from pgsched.errors import DatabaseUnavailable, PgschedError, SchemaTooNew
 
 
 def _config(dsn: str, output: io.StringIO | None = None):
@@ -56,10 +56,19 @@ def _quiet_alembic() -> Iterator[None]:
 
 def _wrap(dsn: str, fn) -> None:
     import sqlalchemy.exc
+    from alembic.util import CommandError
 
     try:
         with _quiet_alembic():
             fn()
+    except CommandError as e:
+        if "Can't locate revision" in str(e):
+            rev = str(e).rsplit(" ", 1)[-1].strip("'")
+            raise SchemaTooNew(
+                f"the database schema is at revision {rev}, which this pgsched does not know "
+                f"(made by a newer version?): upgrade pgsched"
+            ) from None
+        raise PgschedError(f"migration failed: {e}") from None
     except sqlalchemy.exc.OperationalError as e:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e.orig or e)}"

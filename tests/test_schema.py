@@ -113,3 +113,15 @@ def test_migrate_sql_prints_the_schema() -> None:
     sql = migrate.upgrade_sql("postgresql://nobody@127.0.0.1:1/none")
     assert "CREATE TABLE pgsched.tasks" in sql
     assert "CREATE FUNCTION pgsched.submit" in sql
+
+
+def test_database_newer_than_the_code_is_refused_in_one_line(empty_dsn: str) -> None:
+    from pgsched.errors import SchemaTooNew
+
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        c.execute("UPDATE pgsched.alembic_version SET version_num = '9999'")
+        with pytest.raises(SchemaTooNew, match=r"revision 9999.*upgrade pgsched"):
+            check_schema(c)
+    with pytest.raises(SchemaTooNew, match="revision 9999"):
+        migrate.upgrade(empty_dsn)
