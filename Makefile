@@ -39,3 +39,19 @@ lint: $(STAMP)
 clean:
 	-$(BIN)/pgsched db stop 2>/dev/null
 	rm -rf $(VENV) .pgsched .pytest_cache .ruff_cache .hypothesis
+
+# Benchmarks (bench/): pgsched against PGQueuer, procrastinate, Chancy and graphile-worker.
+# The peers live in their own virtualenv and node_modules under bench/ (gitignored).
+PEERS_STAMP := bench/.venv-peers/.installed-stamp
+
+$(PEERS_STAMP): bench/requirements-peers.txt bench/package.json
+	@test -x bench/.venv-peers/bin/python || $(PYTHON) -m venv bench/.venv-peers
+	bench/.venv-peers/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements-peers.txt
+	cd bench && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python bench/run.py --quick

@@ -1,0 +1,96 @@
+// graphile-worker adapter: the same command protocol as adapters/common.py.
+// Worker setting: the documented performance configuration (concurrentJobs 24, maxPoolSize 25,
+// localQueue.size 500, completeJobBatchDelay 0, failJobBatchDelay 0). Jobs are deleted when done.
+import { makeWorkerUtils, run, runMigrations, Logger } from "graphile-worker";
+
+const [cmd, dsn, ...rest] = process.argv.slice(2);
+const quiet = new Logger(() => (level, message) => {
+  if (level === "error") console.error(message);
+});
+const say = (line) => process.stdout.write(line + "\n");
+const epoch = () => ((performance.timeOrigin + performance.now()) / 1000).toFixed(6);
+const BULK = 1000;
+
+async function producer(fn) {
+  const utils = await makeWorkerUtils({ connectionString: dsn, maxPoolSize: 1, logger: quiet });
+  try {
+    await fn({
+      one: (k) => utils.addJob("noop", { k }),
+      many: (ks) => utils.addJobs(ks.map((k) => ({ identifier: "noop", payload: { k } }))),
+    });
+  } finally {
+    await utils.release();
+  }
+}
+
+const range = (a, b) => Array.from({ length: b - a }, (_, i) => a + i);
+
+if (cmd === "setup") {
+  await runMigrations({ connectionString: dsn, logger: quiet });
+  say(JSON.stringify({ ok: true }));
+} else if (cmd === "enqueue") {
+  const n = Number(rest[0]);
+  const mode = rest[1];
+  let dt = 0;
+  await producer(async (p) => {
+    const t0 = performance.now();
+    if (mode === "one") for (let k = 0; k < n; k++) await p.one(k);
+    else for (let s = 0; s < n; s += BULK) await p.many(range(s, Math.min(n, s + BULK)));
+    dt = (performance.now() - t0) / 1000;
+  });
+  say(JSON.stringify({ n, seconds: dt }));
+} else if (cmd === "produce") {
+  const seconds = Number(rest[0]);
+  const batch = Number(rest[1]);
+  let n = 0;
+  let dt = 0;
+  await producer(async (p) => {
+    const t0 = performance.now();
+    while ((performance.now() - t0) / 1000 < seconds) {
+      if (batch === 1) await p.one(n);
+      else await p.many(range(n, n + batch));
+      n += batch;
+    }
+    dt = (performance.now() - t0) / 1000;
+  });
+  say(JSON.stringify({ n, seconds: dt }));
+} else if (cmd === "probe") {
+  const n = Number(rest[0]);
+  const gap = Number(rest[1]);
+  await producer(async (p) => {
+    for (let k = 0; k < n; k++) {
+      await p.one(k);
+      say(`SENT ${k} ${epoch()}`);
+      await new Promise((r) => setTimeout(r, gap));
+    }
+  });
+  say(JSON.stringify({ n }));
+} else if (cmd === "worker") {
+  const trace = rest.includes("--trace");
+  const runner = await run({
+    connectionString: dsn,
+    concurrency: 24,
+    maxPoolSize: 25,
+    noHandleSignals: true,
+    logger: quiet,
+    taskList: {
+      noop: async (payload) => {
+        if (trace) say(`START ${payload.k} ${epoch()}`);
+      },
+    },
+    preset: {
+      worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
+    },
+  });
+  say(`READY ${epoch()}`);
+  const stop = async () => {
+    await runner.stop();
+    process.exit(0);
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  await runner.promise;
+} else {
+  console.error(`unknown command ${cmd}`);
+  process.exit(2);
+}

@@ -1,0 +1,74 @@
+"""The pgsched worker as the benchmarks run it: `pgsched.worker.Worker` in this process, with
+the built-in inline `noop` (or, with --trace, a `noop` that prints when its body starts) and a
+CPU-bound `spin` task (load weighting) and a `hold` task (crash recovery). Prints
+`READY epoch` once started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Any
+
+from pgsched.config import Settings
+from pgsched.registry import Registry, TaskType
+from pgsched.worker import Worker
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def traced_noop(payload: Any) -> None:
+    say(f"START {payload.get('k')} {time.time():.6f}")
+
+
+def hold(payload: Any) -> None:
+    """Crash-recovery body: say it started, then hold the task (payload hold, seconds)."""
+    say(f"START {payload.get('k')} {time.time():.6f}")
+    time.sleep(float(payload.get("hold", 30)))
+
+
+def spin(payload: Any) -> int:
+    """CPU-bound body: a fixed number of loop iterations (payload n, default 200,000)."""
+    x = 0
+    for i in range(int(payload.get("n", 200_000))):
+        x ^= i
+    return x
+
+
+def work(dsn: str, argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--concurrency", type=int, default=None)
+    ap.add_argument("--plain", action="store_true", help="claim without load weighting")
+    ap.add_argument("--heartbeat-timeout", type=float, default=None)
+    ap.add_argument("--heartbeat-interval", type=float, default=None)
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args(argv)
+    opts: dict[str, Any] = {"log_level": "warning"}
+    if a.heartbeat_timeout:
+        opts["heartbeat_timeout"] = a.heartbeat_timeout
+    if a.heartbeat_interval:
+        opts["heartbeat_interval"] = a.heartbeat_interval
+    reg = Registry()
+    if a.trace:
+        reg.register(TaskType("noop", traced_noop, inline=True))
+    reg.register(TaskType("spin", spin))
+    reg.register(TaskType("hold", hold))
+    w = Worker(
+        dsn,
+        Settings(**opts),
+        name=a.name,
+        concurrency=a.concurrency,
+        registry=reg,
+        weighted=not a.plain,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: w.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: w.request_stop())
+    w.start()
+    say(f"READY {time.time():.6f}")
+    w.run()

@@ -1,0 +1,65 @@
+"""B drain: N pending no-op tasks, one worker process, then two; the rate runs from the worker's
+ready line to the poll (every 20 ms) that first sees no unfinished task.
+
+The backlog is enqueued with the system's bulk API, then VACUUM ANALYZE and CHECKPOINT, the same
+for every system, so each worker starts on the same footing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from harness import SYSTEMS, Ctx, adapter, ready_time, scalar, wait_done, workers
+
+# A drain that has not finished by then is recorded from the tasks it did (done / elapsed).
+LIMIT_S = {True: 12, False: 45}
+
+
+def fill(ctx: Ctx, system: str, label: str, n: int) -> str:
+    url = ctx.fresh_db(system, label)
+    adapter(system, "enqueue", url, str(n), "bulk", timeout=600)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("VACUUM ANALYZE")
+        c.execute("CHECKPOINT")
+    return url
+
+
+def drain(
+    ctx: Ctx,
+    system: str,
+    url: str,
+    n: int,
+    procs: int,
+    remaining: str | None = None,
+    backlog: str | None = None,
+) -> dict:
+    """Start `procs` workers on a filled database; returns rate and timings. `remaining` and
+    `backlog` override the system's queries (G: rows due tomorrow are not part of the drain)."""
+    with workers(system, url, procs) as ws:
+        t_ready = min(ready_time(w) for w in ws)
+        t_end = wait_done(url, system, LIMIT_S[ctx.quick], sql=remaining)
+        if t_end is None:
+            left = int(scalar(url, backlog or SYSTEMS[system].backlog_sql))
+            t_end = time.time()
+            return {"rate": (n - left) / (t_end - t_ready), "timed_out": True, "left": left}
+    return {"rate": n / (t_end - t_ready), "seconds": t_end - t_ready}
+
+
+def size(ctx: Ctx) -> int:
+    return 20_000 if ctx.quick else 100_000
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    n = size(ctx)
+    for procs in (1, 2):
+        for system in ctx.systems:
+            with ctx.cell("B", system, rep):
+                url = fill(ctx, system, "b", n)
+                try:
+                    r = drain(ctx, system, url, n, procs)
+                    ctx.record(
+                        "B", system, f"drain_{procs}w", r.pop("rate"), "tasks/s", rep, n=n, **r
+                    )
+                finally:
+                    ctx.drop_db(url)

@@ -1,0 +1,43 @@
+"""C steady: one producer (one call per task, then batches of 100) and one worker for T seconds;
+completed per second over the window and the backlog left when the producer stops."""
+
+from __future__ import annotations
+
+from harness import SYSTEMS, Ctx, adapter, ready_time, scalar, workers
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    seconds = 5 if ctx.quick else 20
+    for batch in (1, 100):
+        for system in ctx.systems:
+            with ctx.cell("C", system, rep):
+                url = ctx.fresh_db(system, "c")
+                try:
+                    with workers(system, url, 1) as ws:
+                        ready_time(ws[0])
+                        res = adapter(
+                            system, "produce", url, str(seconds), str(batch), timeout=seconds + 60
+                        )
+                        backlog = int(scalar(url, SYSTEMS[system].backlog_sql))
+                    done = res["n"] - backlog
+                    ctx.record(
+                        "C",
+                        system,
+                        f"steady_b{batch}_completed",
+                        done / res["seconds"],
+                        "tasks/s",
+                        rep,
+                        produced=res["n"],
+                        seconds=res["seconds"],
+                    )
+                    ctx.record(
+                        "C",
+                        system,
+                        f"steady_b{batch}_backlog",
+                        backlog,
+                        "tasks",
+                        rep,
+                        produced=res["n"],
+                    )
+                finally:
+                    ctx.drop_db(url)

@@ -1,0 +1,132 @@
+"""E crash recovery (pgsched): a worker holding tasks is killed with kill -9; the time from the
+kill until another (idle, already running) worker starts each of them. Then SIGSTOP: the frozen
+worker keeps its session, so only the heartbeat timeout can hand its tasks over.
+
+Peers: not measured, their recovery has no comparable automatic path at these time scales (see
+NOTES in RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import time
+
+import psycopg
+from harness import Ctx, ready_time, worker
+
+HOLD = 4  # tasks the victim holds per trial
+HB = ("--heartbeat-interval", "1", "--heartbeat-timeout", "5")  # SIGSTOP trials only
+HB_TIMEOUT = 5.0
+
+
+def submit(url: str, ks: list[int]) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type, payload) "
+            "SELECT 'hold', jsonb_build_object('k', k, 'hold', 30) FROM unnest(%s::int[]) k",
+            (ks,),
+        )
+
+
+def starts(p, ks: set[str], timeout: float) -> dict[str, float]:
+    got: dict[str, float] = {}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and len(got) < len(ks):
+        for line in p.poll_lines(0.02):
+            f = line.split()
+            if f and f[0] == "START" and f[1] in ks:
+                got.setdefault(f[1], float(f[2]))
+    return got
+
+
+def trial(url: str, k0: int, sig: int, extra: tuple[str, ...]) -> list[float]:
+    """Seconds from the signal to another worker starting each task the victim held. The
+    rescuer starts after the victim holds its tasks (so it cannot take them first) and is ready
+    before the signal."""
+    victim = worker("pgsched", url, "--concurrency", "50", *extra)
+    rescuer = None
+    try:
+        ready_time(victim)
+        ks = list(range(k0, k0 + HOLD))
+        submit(url, ks)
+        held = set(starts(victim, {str(k) for k in ks}, 10))
+        rescuer = worker("pgsched", url, "--concurrency", "50", *extra)
+        ready_time(rescuer)
+        time.sleep(0.2)
+        t_sig = time.time()
+        victim.signal(sig)
+        got = starts(rescuer, held, 30)
+        return [got[k] - t_sig for k in held if k in got] + [float("inf")] * (len(held) - len(got))
+    finally:
+        victim.signal(signal.SIGCONT)
+        victim.signal(signal.SIGKILL)
+        victim.p.wait(10)
+        if rescuer is not None:
+            rescuer.stop(2)
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    if "pgsched" not in ctx.systems:
+        return
+    for sig, name, trials, extra in (
+        (signal.SIGKILL, "kill9", 3 if ctx.quick else 10, ()),
+        (signal.SIGSTOP, "sigstop", 1 if ctx.quick else 3, HB),
+    ):
+        with ctx.cell("E", "pgsched", rep):
+            url = ctx.fresh_db("pgsched", "e")
+            try:
+                times: list[float] = []
+                for i in range(trials):
+                    times += trial(url, 1000 * (i + 1), sig, extra)
+                ok = [t for t in times if t != float("inf")]
+                if name == "sigstop" and not ok:  # nobody took them within 30 s
+                    ctx.record(
+                        "E",
+                        "pgsched",
+                        "sigstop_excess_median",
+                        float("inf"),
+                        "s",
+                        rep,
+                        heartbeat_timeout=HB_TIMEOUT,
+                        not_started=len(times),
+                        note="not reassigned within 30 s",
+                    )
+                elif name == "sigstop":
+                    ex = [t - HB_TIMEOUT for t in ok]
+                    ctx.record(
+                        "E",
+                        "pgsched",
+                        "sigstop_median",
+                        statistics.median(ok),
+                        "s",
+                        rep,
+                        heartbeat_timeout=HB_TIMEOUT,
+                        samples=len(ok),
+                    )
+                    ctx.record(
+                        "E",
+                        "pgsched",
+                        "sigstop_excess_median",
+                        statistics.median(ex),
+                        "s",
+                        rep,
+                        heartbeat_timeout=HB_TIMEOUT,
+                    )
+                    ctx.record("E", "pgsched", "sigstop_excess_max", max(ex), "s", rep)
+                else:
+                    ctx.record(
+                        "E",
+                        "pgsched",
+                        "kill9_median",
+                        statistics.median(times),
+                        "s",
+                        rep,
+                        samples=len(times),
+                        trials=trials,
+                        raw=json.dumps([round(t, 3) for t in times]),
+                    )
+                    ctx.record("E", "pgsched", "kill9_max", max(times), "s", rep)
+            finally:
+                ctx.drop_db(url)

@@ -1,0 +1,88 @@
+"""F load weighting (pgsched): two workers, each pinned to its own core with taskset; a CPU hog
+shares the second worker's core. CPU-bound `spin` tasks; total time to finish them all with
+load-weighted claiming (the default) and with plain claiming (`--plain`, i.e. the CLI's
+--no-load-weighting), plus how many tasks each worker ran."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from harness import PGSCHED_PY, Ctx, Proc, ready_time, wait_done, workers
+
+TASKS = 200
+SPIN = 300_000  # loop iterations per task (~15-25 ms of one core in CPython)
+
+
+def one(ctx: Ctx, rep: int, plain: bool) -> None:
+    mode = "plain" if plain else "weighted"
+    url = ctx.fresh_db("pgsched", "f")
+    hog = Proc(
+        [
+            "taskset",
+            "-c",
+            "1",
+            PGSCHED_PY,
+            "-c",
+            "import time\nt = time.time() + 300\nwhile time.time() < t: pass",
+        ]
+    )
+    try:
+        extra = (
+            "--concurrency",
+            "4",
+            "--heartbeat-interval",
+            "1",
+            "--heartbeat-timeout",
+            "5",
+            *(("--plain",) if plain else ()),
+        )
+        with workers("pgsched", url, 2, *extra, pins=["0", "1"]) as ws:
+            for w in ws:
+                ready_time(w)
+            time.sleep(2.5)  # two heartbeats: load samples are in the workers rows
+            with psycopg.connect(url, autocommit=True) as c:
+                t0 = time.time()
+                c.execute(
+                    "INSERT INTO pgsched.tasks (task_type, payload) SELECT 'spin', "
+                    "jsonb_build_object('n', %s::int) FROM generate_series(1, %s)",
+                    (SPIN, TASKS),
+                )
+                t_end = wait_done(url, "pgsched", 120)
+                split = dict(
+                    c.execute(
+                        "SELECT w.pid::text, count(*) FROM pgsched.task_executions e "
+                        "JOIN pgsched.workers w ON w.name = e.worker GROUP BY 1"
+                    ).fetchall()
+                )
+        pids = [str(w.p.pid) for w in ws]
+        ctx.record(
+            "F",
+            "pgsched",
+            f"total_{mode}",
+            (t_end or time.time()) - t0,
+            "s",
+            rep,
+            tasks=TASKS,
+            on_free_core=split.get(pids[0], 0),
+            on_hogged_core=split.get(pids[1], 0),
+        )
+        ctx.record(
+            "F",
+            "pgsched",
+            f"share_on_hogged_core_{mode}",
+            100 * split.get(pids[1], 0) / TASKS,
+            "%",
+            rep,
+        )
+    finally:
+        hog.stop(2)
+        ctx.drop_db(url)
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    if "pgsched" not in ctx.systems:
+        return
+    for plain in (False, True):
+        with ctx.cell("F", "pgsched", rep):
+            one(ctx, rep, plain)

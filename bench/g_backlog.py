@@ -1,0 +1,72 @@
+"""G large tables (pgsched): the drain rate of B and the pickup latency of D on an empty
+database, then with a large backlog of pending rows, then with as many finished rows (status
+succeeded) plus their task_executions rows; reported as a ratio to the empty case.
+
+The pending backlog is due tomorrow (run_at + 1 day): it sits in the ready index in front of
+nothing, as a big scheduled backlog does, so B and D measure fresh work beside it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from b_drain import drain
+from d_latency import probe
+from harness import Ctx, adapter, pct
+
+DUE = "status IN ('pending', 'running', 'retrying') AND run_at <= now() + interval '1 hour'"
+DUE_LEFT = f"SELECT EXISTS (SELECT 1 FROM pgsched.tasks WHERE {DUE})"
+DUE_COUNT = f"SELECT count(*) FROM pgsched.tasks WHERE {DUE}"
+PENDING = """INSERT INTO pgsched.tasks (task_type, payload, run_at)
+SELECT 'noop', '{}', now() + interval '1 day' FROM generate_series(1, %s)"""
+FINISHED = """WITH t AS (
+    INSERT INTO pgsched.tasks (task_type, status, attempts, started_at, finished_at, version)
+    SELECT 'noop', 'succeeded', 1, now(), now(), 2 FROM generate_series(1, %s)
+    RETURNING id)
+INSERT INTO pgsched.task_executions (task_id, attempt, worker, started_at, outcome, duration_ms)
+SELECT id, 1, 'old-worker', now(), 'success', 0.1 FROM t"""
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    if "pgsched" not in ctx.systems:
+        return
+    big = 100_000 if ctx.quick else 1_000_000
+    n = 20_000 if ctx.quick else 100_000
+    base: dict[str, float] = {}
+    for label, sql in (("empty", None), ("pending", PENDING), ("finished", FINISHED)):
+        with ctx.cell("G", "pgsched", rep):
+            url = ctx.fresh_db("pgsched", "g")
+            try:
+                with psycopg.connect(url, autocommit=True) as c:
+                    if sql:
+                        c.execute(sql, (big,))
+                adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
+                with psycopg.connect(url, autocommit=True) as c:
+                    c.execute("VACUUM ANALYZE")
+                    c.execute("CHECKPOINT")
+                rate = drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)["rate"]
+                lat, _ = probe(ctx, "pgsched", url, 100, "20")
+                p50 = pct(lat, 50)
+                ctx.record("G", "pgsched", f"drain_1w_{label}", rate, "tasks/s", rep, rows=big)
+                ctx.record("G", "pgsched", f"latency_api_p50_{label}", p50, "ms", rep)
+                ctx.record("G", "pgsched", f"latency_api_p99_{label}", pct(lat, 99), "ms", rep)
+                if label == "empty":
+                    base = {"drain_1w": rate, "latency_api_p50": p50}
+                elif base:
+                    ctx.record(
+                        "G",
+                        "pgsched",
+                        f"drain_1w_vs_empty_{label}",
+                        rate / base["drain_1w"],
+                        "ratio",
+                        rep,
+                    )
+                    ctx.record(
+                        "G",
+                        "pgsched",
+                        f"latency_api_p50_vs_empty_{label}",
+                        p50 / base["latency_api_p50"],
+                        "ratio",
+                        rep,
+                    )
+            finally:
+                ctx.drop_db(url)

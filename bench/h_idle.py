@@ -1,0 +1,149 @@
+"""H idle fleet (pgsched): many idle `pgsched worker` processes on one database.
+
+Measured: Postgres CPU while the fleet idles (utime+stime of the postmaster and its children
+from /proc over 10 s), connections held, claim statements run per single insert (calls of the
+claim statement in pg_stat_statements, minus the idle baseline), and worker RSS at rest and
+during a drain.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import psycopg
+from harness import PGSCHED_PY, ROOT, Ctx, Proc, adapter, wait_done
+
+CLAIM_LIKE = "%FOR UPDATE SKIP LOCKED%"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def pg_pids(postmaster: int) -> list[int]:
+    pids = [postmaster]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def claim_calls(c: psycopg.Connection) -> int:
+    return int(
+        c.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = current_database() AND s.query LIKE %s AND s.query LIKE 'WITH me%%'",
+            (CLAIM_LIKE,),
+        ).fetchone()[0]
+    )
+
+
+def run(ctx: Ctx, rep: int) -> None:
+    if "pgsched" not in ctx.systems:
+        return
+    n = 20 if ctx.quick else 100
+    with ctx.cell("H", "pgsched", rep):
+        url = ctx.fresh_db("pgsched", "h")
+        dbname = url.rsplit("/", 1)[1]
+        fleet: list[Proc] = []
+        try:
+            env = {"PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
+            cmd = [PGSCHED_PY, "-m", "pgsched.cli.app", "worker"]
+            if (ROOT / ".venv" / "bin" / "pgsched").exists():
+                cmd = [str(ROOT / ".venv" / "bin" / "pgsched"), "worker"]
+            for _ in range(n):
+                fleet.append(Proc(cmd, env=env))
+            with psycopg.connect(url, autocommit=True) as c:
+                end = time.monotonic() + 240
+                active = 0
+                while time.monotonic() < end:
+                    active = c.execute(
+                        "SELECT count(*) FROM pgsched.workers WHERE status = 'active'"
+                    ).fetchone()[0]
+                    if active >= n or all(p.p.poll() is not None for p in fleet):
+                        break
+                    time.sleep(0.5)
+                alive = sum(p.p.poll() is None for p in fleet)
+                ctx.record(
+                    "H", "pgsched", "workers_started", active, "workers", rep, asked=n, alive=alive
+                )
+                time.sleep(5)  # past start-up
+                pids = pg_pids(ctx.server.proc.pid)
+                t0, c0 = time.monotonic(), cpu_ticks(pids)
+                time.sleep(10)
+                pct = (cpu_ticks(pids) - c0) / TICK / (time.monotonic() - t0) * 100
+                ctx.record("H", "pgsched", "idle_pg_cpu", pct, "%", rep, workers=active)
+                conns = (
+                    c.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+                    ).fetchone()[0]
+                    - 1
+                )
+                ctx.record("H", "pgsched", "connections", conns, "conns", rep, workers=active)
+                rss = [rss_mib(p.p.pid) for p in fleet if p.p.poll() is None]
+                ctx.record("H", "pgsched", "worker_rss_idle", statistics.median(rss), "MiB", rep)
+                # claims per insert: idle baseline over 5 s, then 5 single inserts 1 s apart
+                c.execute("SELECT pg_stat_statements_reset()")
+                time.sleep(5)
+                base = claim_calls(c)
+                c.execute("SELECT pg_stat_statements_reset()")
+                for _ in range(5):
+                    c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                    time.sleep(1)
+                per = (claim_calls(c) - base) / 5
+                ctx.record(
+                    "H", "pgsched", "claims_per_insert", per, "claims", rep, idle_claims_per_5s=base
+                )
+                # RSS during a drain of 20,000 tasks spread over the fleet
+                adapter("pgsched", "enqueue", url, "20000", "bulk")
+                peak: list[float] = []
+                end = time.monotonic() + 60
+                while time.monotonic() < end:
+                    peak = [
+                        max(a, rss_mib(p.p.pid))
+                        for a, p in zip(peak or [0.0] * len(fleet), fleet, strict=True)
+                    ]
+                    if wait_done(url, "pgsched", 0.2) is not None:
+                        break
+                ctx.record(
+                    "H",
+                    "pgsched",
+                    "worker_rss_drain_peak",
+                    statistics.median([x for x in peak if x > 0]),
+                    "MiB",
+                    rep,
+                )
+        finally:
+            for p in fleet:
+                p.signal(15)
+            for p in fleet:
+                p.stop(5)
+            ctx.drop_db(url)

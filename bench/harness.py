@@ -1,0 +1,364 @@
+"""Shared harness for the benchmarks: one throwaway server, a fresh database per system and run,
+worker processes with a ready line, raw records as JSON lines.
+
+Every workload module (a_enqueue.py ... h_idle.py) has ``run(ctx, rep)`` and writes records with
+``ctx.record(...)``. ``run.py`` drives them; ``report.py`` turns bench/raw/*.jsonl into RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from pgsched.server import EphemeralServer, server_version
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RAW = BENCH / "raw"
+ADAPTERS = BENCH / "adapters"
+PGSCHED_PY = str(ROOT / ".venv" / "bin" / "python")
+PEERS_PY = str(BENCH / ".venv-peers" / "bin" / "python")
+NODE = str(BENCH / "node_modules" / ".bin" / "node")
+
+# Server settings: durability defaults (fsync, synchronous_commit, full_page_writes all on).
+# Only sizes are raised: room for the idle fleet's connections, a cache that holds the tables,
+# and no checkpoint forced by WAL volume in the middle of a run. pg_stat_statements for profiles.
+SERVER_SETTINGS = {
+    "max_connections": "400",
+    "shared_buffers": "1GB",
+    "max_wal_size": "8GB",
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+}
+
+
+@dataclass(frozen=True)
+class System:
+    """One queue under test: how to run its adapter and how to read "done" from its tables."""
+
+    name: str
+    cmd: tuple[str, ...]  # adapter command prefix (interpreter + script)
+    remaining_sql: str  # returns one bool: is any job not finished yet?
+    backlog_sql: str  # returns one int: jobs not finished yet
+    keeps: str  # what the system keeps after a job ends
+    setting: str  # the worker setting used (fastest documented, tried)
+    worker_args: tuple[str, ...] = ()
+
+
+def _py(script: str) -> tuple[str, ...]:
+    return (PEERS_PY, str(ADAPTERS / script))
+
+
+SYSTEMS = {
+    "pgsched": System(
+        "pgsched",
+        (PGSCHED_PY, str(ADAPTERS / "pgsched_adapter.py")),
+        "SELECT EXISTS (SELECT 1 FROM pgsched.tasks WHERE status IN "
+        "('pending', 'running', 'retrying'))",
+        "SELECT count(*) FROM pgsched.tasks WHERE status IN ('pending', 'running', 'retrying')",
+        "the task row (status succeeded, finished_at) and one task_executions row per attempt",
+        "Worker with concurrency=500 (= batch_size; tried 10 (default), 100, 500, 1000: "
+        "10 drains at ~6k/s, 100+ at ~23k/s), built-in inline noop",
+        ("--concurrency", "500"),
+    ),
+    "pgqueuer": System(
+        "pgqueuer",
+        _py("peer_pgqueuer.py"),
+        "SELECT EXISTS (SELECT 1 FROM pgqueuer)",
+        "SELECT count(*) FROM pgqueuer",
+        "deletes the job row; appends a pgqueuer_log row (folded into pgqueuer_statistics)",
+        "asyncpg driver, batch_size=100 (tried 10 and 100), no concurrency limit",
+    ),
+    "procrastinate": System(
+        "procrastinate",
+        _py("peer_procrastinate.py"),
+        "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))",
+        "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
+        "the job row (status succeeded) and its procrastinate_events rows",
+        "PsycopgConnector, concurrency=10 (tried 1, 10, 50), listen_notify on",
+    ),
+    "chancy": System(
+        "chancy",
+        _py("peer_chancy.py"),
+        "SELECT EXISTS (SELECT 1 FROM chancy_jobs WHERE state IN "
+        "('pending', 'running', 'retrying'))",
+        "SELECT count(*) FROM chancy_jobs WHERE state IN ('pending', 'running', 'retrying')",
+        "the job row (state succeeded, completed_at)",
+        "AsyncExecutor, concurrency=100, eager_polling, polling_interval=1 s",
+    ),
+    "graphile": System(
+        "graphile",
+        (NODE, str(ADAPTERS / "peer_graphile.mjs")),
+        "SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs)",
+        "SELECT count(*) FROM graphile_worker._private_jobs",
+        "deletes the job row; keeps nothing",
+        "concurrentJobs=24, maxPoolSize=25, localQueue.size=500, completeJobBatchDelay=0 "
+        "(the documented performance setting)",
+    ),
+}
+PEERS = ["pgqueuer", "procrastinate", "chancy", "graphile"]
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ctx:
+    server: EphemeralServer
+    quick: bool
+    run_id: str
+    systems: list[str]
+    out: Path
+    _n: int = 0
+    _templates: set[str] = field(default_factory=set)
+
+    def record(
+        self,
+        workload: str,
+        system: str,
+        metric: str,
+        value: float,
+        unit: str,
+        rep: int,
+        **extra: object,
+    ) -> None:
+        rec = {
+            "run": self.run_id,
+            "workload": workload,
+            "system": system,
+            "metric": metric,
+            "value": value,
+            "unit": unit,
+            "rep": rep,
+            "quick": self.quick,
+            **extra,
+        }
+        with open(self.out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"  {workload:<2} {system:<14} {metric:<34} {value:>12.3f} {unit}", flush=True)
+
+    @contextlib.contextmanager
+    def cell(self, workload: str, system: str, rep: int) -> Iterator[None]:
+        """One measurement: a failure is recorded and the run goes on with the next cell."""
+        try:
+            yield
+        except Exception as e:
+            print(f"!! {workload} {system}: {e}", flush=True)
+            self.record(workload, system, "error", 0, "", rep, error=str(e)[-800:])
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.server.url("postgres"), autocommit=True)
+
+    # -- databases: a migrated template per system, a fresh copy per run ----------------------
+
+    def fresh_db(self, system: str, label: str) -> str:
+        """A new database for one system and one run, copied from the system's template."""
+        tpl = f"tpl_{system}"
+        if tpl not in self._templates:
+            with self.admin() as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{tpl}"')
+                c.execute(f'CREATE DATABASE "{tpl}"')
+            adapter(system, "setup", self.server.url(tpl), timeout=180)
+            self._templates.add(tpl)
+        self._n += 1
+        name = f"{system}_{label}_{self._n}".lower()
+        with self.admin() as c:
+            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+        return self.server.url(name)
+
+    def drop_db(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with self.admin() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def adapter(system: str, *args: str, timeout: float = 300) -> dict:
+    """Run an adapter command to completion; it prints one JSON object as its last line."""
+    cmd = [*SYSTEMS[system].cmd, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=BENCH)
+    if res.returncode != 0:
+        raise RuntimeError(f"{system} {args[0]} failed: {res.stderr.strip()[-2000:]}")
+    lines = [ln for ln in res.stdout.strip().splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+class Proc:
+    """A long-running adapter process (worker, producer) whose stdout lines are read as events."""
+
+    def __init__(self, cmd: list[str], env: dict | None = None, pin: str | None = None) -> None:
+        if pin is not None:
+            cmd = ["taskset", "-c", pin, *cmd]
+        self.p = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=BENCH,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        self.buf = b""
+        self.lines: list[tuple[float, str]] = []  # (time read, line)
+
+    def poll_lines(self, timeout: float = 0.0) -> list[str]:
+        out = []
+        assert self.p.stdout is not None
+        fd = self.p.stdout.fileno()
+        end = time.monotonic() + timeout
+        while True:
+            r, _, _ = select.select([fd], [], [], max(0.0, end - time.monotonic()))
+            if not r:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self.buf += chunk
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                s = line.decode(errors="replace")
+                self.lines.append((time.time(), s))
+                out.append(s)
+            if time.monotonic() >= end:
+                break
+        return out
+
+    def wait_line(self, prefix: str, timeout: float = 60) -> str:
+        end = time.monotonic() + timeout
+        for _, s in self.lines:
+            if s.startswith(prefix):
+                return s
+        while time.monotonic() < end:
+            for s in self.poll_lines(0.05):
+                if s.startswith(prefix):
+                    return s
+            if self.p.poll() is not None:
+                self.poll_lines(0.2)
+                break
+        err = self.p.stderr.read().decode(errors="replace")[-2000:] if self.p.poll() else ""
+        raise RuntimeError(f"no {prefix!r} line within {timeout}s from {self.p.args}: {err}")
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.p.pid, sig)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.p.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.p.pid, signal.SIGKILL)  # children (executors) of this worker only
+
+
+def worker(
+    system: str, url: str, *extra: str, env: dict | None = None, pin: str | None = None
+) -> Proc:
+    s = SYSTEMS[system]
+    return Proc([*s.cmd, "worker", url, *s.worker_args, *extra], env=env, pin=pin)
+
+
+@contextlib.contextmanager
+def workers(
+    system: str,
+    url: str,
+    n: int,
+    *extra: str,
+    env: dict | None = None,
+    pins: list[str | None] | None = None,
+) -> Iterator[list[Proc]]:
+    procs = [worker(system, url, *extra, env=env, pin=(pins or [None] * n)[i]) for i in range(n)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def ready_time(p: Proc, timeout: float = 60) -> float:
+    """The worker's ready line is `READY <epoch seconds>`, written once it can claim."""
+    return float(p.wait_line("READY", timeout).split()[1])
+
+
+def wait_done(
+    url: str, system: str, timeout: float, interval: float = 0.02, sql: str | None = None
+) -> float | None:
+    """Poll until no job of the system is unfinished; returns the time of that poll."""
+    q = sql or SYSTEMS[system].remaining_sql
+    end = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as c:
+        while time.monotonic() < end:
+            if not c.execute(q).fetchone()[0]:
+                return time.time()
+            time.sleep(interval)
+    return None
+
+
+def scalar(url: str, sql: str, params: tuple = ()) -> object:
+    with psycopg.connect(url, autocommit=True) as c:
+        return c.execute(sql, params).fetchone()[0]
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def mmm(values: list[float]) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
+# -- machine ---------------------------------------------------------------------------------
+
+
+def machine(server: EphemeralServer, fsync_test: bool = True) -> dict:
+    info: dict[str, object] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    with open("/proc/meminfo") as f:
+        info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    info["kernel"] = platform.release()
+    info["postgres"] = server_version(server.bin_dir)
+    info["postgres_bin"] = str(server.bin_dir)
+    fsync = server.bin_dir / "pg_test_fsync"
+    if fsync_test and fsync.exists():
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            out = subprocess.run(
+                [str(fsync), "-s", "1", "-f", str(BENCH / ".work" / "fsync.tmp")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            for line in out.splitlines():
+                if "fdatasync" in line and "ops/sec" in line:
+                    info["pg_test_fsync_fdatasync"] = " ".join(line.split())
+                    break
+    return info

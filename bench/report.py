@@ -1,0 +1,254 @@
+"""Turn one run's raw records (bench/raw/<run>.jsonl) into bench/RESULTS.md.
+
+python bench/report.py [bench/raw/<run>.jsonl]     (default: the newest file)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import BENCH, PEERS, RAW, SYSTEMS, mmm
+
+TITLES = {
+    "A": "A — enqueue (one connection)",
+    "B": "B — drain a backlog of no-op tasks",
+    "C": "C — steady state: one producer, one worker",
+    "D": "D — pickup latency (idle worker)",
+    "E": "E — crash recovery (pgsched)",
+    "F": "F — load-weighted claiming (pgsched)",
+    "G": "G — large tables (pgsched)",
+    "H": "H — idle fleet (pgsched)",
+}
+LOWER_IS_BETTER_UNITS = {"ms", "s", "tasks", "%", "MiB"}
+
+
+def load(path: Path) -> tuple[dict, list[dict]]:
+    meta: dict = {}
+    recs = []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("meta"):
+            meta = r
+        elif r.get("meta_end"):
+            meta["seconds"] = r["seconds"]
+        else:
+            recs.append(r)
+    return meta, recs
+
+
+def fmt(v: float, unit: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if unit == "tasks/s":
+        return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+    if unit in ("ms",):
+        return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+    if unit == "s":
+        return f"{v:.2f}"
+    if abs(v) >= 100 or float(v).is_integer():
+        return f"{v:.0f}"
+    return f"{v:.2f}"
+
+
+def cell(vals: list[float], unit: str) -> str:
+    if not vals:
+        return ""
+    if len(vals) == 1:
+        return fmt(vals[0], unit)
+    lo, med, hi = mmm(vals)
+    return f"{fmt(lo, unit)} / **{fmt(med, unit)}** / {fmt(hi, unit)}"
+
+
+def table(recs: list[dict], workload: str) -> list[str]:
+    rows = [r for r in recs if r["workload"] == workload and r["metric"] != "error"]
+    if not rows:
+        return []
+    systems = [s for s in ["pgsched", *PEERS] if any(r["system"] == s for r in rows)]
+    metrics: list[tuple[str, str]] = []
+    vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        key = (r["metric"], r["unit"])
+        if key not in metrics:
+            metrics.append(key)
+        vals[(r["metric"], r["system"])].append(r["value"])
+    out = [
+        "| metric | unit | " + " | ".join(systems) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in systems) + " |",
+    ]
+    for metric, unit in metrics:
+        cells = [cell(vals.get((metric, s), []), unit) for s in systems]
+        out.append(f"| {metric} | {unit} | " + " | ".join(cells) + " |")
+    return out
+
+
+def medians(recs: list[dict]) -> dict[tuple[str, str, str], float]:
+    vals: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in recs:
+        if r["metric"] != "error":
+            vals[(r["workload"], r["system"], r["metric"])].append(r["value"])
+    return {k: mmm(v)[1] for k, v in vals.items()}
+
+
+def targets(m: dict) -> list[str]:
+    def g(w: str, s: str, metric: str) -> float | None:
+        return m.get((w, s, metric))
+
+    def best_peer(w: str, metric: str, lowest: bool = False) -> tuple[str, float] | None:
+        got = [(s, g(w, s, metric)) for s in PEERS if g(w, s, metric) is not None]
+        if not got:
+            return None
+        return (min if lowest else max)(got, key=lambda x: x[1])
+
+    rows = []
+
+    def ratio_row(
+        label: str,
+        w: str,
+        metric: str,
+        factor: float,
+        lowest: bool = False,
+        peer: str | None = None,
+    ) -> None:
+        mine = g(w, "pgsched", metric)
+        other = (peer, g(w, peer, metric)) if peer else best_peer(w, metric, lowest)
+        if mine is None or other is None or other[1] is None:
+            rows.append((label, "not measured", "–"))
+            return
+        r = mine / other[1] if other[1] else float("inf")
+        ok = r <= factor if lowest else r >= factor
+        rows.append(
+            (
+                label,
+                f"{r:.2f}× ({fmt(mine, 'x')} vs {other[0]} {fmt(other[1], 'x')})",
+                "met" if ok else "**not met**",
+            )
+        )
+
+    def bound_row(
+        label: str, value: float | None, limit: float, unit: str, upper: bool = True
+    ) -> None:
+        if value is None:
+            rows.append((label, "not measured", "–"))
+            return
+        ok = value <= limit if upper else value >= limit
+        rows.append(
+            (
+                label,
+                f"{fmt(value, unit)} {unit} (limit {limit:g} {unit})",
+                "met" if ok else "**not met**",
+            )
+        )
+
+    ratio_row("B drain, one worker ≥ 2× the fastest peer", "B", "drain_1w", 2.0)
+    ratio_row("A bulk ≥ 2× every peer", "A", "enqueue_bulk", 2.0)
+    ratio_row("A one call per task ≥ 1.2× PGQueuer", "A", "enqueue_one", 1.2, peer="pgqueuer")
+    si, ri = g("A", "pgsched", "enqueue_sql_insert"), g("A", "pgsched", "enqueue_raw_insert")
+    if si and ri:
+        rows.append(
+            (
+                "A plain SQL INSERT within 15% of the raw insert",
+                f"{si / ri:.2f}× of raw ({fmt(si, 'x')} vs {fmt(ri, 'x')})",
+                "met" if si / ri >= 0.85 else "**not met**",
+            )
+        )
+    for b in (1, 100):
+        ratio_row(f"C steady (batch {b}) ≥ every peer", "C", f"steady_b{b}_completed", 1.0)
+        bl = g("C", "pgsched", f"steady_b{b}_backlog")
+        bound_row(f"C steady (batch {b}) backlog ≈ 0 (≤ 1,000 tasks)", bl, 1000, "tasks")
+    ratio_row("D p50 ≤ best peer", "D", "latency_api_p50", 1.0, lowest=True)
+    bound_row("D p99 ≤ 10 ms (Python API)", g("D", "pgsched", "latency_api_p99"), 10, "ms")
+    bound_row("D p99 ≤ 10 ms (plain SQL INSERT)", g("D", "pgsched", "latency_sql_p99"), 10, "ms")
+    bound_row("D run_at lateness p99 ≤ 100 ms", g("D", "pgsched", "runat_lateness_p99"), 100, "ms")
+    bound_row("E kill -9: median ≤ 1 s", g("E", "pgsched", "kill9_median"), 1, "s")
+    bound_row("E kill -9: max ≤ 2 s", g("E", "pgsched", "kill9_max"), 2, "s")
+    bound_row(
+        "E SIGSTOP: reassigned ≤ heartbeat timeout + 1 s (excess shown)",
+        g("E", "pgsched", "sigstop_excess_median"),
+        1,
+        "s",
+    )
+    for metric in ("drain_1w", "latency_api_p50"):
+        for label in ("pending", "finished"):
+            v = g("G", "pgsched", f"{metric}_vs_empty_{label}")
+            if v is not None:
+                ok = v >= 0.8 if metric.startswith("drain") else v <= 1.2
+                rows.append(
+                    (
+                        f"G {metric} with a large {label} table within 20% of empty",
+                        f"{v:.2f}× of empty",
+                        "met" if ok else "**not met**",
+                    )
+                )
+    bound_row("H idle Postgres CPU < 5% of a core", g("H", "pgsched", "idle_pg_cpu"), 5, "%")
+    bound_row("H one insert wakes ≤ 2 workers", g("H", "pgsched", "claims_per_insert"), 2, "claims")
+    out = ["| target | measured (medians) | verdict |", "| --- | --- | --- |"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return out
+
+
+def write(path: Path | None = None) -> Path:
+    if path is None:
+        path = max(RAW.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    meta, recs = load(path)
+    mach, ver = meta.get("machine", {}), meta.get("versions", {})
+    quick = meta.get("quick")
+    lines = [
+        "# Benchmarks: pgsched and the Postgres queues users would pick instead",
+        "",
+        f"Generated by `bench/report.py` from `bench/raw/{path.name}` "
+        f"({'**quick run: one repetition, fewer tasks**' if quick else 'full run'}). "
+        f"Regenerate with `make bench` (full, 3 runs per cell) or `make bench-quick`.",
+        "",
+        "Each cell is **min / median / max** over the repetitions (a single figure: one run). "
+        "Every system gets its own fresh database per cell and repetition, on one throwaway "
+        "PostgreSQL server; systems are interleaved and their order rotated per repetition. "
+        "Job body: a no-op. Rates are tasks per second, higher is better; latencies in ms.",
+        "",
+        "## Machine and versions",
+        "",
+        f"- command: `{meta.get('command', '?')}` (started {meta.get('started', '?')}, "
+        f"took {meta.get('seconds', 0):.0f} s)",
+        f"- machine: {mach.get('cores')} cores ({mach.get('cpu', '?')}), "
+        f"{mach.get('memory_gib')} GiB, kernel {mach.get('kernel')}, Python {mach.get('python')}",
+        "- `pg_test_fsync` (8 kB fdatasync, one write): "
+        f"{mach.get('pg_test_fsync_fdatasync', '– (not run in the quick run)')}",
+        f"- PostgreSQL {mach.get('postgres')} (`{mach.get('postgres_bin')}`), the same binaries "
+        "for every system",
+        "- server settings: durability defaults (fsync, synchronous_commit and full_page_writes "
+        "on); " + ", ".join(f"`{k}={v}`" for k, v in meta.get("settings", {}).items()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()),
+        "",
+        "## Systems, settings, and what each keeps after a job ends",
+        "",
+        "| system | worker setting used | keeps after a job ends |",
+        "| --- | --- | --- |",
+    ]
+    for s in meta.get("systems", []):
+        if s in SYSTEMS:
+            lines.append(f"| {s} | {SYSTEMS[s].setting} | {SYSTEMS[s].keeps} |")
+    lines += ["", "## Targets", "", *targets(medians(recs))]
+    for w, title in TITLES.items():
+        t = table(recs, w)
+        if t:
+            lines += ["", f"## {title}", "", *t]
+    errors = [r for r in recs if r["metric"] == "error"]
+    if errors:
+        lines += ["", "## Cells that failed in this run", ""]
+        lines += [f"- {r['workload']} {r['system']}: `{r.get('error', '')[:300]}`" for r in errors]
+    notes = BENCH / "NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    out = BENCH / "RESULTS.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1]) if len(sys.argv) > 1 else None)

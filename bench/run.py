@@ -1,0 +1,125 @@
+"""Run the benchmarks: `python bench/run.py [--quick] [--only A,B,...] [--systems ...]`.
+
+One throwaway server (durability defaults) for the whole run; every system gets a fresh database
+per cell and repetition; systems are interleaved and their order rotated per repetition so that
+the machine's noise falls on all of them. Raw records go to bench/raw/<run>.jsonl, then
+bench/RESULTS.md is regenerated from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import BENCH, NODE, PEERS, PEERS_PY, RAW, SERVER_SETTINGS, Ctx, machine
+
+from pgsched.server import EphemeralServer
+
+WORKLOADS = {
+    "A": "a_enqueue",
+    "B": "b_drain",
+    "C": "c_steady",
+    "D": "d_latency",
+    "E": "e_recovery",
+    "F": "f_weighting",
+    "G": "g_backlog",
+    "H": "h_idle",
+}
+
+
+# pgsched-only workloads run once per full run too (time: `make bench` must stay near 20 min)
+ONCE = "EFGH"
+
+
+def versions() -> dict:
+    out = {}
+    res = subprocess.run(
+        [
+            PEERS_PY,
+            "-c",
+            "import importlib.metadata as m; import json; print(json.dumps("
+            "{p: m.version(p) for p in ('pgqueuer', 'procrastinate', 'chancy', 'asyncpg', "
+            "'psycopg')}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode == 0:
+        out.update(json.loads(res.stdout))
+    pkg = BENCH / "node_modules" / "graphile-worker" / "package.json"
+    if pkg.exists():
+        out["graphile-worker"] = json.loads(pkg.read_text())["version"]
+    node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=False)
+    out["node"] = node.stdout.strip()
+    import importlib.metadata as m
+
+    out["pgsched"] = m.version("pgsched")
+    out["psycopg (pgsched)"] = m.version("psycopg")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer tasks, one repetition")
+    ap.add_argument("--only", default="ABCDEFGH", help="workloads, e.g. ABD")
+    ap.add_argument("--systems", default=",".join(["pgsched", *PEERS]))
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--no-report", action="store_true")
+    args = ap.parse_args()
+    reps = args.reps or (1 if args.quick else 3)
+    systems = args.systems.split(",")
+    only = [w for w in args.only.upper() if w in WORKLOADS]
+    RAW.mkdir(exist_ok=True)
+    (BENCH / ".work").mkdir(exist_ok=True)
+    run_id = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "-full")
+    out = RAW / f"{run_id}.jsonl"
+    t0 = time.time()
+    with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
+        ctx = Ctx(server=server, quick=args.quick, run_id=run_id, systems=systems, out=out)
+        meta = {
+            "meta": True,
+            "run": run_id,
+            "quick": args.quick,
+            "reps": reps,
+            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+            "machine": machine(server, fsync_test=not args.quick),
+            "versions": versions(),
+            "settings": {**server.settings},
+            "workloads": only,
+            "systems": systems,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        with open(out, "a") as f:
+            f.write(json.dumps(meta) + "\n")
+        for rep in range(reps):
+            ctx.systems = systems[rep % len(systems) :] + systems[: rep % len(systems)]
+            for w in only:
+                if rep > 0 and w in ONCE:
+                    continue
+                mod = importlib.import_module(WORKLOADS[w])
+                print(f"== {w} rep {rep + 1}/{reps} ({time.time() - t0:.0f}s)", flush=True)
+                try:
+                    mod.run(ctx, rep)
+                except Exception as e:  # one broken cell must not lose the run
+                    print(f"!! {w} failed: {e}", flush=True)
+                    ctx.record(w, "-", "error", 0, "", rep, error=str(e)[:500])
+    with open(out, "a") as f:
+        f.write(json.dumps({"meta_end": True, "run": run_id, "seconds": time.time() - t0}) + "\n")
+    print(f"raw records: {out} ({time.time() - t0:.0f}s)")
+    if not args.no_report:
+        import report
+
+        report.write(out)
+
+
+if __name__ == "__main__":
+    main()
