@@ -82,7 +82,7 @@ WITH adv AS (
     SELECT a.task_type, a.payload, a.queue, a.priority, a.max_attempts, a.timeout,
            least(t.tick, coalesce(%(now)s::timestamptz, now())), a.id, t.tick
     FROM adv a CROSS JOIN unnest(%(ticks)s::timestamptz[]) AS t(tick)
-    ON CONFLICT ON CONSTRAINT tasks_schedule_tick_unique DO NOTHING
+    ON CONFLICT (schedule_id, schedule_tick) WHERE schedule_id IS NOT NULL DO NOTHING
     RETURNING id
 )
 SELECT (SELECT count(*) FROM adv) AS advanced, (SELECT count(*) FROM ins) AS created;

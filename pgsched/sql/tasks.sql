@@ -10,7 +10,7 @@ WITH ins AS (
     VALUES (%(task_type)s, %(payload)s, %(queue)s, %(priority)s,
             coalesce(%(run_at)s, now() + %(delay)s), %(max_attempts)s, %(timeout)s, %(key)s,
             %(backoff_base)s, %(backoff_cap)s)
-    ON CONFLICT ON CONSTRAINT tasks_idempotency_key_unique DO NOTHING
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 SELECT id, true AS created FROM ins
@@ -27,7 +27,7 @@ SELECT t, p, q, pr, coalesce(ra, now()), ma, tmo, k
 FROM unnest(%(task_types)s::text[], %(payloads)s::jsonb[], %(queues)s::text[],
             %(priorities)s::int[], %(run_ats)s::timestamptz[], %(max_attempts)s::int[],
             %(timeouts)s::interval[], %(keys)s::text[]) AS u(t, p, q, pr, ra, ma, tmo, k)
-ON CONFLICT ON CONSTRAINT tasks_idempotency_key_unique DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
 
 -- name: task_ids_by_keys :many
