@@ -111,6 +111,7 @@ def run(ctx: Ctx, rep: int) -> None:
                 rss = [rss_mib(p.p.pid) for p in fleet if p.p.poll() is None]
                 ctx.record("H", "pgsched", "worker_rss_idle", statistics.median(rss), "MiB", rep)
                 # claims per insert: idle baseline over 5 s, then 5 single inserts 1 s apart
+                c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 c.execute("SELECT pg_stat_statements_reset()")
                 time.sleep(5)
                 base = claim_calls(c)
