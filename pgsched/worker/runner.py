@@ -67,6 +67,7 @@ class Worker:
         grace: float | None = None,
         on_event: EventHook | None = None,
         logger: Any = None,
+        load_sampler: LoadSampler | None = None,
     ) -> None:
         import structlog
 
@@ -115,7 +116,7 @@ class Worker:
         self._check_cancels = False
         self._aux: psycopg.Connection | None = None
         self._aux_lock = threading.Lock()
-        self._sampler = LoadSampler()
+        self._sampler = load_sampler or LoadSampler()
         self._threads: list[threading.Thread] = []
         self.executor = Executor(
             self.concurrency,

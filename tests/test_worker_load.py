@@ -1,0 +1,79 @@
+"""The CPU ceiling counts load the worker did not cause itself (bench C: a worker fed one task
+per transaction stopped claiming once its own work, with PostgreSQL's and the producer's on the
+same host, read above the ceiling; its backlog then grew by the full insert rate)."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+
+from pgsched.config import Settings
+from pgsched.registry import Registry
+from pgsched.worker import Worker
+from pgsched.worker.load import LoadSampler
+from tests.conftest import wait_until
+from tests.test_worker import Events
+
+# Default ceilings (95%); fast heartbeats so the faked load reaches the workers row at once.
+LOADED = Settings(heartbeat_interval=0.1, heartbeat_timeout=3, poll_interval=1,
+                  log_level="warning")
+
+
+def backlog(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM pgsched.tasks WHERE status IN "
+                            "('pending', 'running', 'retrying')").fetchone()[0])
+
+
+def run_worker(dsn: str, sampler: LoadSampler) -> tuple[Worker, Events]:
+    ev = Events()
+    w = Worker(dsn, LOADED, registry=Registry(), concurrency=500, on_event=ev,
+               load_sampler=sampler)
+    w.start()
+    # Claims after this read the faked load from the row (the first beat may predate it).
+    wait_until(lambda: ev.count("heartbeat") >= 2, 10, message="two heartbeats")
+    return w, ev
+
+
+def test_sampler_subtracts_own_cpu() -> None:
+    s = LoadSampler(host_cpu=lambda: 90.0, own_cpu=lambda: 60.0, memory=lambda: 40.0)
+    assert s.sample() == (30.0, 40.0)
+    s = LoadSampler(host_cpu=lambda: 10.0, own_cpu=lambda: 30.0, memory=lambda: 1.0)
+    assert s.sample() == (0.0, 1.0)  # clock skew between the two readers: never negative
+
+
+def test_worker_fed_one_task_per_transaction_keeps_up_when_its_own_load_fills_the_host(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    # The host reads 100% busy, all of it this worker: it must keep claiming.
+    w, ev = run_worker(dsn, LoadSampler(host_cpu=lambda: 100.0, own_cpu=lambda: 100.0))
+    try:
+        n, peak = 300, 0
+        stop = threading.Event()
+        with psycopg.connect(dsn, autocommit=True) as prod:
+            for k in range(n):  # one task per transaction, at a modest rate (~200/s)
+                prod.execute("INSERT INTO pgsched.tasks (task_type, payload) "
+                             "VALUES ('noop', jsonb_build_object('k', %s::int))", (k,))
+                stop.wait(0.005)
+                if k % 20 == 19:
+                    peak = max(peak, backlog(conn))
+        wait_until(lambda: backlog(conn) == 0, 30, message="backlog drained")
+        assert ev.count("task_succeeded") == n
+        # Near zero while fed, not just drained at the end (old behaviour: it only grew).
+        assert peak < n // 2, f"backlog reached {peak} of {n} while the producer ran"
+    finally:
+        w.stop(timeout=15)
+
+
+def test_worker_above_ceiling_from_other_load_takes_nothing(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    # The host reads 100% busy and none of it is this worker: the ceiling holds.
+    w, ev = run_worker(dsn, LoadSampler(host_cpu=lambda: 100.0, own_cpu=lambda: 0.0))
+    try:
+        before = ev.count("claim_ran")
+        conn.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+        wait_until(lambda: ev.count("claim_ran") > before, 10, message="a claim after the insert")
+        assert ev.count("task_claimed") == 0 and backlog(conn) == 1
+    finally:
+        w.stop(timeout=15)
