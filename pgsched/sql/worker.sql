@@ -222,6 +222,11 @@ WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
 -- or its heartbeat is older than heartbeat_timeout (hung, SIGSTOP). Its running tasks, and
 -- any running task whose owner is not a live worker, go back to retrying (failed + dead letter
 -- when attempts are exhausted) with a `lost` attempt row.
+-- fence: a worker declared dead by its heartbeat may still have a live session (SIGSTOP, a
+-- hung process): its backends are terminated, which frees every lock it holds (the waker lock
+-- too, so the idle fleet elects a new waker) and makes it re-register if it ever resumes.
+-- Only backends whose role this session may signal (same role, or pg_signal_backend).
+-- wake: handed-back tasks are due now, but an UPDATE fires no insert trigger: notify.
 WITH gate AS (
     SELECT pg_try_advisory_xact_lock(%(reaper_ns)s::int, 0) AS ok
 ), dead AS (
@@ -238,7 +243,18 @@ WITH gate AS (
                  AND l.database = (SELECT d.oid FROM pg_database d
                                    WHERE d.datname = current_database())
                  AND l.classid = %(ns)s::int::oid AND l.objid = w.id::oid))
-    RETURNING w.name
+    RETURNING w.id, w.name
+), fence AS (
+    SELECT pg_terminate_backend(a.pid, 1000) AS done, a.pid  -- waits (<= 1 s) until it exits
+    FROM pg_stat_activity a
+    WHERE a.pid IN (
+        SELECT l.pid FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.database = (SELECT d.oid FROM pg_database d
+                            WHERE d.datname = current_database())
+          AND l.classid = %(ns)s::int::oid AND l.objid IN (SELECT id::oid FROM dead))
+      AND a.pid <> pg_backend_pid()
+      AND (pg_has_role(a.usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))
 ), orphan AS (
     SELECT o.id, o.assigned_worker AS owner FROM pgsched.tasks o
     WHERE (SELECT ok FROM gate)
@@ -274,10 +290,17 @@ WITH gate AS (
     FROM lost WHERE status = 'failed'
     ON CONFLICT ON CONSTRAINT dead_letter_task_unique DO UPDATE
     SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error
+), wake AS (
+    SELECT pg_notify('pgsched', q.queue) AS sent, q.queue
+    FROM (SELECT DISTINCT queue FROM lost WHERE status = 'retrying') q
 )
 SELECT 'worker' AS kind, name, NULL::bigint AS task_id, NULL::text AS status FROM dead
 UNION ALL
-SELECT 'task', owner, id, status FROM lost;
+SELECT 'task', owner, id, status FROM lost
+UNION ALL
+SELECT 'fenced', NULL, pid::bigint, done::text FROM fence
+UNION ALL
+SELECT 'woken', queue, NULL, NULL FROM wake;
 
 -- name: prune_finished :rowcount
 -- Retention: finished tasks older than the retention period, in bounded batches (the hot

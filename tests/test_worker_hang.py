@@ -1,0 +1,56 @@
+"""A worker that hangs (SIGSTOP) while holding tasks, and the waker role of the idle fleet:
+after the heartbeat timeout a live worker runs its tasks; when it resumes it writes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgsched.client import Client
+from tests.conftest import wait_until
+from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(dsn: str, spawn: Any,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    client = Client(dsn)
+    ids = [client.submit("dummy", {"sleepDurationMs": 1500}) for _ in range(2)]
+    # The victim starts first and alone: idle, it holds the waker lock; it takes both tasks
+    # with free slots left, so it stays the waker.
+    victim = spawn("--name", "victim", "--concurrency", "4")
+    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                              "AND assigned_worker = 'victim'") == 2, 30, message="victim claims")
+    rescuer = spawn("--name", "rescuer", "--concurrency", "4")
+    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'rescuer'")
+               == "active", 30, message="rescuer registered")
+    os.kill(victim.pid, signal.SIGSTOP)
+    try:
+        # Heartbeat timeout is 5 s (tests/test_worker_process.py ENV).
+        wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
+                   == 2, 40, message="the hung worker's tasks to succeed elsewhere")
+        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
+                      "WHERE outcome = 'lost' AND worker = 'victim'") == 2
+        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
+                      "WHERE outcome = 'success' AND worker = 'rescuer'") == 2
+        # Fenced: the victim's sessions are gone although its process still exists.
+        assert q(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '' "
+                      "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                      "AND objid = (SELECT id FROM pgsched.workers WHERE name = 'victim')::oid "
+                      "AND objsubid = 2)") == 0
+    finally:
+        os.kill(victim.pid, signal.SIGCONT)
+    # Resumed, the victim finishes its stale copies; their completions must be refused.
+    log = tmp_path / "worker0.log"
+    wait_until(lambda: log.read_text().count("task_completion_rejected") >= 2
+               or victim.poll() is not None, 30, message="victim's late completions")
+    for task_id in ids:
+        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
+                      "WHERE task_id = %s AND outcome = 'success'", task_id) == 1
+        assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", task_id) == "succeeded"
+    assert rescuer.poll() is None
