@@ -138,6 +138,7 @@ def _wants_ctx(fn: Callable[..., Any]) -> bool:
 
 default_registry = Registry()
 task = default_registry.task
+_STOP_LOCK = threading.Lock()
 
 
 @dataclass
@@ -148,12 +149,26 @@ class TaskContext:
     task: dict[str, Any]
     _saver: Callable[[int, int, float | None, bool, Any], None] | None = None
     _parents: Callable[[int], dict[str, Any]] | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    # Made on first use: a threading.Event per attempt was ~3 us of the ~6 us the claim thread
+    # spent per inline no-op task (cProfile, 500-row batches); most bodies never look at it.
+    _stop: threading.Event | None = field(default=None, repr=False)
     async_task: asyncio.Task[Any] | None = None
 
     @property
+    def stop_event(self) -> threading.Event:
+        """Set when the attempt is cancelled, times out, or the worker stops."""
+        ev = self._stop
+        if ev is None:
+            with _STOP_LOCK:  # the body and a stopper may ask first at the same time
+                if self._stop is None:
+                    self._stop = threading.Event()
+                ev = self._stop
+        return ev
+
+    @property
     def cancelled(self) -> bool:
-        return self.stop_event.is_set()
+        ev = self._stop
+        return ev is not None and ev.is_set()
 
     @property
     def last_checkpoint(self) -> Any:

@@ -255,7 +255,10 @@ WITH gate AS (
           AND l.classid = %(ns)s::int::oid AND l.objid IN (SELECT id::oid FROM dead))
       AND a.pid <> pg_backend_pid()
       AND (pg_has_role(a.usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))
-), orphan AS (
+), orphan AS MATERIALIZED (
+    -- MATERIALIZED: inlined, the planner (estimating 1 running row) re-scanned the running
+    -- rows once per running row to join them to `lost` (500 running: 250k filter checks,
+    -- 42 ms; 264 ms per run, ~1 s of a 3 s drain of 60k tasks). Computed once: one scan.
     SELECT o.id, o.assigned_worker AS owner FROM pgsched.tasks o
     WHERE (SELECT ok FROM gate)
       AND o.status = 'running'
