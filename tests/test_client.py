@@ -262,3 +262,23 @@ def test_unreachable_database_names_host_and_port_quickly() -> None:
     assert time.monotonic() - start < 5
     assert f"127.0.0.1:{port}" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    plain = client.submit_many([client.spec("p", {"i": i}, priority=i) for i in range(5)])
+    timed = client.submit_many([
+        client.spec("t", {"i": 0}, run_at=at, timeout=timedelta(seconds=30)),
+        client.spec("t", {"i": 1}),
+    ])
+    with psycopg.connect(dsn) as c:
+        rows = c.execute("SELECT id, payload->>'i', priority, run_at <= now(), run_at, timeout "
+                         "FROM pgsched.tasks ORDER BY id").fetchall()
+    by_id = {r[0]: r for r in rows}
+    assert [by_id[i][1] for i in plain] == ["0", "1", "2", "3", "4"]
+    assert [by_id[i][2] for i in plain] == [0, 1, 2, 3, 4]
+    assert all(by_id[i][3] for i in plain)  # the run_at default: now
+    assert by_id[timed[0]][4] == at and by_id[timed[0]][5] == timedelta(seconds=30)
+    assert by_id[timed[1]][3] and by_id[timed[1]][5] is None

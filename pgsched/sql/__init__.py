@@ -10,6 +10,7 @@ The kind after the name says what the statement returns, so callers never choose
 ``:one``      one row (or None)          ``:many``   a list of rows
 ``:scalar``   the first column of one row ``:exec``   nothing
 ``:rowcount`` the number of rows the statement touched
+``:copy``     a ``COPY ... FROM STDIN``: ``run(conn, rows)`` writes the rows (tuples)
 
 Files under ``migrations/`` are not statements: alembic revisions apply them whole.
 """
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-Kind = Literal["one", "many", "scalar", "exec", "rowcount"]
+Kind = Literal["one", "many", "scalar", "exec", "rowcount", "copy"]
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_KINDS = {"one", "many", "scalar", "exec", "rowcount"}
+_KINDS = {"one", "many", "scalar", "exec", "rowcount", "copy"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class Query:
 
     def run(self, conn: Any, params: Any = None, *, prepare: bool | None = None) -> Any:
         """Execute on a psycopg connection or cursor and return what the kind promises."""
+        if self.kind == "copy":
+            cursor = conn.cursor() if hasattr(conn, "cursor") else conn
+            with cursor.copy(self.sql) as copy:
+                for row in params or ():
+                    copy.write_row(row)
+            return None
         cur = conn.execute(self.sql, params, prepare=prepare)
         if self.kind == "many":
             return cur.fetchall()

@@ -30,6 +30,24 @@ FROM unnest(%(task_types)s::text[], %(payloads)s::jsonb[], %(queues)s::text[],
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
 
+-- name: reserve_task_ids :many
+-- Ids for a COPY batch from the tasks identity sequence, and the transaction's now() (what the
+-- run_at default would give), in one round trip.
+SELECT nextval(pg_get_serial_sequence('pgsched.tasks', 'id')) AS id, now() AS now
+FROM generate_series(1, %(n)s::int);
+
+-- name: copy_tasks :copy
+-- Bulk submission without idempotency keys. 1,000 rows per call, best of 25 side by side on a
+-- durable server: COPY with reserved ids 82.9k rows/s, INSERT ... SELECT unnest (no ON
+-- CONFLICT) 75.4k, the unnest statement above 65.9k (ON CONFLICT, RETURNING, sorting).
+COPY pgsched.tasks (id, task_type, payload, queue, priority, run_at, max_attempts, timeout,
+                    backoff_base, backoff_cap) FROM STDIN
+
+-- name: copy_tasks_plain :copy
+-- The same for the common case (no run_at, timeout or backoff): the defaults fill them in, and
+-- four fewer columns per row to format.
+COPY pgsched.tasks (id, task_type, payload, queue, priority, max_attempts) FROM STDIN
+
 -- name: task_ids_by_keys :many
 SELECT id, idempotency_key FROM pgsched.tasks WHERE idempotency_key = ANY(%(keys)s::text[]);
 
