@@ -420,10 +420,15 @@ class EphemeralServer:
             ],
             self.user,
         )
+        self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._spawn()
+        self._wait_ready()
+        return self
+
+    def _spawn(self) -> None:
         args = [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         for k, v in self.settings.items():
             args += ["-c", f"{k}={v.strip(chr(39))}"]
-        self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             args,
             user=self.user.pw_uid if self.user else None,
@@ -433,8 +438,21 @@ class EphemeralServer:
             stderr=subprocess.STDOUT,
             preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
         )
+
+    def _shutdown(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self) -> None:
+        """Fast shutdown, then start again on the same data and port (clients lose sessions)."""
+        self._shutdown()
+        self._spawn()
         self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout: float = 60) -> None:
         import psycopg
@@ -453,13 +471,7 @@ class EphemeralServer:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._shutdown()
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
