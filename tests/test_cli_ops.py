@@ -11,34 +11,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
-import pgsched.cli.app as cli_app
+from tests import cli
+from tests.cli import ok
 
-cli_app._register()
-runner = CliRunner()
 PGSCHED = Path(sys.executable).parent / "pgsched"
 
 
-def run(dsn: str, *args: str, input: str | None = None) -> Any:
-    result = runner.invoke(cli_app.app, ["--dsn", dsn, *args], input=input)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def ok(dsn: str, *args: str) -> str:
-    r = run(dsn, *args)
-    assert r.exit_code == 0, (r.stdout, r.stderr)
-    return r.stdout
-
-
 def refused(dsn: str, *args: str, code: int = 1) -> str:
-    r = run(dsn, *args)
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    assert r.stdout == ""
-    return lines[0]
+    return cli.refused(dsn, *args, code=code)
 
 
 def add_worker(conn: psycopg.Connection, name: str, status: str = "active", **kw: Any) -> None:

@@ -17,37 +17,17 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-import pgsched.cli.app as cli_app
 from pgsched.server import free_port
-
-cli_app._register()
-runner = CliRunner()
-PGSCHED = Path(sys.executable).parent / "pgsched"
-
-
-def run(dsn: str, *args: str) -> Any:
-    result = runner.invoke(cli_app.app, ["--dsn", dsn, *args])
-    # Only a deliberate exit is acceptable: any other exception is a traceback for the user.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def ok(dsn: str, *args: str) -> str:
-    r = run(dsn, *args)
-    assert r.exit_code == 0, r.stderr
-    return r.stdout
+from tests import cli
+from tests.cli import ok
 
 
 def refused(dsn: str, *args: str, code: int = 2) -> str:
-    """Run a command that must fail: exit ``code``, one ``error:`` line on stderr, no stdout."""
-    r = run(dsn, *args)
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    assert r.stdout == ""
-    return lines[0]
+    return cli.refused(dsn, *args, code=code)
+
+
+PGSCHED = Path(sys.executable).parent / "pgsched"
 
 
 def rows(dsn: str) -> int:

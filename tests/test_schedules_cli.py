@@ -12,21 +12,12 @@ import textwrap
 from pathlib import Path
 
 import psycopg
-from typer.testing import CliRunner
 
-import pgsched.cli.app as cli_app
+from tests.cli import run
 from tests.conftest import wait_until
 
-cli_app._register()
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
 PGSCHED = Path(sys.executable).parent / "pgsched"
-
-
-def run(dsn: str, *args: str):
-    result = runner.invoke(cli_app.app, ["--dsn", dsn, *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def test_apply_list_pause_resume(dsn: str, tmp_path: Path) -> None:
