@@ -122,7 +122,16 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
 
 
 class Completer:
-    """Collects finished attempts and writes them in batches on its own connection."""
+    """Collects finished attempts and writes them in batches on its own connections.
+
+    ``writers`` threads, each with its own connection, take batches from one queue, so one
+    batch's commit (fsync wait) overlaps the next batch's statement and the claim. Each
+    completion is taken by one writer only, so it is written once (the version guard would make
+    a second write change nothing anyway). Measured (40k no-op drain, one worker subprocess,
+    concurrency 500, durable server, 2 cores, alternated, 3 runs each): 1 writer 32.3k/s median
+    (31.5-33.4k), 2 writers 38.8k/s (25.7-40.5k), 3 writers 34.5k/s (32.2-36.3k): with 2 cores
+    a third writer only adds contention.
+    """
 
     def __init__(
         self,
@@ -131,6 +140,7 @@ class Completer:
         on_done: Callable[[list[Completion], set[int]], None],
         on_error: Callable[[BaseException], None],
         max_batch: int = 1000,
+        writers: int = 2,
     ) -> None:
         self._connect = connect
         self._worker = worker
@@ -138,19 +148,24 @@ class Completer:
         self._on_error = on_error
         self._max_batch = max_batch
         self._q: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
-        self._inflight = 0  # size of the batch being written (completer thread only)
+        self._inflight = [0] * writers  # size of the batch each writer is writing
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._conn: psycopg.Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="pgsched-completer", daemon=True)
+        self._conns: list[psycopg.Connection | None] = [None] * writers
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"pgsched-completer-{i}",
+                             daemon=True)
+            for i in range(writers)
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     @property
     def backlog(self) -> int:
         """Completions submitted but not yet written."""
-        return self._q.qsize() + self._inflight
+        return self._q.qsize() + sum(self._inflight)
 
     def put(self, c: Completion) -> None:
         # No lock here. A per-put lock shared with the completer thread cost ~250 us per task
@@ -169,23 +184,29 @@ class Completer:
         return True
 
     def stop(self) -> None:
-        self._q.put(None)
-        self._thread.join()
-        if self._conn is not None:
-            self._conn.close()
+        for _ in self._threads:
+            self._q.put(None)
+        for t in self._threads:
+            t.join()
+        for c in self._conns:
+            if c is not None:
+                c.close()
 
-    def connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
+    def connection(self, i: int = 0) -> psycopg.Connection:
+        """Writer i's connection (0 also serves the worker's shutdown hand-back, once the
+        writers are idle)."""
+        c = self._conns[i]
+        if c is None or c.closed:
+            c = self._conns[i] = self._connect()
+        return c
 
-    def _run(self) -> None:
+    def _run(self, i: int) -> None:
         stopping = False
         while not stopping:
             item = self._q.get()
             if item is None:
                 break
-            self._inflight = 1
+            self._inflight[i] = 1
             batch = [item]
             while len(batch) < self._max_batch:
                 try:
@@ -196,47 +217,47 @@ class Completer:
                     stopping = True
                     break
                 batch.append(nxt)
-            self._inflight = len(batch)
-            changed = self._write(batch)
+            self._inflight[i] = len(batch)
+            changed = self._write(i, batch)
             with self._idle:
-                self._inflight = 0
+                self._inflight[i] = 0
                 self._idle.notify_all()
             # After the bookkeeping: a claim loop woken by this sees the smaller backlog.
             self._on_done(batch, changed)
 
-    def _write(self, batch: list[Completion]) -> set[int]:
+    def _write(self, i: int, batch: list[Completion]) -> set[int]:
         delay = 0.05
         while True:
             try:
-                changed = complete(self.connection(), self._worker, batch)
+                changed = complete(self.connection(i), self._worker, batch)
             except psycopg.OperationalError as e:
                 # Lost connection: retry on a new one. Safe to repeat: the version guard makes
                 # a second write of an applied batch change nothing.
                 self._on_error(e)
-                if self._conn is not None:
-                    self._conn.close()
+                if (c := self._conns[i]) is not None:
+                    c.close()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             except Exception as e:  # e.g. a result jsonb cannot store: isolate the bad row
                 self._on_error(e)
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
-                changed = self._write_one_by_one(batch)
+                if (c := self._conns[i]) is not None and c.broken:
+                    c.close()
+                changed = self._write_one_by_one(i, batch)
             return changed
 
-    def _write_one_by_one(self, batch: list[Completion]) -> set[int]:
+    def _write_one_by_one(self, i: int, batch: list[Completion]) -> set[int]:
         changed: set[int] = set()
         for c in batch:
             try:
-                changed |= complete(self.connection(), self._worker, [c])
+                changed |= complete(self.connection(i), self._worker, [c])
                 continue
             except Exception as e:  # psycopg.Error, or a result that cannot be JSON-dumped
                 if c.status == "succeeded":  # an unstorable result fails the attempt for good
                     c.status, c.outcome, c.result = "failed", "failure", None
                 c.error = f"cannot store the outcome: {str(e).splitlines()[0]}"
             try:
-                changed |= complete(self.connection(), self._worker, [c])
+                changed |= complete(self.connection(i), self._worker, [c])
             except Exception as e:
                 self._on_error(e)
         return changed

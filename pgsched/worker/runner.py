@@ -1,13 +1,14 @@
 """The Worker: ties claiming, execution, completion, heartbeats, wake-ups and recovery together.
 
-Threads and connections (3 per worker):
+Threads and connections (4 per worker):
 - control thread, on the *direct* connection: holds the liveness lock (ADVISORY_NAMESPACE,
   workers.id), LISTENs on ``pgsched`` and ``pgsched_control``, heartbeats, runs recovery, and
   holds the waker lock. It waits in select() on the socket, so other threads may run short
   statements on that connection under ``_direct_lock``.
 - claim thread, on the claim connection: claims batches, hands them to the executor.
-- completer thread, on the completion connection: writes finished attempts in batches, so the
-  claim of batch N+1 overlaps the completion of batch N.
+- two completer threads, each on its own completion connection: write finished attempts in
+  batches, so the claim of batch N+1 overlaps the completion of batch N, and one completion's
+  commit overlaps the next (claim.Completer says what was measured).
 
 Anti-stampede: among idle workers with the same (queues, types), exactly one holds the
 non-blocking "waker" advisory lock; only it claims on a queue notification (the others ignore
@@ -126,6 +127,7 @@ class Worker:
         self.completer = Completer(
             self._connect_pooled, self.name, self._completions_written, self._completion_error,
             max_batch=max(self.settings.batch_size, 100),
+            writers=2,
         )
 
     # -- events --------------------------------------------------------------------------------
@@ -577,7 +579,12 @@ class Worker:
 
     def _completions_written(self, batch: list[Completion], changed: set[int]) -> None:
         self._wake.set()  # a claim loop held back by the completion backlog may go on
+        # A written success logs at debug level: when nobody listens, skip it before building
+        # its fields (completer CPU 7.0 -> 5.3 us per task, 40k no-op drain, 2 runs each).
+        quiet = self.on_event is None and not self._debug
         for c in batch:
+            if quiet and c.status == "succeeded" and c.id in changed:
+                continue
             fields = {"task_id": c.id, "attempt": c.attempt, "queue": c.queue,
                       "task_type": c.task_type}
             if c.id not in changed:
