@@ -149,7 +149,7 @@ WHERE c.status IN ('pending', 'retrying')
 -- owner (extra status/owner predicates made the planner pick a 500x500 nested loop, 40 ms per
 -- batch: claim-path.md). The attempt row is INSERTed here, once (the running task row is the
 -- in-flight attempt): ~26k/s against ~17k/s for insert-at-claim + update-at-completion.
--- Returns only the rows it changed; the caller logs the others as rejected.
+-- Returns only the ids it changed (all the caller needs); it logs the others as rejected.
 -- `t.id = ANY(ids)` is redundant with the join but gives the planner an index path: without it
 -- the join on (id, version) was estimated at 2 rows and planned as a hash join over a seq scan
 -- of the whole table (20k rows: 4.5 ms of hash build per batch; EXPLAIN ANALYZE of a 500-row
@@ -196,7 +196,7 @@ WITH u AS (
     SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
         failed_at = EXCLUDED.failed_at, payload = EXCLUDED.payload
 )
-SELECT id, status, attempts FROM done;
+SELECT id FROM done;
 
 -- name: release_tasks :many
 -- Graceful shutdown: hand running tasks back without spending an attempt.

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from pgsched.sql import Q
@@ -88,8 +89,11 @@ def complete(
 ) -> set[int]:
     """Write a batch in one statement; returns the ids it changed (the others were rejected:
     their version moved on, so another owner or a cancel has them)."""
+    # Ids only, as tuples: the statement returns just the changed ids and this cursor skips
+    # dict rows (completer CPU 0.21 -> 0.185 s per 40k tasks, in-process, 6 alternated runs;
+    # the drain rate did not move beyond the noise).
     rows = Q.complete_tasks.run(
-        conn,
+        conn.cursor(row_factory=tuple_row),
         {
             "worker": worker,
             "now": now,
@@ -103,7 +107,7 @@ def complete(
             "durations": [c.duration_ms for c in batch],
         },
     )
-    return {r["id"] if isinstance(r, dict) else r[0] for r in rows}
+    return {r[0] for r in rows}
 
 
 def release(conn: psycopg.Connection, ids: list[int], versions: list[int]) -> list[int]:
