@@ -9,6 +9,7 @@ Blocking psycopg on threads rather than asyncio: ~31k against ~26k/s (same notes
 
 from __future__ import annotations
 
+import json
 import queue
 import random
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from pgsched.sql import Q
 
@@ -65,6 +66,19 @@ def next_due_in(
         conn, {"queues": queues, "task_types": task_types, "now": now}, prepare=False
     )
     return row
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _load_json(data: bytes | str) -> Any:
+    return _decode_json(data if isinstance(data, str) else data.decode())
+
+
+def fast_json(conn: psycopg.Connection) -> None:
+    """Parse jsonb (the claimed payloads) as str with a prebuilt decoder: json.loads on bytes
+    first sniffs the encoding (1.5 -> 0.7 us per small payload)."""
+    set_json_loads(_load_json, conn)
 
 
 @dataclass(slots=True)
