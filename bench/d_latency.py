@@ -16,7 +16,7 @@ def probe(ctx: Ctx, system: str, url: str, n: int, *extra: str) -> tuple[list[fl
     """Latencies in ms, and how many tasks never started within the wait."""
     with workers(system, url, 1, "--trace") as ws:
         ready_time(ws[0])
-        time.sleep(0.5)  # let the worker settle into its idle wait
+        time.sleep(0.3)  # let the worker settle into its idle wait
         p = Proc([*SYSTEMS[system].cmd, "probe", url, str(n), *extra])
         sent: dict[str, float] = {}
         started: dict[str, float] = {}
@@ -56,7 +56,7 @@ def summarize(ctx: Ctx, system: str, metric: str, lat: list[float], missing: int
 
 
 def run(ctx: Ctx, rep: int) -> None:
-    n = 100 if ctx.quick else 200
+    n = 80 if ctx.quick else 200
     for system in ctx.systems:
         cells = [("latency_api", (str(GAP_MS),))]
         if system == "pgsched":

@@ -122,6 +122,7 @@ class Ctx:
     run_id: str
     systems: list[str]
     out: Path
+    t0: float = field(default_factory=time.time)
     _n: int = 0
     _templates: set[str] = field(default_factory=set)
 
@@ -144,6 +145,7 @@ class Ctx:
             "unit": unit,
             "rep": rep,
             "quick": self.quick,
+            "t": round(time.time() - self.t0, 1),  # seconds into the run
             **extra,
         }
         with open(self.out, "a") as f:
@@ -172,6 +174,29 @@ class Ctx:
                 c.execute(f'DROP DATABASE IF EXISTS "{tpl}"')
                 c.execute(f'CREATE DATABASE "{tpl}"')
             adapter(system, "setup", self.server.url(tpl), timeout=180)
+            self._templates.add(tpl)
+        self._n += 1
+        name = f"{system}_{label}_{self._n}".lower()
+        with self.admin() as c:
+            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+        return self.server.url(name)
+
+    def filled_db(self, system: str, label: str, n: int) -> str:
+        """A fresh copy of a database holding n pending no-op tasks of the system (bulk API),
+        vacuumed and analyzed. The filled database is built once per run and system and then
+        copied (CREATE DATABASE ... TEMPLATE): the slow bulk enqueues run once, not per cell."""
+        tpl = f"fill_{system}_{n}"
+        if tpl not in self._templates:
+            url = self.fresh_db(system, "fill")
+            try:
+                adapter(system, "enqueue", url, str(n), "bulk", timeout=600)
+                with psycopg.connect(url, autocommit=True) as c:
+                    c.execute("VACUUM ANALYZE")
+                with self.admin() as c:
+                    c.execute(f'DROP DATABASE IF EXISTS "{tpl}"')
+                    c.execute(f'CREATE DATABASE "{tpl}" TEMPLATE "{url.rsplit("/", 1)[1]}"')
+            finally:
+                self.drop_db(url)
             self._templates.add(tpl)
         self._n += 1
         name = f"{system}_{label}_{self._n}".lower()

@@ -37,6 +37,8 @@ def load(path: Path) -> tuple[dict, list[dict]]:
             meta = r
         elif r.get("meta_end"):
             meta["seconds"] = r["seconds"]
+        elif r.get("meta_workload"):
+            meta.setdefault("timings", []).append(r)
         else:
             recs.append(r)
     return meta, recs
@@ -192,6 +194,17 @@ def targets(m: dict) -> list[str]:
     return out
 
 
+def timing_line(meta: dict) -> str:
+    tot: dict[str, float] = defaultdict(float)
+    for r in meta.get("timings", []):
+        tot[r["meta_workload"]] += r["seconds"]
+    if not tot:
+        return "- time per workload: not recorded in this run"
+    return "- time per workload (all repetitions): " + ", ".join(
+        f"{w} {tot[w]:.0f} s" for w in sorted(tot)
+    )
+
+
 def write(path: Path | None = None) -> Path:
     if path is None:
         path = max(RAW.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
@@ -223,6 +236,7 @@ def write(path: Path | None = None) -> Path:
         "- server settings: durability defaults (fsync, synchronous_commit and full_page_writes "
         "on); " + ", ".join(f"`{k}={v}`" for k, v in meta.get("settings", {}).items()),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()),
+        timing_line(meta),
         "",
         "## Systems, settings, and what each keeps after a job ends",
         "",
@@ -241,9 +255,10 @@ def write(path: Path | None = None) -> Path:
     if errors:
         lines += ["", "## Cells that failed in this run", ""]
         lines += [f"- {r['workload']} {r['system']}: `{r.get('error', '')[:300]}`" for r in errors]
-    notes = BENCH / "NOTES.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
+    # PROFILE.md: written by profile_drain.py (a separate run); NOTES.md: hand-written
+    for extra in ("PROFILE.md", "NOTES.md"):
+        if (BENCH / extra).exists():
+            lines += ["", (BENCH / extra).read_text().strip()]
     out = BENCH / "RESULTS.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

@@ -107,11 +107,15 @@ def main() -> None:
                     continue
                 mod = importlib.import_module(WORKLOADS[w])
                 print(f"== {w} rep {rep + 1}/{reps} ({time.time() - t0:.0f}s)", flush=True)
+                tw = time.time()
                 try:
                     mod.run(ctx, rep)
                 except Exception as e:  # one broken cell must not lose the run
                     print(f"!! {w} failed: {e}", flush=True)
                     ctx.record(w, "-", "error", 0, "", rep, error=str(e)[:500])
+                with open(out, "a") as f:
+                    rec = {"meta_workload": w, "rep": rep, "seconds": time.time() - tw}
+                    f.write(json.dumps(rec) + "\n")
     with open(out, "a") as f:
         f.write(json.dumps({"meta_end": True, "run": run_id, "seconds": time.time() - t0}) + "\n")
     print(f"raw records: {out} ({time.time() - t0:.0f}s)")

@@ -1,7 +1,8 @@
 """The command protocol every adapter speaks (Python peers run it in bench/.venv-peers).
 
     setup   DSN                      install the system's schema
-    enqueue DSN N one|bulk           time N enqueues, one call each or 1,000 per call
+    enqueue DSN N one|bulk [MAX_S]   time N enqueues, one call each or 1,000 per call; with
+                                     MAX_S, one-call mode stops after MAX_S seconds (n = done)
     produce DSN SECONDS BATCH        enqueue for SECONDS, BATCH jobs per call
     probe   DSN N GAP_MS             one job at a time; prints `SENT k epoch` after each commit
     worker  DSN [--trace]            prints `READY epoch`, works until SIGTERM; with --trace the
@@ -37,10 +38,14 @@ async def _main(impl, argv: list[str]) -> None:
         say(json.dumps({"ok": True}))
     elif cmd == "enqueue":
         n, mode = int(argv[2]), argv[3]
+        cap = float(argv[4]) if len(argv) > 4 else float("inf")
         async with impl.producer(dsn) as p:
             t0 = time.perf_counter()
             if mode == "one":
                 for k in range(n):
+                    if time.perf_counter() - t0 >= cap:
+                        n = k
+                        break
                     await p.one(k)
             else:
                 for start in range(0, n, BULK):

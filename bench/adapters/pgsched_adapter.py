@@ -1,10 +1,12 @@
 """pgsched adapter (runs in the project's .venv): the protocol of adapters/common.py, with
 enqueue modes for the Python API, plain SQL and a raw-insert baseline.
 
-    enqueue DSN N MODE   MODE: one (Client.submit) | bulk (Client.submit_many, 1,000 per call)
+    enqueue DSN N MODE [MAX_S]
+                         MODE: one (Client.submit) | bulk (Client.submit_many, 1,000 per call)
                          | sql_insert (INSERT INTO pgsched.tasks (task_type) VALUES (...))
                          | sql_submit (SELECT pgsched.submit(...))
-                         | raw_insert (the same INSERT into a bare table with no trigger)
+                         | raw_insert (the same INSERT into a bare table with no trigger);
+                         with MAX_S the one-call modes stop after MAX_S seconds (n = done)
     probe DSN N GAP_MS [api|sql] [DELAY_S]   with DELAY_S, each task gets run_at = now + DELAY_S
                          and the SENT line carries that run_at
     worker DSN [--trace] [--concurrency N] [--plain] [--heartbeat-timeout S]
@@ -34,12 +36,14 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def enqueue(dsn: str, n: int, mode: str) -> float:
+def enqueue(dsn: str, n: int, mode: str, cap: float = float("inf")) -> tuple[int, float]:
     with Client(dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
         client.submit("noop", {"k": -1})  # connect and check the schema outside the timing
         t0 = time.perf_counter()
         if mode == "one":
             for k in range(n):
+                if time.perf_counter() - t0 >= cap:
+                    return k, time.perf_counter() - t0
                 client.submit("noop", {"k": k})
         elif mode == "bulk":
             for s in range(0, n, BULK):
@@ -51,9 +55,11 @@ def enqueue(dsn: str, n: int, mode: str) -> float:
                 "sql_submit": "SELECT pgsched.submit(%s)",
                 "raw_insert": "INSERT INTO public.bench_raw (task_type) VALUES (%s)",
             }[mode]
-            for _ in range(n):
+            for k in range(n):
+                if time.perf_counter() - t0 >= cap:
+                    return k, time.perf_counter() - t0
                 conn.execute(sql, ("noop",))
-        return time.perf_counter() - t0
+        return n, time.perf_counter() - t0
 
 
 def produce(dsn: str, seconds: float, batch: int) -> tuple[int, float]:
@@ -94,8 +100,9 @@ def main(argv: list[str]) -> None:
             c.execute(RAW_TABLE)
         say(json.dumps({"ok": True}))
     elif cmd == "enqueue":
-        n = int(argv[2])
-        say(json.dumps({"n": n, "seconds": enqueue(dsn, n, argv[3])}))
+        cap = float(argv[4]) if len(argv) > 4 else float("inf")
+        n, dt = enqueue(dsn, int(argv[2]), argv[3], cap)
+        say(json.dumps({"n": n, "seconds": dt}))
     elif cmd == "produce":
         n, dt = produce(dsn, float(argv[2]), int(argv[3]))
         say(json.dumps({"n": n, "seconds": dt}))
