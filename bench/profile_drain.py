@@ -1,13 +1,24 @@
 """Profile pgsched's drain path: `python bench/profile_drain.py [N]`.
 
-One worker drains N (default 100,000) no-op tasks while py-spy (from bench/.venv-peers) samples
-it; prints the worker's hottest frames (self time) and pg_stat_statements' top statements
-(total time, calls, mean, rows per call). Output goes to stdout and bench/raw/profile-*.txt.
+One worker (the bench's: concurrency 500, built-in inline noop) drains N (default 100,000) no-op
+tasks twice, each time from a copy of the same filled database:
+
+1. unobserved except for CPU counters: wall time, the worker process's CPU (utime + stime from
+   /proc) and the Postgres server's CPU (postmaster and all its children), per task; and
+   pg_stat_statements (claim, completion and every other statement: calls, rows per call,
+   execution time per task);
+2. with py-spy (from bench/.venv-peers) sampling the worker at 100 Hz, active samples only
+   (a thread waiting on a socket or a lock is not counted): where the worker's Python CPU goes,
+   by thread (named; the executor's pool threads together) and by frame (self time).
+
+Writes bench/PROFILE.md (included in RESULTS.md by report.py) and bench/raw/profile-*.txt.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import re
 import subprocess
 import sys
 import time
@@ -16,21 +27,62 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from harness import BENCH, RAW, SERVER_SETTINGS, Ctx, adapter, ready_time, wait_done, worker
+from harness import BENCH, RAW, SERVER_SETTINGS, Ctx, ready_time, wait_done, worker
 
 from pgsched.server import EphemeralServer
 
 PYSPY = BENCH / ".venv-peers" / "bin" / "py-spy"
+TICK = os.sysconf("SC_CLK_TCK")
+# leaf frames of threads blocked in SimpleQueue.get() (C code, no GIL): idle, not CPU
+PARKED = ("Executor._pool_loop ", "Completer._run ")
+
+
+def kids(parent: int) -> list[int]:
+    pids = [parent]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def cpu_s(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def kind(query: str) -> str:
+    q = " ".join(query.split())
+    if "FOR UPDATE SKIP LOCKED" in q and "UPDATE pgsched.tasks t" in q:
+        return "claim"
+    if q.startswith("WITH u AS") or "task_executions" in q:
+        return "completion"
+    if "pgsched.workers" in q:
+        return "heartbeat / workers"
+    return "other"
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     RAW.mkdir(exist_ok=True)
-    out_lines: list[str] = []
+    (BENCH / ".work").mkdir(exist_ok=True)
+    md: list[str] = []
+    txt: list[str] = []
 
     def say(s: str) -> None:
-        print(s)
-        out_lines.append(s)
+        print(s, flush=True)
+        txt.append(s)
 
     with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
         ctx = Ctx(
@@ -40,71 +92,124 @@ def main() -> None:
             systems=["pgsched"],
             out=RAW / "profile.jsonl",
         )
-        url = ctx.fresh_db("pgsched", "prof")
-        adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
+        postmaster = server.proc.pid
+
+        # -- 1: CPU counters and pg_stat_statements, no sampler attached ---------------------
+        url = ctx.filled_db("pgsched", "prof", n)
         with psycopg.connect(url, autocommit=True) as c:
-            c.execute("VACUUM ANALYZE")
+            c.execute("CHECKPOINT")
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             c.execute("SELECT pg_stat_statements_reset()")
         w = worker("pgsched", url)
         t0 = ready_time(w)
-        raw = BENCH / ".work" / "pyspy.txt"
-        spy = None
+        pg0, w0 = cpu_s(kids(postmaster)), cpu_s([w.p.pid])
+        t_end = wait_done(url, "pgsched", 120)
+        pg1, w1 = cpu_s(kids(postmaster)), cpu_s([w.p.pid])
+        dt = (t_end or time.time()) - t0
+        w.stop()
+        us = 1e6 / n
+        say(f"drain 1 (no sampler): {n} tasks in {dt:.2f} s = {n / dt:,.0f} tasks/s")
+        say(f"  worker CPU {w1 - w0:.2f} s = {(w1 - w0) * us:.1f} us/task")
+        say(f"  Postgres CPU (all backends) {pg1 - pg0:.2f} s = {(pg1 - pg0) * us:.1f} us/task")
+        with psycopg.connect(url, autocommit=True) as c:
+            rows = c.execute(
+                "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
+            ).fetchall()
+        by: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0])
+        for q, calls, ms, nrows in rows:
+            if "pg_stat_statements" in q or "EXISTS (SELECT 1 FROM pgsched.tasks" in q:
+                continue  # this script's own statements and the harness's done-poll
+            b = by[kind(q)]
+            b[0] += calls
+            b[1] += ms
+            b[2] += nrows
+        md += [
+            "## Drain profile (pgsched, one worker)",
+            "",
+            f"Generated by `bench/profile_drain.py {n}` on {time.strftime('%Y-%m-%d %H:%M UTC')} "
+            f"(the same server settings as the benchmarks; worker: "
+            "`pgsched.worker.Worker`, concurrency 500, inline no-op).",
+            "",
+            f"- drain without a sampler: {n:,} tasks in {dt:.2f} s = **{n / dt:,.0f} tasks/s**, "
+            f"{dt * us:.1f} µs of wall time per task",
+            f"- worker process CPU: {(w1 - w0) * us:.1f} µs/task "
+            f"({100 * (w1 - w0) / dt:.0f}% of one core)",
+            f"- PostgreSQL CPU, all backends: {(pg1 - pg0) * us:.1f} µs/task "
+            f"({100 * (pg1 - pg0) / dt:.0f}% of one core)",
+            "",
+            "| statement | calls | rows per call | execution time per task | share of wall time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        say("  statement | calls | rows/call | exec us/task | % of wall")
+        for k in ("claim", "completion", "heartbeat / workers", "other"):
+            calls, ms, nrows = by.get(k, [0, 0.0, 0])
+            if not calls:
+                continue
+            per = ms * 1000 / n
+            share = 100 * ms / 1000 / dt
+            say(f"  {k} | {calls} | {nrows / calls:.0f} | {per:.1f} | {share:.0f}%")
+            md.append(f"| {k} | {calls:,} | {nrows / calls:.0f} | {per:.1f} µs | {share:.0f}% |")
+        ctx.drop_db(url)
+
+        # -- 2: the same drain with py-spy sampling the worker --------------------------------
         if PYSPY.exists():
+            url = ctx.filled_db("pgsched", "prof", n)
+            w = worker("pgsched", url)
+            t0 = ready_time(w)
+            raw = BENCH / ".work" / "pyspy.txt"
+            raw.unlink(missing_ok=True)
+            spy_args = ["--format", "raw", "-o", str(raw), "--rate", "100", "--threads"]
             spy = subprocess.Popen(
-                [
-                    str(PYSPY),
-                    "record",
-                    "--pid",
-                    str(w.p.pid),
-                    "--format",
-                    "raw",
-                    "-o",
-                    str(raw),
-                    "--rate",
-                    "500",
-                    "--threads",
-                    "--duration",
-                    "60",
-                ],
+                [str(PYSPY), "record", "--pid", str(w.p.pid), *spy_args, "--duration", "60"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        t_end = wait_done(url, "pgsched", 120)
-        dt = (t_end or time.time()) - t0
-        say(f"drained {n} in {dt:.2f} s: {n / dt:,.0f} tasks/s")
-        if spy is not None:
+            time.sleep(0.3)  # py-spy attaches
+            t_end = wait_done(url, "pgsched", 120)
+            dt2 = (t_end or time.time()) - t0
             spy.send_signal(2)
             spy.wait(30)
-        w.stop()
-        with psycopg.connect(url, autocommit=True) as c:
-            rows = c.execute(
-                "SELECT calls, round(total_exec_time::numeric, 1), "
-                "round(mean_exec_time::numeric, 3), rows / greatest(calls, 1), "
-                "shared_blks_hit / greatest(calls, 1), left(regexp_replace(query, '\\s+', ' ', "
-                "'g'), 90) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8"
-            ).fetchall()
-        say("pg_stat_statements: calls | total ms | mean ms | rows/call | buffer hits/call")
-        for r in rows:
-            say(" | ".join(str(x) for x in r))
-        if raw.exists():
-            self_time: collections.Counter[str] = collections.Counter()
-            threads: collections.Counter[str] = collections.Counter()
-            total = 0
-            for line in raw.read_text().splitlines():
-                stack, _, count = line.rpartition(" ")
-                frames = stack.split(";")
-                c = int(count)
-                total += c
-                threads[frames[0][:60]] += c
-                self_time[frames[-1][:110]] += c
-            say(f"py-spy: {total} samples at 500 Hz (all threads, idle waits included)")
-            for name, c in threads.most_common(6):
-                say(f"  thread {100 * c / total:5.1f}%  {name}")
-            for name, c in self_time.most_common(15):
-                say(f"  self {100 * c / total:5.1f}%  {name}")
-        ctx.drop_db(url)
+            w.stop()
+            ctx.drop_db(url)
+            say(f"drain 2 (py-spy at 100 Hz): {n / dt2:,.0f} tasks/s")
+            if raw.exists():
+                self_time: collections.Counter[tuple[str, str]] = collections.Counter()
+                threads: collections.Counter[str] = collections.Counter()
+                total = 0
+                parked = 0
+                for line in raw.read_text().splitlines():
+                    stack, _, count = line.rpartition(" ")
+                    frames = stack.split(";")
+                    c = int(count)
+                    if any(frames[-1].startswith(p) for p in PARKED):
+                        parked += c  # blocked in a queue's get: py-spy cannot tell it is idle
+                        continue
+                    total += c
+                    th = re.sub(r"\s*\(\d+\)", "", frames[0]).replace("thread :", "").strip()
+                    threads[th[:50]] += c
+                    self_time[(th[:30], re.sub(r" \(/.*?site-packages/", " (", frames[-1]))] += c
+                md += [
+                    "",
+                    f"py-spy, second drain ({n / dt2:,.0f} tasks/s with the sampler attached; "
+                    f"{total} active samples at 100 Hz; {parked} more from threads parked in a "
+                    "queue's `get()`, which py-spy counts as active, left out), share of the "
+                    "worker's active samples:",
+                    "",
+                    "| thread | share |",
+                    "| --- | --- |",
+                ]
+                for name, c in threads.most_common(6):
+                    say(f"  thread {100 * c / total:5.1f}%  {name}")
+                    md.append(f"| `{name}` | {100 * c / total:.1f}% |")
+                md += ["", "| thread | frame (self) | share |", "| --- | --- | --- |"]
+                for (th, name), c in self_time.most_common(14):
+                    say(f"  self {100 * c / total:5.1f}%  {th} :: {name}")
+                    md.append(f"| `{th}` | `{name[:100]}` | {100 * c / total:.1f}% |")
+    (BENCH / "PROFILE.md").write_text("\n".join(md) + "\n")
     path = RAW / f"profile-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-    path.write_text("\n".join(out_lines) + "\n")
+    path.write_text("\n".join(txt) + "\n")
+    print(f"wrote {BENCH / 'PROFILE.md'} and {path}")
 
 
 if __name__ == "__main__":
