@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, print_json, state
+from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
 
 db_app = typer.Typer(
     help="The embedded local PostgreSQL server under $PGSCHED_HOME.", no_args_is_help=True
@@ -21,6 +21,7 @@ def _cluster():
 
 
 @db_app.command("start")
+@exits_on_error
 def db_start() -> None:
     """Start the embedded server (creating it on first use); idempotent."""
     url = _cluster().start()
@@ -28,6 +29,7 @@ def db_start() -> None:
 
 
 @db_app.command("stop")
+@exits_on_error
 def db_stop() -> None:
     """Stop the embedded server (fast shutdown: sessions end, committed data is safe)."""
     stopped = _cluster().stop()
@@ -35,6 +37,7 @@ def db_stop() -> None:
 
 
 @db_app.command("status")
+@exits_on_error
 def db_status(json: bool = JsonOpt) -> None:
     """Whether the embedded server runs, where, and which PostgreSQL version."""
     st = _cluster().status()
@@ -54,12 +57,14 @@ def db_status(json: bool = JsonOpt) -> None:
 
 
 @db_app.command("url")
+@exits_on_error
 def db_url() -> None:
     """Print the embedded server's connection URL (for psql, DATABASE_URL, ...)."""
     print(_cluster().url())
 
 
 @app.command("migrate")
+@exits_on_error
 def migrate_cmd(
     sql: bool = typer.Option(False, "--sql", help="Print the SQL instead of running it."),
     downgrade: str = typer.Option(
@@ -90,6 +95,7 @@ def migrate_cmd(
 
 
 @app.command("config")
+@exits_on_error
 def config_cmd(json: bool = JsonOpt) -> None:
     """Print the effective settings and where each came from."""
     from pgsched.config import Settings

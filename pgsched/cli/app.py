@@ -41,9 +41,7 @@ def _global(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.",
                                  is_eager=True, callback=_print_version),
 ) -> None:
-    state.overrides.update({"dsn": dsn, "home": home})
-    state.config_file = str(config) if config else None
-    state.profile = profile
+    state.reset({"dsn": dsn, "home": home}, str(config) if config else None, profile)
 
 
 def _register() -> None:

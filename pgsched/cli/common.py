@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,29 +32,21 @@ class State:
     profile: str | None = None
     _loaded: Loaded | None = None
     _client: Any = None
-    _key: Any = None
+
+    def reset(self, overrides: dict[str, Any], config_file: str | None,
+              profile: str | None) -> None:
+        """Start an invocation afresh (the root callback calls it), so an app invoked several
+        times in one process (tests, embedding) never reuses an earlier one's settings."""
+        if self._client is not None:
+            self._client.close()
+        self.overrides, self.config_file, self.profile = dict(overrides), config_file, profile
+        self._loaded = self._client = None
 
     def loaded(self) -> Loaded:
-        # Keyed on the flags, so an app invoked several times in one process (tests, embedding)
-        # never answers with the settings or the connection of an earlier invocation.
-        env = sorted(
-            (k, v) for k, v in os.environ.items() if k.startswith("PGSCHED_") or k == "DATABASE_URL"
-        )
-        key = (
-            sorted(self.overrides.items(), key=str),
-            self.config_file,
-            self.profile,
-            env,
-            os.getcwd(),
-        )
-        if self._loaded is None or key != self._key:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        if self._loaded is None:
             self._loaded = load_settings(
                 self.overrides, config_file=self.config_file, profile=self.profile
             )
-            self._key = key
         return self._loaded
 
     @property
@@ -68,7 +59,6 @@ class State:
         return resolve_dsn(self.settings)
 
     def client(self):
-        self.loaded()
         if self._client is None:
             from pgsched.client import Client
 
