@@ -448,9 +448,11 @@ class EphemeralServer:
                 self.proc.kill()
                 self.proc.wait()
 
-    def restart(self) -> None:
-        """Fast shutdown, then start again on the same data and port (clients lose sessions)."""
+    def restart(self, downtime: float = 0.0) -> None:
+        """Fast shutdown, ``downtime`` seconds without a server, then start again on the same
+        data and port (clients lose their sessions)."""
         self._shutdown()
+        time.sleep(downtime)
         self._spawn()
         self._wait_ready()
 

@@ -47,7 +47,7 @@ def test_worker_survives_a_database_restart(own_server: EphemeralServer, tmp_pat
             wait_until(lambda: count(dsn, "SELECT count(*) FROM pgsched.tasks "
                                           "WHERE status = 'succeeded'") >= 4, 30,
                        message="the first tasks to finish")
-            own_server.restart()  # sessions of the worker are cut mid-batch
+            own_server.restart(downtime=3)  # sessions cut mid-batch; reconnects fail a while
             client = Client(dsn)
             second = [client.submit("dummy", {"sleepDurationMs": 10}) for _ in range(10)]
             client.close()

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
+from pgsched.errors import DatabaseUnavailable
 from pgsched.sql import Q
 
 
@@ -248,9 +249,10 @@ class Completer:
         while True:
             try:
                 changed = complete(self.connection(i), self._worker, batch)
-            except psycopg.OperationalError as e:
-                # Lost connection: retry on a new one. Safe to repeat: the version guard makes
-                # a second write of an applied batch change nothing.
+            except (psycopg.OperationalError, DatabaseUnavailable) as e:
+                # Lost connection, or the server is not back yet: retry on a new one. Safe to
+                # repeat: the version guard makes a second write of an applied batch change
+                # nothing.
                 self._on_error(e)
                 if (c := self._conns[i]) is not None:
                     c.close()

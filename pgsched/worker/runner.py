@@ -35,6 +35,7 @@ from psycopg import sql as psql
 
 from pgsched.config import Settings
 from pgsched.db import connect, direct_dsn
+from pgsched.errors import DatabaseUnavailable
 from pgsched.registry import Registry, TaskContext, default_registry
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
@@ -147,16 +148,22 @@ class Worker:
     def _connect_pooled(self) -> psycopg.Connection:
         # force_custom_plan: psycopg prepares after 5 runs and PostgreSQL may then switch to a
         # generic plan; one claim shape fell from ~19k to ~4.5k tasks/s that way (claim-path.md).
-        conn = connect(self.dsn, timeout=self.settings.connect_timeout,
-                       options="-c plan_cache_mode=force_custom_plan")
+        conn = connect(self.dsn, **self._connect_options())
         claims.fast_json(conn)  # claim-thread CPU per 40k tasks 0.365 -> 0.34 s (6 runs each)
         return conn
 
     def _connect_direct(self) -> psycopg.Connection:
-        conn = connect(self.direct_dsn, timeout=self.settings.connect_timeout,
-                       options="-c plan_cache_mode=force_custom_plan")
+        conn = connect(self.direct_dsn, **self._connect_options())
         conn.add_notify_handler(self._on_notify)
         return conn
+
+    def _connect_options(self) -> dict[str, Any]:
+        if not self.settings.prepared_statements:
+            # Behind PgBouncer in transaction mode: no prepared statements, and no startup
+            # `options` (it refuses them); unprepared statements always get custom plans.
+            return {"timeout": self.settings.connect_timeout, "prepare": False}
+        return {"timeout": self.settings.connect_timeout,
+                "options": "-c plan_cache_mode=force_custom_plan"}
 
     def _aux_conn(self) -> psycopg.Connection:
         if self._aux is None or self._aux.closed:
@@ -529,7 +536,8 @@ class Worker:
                     next_claim_at = time.monotonic() + wait
                 else:
                     next_try_at = time.monotonic() + s.poll_interval
-            except psycopg.OperationalError as e:
+            except (psycopg.OperationalError, DatabaseUnavailable) as e:
+                # DatabaseUnavailable: the reconnect found no server yet (a restart): retry.
                 self.emit("connection_lost", "warning", connection="claim", error=str(e))
                 if conn is not None:
                     conn.close()
