@@ -40,8 +40,10 @@ class Client:
         default_queue: str = "default",
         default_max_attempts: int = 3,
         check: bool = True,
+        prepared_statements: bool = True,
     ) -> None:
         self.dsn = dsn
+        self.prepared_statements = prepared_statements
         self.connect_timeout = connect_timeout
         self.default_queue = default_queue
         self.default_max_attempts = default_max_attempts
@@ -55,6 +57,7 @@ class Client:
             connect_timeout=settings.connect_timeout,
             default_queue=settings.queue,
             default_max_attempts=settings.max_attempts,
+            prepared_statements=settings.prepared_statements,
             **kw,
         )
 
@@ -62,7 +65,9 @@ class Client:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, timeout=self.connect_timeout)
+            self._conn = connect(
+                self.dsn, timeout=self.connect_timeout, prepare=self.prepared_statements
+            )
         if not self._checked:
             with translated():
                 check_schema(self._conn)

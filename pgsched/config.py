@@ -32,6 +32,11 @@ class Settings(BaseModel):
         description="Session (non-pooled) connection for LISTEN and the worker's liveness lock; "
         "unset: the DSN. Set it when the DSN goes through PgBouncer in transaction mode",
     )
+    prepared_statements: bool = Field(
+        True,
+        description="Let psycopg prepare statements it runs often. Turn off when the DSN goes "
+        "through PgBouncer < 1.21 in transaction mode (no prepared statements there)",
+    )
     home: Path = Field(
         Path(".pgsched"), description="Directory of the embedded local server (cluster, log)"
     )

@@ -50,17 +50,23 @@ def describe(dsn: str) -> str:
 
 
 def connect(
-    dsn: str, *, timeout: float = 5.0, autocommit: bool = True, **kw: Any
+    dsn: str, *, timeout: float = 5.0, autocommit: bool = True, prepare: bool = True, **kw: Any
 ) -> psycopg.Connection:
-    """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds."""
+    """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds.
+
+    ``prepare=False``: no server-side prepared statements (psycopg prepares a statement after
+    5 runs), for PgBouncer < 1.21 in transaction mode."""
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             dsn,
             autocommit=autocommit,
             connect_timeout=max(1, int(timeout)),
             row_factory=kw.pop("row_factory", dict_row),
             **kw,
         )
+        if not prepare:
+            conn.prepare_threshold = None
+        return conn
     except psycopg.OperationalError as e:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e)}"

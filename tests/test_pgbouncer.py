@@ -1,0 +1,98 @@
+"""Through PgBouncer in transaction mode: submits, claims and completions go through the pooler,
+LISTEN and the worker's session locks through the direct DSN (PGSCHED_DIRECT_DSN)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgsched.client import Client
+from pgsched.server import _set_pdeathsig, ensure_system_user, free_port
+from tests.conftest import wait_until
+from tests.test_worker import FAST, Events
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+pytestmark = pytest.mark.skipif(not Path(PGBOUNCER).exists(),
+                                reason="pgbouncer is not installed (apt-get install pgbouncer)")
+
+
+@pytest.fixture
+def bouncer_dsn(dsn: str) -> Iterator[str]:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    # Directly under /tmp: as root, pgbouncer runs as the unprivileged user, which cannot
+    # traverse pytest's 0700 temp directories.
+    d = Path(tempfile.mkdtemp(prefix="pgsched-bouncer-"))
+    d.chmod(0o777)
+    user = ensure_system_user() if os.geteuid() == 0 else None
+    port = free_port()
+    (d / "users.txt").write_text('"postgres" ""\n')
+    (d / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={info['port']}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {d}/users.txt\n"
+        "pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 100\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    for f in d.iterdir():
+        f.chmod(0o644)
+    log = open(d / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [PGBOUNCER, str(d / "pgbouncer.ini")],
+        user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+        extra_groups=[] if user else None, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/{info['dbname']}"
+
+    def accepts() -> bool:
+        try:
+            with psycopg.connect(url, connect_timeout=1, autocommit=True) as c:
+                return c.execute("SELECT 1").fetchone() == (1,)
+        except psycopg.OperationalError:
+            return False
+
+    try:
+        wait_until(lambda: accepts() or proc.poll() is not None, 15,
+                   message="pgbouncer to accept connections")
+        assert proc.poll() is None, (d / "pgbouncer.log").read_text()
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_worker_and_client_through_pgbouncer_transaction_mode(dsn: str,
+                                                              bouncer_dsn: str) -> None:
+    from pgsched.worker import Worker
+
+    settings = FAST.model_copy(update={"prepared_statements": False, "direct_dsn": dsn})
+    client = Client(bouncer_dsn, prepared_statements=False)
+    ids = [client.submit("noop", {"i": i}) for i in range(50)]  # well past psycopg's 5 runs
+    ids += client.submit_many([client.spec("noop", {"i": i}) for i in range(200)])
+    ev = Events()
+    worker = Worker(bouncer_dsn, settings, name="via-bouncer", concurrency=20, on_event=ev).start()
+    try:
+        wait_until(lambda: client.list(status="succeeded", limit=1000).__len__() == len(ids), 30,
+                   message="every task to succeed through the pooler")
+        # A task inserted later still wakes the worker: LISTEN runs on the direct connection.
+        late = client.submit("noop")
+        wait_until(lambda: client.get(late)["status"] == "succeeded", 10,
+                   message="a later insert to wake the worker")
+    finally:
+        worker.stop(timeout=15)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM pgsched.task_executions "
+                         "WHERE outcome = 'success'").fetchone()[0] == len(ids) + 1
