@@ -74,18 +74,30 @@ def table(recs: list[dict], workload: str) -> list[str]:
     systems = [s for s in ["pgsched", *PEERS] if any(r["system"] == s for r in rows)]
     metrics: list[tuple[str, str]] = []
     vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    capped: set[tuple[str, str]] = set()
     for r in rows:
         key = (r["metric"], r["unit"])
         if key not in metrics:
             metrics.append(key)
         vals[(r["metric"], r["system"])].append(r["value"])
+        if r.get("timed_out") or r.get("drained") is False:
+            capped.add((r["metric"], r["system"]))
     out = [
         "| metric | unit | " + " | ".join(systems) + " |",
         "| --- | --- | " + " | ".join("---" for _ in systems) + " |",
     ]
     for metric, unit in metrics:
-        cells = [cell(vals.get((metric, s), []), unit) for s in systems]
+        cells = [
+            cell(vals.get((metric, s), []), unit) + (" †" if (metric, s) in capped else "")
+            for s in systems
+        ]
         out.append(f"| {metric} | {unit} | " + " | ".join(cells) + " |")
+    if capped:
+        out += [
+            "",
+            "† at least one run hit its time limit before finishing (see How to read this): "
+            "the figure is the work done within the limit.",
+        ]
     return out
 
 
