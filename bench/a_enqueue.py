@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from harness import Ctx, adapter
 
-ONE_WINDOW_S = {True: 1.5, False: 3.0}  # quick, full
+ONE_WINDOW_S = {True: 1.0, False: 3.0}  # quick, full
 
 
 def sizes(ctx: Ctx) -> tuple[int, int]:
