@@ -7,7 +7,8 @@ tasks twice, each time from a copy of the same filled database:
    /proc) and the Postgres server's CPU (postmaster and all its children), per task; and
    pg_stat_statements (claim, completion and every other statement: calls, rows per call,
    execution time per task);
-2. with py-spy (from bench/.venv-peers) sampling the worker at 100 Hz, active samples only
+2. with py-spy (from bench/.venv-peers) sampling the worker at 100 Hz without pausing it
+   (--nonblocking: stopping 500 executor threads per sample was too slow), active samples only
    (a thread waiting on a socket or a lock is not counted): where the worker's Python CPU goes,
    by thread (named; the executor's pool threads together) and by frame (self time).
 
@@ -159,7 +160,16 @@ def main() -> None:
             t0 = ready_time(w)
             raw = BENCH / ".work" / "pyspy.txt"
             raw.unlink(missing_ok=True)
-            spy_args = ["--format", "raw", "-o", str(raw), "--rate", "100", "--threads"]
+            spy_args = [
+                "--format",
+                "raw",
+                "-o",
+                str(raw),
+                "--rate",
+                "100",
+                "--threads",
+                "--nonblocking",
+            ]
             spy = subprocess.Popen(
                 [str(PYSPY), "record", "--pid", str(w.p.pid), *spy_args, "--duration", "60"],
                 stdout=subprocess.DEVNULL,
