@@ -1,0 +1,24 @@
+"""Several idle workers on a backlog drain it together without waiting for the fallback poll
+(a claim cut short by load weighting must not put a worker to sleep while work is due)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgsched.client import Client
+from tests.conftest import wait_until
+from tests.test_worker import FAST, make_worker  # noqa: F401 - a fixture
+
+
+def test_fleet_drains_backlog_without_the_fallback_poll(dsn: str,
+                                                        make_worker: Any) -> None:  # noqa: F811
+    settings = FAST.model_copy(update={"poll_interval": 60.0, "cpu_ceiling": 95.0})
+    workers = [make_worker(settings=settings, name=f"fleet-{i}", concurrency=10)[0]
+               for i in range(4)]
+    client = Client(dsn)
+    client.submit_many([client.spec("noop", {"i": i}) for i in range(3000)])
+    # With a 60 s fallback poll, a worker that wrongly went idle would leave tasks for a minute.
+    wait_until(lambda: not client.list(status="pending", limit=1), 30,
+               message="the fleet to drain the backlog")
+    assert len(client.list(status="succeeded", limit=5000)) == 3000
+    assert all(w is not None for w in workers)
