@@ -8,40 +8,13 @@ during a drain.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
 import psycopg
-from harness import PGSCHED_PY, ROOT, Ctx, Proc, adapter, wait_done
+from harness import PGSCHED_PY, ROOT, TICK, Ctx, Proc, adapter, child_pids, cpu_ticks, wait_done
 
 CLAIM_LIKE = "%FOR UPDATE SKIP LOCKED%"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def pg_pids(postmaster: int) -> list[int]:
-    pids = [postmaster]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
-                        pids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return pids
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
 
 
 def rss_mib(pid: int) -> float:
@@ -100,7 +73,7 @@ def run(ctx: Ctx, rep: int) -> None:
                 # the idle window: Postgres CPU, and what the fleet runs meanwhile
                 c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 c.execute("SELECT pg_stat_statements_reset()")
-                pids = pg_pids(ctx.server.proc.pid)
+                pids = child_pids(ctx.server.proc.pid)
                 t0, c0 = time.monotonic(), cpu_ticks(pids)
                 time.sleep(idle_s)
                 dt = time.monotonic() - t0

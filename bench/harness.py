@@ -345,6 +345,36 @@ def scalar(url: str, sql: str, params: tuple = ()) -> object:
 # -- numbers ---------------------------------------------------------------------------------
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(parent: int) -> list[int]:
+    """``parent`` and its direct children (from /proc), e.g. a postmaster and its backends."""
+    pids = [parent]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """User + system CPU of ``pids`` so far, in clock ticks (TICK per second)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def pct(values: list[float], p: float) -> float:
     v = sorted(values)
     if not v:

@@ -18,7 +18,6 @@ Writes bench/PROFILE.md (included in RESULTS.md by report.py) and bench/raw/prof
 from __future__ import annotations
 
 import collections
-import os
 import re
 import subprocess
 import sys
@@ -28,39 +27,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from harness import BENCH, RAW, SERVER_SETTINGS, Ctx, ready_time, wait_done, worker
+from harness import (
+    BENCH,
+    RAW,
+    SERVER_SETTINGS,
+    TICK,
+    Ctx,
+    child_pids,
+    cpu_ticks,
+    ready_time,
+    wait_done,
+    worker,
+)
 
 from pgsched.server import EphemeralServer
 
 PYSPY = BENCH / ".venv-peers" / "bin" / "py-spy"
-TICK = os.sysconf("SC_CLK_TCK")
 # leaf frames of threads blocked in SimpleQueue.get() (C code, no GIL): idle, not CPU
 PARKED = ("Executor._pool_loop ", "Completer._run ")
 
 
-def kids(parent: int) -> list[int]:
-    pids = [parent]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
-                        pids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return pids
-
-
 def cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / TICK
+    return cpu_ticks(pids) / TICK
 
 
 def kind(query: str) -> str:
@@ -103,9 +91,9 @@ def main() -> None:
             c.execute("SELECT pg_stat_statements_reset()")
         w = worker("pgsched", url)
         t0 = ready_time(w)
-        pg0, w0 = cpu_s(kids(postmaster)), cpu_s([w.p.pid])
+        pg0, w0 = cpu_s(child_pids(postmaster)), cpu_s([w.p.pid])
         t_end = wait_done(url, "pgsched", 120)
-        pg1, w1 = cpu_s(kids(postmaster)), cpu_s([w.p.pid])
+        pg1, w1 = cpu_s(child_pids(postmaster)), cpu_s([w.p.pid])
         dt = (t_end or time.time()) - t0
         w.stop()
         us = 1e6 / n
