@@ -133,15 +133,39 @@ RETURNING t.id, t.queue, t.task_type, t.payload, t.priority, t.attempts, t.max_a
 
 -- name: next_due_in :scalar
 -- After a claim that found less than it asked for: in how many seconds does the next task this
--- worker could run become due (by the database's clock)? The waker sleeps until then (or a
--- notification) instead of polling. NULL: nothing is waiting.
-SELECT extract(epoch FROM min(c.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
-FROM pgsched.tasks c
-WHERE c.status IN ('pending', 'retrying')
-  AND c.queue = ANY(%(queues)s::text[])
-  AND c.task_type = ANY(%(task_types)s::text[])
-  AND c.run_at > coalesce(%(now)s::timestamptz, now())
-  AND c.attempts < c.max_attempts;
+-- worker could run become due (by the database's clock), looking no further than %(horizon)s
+-- seconds ahead? The waker sleeps until then (or a notification) instead of polling. NULL:
+-- nothing is due within the horizon.
+-- min(run_at) over the ready index is not in index order (it sorts by priority first), and the
+-- plain aggregate was a parallel seq scan: 103 ms with 1M rows due tomorrow, on every idle
+-- claim. So: walk the distinct priorities of each queue down the index (a loose index scan,
+-- one probe per priority), then take the first run_at in the horizon for each: 0.28 ms over
+-- the same 1M rows (EXPLAIN ANALYZE, 11 priorities).
+WITH RECURSIVE pri(queue, p) AS (
+    SELECT qn.queue, (SELECT c.priority FROM pgsched.tasks c
+                      WHERE c.status IN ('pending', 'retrying') AND c.queue = qn.queue
+                      ORDER BY c.priority DESC LIMIT 1)
+    FROM unnest(%(queues)s::text[]) AS qn(queue)
+    UNION ALL
+    SELECT pri.queue, (SELECT c.priority FROM pgsched.tasks c
+                       WHERE c.status IN ('pending', 'retrying') AND c.queue = pri.queue
+                         AND c.priority < pri.p
+                       ORDER BY c.priority DESC LIMIT 1)
+    FROM pri WHERE pri.p IS NOT NULL
+)
+SELECT extract(epoch FROM min(d.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+FROM pri CROSS JOIN LATERAL (
+    SELECT c.run_at FROM pgsched.tasks c
+    WHERE c.status IN ('pending', 'retrying')
+      AND c.queue = pri.queue AND c.priority = pri.p
+      AND c.run_at > coalesce(%(now)s::timestamptz, now())
+      AND c.run_at <= coalesce(%(now)s::timestamptz, now())
+                      + make_interval(secs => %(horizon)s::float8)
+      AND c.task_type = ANY(%(task_types)s::text[])
+      AND c.attempts < c.max_attempts
+    ORDER BY c.run_at
+    LIMIT 1
+) d;
 
 -- name: complete_tasks :many
 -- Batched, version-guarded acknowledgement of N tasks from parallel arrays. Joins on id +

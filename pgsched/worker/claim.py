@@ -61,10 +61,14 @@ def next_due_in(
     *,
     queues: list[str],
     task_types: list[str],
+    horizon: float,
     now: datetime | None = None,
 ) -> float | None:
+    """Seconds until the next task this worker could run is due, if within `horizon`."""
     row = Q.next_due_in.run(
-        conn, {"queues": queues, "task_types": task_types, "now": now}, prepare=False
+        conn,
+        {"queues": queues, "task_types": task_types, "horizon": horizon, "now": now},
+        prepare=False,
     )
     return row
 

@@ -546,7 +546,8 @@ class Worker:
                     self._holds_waker = self._holds_waker or self._try_waker()
                 elif self._try_waker():
                     due = claims.next_due_in(conn, queues=self.queues,
-                                             task_types=self.task_types)
+                                             task_types=self.task_types,
+                                             horizon=s.poll_interval)
                     wait = s.poll_interval if due is None else min(max(due, 0.0), s.poll_interval)
                     next_claim_at = time.monotonic() + wait
                 else:
