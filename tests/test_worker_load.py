@@ -4,13 +4,18 @@ same host, read above the ceiling; its backlog then grew by the full insert rate
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
+import psutil
 import psycopg
+import pytest
 
 from pgsched.config import Settings
 from pgsched.registry import Registry
-from pgsched.worker import Worker
+from pgsched.worker import Worker, load
 from pgsched.worker.load import LoadSampler
 from tests.conftest import wait_until
 from tests.test_worker import Events
@@ -40,6 +45,43 @@ def test_sampler_subtracts_own_cpu() -> None:
     assert s.sample() == (30.0, 40.0)
     s = LoadSampler(host_cpu=lambda: 10.0, own_cpu=lambda: 30.0, memory=lambda: 1.0)
     assert s.sample() == (0.0, 1.0)  # clock skew between the two readers: never negative
+
+
+def test_sampler_reads_only_the_cpus_it_may_run_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [100.0, 0.0, 50.0])
+    assert load.cpus_percent([0])() == 100.0
+    assert load.cpus_percent([1])() == 0.0
+    assert load.cpus_percent([1, 2])() == 25.0
+
+
+SAMPLE = """import time
+from pgsched.worker.load import LoadSampler
+s = LoadSampler()
+time.sleep(1.5)
+print(s.sample()[0])"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_hog_shows_only_on_the_core_it_runs_on() -> None:
+    """Two workers pinned to different cores: the one sharing its core with a hog reads the
+    hog; the other does not (host-wide, both read half of it)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    free, hogged = cpus[0], cpus[-1]
+    hog = subprocess.Popen(["taskset", "-c", str(hogged), sys.executable, "-c",
+                            "import time\nt = time.time() + 10\nwhile time.time() < t: pass"])
+    try:
+        readings = {}
+        procs = {cpu: subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", SAMPLE],
+                                       stdout=subprocess.PIPE, text=True)
+                 for cpu in (free, hogged)}
+        for cpu, p in procs.items():
+            readings[cpu] = float(p.communicate(timeout=30)[0])
+    finally:
+        hog.kill()
+        hog.wait()
+    # The hog alone is 100% of its core; other tests' leftovers may add a little elsewhere.
+    assert readings[hogged] > 80, readings
+    assert readings[hogged] - readings[free] > 40, readings
 
 
 def test_worker_fed_one_task_per_transaction_keeps_up_when_its_own_load_fills_the_host(
