@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from pgsched.client import Client
+from pgsched.sql import Q
 from tests.conftest import wait_until
 from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixture
 
@@ -54,3 +58,22 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(dsn: str, spawn: Any,
                       "WHERE task_id = %s AND outcome = 'success'", task_id) == 1
         assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", task_id) == "succeeded"
     assert rescuer.poll() is None
+
+
+def test_heartbeat_says_when_the_stalest_other_worker_expires(conn: psycopg.Connection) -> None:
+    """The worker aims a recovery run at that moment, so a hung worker's tasks go back at
+    heartbeat_timeout rather than at the next periodic run."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for name, age in (("me", 0), ("fresh", 1), ("stale", 4), ("gone", 30)):
+        conn.execute("INSERT INTO pgsched.workers (name, host, pid, status, last_heartbeat)"
+                     " VALUES (%s, 'h', 1, %s, %s)",
+                     (name, "dead" if name == "gone" else "active", t0 - timedelta(seconds=age)))
+    me = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'me'").fetchone()[0]
+    params = {"id": me, "cpu": 0.0, "memory": 0.0, "running": 0, "capacity": 1,
+              "heartbeat_timeout": 5.0, "now": t0}
+    row = Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)
+    assert row["live_workers"] == 3  # the dead one does not count
+    assert row["next_expiry_s"] == pytest.approx(1.0)  # 'stale' beat 4 s ago, timeout 5 s
+    conn.execute("UPDATE pgsched.workers SET status = 'dead' WHERE id <> %s", (me,))
+    row = Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)
+    assert row["next_expiry_s"] is None  # nobody else to watch

@@ -35,7 +35,15 @@ SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s:
 WHERE w.id = %(id)s::int
 RETURNING w.status,
     (SELECT count(*) FROM pgsched.workers p
-     WHERE p.status IN ('active', 'paused', 'draining')) AS live_workers;
+     WHERE p.status IN ('active', 'paused', 'draining')) AS live_workers,
+    -- Seconds until the stalest other live worker's heartbeat expires: the worker runs
+    -- recovery at that moment, so a hung worker loses its tasks right at heartbeat_timeout
+    -- rather than at the next periodic recovery run (~1 s apart across the fleet).
+    (SELECT extract(epoch FROM min(p.last_heartbeat)
+                              + make_interval(secs => %(heartbeat_timeout)s::float8)
+                              - coalesce(%(now)s::timestamptz, now()))::float8
+     FROM pgsched.workers p
+     WHERE p.status IN ('active', 'paused', 'draining') AND p.id <> w.id) AS next_expiry_s;
 
 -- name: set_worker_status :exec
 UPDATE pgsched.workers

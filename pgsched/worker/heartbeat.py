@@ -58,8 +58,11 @@ def beat(
     memory: float,
     running: int,
     capacity: int,
+    heartbeat_timeout: float,
     now: datetime | None = None,
 ) -> dict[str, Any] | None:
+    """Write this worker's load; returns its status, the live worker count and the seconds
+    until the stalest other live worker's heartbeat expires (None: no other worker)."""
     return Q.heartbeat.run(
         conn,
         {
@@ -68,6 +71,7 @@ def beat(
             "memory": memory,
             "running": running,
             "capacity": capacity,
+            "heartbeat_timeout": heartbeat_timeout,
             "now": now,
         },
     )

@@ -22,6 +22,7 @@ waker dies its lock goes with its session; the fallback poll of the idle workers
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import socket
@@ -331,6 +332,10 @@ class Worker:
         next_reap = time.monotonic() + 0.5
         next_prune = time.monotonic() + 60
         live_workers = 1
+        # Recovery also runs when the stalest other worker's heartbeat expires (a hung
+        # worker's tasks go back at heartbeat_timeout, not up to a spread interval later).
+        # Re-aimed at every beat, so in a healthy fleet it never fires: each beat pushes it on.
+        expiry_reap = math.inf
         while not self._control_stop.is_set():
             try:
                 conn = self._direct
@@ -338,7 +343,7 @@ class Worker:
                     self._reconnect_direct()
                     continue
                 now = time.monotonic()
-                timeout = max(0.0, min(next_beat, next_reap) - now)
+                timeout = max(0.0, min(next_beat, next_reap, expiry_reap) - now)
                 ready, _, _ = select.select([conn.fileno(), self._pipe_r], [], [], timeout)
                 if self._pipe_r in ready:
                     os.read(self._pipe_r, 4096)
@@ -357,13 +362,21 @@ class Worker:
                         self._sync_cancels(conn)
                     now = time.monotonic()
                     if now >= next_beat:
-                        before, live_workers = live_workers, self._beat(conn) or live_workers
+                        before, beat = live_workers, self._beat(conn)
                         next_beat = now + s.heartbeat_interval
+                        if beat is not None:
+                            live_workers, expiry = beat
+                            # A few tens of ms after the expiry (the database's clock, so
+                            # the row is stale when the statement runs), jittered so a big
+                            # fleet does not all try in the same millisecond.
+                            expiry_reap = (math.inf if expiry is None else now + max(0.0, expiry)
+                                           + 0.02 + (os.getpid() * 7919 + now) % 0.05)
                         if live_workers < before:  # the fleet shrank: keep ~1 run/s overall
                             next_reap = min(next_reap, now + self._reap_spread(live_workers, now))
-                    if now >= next_reap:
+                    if now >= next_reap or now >= expiry_reap:
                         self._reap(conn)
                         next_reap = now + self._reap_spread(live_workers, now)
+                        expiry_reap = math.inf
                     if now >= next_prune:
                         reaper.prune(conn, retention=s.retention)
                         next_prune = now + 60
@@ -399,15 +412,17 @@ class Worker:
             self.emit("worker_paused" if paused else "worker_resumed")
             self._wake.set()
 
-    def _beat(self, conn: psycopg.Connection) -> int | None:
+    def _beat(self, conn: psycopg.Connection) -> tuple[int, float | None] | None:
+        """Heartbeat; returns (live workers, seconds until the stalest other one expires)."""
         cpu, mem = self._sampler.sample()
         row = heartbeat.beat(conn, self.worker_id, cpu=cpu, memory=mem,
-                             running=len(self._running), capacity=self.concurrency)
+                             running=len(self._running), capacity=self.concurrency,
+                             heartbeat_timeout=self.settings.heartbeat_timeout)
         if row is None:
             return None
         self._apply_status(row["status"])
         self.emit("heartbeat", "debug", cpu=cpu, memory=mem, running=len(self._running))
-        return int(row["live_workers"])
+        return int(row["live_workers"]), row["next_expiry_s"]
 
     @staticmethod
     def _reap_spread(live_workers: int, now: float) -> float:
