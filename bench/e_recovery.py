@@ -41,8 +41,9 @@ def starts(p, ks: set[str], timeout: float) -> dict[str, float]:
     return got
 
 
-def trial(url: str, k0: int, sig: int, extra: tuple[str, ...]) -> list[float]:
-    """Seconds from the signal to another worker starting each task the victim held. The
+def trial(url: str, k0: int, sig: int, extra: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    """Seconds from the signal to another worker starting each task the victim held, and the
+    same from the victim's last heartbeat (what the heartbeat timeout counts from). The
     rescuer starts after the victim holds its tasks (so it cannot take them first) and is ready
     before the signal."""
     victim = worker("pgsched", url, "--concurrency", "50", *extra)
@@ -59,7 +60,16 @@ def trial(url: str, k0: int, sig: int, extra: tuple[str, ...]) -> list[float]:
         victim.signal(sig)
         # bounded wait: kill -9 10 s; SIGSTOP the heartbeat timeout + 10 s
         got = starts(rescuer, held, 10 if sig == signal.SIGKILL else HB_TIMEOUT + 10)
-        return [got[k] - t_sig for k in held if k in got] + [float("inf")] * (len(held) - len(got))
+        with psycopg.connect(url, autocommit=True) as c:
+            (beat,) = c.execute(
+                "SELECT extract(epoch FROM last_heartbeat)::float8 FROM pgsched.workers"
+                " WHERE pid = %s",
+                (victim.p.pid,),
+            ).fetchone()
+        lost = [float("inf")] * (len(held) - len(got))
+        return [got[k] - t_sig for k in held if k in got] + lost, [
+            got[k] - beat for k in held if k in got
+        ] + lost
     finally:
         victim.signal(signal.SIGCONT)
         victim.signal(signal.SIGKILL)
@@ -79,8 +89,11 @@ def run(ctx: Ctx, rep: int) -> None:
             url = ctx.fresh_db("pgsched", "e")
             try:
                 times: list[float] = []
+                since_beat: list[float] = []
                 for i in range(trials):
-                    times += trial(url, 1000 * (i + 1), sig, extra)
+                    t, b = trial(url, 1000 * (i + 1), sig, extra)
+                    times += t
+                    since_beat += b
                 ok = [t for t in times if t != float("inf")]
                 if name == "sigstop" and not ok:  # nobody took them within the wait
                     ctx.record(
@@ -116,6 +129,19 @@ def run(ctx: Ctx, rep: int) -> None:
                         heartbeat_timeout=HB_TIMEOUT,
                     )
                     ctx.record("E", "pgsched", "sigstop_excess_max", max(ex), "s", rep)
+                    # The contract: reassigned at heartbeat_timeout after the last beat + <= 1 s.
+                    after = [t - HB_TIMEOUT for t in since_beat if t != float("inf")]
+                    ctx.record(
+                        "E",
+                        "pgsched",
+                        "sigstop_after_timeout_median",
+                        statistics.median(after),
+                        "s",
+                        rep,
+                        heartbeat_timeout=HB_TIMEOUT,
+                        raw=json.dumps([round(t, 3) for t in after]),
+                    )
+                    ctx.record("E", "pgsched", "sigstop_after_timeout_max", max(after), "s", rep)
                 else:
                     ctx.record(
                         "E",
