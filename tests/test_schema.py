@@ -125,3 +125,25 @@ def test_database_newer_than_the_code_is_refused_in_one_line(empty_dsn: str) -> 
             check_schema(c)
     with pytest.raises(SchemaTooNew, match="revision 9999"):
         migrate.upgrade(empty_dsn)
+
+
+def test_a_database_at_0001_upgrades_in_place_and_is_refused_until_then(empty_dsn: str) -> None:
+    """A database migrated by the first release keeps its tasks through the upgrade, and the
+    code refuses it in one line until it is migrated (the claim needs revision 0002)."""
+    migrate.upgrade(empty_dsn, "0001")
+    with connect(empty_dsn) as c:
+        c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+        with pytest.raises(NotMigrated, match=r"revision 0001, older than .*pgsched migrate"):
+            check_schema(c)
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        assert check_schema(c) == HEAD
+        c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        assert c.execute("SELECT pgsched.claim_limit('w', '{default}', 7, true, 95, 95, 15,"
+                         " now()) AS k").fetchone()["k"] == 7
+        assert c.execute("SELECT count(*) AS n FROM pgsched.tasks").fetchone()["n"] == 1
+    migrate.downgrade(empty_dsn, "0001")
+    with connect(empty_dsn) as c:
+        assert c.execute("SELECT to_regprocedure('pgsched.claim_limit(text, text[], integer,"
+                         " boolean, real, real, double precision, timestamptz)') AS f"
+                         ).fetchone()["f"] is None
