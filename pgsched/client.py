@@ -190,7 +190,9 @@ class Client:
                                     else contextlib.nullcontext()):
             # In the caller's transaction as it is: a transaction() block on a connection
             # idle in non-autocommit mode would commit the caller's work.
-            reserved = Q.reserve_task_ids.run(c.cursor(row_factory=tuple_row), {"n": len(specs)})
+            reserved = Q.reserve_task_ids.run(
+                c.cursor(row_factory=tuple_row),
+                {"n": len(specs), "queues": list({s.queue for s in specs})})
             ids = [r[0] for r in reserved]
             now = reserved[0][1]
             if any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap for s in specs):
@@ -204,6 +206,8 @@ class Client:
                     (i, s.task_type, Jsonb(s.payload), s.queue, s.priority, s.max_attempts)
                     for i, s in zip(ids, specs, strict=True)
                 ])
+            if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
+                Q.end_bulk_notified.run(c)
         return ids
 
     # -- reading -------------------------------------------------------------------------------

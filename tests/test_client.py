@@ -282,3 +282,28 @@ def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) 
     assert all(by_id[i][3] for i in plain)  # the run_at default: now
     assert by_id[timed[0]][4] == at and by_id[timed[0]][5] == timedelta(seconds=30)
     assert by_id[timed[1]][3] and by_id[timed[1]][5] is None
+
+
+def test_submit_many_notifies_each_queue_once_at_commit(client: Client, dsn: str) -> None:
+    """The bulk path notifies per queue itself (the row trigger skips its rows); nothing is
+    delivered before the commit, nothing twice."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched")
+        client.submit_many([client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2")
+                            for i in range(300)])
+        got = sorted(n.payload for n in listener.notifies(timeout=0.5))
+    assert got == ["q1", "q2"]
+
+
+def test_inserts_after_submit_many_in_the_callers_transaction_still_notify(
+    client: Client, dsn: str
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn) as own:
+        listener.execute("LISTEN pgsched")
+        client.submit_many([client.spec("noop", {}, queue="bulk")] * 5, conn=own)
+        own.execute("INSERT INTO pgsched.tasks (task_type, queue) VALUES ('noop', 'later')")
+        own.execute("SELECT pgsched.submit('noop', queue => 'viasubmit')")
+        assert list(listener.notifies(timeout=0.2)) == []  # not committed yet
+        own.commit()
+        got = sorted(n.payload for n in listener.notifies(timeout=0.5))
+    assert got == ["bulk", "later", "viasubmit"]

@@ -44,9 +44,20 @@ RETURNING id, idempotency_key;
 
 -- name: reserve_task_ids :many
 -- Ids for a COPY batch from the tasks identity sequence, and the transaction's now() (what the
--- run_at default would give), in one round trip.
+-- run_at default would give), in one round trip. The same statement notifies each queue of the
+-- batch once (delivered at commit, like the trigger's) and marks the transaction so that the
+-- row trigger skips the COPY's rows (revision 0003): ~51k -> ~56k rows/s for 1,000-row batches.
+WITH notified AS MATERIALIZED (
+    SELECT set_config('pgsched.inserts_notified', 'on', true) AS quiet,
+           (SELECT count(pg_notify('pgsched', q))
+            FROM (SELECT DISTINCT q FROM unnest(%(queues)s::text[]) AS u(q)) d) AS queues
+)
 SELECT nextval(pg_get_serial_sequence('pgsched.tasks', 'id')) AS id, now() AS now
-FROM generate_series(1, %(n)s::int);
+FROM notified, generate_series(1, %(n)s::int);
+
+-- name: end_bulk_notified :exec
+-- After a COPY inside the caller's own transaction: later inserts there notify again.
+SELECT set_config('pgsched.inserts_notified', 'off', true);
 
 -- name: copy_tasks :copy
 -- Bulk submission without idempotency keys. 1,000 rows per call, best of 25 side by side on a
