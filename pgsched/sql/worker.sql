@@ -326,7 +326,8 @@ SELECT 'woken', queue, NULL, NULL FROM wake;
 
 -- name: prune_finished :rowcount
 -- Retention: finished tasks older than the retention period, in bounded batches (the hot
--- table stays small), with their attempt rows.
+-- table stays small), with their attempt rows. SKIP LOCKED: workers pruning at the same time
+-- take disjoint batches instead of queueing on each other's row locks.
 WITH gone AS (
     DELETE FROM pgsched.tasks t
     WHERE t.id IN (
@@ -335,7 +336,8 @@ WITH gone AS (
           AND f.finished_at < coalesce(%(now)s::timestamptz, now())
                               - make_interval(secs => %(retention)s::float8)
         ORDER BY f.finished_at
-        LIMIT %(limit)s::int)
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED)
     RETURNING t.id
 ), ex AS (
     DELETE FROM pgsched.task_executions e WHERE e.task_id IN (SELECT id FROM gone)

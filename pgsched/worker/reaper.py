@@ -35,8 +35,17 @@ def reap(
     return dead, lost
 
 
+PRUNE_BATCH = 2000  # rows per prune statement (with their attempt rows)
+PRUNE_EVERY = 60.0  # seconds between prune runs when the last one found less than a batch
+PRUNE_CATCH_UP = 0.5  # ... and when it found a full batch: more is waiting
+
+
 def prune(
-    conn: psycopg.Connection, *, retention: float, limit: int = 1000, now: datetime | None = None
+    conn: psycopg.Connection,
+    *,
+    retention: float,
+    limit: int = PRUNE_BATCH,
+    now: datetime | None = None,
 ) -> int:
     """Delete up to ``limit`` finished tasks older than ``retention`` seconds (0: keep all)."""
     if retention <= 0:

@@ -330,7 +330,11 @@ class Worker:
         s = self.settings
         next_beat = time.monotonic() + s.heartbeat_interval
         next_reap = time.monotonic() + 0.5
-        next_prune = time.monotonic() + 60
+        # Retention pruning: first a few seconds after start (spread over a fleet), then every
+        # PRUNE_EVERY s, or every PRUNE_CATCH_UP s while each run finds a full batch: a worker
+        # then removes up to ~4k expired rows/s instead of 1k a minute, which fell behind any
+        # queue running more than ~17 tasks/s past its retention.
+        next_prune = time.monotonic() + 2 + (os.getpid() % 8)
         live_workers = 1
         # Recovery also runs when the stalest other worker's heartbeat expires (a hung
         # worker's tasks go back at heartbeat_timeout, not up to a spread interval later).
@@ -378,8 +382,11 @@ class Worker:
                         next_reap = now + self._reap_spread(live_workers, now)
                         expiry_reap = math.inf
                     if now >= next_prune:
-                        reaper.prune(conn, retention=s.retention)
-                        next_prune = now + 60
+                        pruned = reaper.prune(conn, retention=s.retention)
+                        next_prune = now + (reaper.PRUNE_CATCH_UP if pruned >= reaper.PRUNE_BATCH
+                                            else reaper.PRUNE_EVERY)
+                        if pruned:
+                            self.emit("tasks_pruned", "debug", count=pruned)
             except (psycopg.OperationalError, OSError, ValueError) as e:
                 self.emit("connection_lost", "warning", connection="direct", error=str(e))
                 self._close_direct(final=False)
