@@ -1,0 +1,260 @@
+"""Focused measurements behind bench/NOTES.md, each on its own throwaway durable server with
+the benchmark settings: `python bench/probes.py NAME`.
+
+  pickup        an idle in-process worker, one task every 20 ms by plain INSERT: median of
+                commit -> NOTIFY seen -> claim sent -> claim answered -> body starts
+  claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100)
+  commit-idle   a one-row UPDATE's round trip back to back, and after 20 ms idle
+  insert-cost   one-row autocommit INSERTs/s into pgsched.tasks, the same table without its
+                CHECK constraints, and a bare (id, task_type, payload) table, interleaved
+  bulk          Client.submit_many, 20 batches of 1,000, 5 runs
+  schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
+                one schema change each, 4 alternated runs
+  claim-after-drain
+                index pages a one-row claim reads right after one worker drained 100k tasks,
+                on an empty table and beside 1M rows due tomorrow; then after VACUUM
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg
+from b_drain import drain
+from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
+from harness import SERVER_SETTINGS, Ctx, adapter
+
+from pgsched import migrate
+from pgsched.client import Client
+from pgsched.config import Settings
+from pgsched.registry import Registry, TaskType
+from pgsched.server import EphemeralServer
+from pgsched.sql import Q
+from pgsched.worker import Worker
+from pgsched.worker import claim as claims
+
+CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "http"],
+         "slots": 10, "weighted": True, "cpu_ceiling": 95.0, "memory_ceiling": 95.0,
+         "heartbeat_timeout": 15.0, "now": None}  # fmt: skip
+
+
+def pickup(url: str) -> None:
+    marks: dict[int, dict[str, float]] = {}
+    current: dict[str, int | None] = {"k": None}
+
+    def body(payload: Any) -> None:
+        marks.setdefault(payload["k"], {})["body"] = time.time()
+
+    def mark(name: str) -> None:
+        if current["k"] is not None:
+            marks.setdefault(current["k"], {}).setdefault(name, time.time())
+
+    on_notify, claim = Worker._on_notify, claims.claim
+
+    def traced_notify(self: Worker, n: Any) -> None:
+        if n.channel == "pgsched":
+            mark("notify")
+        on_notify(self, n)
+
+    def traced_claim(*a: Any, **kw: Any) -> Any:
+        t0 = time.time()
+        rows = claim(*a, **kw)
+        if rows and current["k"] is not None:
+            marks[current["k"]].update(claim_sent=t0, claim_answered=time.time())
+        return rows
+
+    Worker._on_notify = traced_notify  # type: ignore[method-assign]
+    claims.claim = traced_claim
+    reg = Registry()
+    reg.register(TaskType("noop", body, inline=True))
+    w = Worker(url, Settings(log_level="warning"), registry=reg)
+    w.start()
+    th = threading.Thread(target=w.run, daemon=True)
+    th.start()
+    time.sleep(1.0)
+    with psycopg.connect(url, autocommit=True) as c:
+        for k in range(150):
+            current["k"] = k
+            c.execute("INSERT INTO pgsched.tasks (task_type, payload)"
+                      " VALUES ('noop', jsonb_build_object('k', %s::int))", (k,), prepare=True)
+            marks.setdefault(k, {})["commit"] = time.time()
+            time.sleep(0.02)
+    w.request_stop()
+    th.join(10)
+    steps = ["commit", "notify", "claim_sent", "claim_answered", "body"]
+    ks = [k for k in marks if set(steps) <= marks[k].keys()][10:]
+    print(f"samples {len(ks)}; medians in ms:")
+    for a, b in [*itertools.pairwise(steps), ("commit", "body")]:
+        ms = statistics.median((marks[k][b] - marks[k][a]) * 1000 for k in ks)
+        print(f"  {a} -> {b}: {ms:.3f}")
+
+
+def claim_plan(url: str) -> None:
+    with psycopg.connect(url, autocommit=True,
+                         options="-c plan_cache_mode=force_custom_plan") as c:
+        c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        c.execute("INSERT INTO pgsched.tasks (task_type, status, finished_at)"
+                  " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)")
+        c.execute("ANALYZE")
+        plan, run = [], []
+        for _ in range(100):
+            c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+            text = "\n".join(r[0] for r in c.execute(
+                "EXPLAIN (ANALYZE, SUMMARY) " + Q.claim_tasks.sql, CLAIM))
+            plan.append(float(re.search(r"Planning Time: ([\d.]+)", text)[1]))
+            run.append(float(re.search(r"Execution Time: ([\d.]+)", text)[1]))
+        print(f"one-row claim: planning {statistics.median(plan):.3f} ms,"
+              f" execution {statistics.median(run):.3f} ms")
+
+
+def commit_idle(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE TABLE probe_x (id int PRIMARY KEY, v int)")
+        c.execute("INSERT INTO probe_x VALUES (1, 0)")
+        for gap in (0.0, 0.02):
+            ts = []
+            for _ in range(200):
+                time.sleep(gap)
+                t0 = time.perf_counter()
+                c.execute("UPDATE probe_x SET v = v + 1 WHERE id = 1", prepare=True)
+                ts.append(time.perf_counter() - t0)
+            print(f"one-row UPDATE commit, {gap * 1000:.0f} ms idle before each:"
+                  f" median {statistics.median(ts) * 1000:.3f} ms")
+
+
+def insert_cost(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE TABLE probe_nocheck (LIKE pgsched.tasks INCLUDING ALL)")
+        for (name,) in c.execute("SELECT conname FROM pg_constraint WHERE contype = 'c'"
+                                 " AND conrelid = 'probe_nocheck'::regclass").fetchall():
+            c.execute(f"ALTER TABLE probe_nocheck DROP CONSTRAINT {name}")
+        c.execute("CREATE TABLE probe_bare (id bigint GENERATED BY DEFAULT AS IDENTITY"
+                  " PRIMARY KEY, task_type text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')")
+        tables = {"pgsched.tasks": [], "probe_nocheck": [], "probe_bare": []}
+        for _ in range(5):
+            for table, rates in tables.items():
+                sql = f"INSERT INTO {table} (task_type) VALUES (%s)"
+                t0, n = time.perf_counter(), 0
+                while time.perf_counter() - t0 < 1.5:
+                    c.execute(sql, ("noop",), prepare=True)
+                    n += 1
+                rates.append(n / (time.perf_counter() - t0))
+        for table, rates in tables.items():
+            print(f"{table:15} min/median/max {min(rates):6.0f} {statistics.median(rates):6.0f}"
+                  f" {max(rates):6.0f} inserts/s")
+
+
+def bulk(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c, Client(url) as client:
+        rates = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                client.submit_many((client.spec("noop", {"k": k}) for k in range(1000)), conn=c)
+            rates.append(20000 / (time.perf_counter() - t0))
+        print("submit_many, 1,000 per call: " + " ".join(f"{r:.0f}" for r in sorted(rates)))
+
+
+VARIANTS = {
+    "as migrated": "",
+    "executions keyed on (task_id, attempt)": (
+        "ALTER TABLE pgsched.task_executions DROP CONSTRAINT task_executions_attempt_unique;"
+        " ALTER TABLE pgsched.task_executions DROP COLUMN id;"
+        " ALTER TABLE pgsched.task_executions ADD CONSTRAINT task_executions_attempt_unique"
+        " PRIMARY KEY (task_id, attempt)"),
+    "no finished-rows index": "DROP INDEX pgsched.tasks_finished_idx",
+    "no running-rows index": "DROP INDEX pgsched.tasks_running_idx",
+}  # fmt: skip
+
+
+def _ctx(server: EphemeralServer) -> Ctx:
+    return Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"],
+               out=Path("/dev/null"))
+
+
+def schema_ab(server: EphemeralServer) -> None:
+    ctx, n = _ctx(server), 50_000
+    seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
+    for i, sql in enumerate(VARIANTS.values()):
+        with ctx.admin() as c:
+            c.execute(f'CREATE DATABASE "var_{i}" TEMPLATE "{seed}"')
+        with psycopg.connect(server.url(f"var_{i}"), autocommit=True) as c:
+            if sql:
+                c.execute(sql)
+            c.execute("VACUUM ANALYZE")
+    rates: dict[int, list[float]] = {i: [] for i in range(len(VARIANTS))}
+    for rep in range(4):
+        order = list(rates) if rep % 2 == 0 else list(rates)[::-1]
+        for i in order:
+            with ctx.admin() as c:
+                c.execute(f'CREATE DATABASE "run_{i}_{rep}" TEMPLATE "var_{i}"')
+            url = server.url(f"run_{i}_{rep}")
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("CHECKPOINT")
+            rates[i].append(drain(ctx, "pgsched", url, n, 1)["rate"])
+            ctx.drop_db(url)
+    for i, name in enumerate(VARIANTS):
+        r = rates[i]
+        print(f"{name:40} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
+              f" {max(r):7.0f} tasks/s")
+
+
+def claim_after_drain(server: EphemeralServer) -> None:
+    ctx, n = _ctx(server), 100_000
+    for label, sql in (("empty", None), ("1M rows due tomorrow", PENDING)):
+        url = ctx.fresh_db("pgsched", "g")
+        with psycopg.connect(url, autocommit=True) as c:
+            if sql:
+                c.execute(sql, (1_000_000,))
+        adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("VACUUM ANALYZE")
+        drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
+        with psycopg.connect(url, autocommit=True,
+                             options="-c plan_cache_mode=force_custom_plan") as c:
+            c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+            for when in ("right after the drain", "after VACUUM"):
+                if when == "after VACUUM":
+                    c.execute("VACUUM pgsched.tasks")
+                for _ in range(3):  # the first scan marks dead entries; report the third
+                    c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                    text = "\n".join(r[0] for r in c.execute(
+                        "EXPLAIN (ANALYZE, BUFFERS) " + Q.claim_tasks.sql,
+                        CLAIM | {"task_types": ["noop"]}))
+                pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)",
+                                  text, re.S)
+                ms = re.search(r"Execution Time: ([\d.]+)", text)
+                print(f"{label}, {when}: ready-index scan {pages[1]} pages,"
+                      f" claim {ms[1]} ms")
+        ctx.drop_db(url)
+
+
+PROBES = {"pickup": pickup, "claim-plan": claim_plan, "commit-idle": commit_idle,
+          "insert-cost": insert_cost, "bulk": bulk}  # fmt: skip
+ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain}
+
+
+def main() -> None:
+    names = [*PROBES, *ON_SERVER]
+    if len(sys.argv) != 2 or sys.argv[1] not in names:
+        raise SystemExit(f"usage: python bench/probes.py {{{','.join(names)}}}")
+    with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
+        if sys.argv[1] in ON_SERVER:
+            ON_SERVER[sys.argv[1]](server)
+            return
+        url = server.url("postgres")
+        migrate.upgrade(url)
+        PROBES[sys.argv[1]](url)
+
+
+if __name__ == "__main__":
+    main()
