@@ -53,7 +53,9 @@ def test_prune_takes_only_expired_finished_tasks_and_their_attempts(
     assert counts(conn) == {"recent": 12, "live": 9}
 
 
-def test_two_pruners_take_disjoint_batches_without_waiting(dsn: str, conn: psycopg.Connection) -> None:
+def test_two_pruners_take_disjoint_batches_without_waiting(
+    dsn: str, conn: psycopg.Connection
+) -> None:
     seed(conn, "old", "2 hours", 10, ("succeeded",))
     with psycopg.connect(dsn) as a, psycopg.connect(dsn, autocommit=True) as b:
         b.execute("SET lock_timeout = '2s'")  # blocking on a's rows would fail here
