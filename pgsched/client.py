@@ -27,6 +27,9 @@ from pgsched.models import TaskSpec, make_spec
 from pgsched.sql import Q
 
 ZERO = timedelta(0)
+# Below this many rows a plain submit_many is one INSERT ... unnest statement; from it on, COPY
+# (measured even at 300 rows, COPY ahead at 1,000: tasks.sql, submit_tasks_small).
+SMALL_BATCH = 500
 
 
 class Client:
@@ -161,6 +164,10 @@ class Client:
         if any(s.delay for s in specs):
             raise ValidationError("delay: submit_many takes run_at, not delay", "delay")
         if not any(s.idempotency_key for s in specs):
+            if (len(specs) < SMALL_BATCH and (conn is None or conn.autocommit)
+                    and not any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap
+                                for s in specs)):
+                return self._insert_small(specs, conn)
             return self._copy_many(specs, conn)
         params = {
             "task_types": [s.task_type for s in specs],
@@ -183,6 +190,18 @@ class Client:
                 by_key.setdefault(r[1], r[0])
         fresh = iter(sorted(r[0] for r in rows if r[1] is None))
         return [by_key[s.idempotency_key] if s.idempotency_key else next(fresh) for s in specs]
+
+    def _insert_small(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
+        """A small plain batch in one autocommit statement (fewer round trips than COPY)."""
+        with self._use(conn) as c:
+            rows = Q.submit_tasks_small.run(c, {
+                "task_types": [s.task_type for s in specs],
+                "payloads": [Jsonb(s.payload) for s in specs],
+                "queues": [s.queue for s in specs],
+                "priorities": [s.priority for s in specs],
+                "max_attempts": [s.max_attempts for s in specs],
+            })
+        return sorted(_tuple(r)[0] for r in rows)
 
     def _copy_many(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
         """Without keys nothing can conflict: reserve the ids, then COPY (the fastest way in)."""

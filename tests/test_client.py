@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from pgsched.client import Client
+from pgsched.client import SMALL_BATCH, Client
 from pgsched.errors import (
     DatabaseUnavailable,
     InvalidState,
@@ -284,15 +284,20 @@ def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) 
     assert by_id[timed[1]][3] and by_id[timed[1]][5] is None
 
 
-def test_submit_many_notifies_each_queue_once_at_commit(client: Client, dsn: str) -> None:
-    """The bulk path notifies per queue itself (the row trigger skips its rows); nothing is
-    delivered before the commit, nothing twice."""
+@pytest.mark.parametrize("n", [SMALL_BATCH - 1, SMALL_BATCH])  # one statement / COPY
+def test_submit_many_notifies_each_queue_once_at_commit(client: Client, dsn: str, n: int) -> None:
+    """The bulk paths notify per queue themselves (the row trigger skips their rows); nothing
+    twice, and the ids come back in input order."""
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
-        client.submit_many([client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2")
-                            for i in range(300)])
+        ids = client.submit_many([client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2",
+                                              priority=i % 7) for i in range(n)])
         got = sorted(n.payload for n in listener.notifies(timeout=0.5))
+        rows = dict(listener.execute("SELECT id, (payload->>'i')::int * 10 + priority"
+                                     " FROM pgsched.tasks").fetchall())
     assert got == ["q1", "q2"]
+    assert [rows[i] for i in ids] == [i * 10 + i % 7 for i in range(n)]
+    assert ids == sorted(ids)
 
 
 def test_inserts_after_submit_many_in_the_callers_transaction_still_notify(

@@ -55,6 +55,25 @@ WITH notified AS MATERIALIZED (
 SELECT nextval(pg_get_serial_sequence('pgsched.tasks', 'id')) AS id, now() AS now
 FROM notified, generate_series(1, %(n)s::int);
 
+-- name: submit_tasks_small :many
+-- A small bulk submission (fewer than SMALL_BATCH rows, no keys, no run_at/timeout/backoff) on
+-- pgsched's own autocommit connection: one statement, one round trip, where the COPY path
+-- takes four (BEGIN, reserve, COPY, COMMIT). Batches of 100, producer alone, 5 runs of 2 s:
+-- 39.4-39.7k rows/s by COPY, 45.9-49.2k by this; at 300 rows they are even, at 1,000 COPY
+-- leads. Notifies each queue once and quiets the row trigger for its own (autocommit)
+-- transaction, like reserve_task_ids. Ids come back sorted = input order (identity values
+-- are drawn in the order unnest yields the rows).
+WITH notified AS MATERIALIZED (
+    SELECT set_config('pgsched.inserts_notified', 'on', true) AS quiet,
+           (SELECT count(pg_notify('pgsched', q))
+            FROM (SELECT DISTINCT q FROM unnest(%(queues)s::text[]) AS d(q)) d) AS queues
+)
+INSERT INTO pgsched.tasks (task_type, payload, queue, priority, max_attempts)
+SELECT u.t, u.p, u.q, u.pr, u.ma
+FROM notified, unnest(%(task_types)s::text[], %(payloads)s::jsonb[], %(queues)s::text[],
+                      %(priorities)s::int[], %(max_attempts)s::int[]) AS u(t, p, q, pr, ma)
+RETURNING id;
+
 -- name: end_bulk_notified :exec
 -- After a COPY inside the caller's own transaction: later inserts there notify again.
 SELECT set_config('pgsched.inserts_notified', 'off', true);
