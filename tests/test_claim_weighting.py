@@ -26,7 +26,7 @@ peer = st.fixed_dictionaries({
 
 
 def f32(x: float) -> float:
-    """Round to single precision: the columns and the arithmetic are PostgreSQL `real`."""
+    """Round to single precision: the load columns and the headroom variables are `real`."""
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
@@ -45,7 +45,8 @@ def model(me: dict, peers: list[dict], slots: int, weighted: bool) -> int:
     live = [headroom(p) for p in [me, *peers] if p["status"] == "active"
             and "default" in p["queues"] and not p["full"] and not p["stale"]]
     best = max(live) if live else mine
-    return max(1, math.floor(f32(f32(slots * mine) / max(best, mine))))
+    # The headrooms are stored as `real`; the share itself is computed in double precision.
+    return max(1, math.floor(slots * mine / max(best, mine)))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
