@@ -175,11 +175,7 @@ class Ctx:
                 c.execute(f'CREATE DATABASE "{tpl}"')
             adapter(system, "setup", self.server.url(tpl), timeout=180)
             self._templates.add(tpl)
-        self._n += 1
-        name = f"{system}_{label}_{self._n}".lower()
-        with self.admin() as c:
-            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
-        return self.server.url(name)
+        return self.copy_db(tpl, f"{system}_{label}")
 
     def filled_db(self, system: str, label: str, n: int) -> str:
         """A fresh copy of a database holding n pending no-op tasks of the system (bulk API),
@@ -198,10 +194,15 @@ class Ctx:
             finally:
                 self.drop_db(url)
             self._templates.add(tpl)
+        return self.copy_db(tpl, f"{system}_{label}")
+
+    def copy_db(self, template: str, label: str) -> str:
+        """A new database copied from `template` (CREATE DATABASE ... TEMPLATE), named after
+        `label` and a run-wide counter; returns its URL."""
         self._n += 1
-        name = f"{system}_{label}_{self._n}".lower()
+        name = f"{label}_{self._n}".lower()
         with self.admin() as c:
-            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+            c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.server.url(name)
 
     def drop_db(self, url: str) -> None:

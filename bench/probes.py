@@ -184,20 +184,19 @@ def _ctx(server: EphemeralServer) -> Ctx:
 def schema_ab(server: EphemeralServer) -> None:
     ctx, n = _ctx(server), 50_000
     seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
-    for i, sql in enumerate(VARIANTS.values()):
-        with ctx.admin() as c:
-            c.execute(f'CREATE DATABASE "var_{i}" TEMPLATE "{seed}"')
-        with psycopg.connect(server.url(f"var_{i}"), autocommit=True) as c:
+    variants = []  # database name of each variant, in VARIANTS order
+    for sql in VARIANTS.values():
+        url = ctx.copy_db(seed, "variant")
+        with psycopg.connect(url, autocommit=True) as c:
             if sql:
                 c.execute(sql)
             c.execute("VACUUM ANALYZE")
+        variants.append(url.rsplit("/", 1)[1])
     rates: dict[int, list[float]] = {i: [] for i in range(len(VARIANTS))}
     for rep in range(4):
         order = list(rates) if rep % 2 == 0 else list(rates)[::-1]
         for i in order:
-            with ctx.admin() as c:
-                c.execute(f'CREATE DATABASE "run_{i}_{rep}" TEMPLATE "var_{i}"')
-            url = server.url(f"run_{i}_{rep}")
+            url = ctx.copy_db(variants[i], "run")
             with psycopg.connect(url, autocommit=True) as c:
                 c.execute("CHECKPOINT")
             rates[i].append(drain(ctx, "pgsched", url, n, 1)["rate"])
