@@ -382,3 +382,10 @@ def test_executable_exit_codes_and_one_line_errors(dsn: str, tmp_path: Path) -> 
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
         assert "Traceback" not in r.stderr and r.stdout == ""
     assert rows(dsn) == 1
+
+
+def test_an_error_quoting_a_line_break_stays_one_line(dsn: str) -> None:
+    """Found by hypothesis: a --payload file name holding U+0085 (a line break to
+    str.splitlines) split the error in two."""
+    line = refused(dsn, "submit", "t", "--payload", "@a\x85b\nc")
+    assert line == "error: --payload: file a\\x85b\\nc does not exist"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pgsched.cli.common import err_console, state
+from pgsched.cli.common import err_console, error_line, state
 
 app = typer.Typer(
     name="pgsched",
@@ -56,7 +56,7 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except PgschedError as e:
-        err_console.print(f"error: {e}", markup=False)
+        err_console.print(error_line(str(e)), markup=False)
         sys.exit(e.exit_code)
     except typer.Abort:
         err_console.print("aborted", markup=False)
@@ -67,7 +67,7 @@ def main() -> None:
         else:
             ctx = getattr(e, "ctx", None)
             where = f"{ctx.command_path}: " if ctx is not None else ""
-            err_console.print(f"error: {where}{e.format_message()}", markup=False)
+            err_console.print(error_line(f"{where}{e.format_message()}"), markup=False)
         sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -69,8 +69,15 @@ class State:
 state = State()
 
 
+def error_line(message: str) -> str:
+    """``error: message`` on one line whatever the message quotes: characters that do not print
+    (a newline, or U+0085 in a file name given to ``--payload @...``) are shown escaped."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    return f"error: {shown}"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False)
+    err_console.print(error_line(message), markup=False)
     raise typer.Exit(code)
 
 
