@@ -141,7 +141,8 @@ def test_queue_model(dsn: str) -> None:
             for w in self.sessions:
                 Q.heartbeat.run(self.db, {"id": self.ids[w], "cpu": 1.0, "memory": 1.0,
                                           "running": len(self.held[w]), "capacity": 3,
-                                          "heartbeat_timeout": 15.0, "now": self.now})
+                                          "heartbeat_timeout": 15.0, "ns": None,
+                                          "waker_signature": None, "now": self.now})
 
         @rule(seconds=st.sampled_from([1, 5, 40]))
         def advance_clock(self, seconds: int) -> None:

@@ -288,3 +288,29 @@ def test_one_insert_does_not_stampede_idle_workers(
     wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5)
     claims_run = sum(e.count("claim_ran") for _w, e in workers) - before
     assert 1 <= claims_run <= 2, f"{claims_run} workers ran a claim for one insert"
+
+
+def test_vacant_waker_role_is_taken_within_a_heartbeat(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    """A paused waker lets go of its lock with no '!waker' notification. The idle workers try
+    the lock with each heartbeat, so a new waker claims what was inserted meanwhile within a
+    heartbeat, not at their fallback poll (60 s here)."""
+    quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60})
+    workers = [make_worker(settings=quiet, name=f"idle{i}") for i in range(3)]
+    wait_until(lambda: all(e.count("claim_ran") >= 1 for _w, e in workers), 10)
+    # The waker's session also holds its worker's liveness lock (objid = workers.id).
+    waker = ("SELECT w.name FROM pg_locks k JOIN pg_locks l ON l.pid = k.pid"
+             " AND l.locktype = 'advisory' AND l.classid = %s::int::oid"
+             " JOIN pgsched.workers w ON w.id = l.objid::int"
+             " WHERE k.locktype = 'advisory' AND k.granted AND k.classid = %s::int::oid")
+    ns = (ADVISORY_NAMESPACE, ADVISORY_NAMESPACE + 1)
+    wait_until(lambda: len(conn.execute(waker, ns).fetchall()) == 1, 5, message="one waker")
+    name = one(conn, waker, *ns)
+    conn.execute("UPDATE pgsched.workers SET status = 'paused' WHERE name = %s", (name,))
+    conn.execute("SELECT pg_notify('pgsched_control', %s)", (name,))
+    wait_until(lambda: one(conn, waker, *ns) not in (None, name), 2, interval=0.05,
+               message="another worker takes the role")
+    tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
+    wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5,
+               message="the new waker claims the task")

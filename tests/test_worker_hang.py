@@ -70,7 +70,7 @@ def test_heartbeat_says_when_the_stalest_other_worker_expires(conn: psycopg.Conn
                      (name, "dead" if name == "gone" else "active", t0 - timedelta(seconds=age)))
     me = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'me'").fetchone()[0]
     params = {"id": me, "cpu": 0.0, "memory": 0.0, "running": 0, "capacity": 1,
-              "heartbeat_timeout": 5.0, "now": t0}
+              "heartbeat_timeout": 5.0, "ns": None, "waker_signature": None, "now": t0}
     row = Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)
     assert row["live_workers"] == 3  # the dead one does not count
     assert row["next_expiry_s"] == pytest.approx(1.0)  # 'stale' beat 4 s ago, timeout 5 s

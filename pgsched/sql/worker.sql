@@ -26,24 +26,28 @@ WHERE id = %(id)s::int;
 -- name: heartbeat :one
 -- A worker that was declared dead while it hung (SIGSTOP) comes back as active: its tasks were
 -- already handed back, and its late completions are refused by the version check.
+-- One pass over the live workers gives their count and the stalest other heartbeat: the
+-- worker runs recovery when that one expires, so a hung worker loses its tasks right at
+-- heartbeat_timeout rather than at the next periodic recovery run (~1 s apart across the fleet).
+-- An idle worker that is not the waker also tries the waker lock here (waker_signature not
+-- NULL): a vacant role is taken within a heartbeat, with no statement of its own.
 UPDATE pgsched.workers w
 SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s::real,
     memory_usage = %(memory)s::real, current_task_count = %(running)s::int,
     max_task_capacity = %(capacity)s::int,
     status = CASE WHEN w.status = 'dead' THEN 'active' ELSE w.status END,
     stopped_at = CASE WHEN w.status = 'dead' THEN NULL ELSE w.stopped_at END
+FROM (SELECT count(*) AS live,
+             min(p.last_heartbeat) FILTER (WHERE p.id <> %(id)s::int) AS stalest
+      FROM pgsched.workers p
+      WHERE p.status IN ('active', 'paused', 'draining')) fleet
 WHERE w.id = %(id)s::int
-RETURNING w.status,
-    (SELECT count(*) FROM pgsched.workers p
-     WHERE p.status IN ('active', 'paused', 'draining')) AS live_workers,
-    -- Seconds until the stalest other live worker's heartbeat expires: the worker runs
-    -- recovery at that moment, so a hung worker loses its tasks right at heartbeat_timeout
-    -- rather than at the next periodic recovery run (~1 s apart across the fleet).
-    (SELECT extract(epoch FROM min(p.last_heartbeat)
-                              + make_interval(secs => %(heartbeat_timeout)s::float8)
-                              - coalesce(%(now)s::timestamptz, now()))::float8
-     FROM pgsched.workers p
-     WHERE p.status IN ('active', 'paused', 'draining') AND p.id <> w.id) AS next_expiry_s;
+RETURNING w.status, fleet.live AS live_workers,
+    extract(epoch FROM fleet.stalest + make_interval(secs => %(heartbeat_timeout)s::float8)
+                       - coalesce(%(now)s::timestamptz, now()))::float8 AS next_expiry_s,
+    CASE WHEN %(waker_signature)s::text IS NOT NULL
+         THEN pg_try_advisory_lock(%(ns)s::int, hashtext(%(waker_signature)s::text))
+    END AS waker;
 
 -- name: set_worker_status :exec
 UPDATE pgsched.workers

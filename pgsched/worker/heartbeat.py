@@ -59,10 +59,13 @@ def beat(
     running: int,
     capacity: int,
     heartbeat_timeout: float,
+    waker: tuple[int, str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any] | None:
-    """Write this worker's load; returns its status, the live worker count and the seconds
-    until the stalest other live worker's heartbeat expires (None: no other worker)."""
+    """Write this worker's load; returns its status, the live worker count, the seconds
+    until the stalest other live worker's heartbeat expires (None: no other worker) and, if
+    ``waker`` (lock namespace, signature) was given, whether this session took the waker lock
+    (``waker``; None when not asked)."""
     return Q.heartbeat.run(
         conn,
         {
@@ -72,6 +75,8 @@ def beat(
             "running": running,
             "capacity": capacity,
             "heartbeat_timeout": heartbeat_timeout,
+            "ns": waker[0] if waker else None,
+            "waker_signature": waker[1] if waker else None,
             "now": now,
         },
     )

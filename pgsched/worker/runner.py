@@ -16,7 +16,8 @@ them, costing nothing). A worker that is not idle (its last claim was full) clai
 has free slots, without waiting for notifications. When the waker claims a full batch it is no
 longer idle: it releases the lock and NOTIFYs '!waker', so one idle worker (the first to get
 the lock) takes over and claims. One insert therefore makes at most ~2 workers claim. If the
-waker dies its lock goes with its session; the fallback poll of the idle workers elects a new one.
+waker dies its lock goes with its session; the idle workers that are not the waker try the lock
+with each heartbeat (no statement of their own), so a vacant role is taken within a heartbeat.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Worker:
         self._notified = False
         self._waker_handoff = False
         self._holds_waker = False
+        self._wants_waker = False  # idle and not the waker: the heartbeat tries the lock
         self._stopping = threading.Event()
         self._force = threading.Event()
         self._stopped = threading.Event()
@@ -422,11 +424,16 @@ class Worker:
     def _beat(self, conn: psycopg.Connection) -> tuple[int, float | None] | None:
         """Heartbeat; returns (live workers, seconds until the stalest other one expires)."""
         cpu, mem = self._sampler.sample()
+        try_waker = self._wants_waker and not self._holds_waker and not self.paused
         row = heartbeat.beat(conn, self.worker_id, cpu=cpu, memory=mem,
                              running=len(self._running), capacity=self.concurrency,
-                             heartbeat_timeout=self.settings.heartbeat_timeout)
+                             heartbeat_timeout=self.settings.heartbeat_timeout,
+                             waker=(reaper.WORKER_LOCK_NS, self.signature) if try_waker else None)
         if row is None:
             return None
+        if row["waker"]:  # the role was vacant: claim now, as a new waker does
+            self._holds_waker = self._notified = True
+            self._wake.set()
         self._apply_status(row["status"])
         self.emit("heartbeat", "debug", cpu=cpu, memory=mem, running=len(self._running))
         return int(row["live_workers"]), row["next_expiry_s"]
@@ -502,7 +509,6 @@ class Worker:
         conn: psycopg.Connection | None = None
         idle = False  # the last claim found less than it asked for
         next_claim_at = 0.0  # the waker's timer: next due task or fallback poll
-        next_try_at = 0.0  # a non-waker's fallback poll: when to try the waker lock again
         error_delay = 0.05
         low_water = max(1, min(self.concurrency, s.batch_size) // 4)
         while not self._stopping.is_set():
@@ -512,6 +518,7 @@ class Worker:
                     conn = self._connect_pooled()
                     self._hand_back_unknown(conn)
                 if self.paused:
+                    self._wants_waker = False
                     self._release_waker(handoff=False)
                     idle = True
                     self._wake.wait(1.0)
@@ -526,19 +533,22 @@ class Worker:
                     continue
                 if idle:
                     if not self._holds_waker:
-                        now = time.monotonic()
-                        if now < next_try_at and not self._waker_handoff:
-                            self._wake.wait(next_try_at - now)
+                        if not self._waker_handoff:
+                            # Not the waker: the heartbeat tries the lock, and sets _wake if
+                            # it got it; a handoff ('!waker') makes us try at once.
+                            self._wants_waker = True
+                            self._wake.wait(s.poll_interval)
                             continue
                         self._waker_handoff = False
-                        next_try_at = now + s.poll_interval
                         if not self._try_waker():
+                            self._wants_waker = True
                             continue
                     elif not self._notified:
                         left = next_claim_at - time.monotonic()
                         if left > 0:
                             self._wake.wait(left)
                             continue
+                self._wants_waker = False
                 self._notified = False
                 n = min(free, s.batch_size)
                 rows = claims.claim(
@@ -572,8 +582,6 @@ class Worker:
                                              horizon=s.poll_interval)
                     wait = s.poll_interval if due is None else min(max(due, 0.0), s.poll_interval)
                     next_claim_at = time.monotonic() + wait
-                else:
-                    next_try_at = time.monotonic() + s.poll_interval
             except (psycopg.OperationalError, DatabaseUnavailable) as e:
                 # DatabaseUnavailable: the reconnect found no server yet (a restart): retry.
                 self.emit("connection_lost", "warning", connection="claim", error=str(e))
