@@ -312,3 +312,17 @@ def test_inserts_after_submit_many_in_the_callers_transaction_still_notify(
         own.commit()
         got = sorted(n.payload for n in listener.notifies(timeout=0.5))
     assert got == ["bulk", "later", "viasubmit"]
+
+
+PAYLOADS = [{"s": 'quote " backslash \\ brace } comma ,'}, "a bare string", [1, [2, {}]],
+            {"u": "é € 😀", "n": None}, 3.5, True, {}]
+
+
+@pytest.mark.parametrize("keyed", [False, True])  # one JSON array through either statement
+def test_submit_many_payloads_arrive_as_sent(client: Client, dsn: str, keyed: bool) -> None:
+    specs = [client.spec("noop", p, **({"key": f"k{i}"} if keyed else {}))
+             for i, p in enumerate(PAYLOADS)]
+    ids = client.submit_many(specs)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
+    assert [got[i] for i in ids] == PAYLOADS
