@@ -34,8 +34,8 @@ RETURNING id;
 -- Bulk submission from parallel arrays, one statement per batch. Ids come back in input order
 -- (identity values are drawn in the order the functions yield the rows). The payloads come as
 -- one JSON array, not a jsonb[]: an array literal quotes and backslash-escapes every payload in
--- Python, one JSON document is a single json.dumps (100-row batches, producer alone, 6
--- alternated runs of 2 s: 38.2k -> 49.8k rows/s, medians).
+-- Python, one JSON document is a single json.dumps (submit_tasks_small below, 100-row
+-- batches, producer alone, 6 alternated runs of 2 s: 38.2k -> 49.8k rows/s, medians).
 INSERT INTO pgsched.tasks
     (task_type, payload, queue, priority, run_at, max_attempts, timeout, idempotency_key)
 SELECT t, p, q, pr, coalesce(ra, now()), ma, tmo, k
