@@ -77,3 +77,18 @@ def test_heartbeat_says_when_the_stalest_other_worker_expires(conn: psycopg.Conn
     conn.execute("UPDATE pgsched.workers SET status = 'dead' WHERE id <> %s", (me,))
     row = Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)
     assert row["next_expiry_s"] is None  # nobody else to watch
+
+
+def test_heartbeat_commits_without_waiting_for_its_flush_and_only_its_own(
+    conn: psycopg.Connection,
+) -> None:
+    """synchronous_commit is off for the heartbeat's transaction, and back on after it."""
+    conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('beater', 'h', 1)")
+    wid = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'beater'").fetchone()[0]
+    params = {"id": wid, "cpu": 0.0, "memory": 0.0, "running": 0, "capacity": 1,
+              "heartbeat_timeout": 5.0, "ns": None, "waker_signature": None, "now": None}
+    conn.execute("SET synchronous_commit = on")  # the test server runs without it
+    with conn.transaction():
+        assert Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)["live_workers"] == 1
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+    assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
