@@ -1,9 +1,9 @@
 """H idle fleet (pgsched): many idle `pgsched worker` processes on one database.
 
-Measured: Postgres CPU while the fleet idles (utime+stime of the postmaster and its children
-from /proc, over three 10 s windows in a row; quick: one of 5 s), connections held, claim
-statements run per single insert (calls of the claim statement in pg_stat_statements), and
-worker RSS at rest and during a drain.
+Measured: Postgres CPU while the fleet idles (time on the CPU of the postmaster and its
+children, harness.cpu_seconds, over three 10 s windows in a row; quick: one of 5 s),
+connections held, claim statements run per single insert (calls of the claim statement in
+pg_stat_statements), and worker RSS at rest and during a drain.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import statistics
 import time
 
 import psycopg
-from harness import PGSCHED_PY, ROOT, TICK, Ctx, Proc, adapter, child_pids, cpu_ticks, wait_done
+from harness import PGSCHED_PY, ROOT, Ctx, Proc, adapter, child_pids, cpu_seconds, wait_done
 
 CLAIM_LIKE = "%FOR UPDATE SKIP LOCKED%"
 
@@ -78,10 +78,10 @@ def run(ctx: Ctx, rep: int) -> None:
                 for window in range(1 if ctx.quick else 3):
                     c.execute("SELECT pg_stat_statements_reset()")
                     pids = child_pids(ctx.server.proc.pid)
-                    t0, c0 = time.monotonic(), cpu_ticks(pids)
+                    t0, c0 = time.monotonic(), cpu_seconds(pids)
                     time.sleep(idle_s)
                     dt = time.monotonic() - t0
-                    pct = (cpu_ticks(pids) - c0) / TICK / dt * 100
+                    pct = (cpu_seconds(pids) - c0) / dt * 100
                     base = claim_calls(c) * 5 / dt  # idle claims per 5 s
                     top = c.execute(
                         "SELECT calls, round(total_exec_time::numeric, 1), "

@@ -363,14 +363,25 @@ def child_pids(parent: int) -> list[int]:
     return pids
 
 
-def cpu_ticks(pids: list[int]) -> int:
-    """User + system CPU of ``pids`` so far, in clock ticks (TICK per second)."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of ``pids`` so far, in seconds. From /proc/PID/schedstat (nanoseconds on the
+    CPU, counted at every context switch) where the kernel keeps it; else utime + stime from
+    /proc/PID/stat, in clock ticks. This kernel samples utime/stime at its timer tick: a
+    backend that runs ~0.1 ms at a time is charged whole ticks or nothing, and per process a
+    10 s window is off by up to a tick (10 ms); for one heartbeat loop the two ways gave 0.0%
+    against 6.7% of a core in the same window."""
+    total = 0.0
     for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as f:
+                total += int(f.read().split()[0]) / 1e9
+            continue
+        except (OSError, IndexError, ValueError):
+            pass
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += (int(fields[11]) + int(fields[12])) / TICK
         except (OSError, IndexError, ValueError):
             pass
     return total

@@ -15,6 +15,11 @@ the benchmark settings: `python bench/probes.py NAME`.
   claim-after-drain
                 index pages a one-row claim reads right after one worker drained 100k tasks,
                 on an empty table and beside 1M rows due tomorrow; then after VACUUM
+  idle-fleet    100 idle `pgsched worker` processes: Postgres CPU in three 10 s windows,
+                backends and other processes apart, and the statements run meanwhile (to
+                compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
+  commit-cost   CPU a backend spends per statement, one every 20 ms: a heartbeat, the same
+                with synchronous_commit off, SELECT 1, a one-row UPDATE
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from b_drain import drain
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
-from harness import SERVER_SETTINGS, Ctx, adapter
+from harness import ROOT, SERVER_SETTINGS, Ctx, Proc, adapter, child_pids, cpu_seconds
 
 from pgsched import migrate
 from pgsched.client import Client
@@ -257,9 +262,101 @@ def claim_after_drain(server: EphemeralServer) -> None:
         ctx.drop_db(url)
 
 
+def _cpu_by_kind(pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far per process kind: client backends together, the others by title."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline") as f:
+                title = f.read().replace("\0", " ").strip()
+        except OSError:
+            continue
+        kind = title.removeprefix("postgres: ") if title.startswith("postgres: ") else "postmaster"
+        if "[local]" in kind or "127.0.0.1" in kind:
+            kind = "client backends"
+        out[kind] = out.get(kind, 0.0) + cpu_seconds([pid])
+    return out
+
+
+def idle_fleet(server: EphemeralServer) -> None:
+    n = 100
+    url = server.url("postgres")
+    migrate.upgrade(url)
+    env = {"PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
+    fleet = [Proc([str(ROOT / ".venv" / "bin" / "pgsched"), "worker"], env=env) for _ in range(n)]
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            end = time.monotonic() + 120
+            while time.monotonic() < end and c.execute(
+                    "SELECT count(*) FROM pgsched.workers WHERE status = 'active'"
+            ).fetchone()[0] < n:  # fmt: skip
+                time.sleep(0.5)
+            time.sleep(3)
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            for window in range(3):
+                c.execute("SELECT pg_stat_statements_reset()")
+                pids = child_pids(server.proc.pid)
+                before, t0 = _cpu_by_kind(pids), time.monotonic()
+                time.sleep(10)
+                after, dt = _cpu_by_kind(pids), time.monotonic() - t0
+                use = {k: (v - before.get(k, 0.0)) / dt * 100 for k, v in after.items()}
+                top = sorted(use.items(), key=lambda kv: -kv[1])[:3]
+                print(f"window {window}: Postgres {sum(use.values()):.2f}% of a core ("
+                      + ", ".join(f"{k} {v:.2f}%" for k, v in top) + ")")
+                for calls, ms, q in c.execute(
+                        "SELECT calls, round(total_exec_time::numeric, 1),"
+                        " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+                        " FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%'"
+                        " ORDER BY total_exec_time DESC LIMIT 3"):  # fmt: skip
+                    print(f"  {calls:5} calls {ms:7} ms  {q}")
+    finally:
+        for p in fleet:
+            p.p.terminate()
+        for p in fleet:
+            p.p.wait()
+
+
+def commit_cost(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("INSERT INTO pgsched.workers (name, host, pid)"
+                  " SELECT 'w' || g, 'h', g FROM generate_series(1, 100) g")
+        ids = [r[0] for r in c.execute("SELECT id FROM pgsched.workers ORDER BY id")]
+        backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        def beat(i: int) -> None:
+            Q.heartbeat.run(c, {"id": ids[i % 100], "cpu": 1.0, "memory": 2.0, "running": 0,
+                                "capacity": 1, "heartbeat_timeout": 15.0, "ns": None,
+                                "waker_signature": None, "now": None})
+
+        def durable_beat(i: int) -> None:  # the heartbeat with its commit waiting for the flush
+            with c.transaction():
+                beat(i)
+                c.execute("SET LOCAL synchronous_commit = on")
+
+        runs = {"heartbeat (as shipped: no flush wait)": beat,
+                "heartbeat, durable commit": durable_beat,
+                "SELECT 1": lambda i: c.execute("SELECT 1"),
+                "one-row UPDATE, durable commit": lambda i: c.execute(
+                    "UPDATE pgsched.workers SET cpu_usage = %s WHERE id = %s", (i % 7, ids[0]))}
+        per: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(3):
+            for name, f in runs.items():
+                c0, k = cpu_seconds([backend]), 0
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 5:
+                    f(k)
+                    k += 1
+                    time.sleep(0.02)
+                per[name].append((cpu_seconds([backend]) - c0) / k * 1e6)
+        for name, us in per.items():
+            print(f"{name:40} backend CPU per statement, min/median/max"
+                  f" {min(us):4.0f} {statistics.median(us):4.0f} {max(us):4.0f} us")
+
+
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "commit-idle": commit_idle,
-          "insert-cost": insert_cost, "bulk": bulk}  # fmt: skip
-ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain}
+          "insert-cost": insert_cost, "bulk": bulk, "commit-cost": commit_cost}  # fmt: skip
+ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
+             "idle-fleet": idle_fleet}
 
 
 def main() -> None:

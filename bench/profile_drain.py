@@ -31,10 +31,9 @@ from harness import (
     BENCH,
     RAW,
     SERVER_SETTINGS,
-    TICK,
     Ctx,
     child_pids,
-    cpu_ticks,
+    cpu_seconds,
     ready_time,
     wait_done,
     worker,
@@ -48,7 +47,7 @@ PARKED = ("Executor._pool_loop ", "Completer._run ")
 
 
 def cpu_s(pids: list[int]) -> float:
-    return cpu_ticks(pids) / TICK
+    return cpu_seconds(pids)
 
 
 def kind(query: str) -> str:
