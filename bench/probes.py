@@ -9,7 +9,7 @@ the benchmark settings: `python bench/probes.py NAME`.
                 defaults and indexes) without its insert trigger, without its CHECK
                 constraints, and without both; and a bare (id, task_type, payload) table;
                 interleaved
-  bulk          Client.submit_many, 20 batches of 1,000, 5 runs
+  bulk          Client.submit_many by one INSERT and by COPY, 100 to 20,000 rows a call
   schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
                 one schema change each, 4 alternated runs
   claim-after-drain
@@ -40,6 +40,7 @@ from b_drain import drain
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
 from harness import ROOT, SERVER_SETTINGS, Ctx, Proc, adapter, child_pids, cpu_seconds
 
+from pgsched import client as client_module
 from pgsched import migrate
 from pgsched.client import Client
 from pgsched.config import Settings
@@ -179,14 +180,25 @@ def insert_cost(url: str) -> None:
 
 
 def bulk(url: str) -> None:
+    """Both submit_many paths at each batch size: one INSERT statement (below SMALL_BATCH) and
+    COPY (forced by setting SMALL_BATCH to 1), alternated, 2 s each (client.py quotes this)."""
     with psycopg.connect(url, autocommit=True) as c, Client(url) as client:
-        rates = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(20):
-                client.submit_many((client.spec("noop", {"k": k}) for k in range(1000)), conn=c)
-            rates.append(20000 / (time.perf_counter() - t0))
-        print("submit_many, 1,000 per call: " + " ".join(f"{r:.0f}" for r in sorted(rates)))
+        for size in (100, 1000, 5000, 20000):
+            rates: dict[str, list[float]] = {"INSERT": [], "COPY": []}
+            for _ in range(3 if size >= 5000 else 5):
+                for path, limit in (("INSERT", client_module.SMALL_BATCH), ("COPY", 1)):
+                    saved, client_module.SMALL_BATCH = client_module.SMALL_BATCH, limit
+                    try:
+                        t0, n = time.perf_counter(), 0
+                        while time.perf_counter() - t0 < 2:
+                            client.submit_many(
+                                [client.spec("noop", {"k": k}) for k in range(size)], conn=c)
+                            n += size
+                    finally:
+                        client_module.SMALL_BATCH = saved
+                    rates[path].append(n / (time.perf_counter() - t0))
+            print(f"submit_many, {size:,} per call, rows/s medians: "
+                  + ", ".join(f"{p} {statistics.median(r):,.0f}" for p, r in rates.items()))
 
 
 VARIANTS = {

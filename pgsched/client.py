@@ -29,8 +29,8 @@ from pgsched.sql import Q
 ZERO = timedelta(0)
 # Below this many rows a plain submit_many is one INSERT ... unnest statement; from it on, COPY.
 # With the payloads sent as one JSON array (tasks.sql, submit_tasks_small), producer alone,
-# rows/s, medians of alternated 2 s runs: 100 rows 52.1k vs COPY 35.5k, 1,000 57.4k vs 44.3k,
-# 5,000 63.9k vs 55.5k, 20,000 53.8k vs 56.4k.
+# rows/s, medians of alternated 2 s runs (python bench/probes.py bulk): 100 rows 53.0k vs COPY
+# 36.4k, 1,000 66.6k vs 49.8k, 5,000 58.9k vs 59.4k, 20,000 59.1k vs 59.3k.
 SMALL_BATCH = 5000
 
 
