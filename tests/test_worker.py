@@ -314,3 +314,31 @@ def test_vacant_waker_role_is_taken_within_a_heartbeat(
     tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
     wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5,
                message="the new waker claims the task")
+
+
+def test_burst_worker_exits_while_another_worker_holds_the_waker_role(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    """A burst worker that runs out of work with tasks still running must look again and exit,
+    whoever holds the waker lock. The idle worker here holds it but can claim nothing (its
+    memory ceiling is below any real reading), so the tasks are the burst worker's."""
+    deaf = Settings(**{**FAST.model_dump(), "memory_ceiling": 0.001})
+    _idle, idle_ev = make_worker(settings=deaf, name="holder")
+    wait_until(lambda: idle_ev.count("claim_ran") >= 1 and idle_ev.count("heartbeat") >= 2, 10)
+    lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::int::oid")
+    wait_until(lambda: one(conn, lock, ADVISORY_NAMESPACE + 1) == 1, 5, message="a waker")
+    c = Client(dsn)
+    ids = [c.submit("dummy", {"sleepDurationMs": 300}) for _ in range(2)]
+    ev = Events()
+    burst = Worker(dsn, FAST, name="burst", registry=Registry(), concurrency=4, burst=True,
+                   on_event=ev)
+    done = threading.Thread(target=burst.run, daemon=True)
+    done.start()
+    done.join(timeout=10)
+    alive = done.is_alive()
+    if alive:
+        burst.stop(timeout=15)
+    assert not alive, "the burst worker did not exit"
+    assert ev.count("worker_burst_done") == 1
+    assert [c.get(i)["status"] for i in ids] == ["succeeded"] * 2, ev.items

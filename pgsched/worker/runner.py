@@ -532,7 +532,15 @@ class Worker:
                     self._wake.wait(0.005)
                     continue
                 if idle:
-                    if not self._holds_waker:
+                    if self.burst:
+                        # A burst worker takes no part in the waker role: while its last
+                        # tasks run it looks again every 10 ms, then exits. (Waiting for the
+                        # role hung it whenever another idle worker held the lock.)
+                        left = next_claim_at - time.monotonic()
+                        if left > 0:
+                            self._wake.wait(left)
+                            continue
+                    elif not self._holds_waker:
                         if not self._waker_handoff:
                             # Not the waker: the heartbeat tries the lock, and sets _wake if
                             # it got it; a handoff ('!waker') makes us try at once.
@@ -575,7 +583,6 @@ class Worker:
                     break
                 if self.burst:
                     next_claim_at = time.monotonic() + 0.01  # look again soon, then exit
-                    self._holds_waker = self._holds_waker or self._try_waker()
                 elif self._try_waker():
                     due = claims.next_due_in(conn, queues=self.queues,
                                              task_types=self.task_types,
