@@ -47,7 +47,7 @@ from pgsched.config import Settings
 from pgsched.registry import Registry, TaskType
 from pgsched.server import EphemeralServer
 from pgsched.sql import Q
-from pgsched.worker import Worker
+from pgsched.worker import Worker, heartbeat
 from pgsched.worker import claim as claims
 
 CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "http"],
@@ -336,9 +336,8 @@ def commit_cost(url: str) -> None:
         backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
 
         def beat(i: int) -> None:
-            Q.heartbeat.run(c, {"id": ids[i % 100], "cpu": 1.0, "memory": 2.0, "running": 0,
-                                "capacity": 1, "heartbeat_timeout": 15.0, "ns": None,
-                                "waker_signature": None, "now": None})
+            heartbeat.beat(c, ids[i % 100], cpu=1.0, memory=2.0, running=0, capacity=1,
+                           heartbeat_timeout=15.0)
 
         def durable_beat(i: int) -> None:  # the heartbeat with its commit waiting for the flush
             with c.transaction():

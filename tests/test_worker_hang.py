@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from pgsched.client import Client
 from pgsched.sql import Q
+from pgsched.worker import heartbeat
 from tests.conftest import wait_until
 from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixture
 
@@ -85,10 +86,10 @@ def test_heartbeat_commits_without_waiting_for_its_flush_and_only_its_own(
     """synchronous_commit is off for the heartbeat's transaction, and back on after it."""
     conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('beater', 'h', 1)")
     wid = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'beater'").fetchone()[0]
-    params = {"id": wid, "cpu": 0.0, "memory": 0.0, "running": 0, "capacity": 1,
-              "heartbeat_timeout": 5.0, "ns": None, "waker_signature": None, "now": None}
     conn.execute("SET synchronous_commit = on")  # the test server runs without it
     with conn.transaction():
-        assert Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)["live_workers"] == 1
+        row = heartbeat.beat(conn.cursor(row_factory=dict_row), wid, cpu=0.0, memory=0.0,
+                             running=0, capacity=1, heartbeat_timeout=5.0)
+        assert row is not None and row["live_workers"] == 1
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
     assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
