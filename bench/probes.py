@@ -3,7 +3,9 @@ the benchmark settings: `python bench/probes.py NAME`.
 
   pickup        an idle in-process worker, one task every 20 ms by plain INSERT: median of
                 commit -> NOTIFY seen -> claim sent -> claim answered -> body starts
-  claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100)
+  claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100);
+                a one-row claim's round trip after 20 ms idle, planned per claim and on the
+                worker's claim session (generic plans), taking turns
   commit-idle   a one-row UPDATE's round trip back to back, and after 20 ms idle
   insert-cost   one-row autocommit INSERTs/s into pgsched.tasks; copies of it (same columns,
                 defaults and indexes) without its insert trigger, without its CHECK
@@ -49,6 +51,7 @@ from pgsched.server import EphemeralServer
 from pgsched.sql import Q
 from pgsched.worker import Worker, heartbeat
 from pgsched.worker import claim as claims
+from pgsched.worker.runner import CLAIM_SESSION
 
 CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "http"],
          "slots": 10, "weighted": True, "cpu_ceiling": 95.0, "memory_ceiling": 95.0,
@@ -122,6 +125,26 @@ def claim_plan(url: str) -> None:
             run.append(float(re.search(r"Execution Time: ([\d.]+)", text)[1]))
         print(f"one-row claim: planning {statistics.median(plan):.3f} ms,"
               f" execution {statistics.median(run):.3f} ms")
+    # The round trip of a one-row claim made 20 ms after the last (an idle worker's pickup),
+    # on a session planning it for each claim and on the worker's claim session (generic
+    # plans), taking turns; 5 rounds of 60 claims each.
+    sessions = {"custom plan per claim": "-c plan_cache_mode=force_custom_plan",
+                "claim session (generic plan)": CLAIM_SESSION}
+    conns = {k: psycopg.connect(url, autocommit=True, options=o) for k, o in sessions.items()}
+    times: dict[str, list[float]] = {k: [] for k in conns}
+    with psycopg.connect(url, autocommit=True) as producer:
+        for _ in range(5):
+            for label, c in conns.items():
+                for _ in range(60):
+                    producer.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                    time.sleep(0.02)
+                    t0 = time.perf_counter()
+                    assert len(Q.claim_tasks.run(c, CLAIM)) == 1
+                    times[label].append(time.perf_counter() - t0)
+    for label, c in conns.items():
+        c.close()
+        print(f"one-row claim after 20 ms idle, {label}: median"
+              f" {statistics.median(times[label]) * 1000:.3f} ms")
 
 
 def commit_idle(url: str) -> None:

@@ -7,8 +7,11 @@ import re
 
 import psycopg
 import pytest
+from psycopg import sql as psql
 
-from pgsched.sql import Q
+from pgsched.sql import Q, Query
+from pgsched.worker.runner import CLAIM_SESSION
+from tests.test_sql_statements import to_positional
 
 
 @pytest.mark.parametrize(("slots", "queues"), [(10, ["default"]), (1000, ["default"]),
@@ -32,6 +35,66 @@ def test_claim_uses_ready_index(conn: psycopg.Connection, slots: int, queues: li
     rows = Q.claim_tasks.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
     assert len(rows) == slots
     assert [r["priority"] for r in rows] == sorted((r["priority"] for r in rows), reverse=True)
+
+
+def explain_generic(conn: psycopg.Connection, query: Query, params: dict[str, object],
+                    options: str = "") -> str:
+    """EXPLAIN the plan the worker's claim connection runs: the statement prepared once (here
+    as generic_q, on the first call) and planned without its parameter values
+    (runner.CLAIM_SESSION: force_generic_plan, no sequential scans); later calls reuse that
+    plan."""
+    sql, names = to_positional(query.sql)
+    for name, value in re.findall(r"-c (\w+)=(\w+)", CLAIM_SESSION):
+        conn.execute(f"SET {name} = {value}")
+    if not conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'generic_q'"
+                        ).fetchone():
+        conn.execute(f"PREPARE generic_q AS {sql}")
+    args = psql.SQL(", ").join(psql.Literal(params[n]) for n in names).as_string(conn)
+    plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {options} EXECUTE generic_q({args})"))
+    assert re.search(r"ANY \(\$\d+\)", plan), plan  # parameters, not values: a generic plan
+    return plan
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+@pytest.mark.parametrize(("slots", "queues"), [(10, ["default"]), (1000, ["default"]),
+                                               (1000, ["default", "other"])])
+def test_generic_claim_plan_uses_ready_index(conn: psycopg.Connection, slots: int,
+                                             queues: list[str], analyzed: bool) -> None:
+    """The claim connection plans the claim once per session, without the parameters' values:
+    that plan must walk the ready index too, whether it was made over a large analyzed backlog
+    or over an empty table that 50,000 tasks then filled (no ANALYZE since)."""
+    conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+    params = {"worker": "w", "queues": queues, "task_types": ["noop", "dummy"],
+              "slots": slots, "weighted": True, "cpu_ceiling": 100.0,
+              "memory_ceiling": 100.0, "heartbeat_timeout": 15.0, "now": None}
+    fill = ("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+            " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
+            " FROM generate_series(1, 50000) i")
+    if analyzed:
+        conn.execute(fill)
+        conn.execute("ANALYZE pgsched.tasks")
+    else:
+        explain_generic(conn, Q.claim_tasks, params)  # plans it now, over an empty table
+        conn.execute(fill)
+    plan = explain_generic(conn, Q.claim_tasks, params, "(ANALYZE)")
+    assert "tasks_ready_idx" in plan, plan
+    assert "Seq Scan on tasks" not in plan, plan
+    assert "Sort Key: c.priority" not in plan, plan
+    assert re.search(rf"Update on tasks t .*rows={slots}\b", plan), plan
+
+
+def test_generic_next_due_in_plan_walks_the_index(conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+                 " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
+                 "        + i * interval '1 ms'"
+                 " FROM generate_series(1, 50000) i")
+    conn.execute("ANALYZE pgsched.tasks")
+    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0,
+              "now": None}
+    plan = explain_generic(conn, Q.next_due_in, params, "(ANALYZE, BUFFERS)")
+    assert "Seq Scan" not in plan, plan
+    hits = int(re.search(r"Buffers: shared hit=(\d+)", plan).group(1))
+    assert hits < 200, plan
 
 
 NAIVE_DUE = """SELECT extract(epoch FROM min(run_at) - %(now)s::timestamptz)::float8

@@ -47,6 +47,8 @@ from pgsched.worker.executor import Executor, Job, RetryPolicy
 from pgsched.worker.load import LoadSampler
 
 EventHook = Callable[[str, dict[str, Any]], None]
+# The claim connection's session settings (Worker._connect_claim).
+CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
 _TERMINAL_EVENTS = {
     "succeeded": "task_succeeded",
     "failed": "task_failed",
@@ -148,25 +150,34 @@ class Worker:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connect_pooled(self) -> psycopg.Connection:
+    def _connect_pooled(self, options: str = "-c plan_cache_mode=force_custom_plan"
+                        ) -> psycopg.Connection:
         # force_custom_plan: psycopg prepares after 5 runs and PostgreSQL may then switch to a
         # generic plan; one claim shape fell from ~19k to ~4.5k tasks/s that way (claim-path.md).
-        conn = connect(self.dsn, **self._connect_options())
+        conn = connect(self.dsn, **self._connect_options(options))
         claims.fast_json(conn)  # claim-thread CPU per 40k tasks 0.365 -> 0.34 s (6 runs each)
         return conn
+
+    def _connect_claim(self) -> psycopg.Connection:
+        # The claim connection plans each statement once per session (generic plans): planning
+        # the claim again for every claim cost ~0.25 ms, a quarter of an idle worker's pickup
+        # (bench/probes.py claim-plan). A generic plan is made once, maybe over an empty
+        # table, and kept while a backlog grows: without a sequential scan on offer the claim
+        # and next_due_in keep their index plans either way (tests/test_worker_plan.py).
+        return self._connect_pooled(CLAIM_SESSION)
 
     def _connect_direct(self) -> psycopg.Connection:
         conn = connect(self.direct_dsn, **self._connect_options())
         conn.add_notify_handler(self._on_notify)
         return conn
 
-    def _connect_options(self) -> dict[str, Any]:
+    def _connect_options(self, options: str = "-c plan_cache_mode=force_custom_plan"
+                         ) -> dict[str, Any]:
         if not self.settings.prepared_statements:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
             return {"timeout": self.settings.connect_timeout, "prepare": False}
-        return {"timeout": self.settings.connect_timeout,
-                "options": "-c plan_cache_mode=force_custom_plan"}
+        return {"timeout": self.settings.connect_timeout, "options": options}
 
     def _aux_conn(self) -> psycopg.Connection:
         if self._aux is None or self._aux.closed:
@@ -515,7 +526,7 @@ class Worker:
             self._wake.clear()
             try:
                 if conn is None or conn.closed:
-                    conn = self._connect_pooled()
+                    conn = self._connect_claim()
                     self._hand_back_unknown(conn)
                 if self.paused:
                     self._wants_waker = False
