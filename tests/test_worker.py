@@ -342,3 +342,71 @@ def test_burst_worker_exits_while_another_worker_holds_the_waker_role(
     assert not alive, "the burst worker did not exit"
     assert ev.count("worker_burst_done") == 1
     assert [c.get(i)["status"] for i in ids] == ["succeeded"] * 2, ev.items
+
+
+def test_idle_waker_claims_while_its_control_thread_is_stuck(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    """The idle waker listens on its claim connection too, and claims there: a task inserted
+    while the control thread's heartbeat waits on a row lock (any slow statement on the direct
+    connection) still starts at once, not at the fallback poll (60 s here)."""
+    quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60})
+    _w, ev = make_worker(settings=quiet, name="waker")
+    wait_until(lambda: ev.count("claim_ran") >= 1 and ev.count("heartbeat") >= 1, 10)
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("SELECT 1 FROM pgsched.workers WHERE name = 'waker' FOR UPDATE")
+        wait_until(lambda: one(conn, "SELECT count(*) FROM pg_stat_activity WHERE"
+                               " wait_event_type = 'Lock' AND query LIKE '%%workers%%'") == 1,
+                   5, message="the heartbeat waits on the row lock")
+        tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
+        wait_until(lambda: ev.count("task_succeeded", task_id=tid), 5,
+                   message="the task runs while the control thread waits")
+        blocker.rollback()
+
+
+def test_only_the_waker_listens_on_its_claim_connection(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    """Every listening backend is signalled for every notification, so idle workers that are
+    not the waker must not listen twice: after a full batch hands the role on, still one."""
+    quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60, "batch_size": 2})
+    workers = [make_worker(settings=quiet, name=f"idle{i}", concurrency=2) for i in range(3)]
+    wait_until(lambda: all(e.count("claim_ran") >= 1 for _w, e in workers), 10)
+
+    def only_the_waker_listens() -> bool:
+        listening = [w.name for w, _e in workers if w._claim_listening]
+        return len(listening) == 1 and listening == [w.name for w, _e in workers
+                                                     if w._holds_waker]
+
+    wait_until(only_the_waker_listens, 5, message="one claim connection listens")
+    c = Client(dsn)
+    ids = [c.submit("noop") for _ in range(12)]
+    wait_until(lambda: all(c.get(i)["status"] == "succeeded" for i in ids), 10)
+    wait_until(lambda: sum(e.count("claim_ran") for _w, e in workers) >= 9, 5)
+    wait_until(only_the_waker_listens, 5, interval=0.05,
+               message="one claim connection listens after the role moved")
+
+
+def test_wake_interrupts_a_socket_wait() -> None:
+    """The claim thread's wait: set() from another thread ends a select() on a socket at once,
+    a readable socket ends it unset, and a set before the wait is not lost."""
+    import socket
+    import time
+
+    from pgsched.worker.runner import _Wake
+
+    wake, (a, b) = _Wake(), socket.socketpair()
+    try:
+        threading.Timer(0.05, wake.set).start()
+        t0 = time.monotonic()
+        assert wake.wait(10, sock=a.fileno()) is True
+        assert time.monotonic() - t0 < 5
+        wake.clear()
+        b.send(b"n")
+        assert wake.wait(10, sock=a.fileno()) is False
+        wake.set()
+        assert wake.wait(10, sock=b.fileno()) is True
+    finally:
+        wake.close()
+        a.close()
+        b.close()
