@@ -679,9 +679,8 @@ class Worker:
 
     def _waker_wait(self, conn: psycopg.Connection, timeout: float) -> None:
         """The idle waker's wait: for _wake, or a notification on the claim connection, which
-        it then claims on at once. The backend that just delivered the notification answers
-        the claim sooner than a sleeping one: one-row claims right after a notification,
-        0.94 ms on the listening connection against 1.03 ms on another (bench/NOTES.md)."""
+        it then claims on at once, whatever the control thread is running on the direct
+        connection meanwhile (a prune batch, recovery, a heartbeat waiting on a lock)."""
         if not self._claim_listens:
             self._wake.wait(timeout)
             return
