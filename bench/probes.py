@@ -6,6 +6,8 @@ the benchmark settings: `python bench/probes.py NAME`.
   claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100);
                 a one-row claim's round trip after 20 ms idle, planned per claim and on the
                 worker's claim session (generic plans), taking turns
+  listen-claim  right after a notification (20 ms apart): SELECT 1 and a one-row claim on
+                the connection that received it and on another, taking turns
   commit-idle   a one-row UPDATE's round trip back to back, and after 20 ms idle
   insert-cost   one-row autocommit INSERTs/s into pgsched.tasks; copies of it (same columns,
                 defaults and indexes) without its insert trigger, without its CHECK
@@ -145,6 +147,39 @@ def claim_plan(url: str) -> None:
         c.close()
         print(f"one-row claim after 20 ms idle, {label}: median"
               f" {statistics.median(times[label]) * 1000:.3f} ms")
+
+
+def listen_claim(url: str) -> None:
+    """After 20 ms idle, a task is inserted and its notification read on a listening
+    connection; then SELECT 1, or a one-row claim, on that connection or on another (both
+    with the worker's claim session settings), taking turns."""
+    with psycopg.connect(url, autocommit=True) as producer:
+        producer.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        listening = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
+        other = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
+        listening.execute("LISTEN pgsched")
+        cells = {(what, conn_label): [] for what in ("SELECT 1", "one-row claim")
+                 for conn_label in ("listening connection", "another connection")}
+        for _ in range(5):
+            for (what, conn_label), times in cells.items():
+                c = listening if conn_label == "listening connection" else other
+                for _ in range(40):
+                    time.sleep(0.02)
+                    producer.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                    for _n in listening.notifies(timeout=1, stop_after=1):
+                        pass
+                    t0 = time.perf_counter()
+                    if what == "SELECT 1":
+                        c.execute("SELECT 1", prepare=True).fetchall()
+                    else:
+                        assert len(Q.claim_tasks.run(c, CLAIM)) == 1
+                    times.append(time.perf_counter() - t0)
+                    producer.execute("DELETE FROM pgsched.tasks")
+        for (what, conn_label), times in cells.items():
+            print(f"{what} right after a notification, on the {conn_label}: median"
+                  f" {statistics.median(times) * 1000:.3f} ms")
+        listening.close()
+        other.close()
 
 
 def commit_idle(url: str) -> None:
@@ -387,7 +422,8 @@ def commit_cost(url: str) -> None:
                   f" {min(us):4.0f} {statistics.median(us):4.0f} {max(us):4.0f} us")
 
 
-PROBES = {"pickup": pickup, "claim-plan": claim_plan, "commit-idle": commit_idle,
+PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
+          "commit-idle": commit_idle,
           "insert-cost": insert_cost, "bulk": bulk, "commit-cost": commit_cost}  # fmt: skip
 ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
              "idle-fleet": idle_fleet}
