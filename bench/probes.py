@@ -17,8 +17,9 @@ the benchmark settings: `python bench/probes.py NAME`.
   schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
                 one schema change each, 4 alternated runs
   claim-after-drain
-                index pages a one-row claim reads right after one worker drained 100k tasks,
-                on an empty table and beside 1M rows due tomorrow; then after VACUUM
+                index pages a one-row claim reads (prepared on the worker's claim session:
+                generic plan) right after one worker drained 100k tasks, on an empty table
+                and beside 1M rows due tomorrow; then after VACUUM
   idle-fleet    100 idle `pgsched worker` processes: Postgres CPU in three 10 s windows,
                 backends and other processes apart, and the statements run meanwhile (to
                 compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
@@ -43,6 +44,7 @@ import psycopg
 from b_drain import drain
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
 from harness import ROOT, SERVER_SETTINGS, Ctx, Proc, adapter, child_pids, cpu_seconds
+from psycopg import sql as psql
 
 from pgsched import client as client_module
 from pgsched import migrate
@@ -50,7 +52,7 @@ from pgsched.client import Client
 from pgsched.config import Settings
 from pgsched.registry import Registry, TaskType
 from pgsched.server import EphemeralServer
-from pgsched.sql import Q
+from pgsched.sql import Q, to_positional
 from pgsched.worker import Worker, heartbeat
 from pgsched.worker import claim as claims
 from pgsched.worker.runner import CLAIM_SESSION
@@ -304,26 +306,29 @@ def schema_ab(server: EphemeralServer) -> None:
 
 def claim_after_drain(server: EphemeralServer) -> None:
     ctx, n = _ctx(server), 100_000
-    for label, sql in (("empty", None), ("1M rows due tomorrow", PENDING)):
+    sql, names = to_positional(Q.claim_tasks.sql)
+    params = CLAIM | {"task_types": ["noop"]}
+    for label, backlog in (("empty", None), ("1M rows due tomorrow", PENDING)):
         url = ctx.fresh_db("pgsched", "g")
         with psycopg.connect(url, autocommit=True) as c:
-            if sql:
-                c.execute(sql, (1_000_000,))
+            if backlog:
+                c.execute(backlog, (1_000_000,))
         adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("VACUUM ANALYZE")
         drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
-        with psycopg.connect(url, autocommit=True,
-                             options="-c plan_cache_mode=force_custom_plan") as c:
+        # The claim as the worker's claim connection runs it: prepared, generic plan.
+        with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
             c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+            c.execute(f"PREPARE claim AS {sql}")
+            args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
             for when in ("right after the drain", "after VACUUM"):
                 if when == "after VACUUM":
                     c.execute("VACUUM pgsched.tasks")
                 for _ in range(3):  # the first scan marks dead entries; report the third
                     c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
                     text = "\n".join(r[0] for r in c.execute(
-                        "EXPLAIN (ANALYZE, BUFFERS) " + Q.claim_tasks.sql,
-                        CLAIM | {"task_types": ["noop"]}))
+                        f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})"))
                 pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)",
                                   text, re.S)
                 ms = re.search(r"Execution Time: ([\d.]+)", text)

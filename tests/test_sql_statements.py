@@ -14,24 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgsched.sql import Q, Query
+from pgsched.sql import Q, Query, to_positional
 
 ROOT = Path(__file__).resolve().parent.parent
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
-
-
-def to_positional(sql: str) -> tuple[str, list[str]]:
-    """psycopg's ``%(name)s`` placeholders as PostgreSQL's ``$n`` (same name, same number)."""
-    names: list[str] = []
-
-    def sub(m: re.Match[str]) -> str:
-        if m[0] == "%%":
-            return "%"
-        if m[1] not in names:
-            names.append(m[1])
-        return f"${names.index(m[1]) + 1}"
-
-    return _PLACEHOLDER.sub(sub, sql), names
 
 
 def test_to_positional_numbers_each_name_once() -> None:

@@ -9,9 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from pgsched.sql import Q, Query
+from pgsched.sql import Q, Query, to_positional
 from pgsched.worker.runner import CLAIM_SESSION
-from tests.test_sql_statements import to_positional
 
 
 @pytest.mark.parametrize(("slots", "queues"), [(10, ["default"]), (1000, ["default"]),

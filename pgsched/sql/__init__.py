@@ -99,6 +99,24 @@ def parse(text: str, source: str) -> dict[str, Query]:
     return out
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def to_positional(sql: str) -> tuple[str, list[str]]:
+    """psycopg's ``%(name)s`` placeholders as PostgreSQL's ``$n`` (same name, same number),
+    for PREPARE: the statement checks (tests) and generic-plan EXPLAINs (tests, bench)."""
+    names: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        if m[0] == "%%":
+            return "%"
+        if m[1] not in names:
+            names.append(m[1])
+        return f"${names.index(m[1]) + 1}"
+
+    return _PLACEHOLDER.sub(sub, sql), names
+
+
 def load_all() -> dict[str, Query]:
     queries: dict[str, Query] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
