@@ -211,7 +211,7 @@ class Worker:
 
     def _connect_claim(self) -> psycopg.Connection:
         # The claim connection plans each statement once per session (generic plans): planning
-        # the claim again for every claim cost ~0.25 ms, a quarter of an idle worker's pickup
+        # the claim again for every claim cost ~0.2 ms, a fifth of an idle worker's pickup
         # (bench/probes.py claim-plan). A generic plan is made once, maybe over an empty
         # table, and kept while a backlog grows: without a sequential scan on offer the claim
         # and next_due_in keep their index plans either way (tests/test_worker_plan.py).
