@@ -20,6 +20,10 @@ the benchmark settings: `python bench/probes.py NAME`.
                 index pages a one-row claim reads (prepared on the worker's claim session:
                 generic plan) right after one worker drained 100k tasks, on an empty table
                 and beside 1M rows due tomorrow; then after VACUUM
+  vacuum-after-drain
+                beside 1M rows due tomorrow, one worker drains 100k tasks; then every 5 s for
+                100 s the ready-index pages a one-row claim reads, and autovacuum's runs:
+                with PostgreSQL's default thresholds and as migrated
   idle-fleet    100 idle `pgsched worker` processes: Postgres CPU in three 10 s windows,
                 backends and other processes apart, and the statements run meanwhile (to
                 compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
@@ -337,6 +341,48 @@ def claim_after_drain(server: EphemeralServer) -> None:
         ctx.drop_db(url)
 
 
+AUTOVACUUM_KNOBS = ("autovacuum_vacuum_scale_factor", "autovacuum_vacuum_threshold")
+
+
+def vacuum_after_drain(server: EphemeralServer) -> None:
+    """Beside 1M rows due tomorrow, one worker drains 100k tasks; then, every 5 s for 100 s,
+    the ready-index pages a one-row claim reads and whether autovacuum has run on the table:
+    with PostgreSQL's default thresholds (20% of the table dead) and as migrated."""
+    ctx, n = _ctx(server), 100_000
+    sql, names = to_positional(Q.claim_tasks.sql)
+    params = CLAIM | {"task_types": ["noop"]}
+    for label in ("PostgreSQL's default thresholds", "as migrated"):
+        url = ctx.fresh_db("pgsched", "g")
+        with psycopg.connect(url, autocommit=True) as c:
+            if label != "as migrated":
+                c.execute(f"ALTER TABLE pgsched.tasks RESET ({', '.join(AUTOVACUUM_KNOBS)})")
+            opts = c.execute("SELECT reloptions FROM pg_class"
+                             " WHERE oid = 'pgsched.tasks'::regclass").fetchone()[0]
+            c.execute(PENDING, (1_000_000,))
+        adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("VACUUM ANALYZE")
+        drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
+        t0 = time.monotonic()
+        print(f"{label} (reloptions {opts}):")
+        with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
+            c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+            c.execute(f"PREPARE claim AS {sql}")
+            args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
+            while time.monotonic() - t0 < 100:
+                c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                text = "\n".join(r[0] for r in c.execute(
+                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})"))
+                pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)",
+                                  text, re.S)
+                vacuums = c.execute("SELECT autovacuum_count FROM pg_stat_user_tables"
+                                    " WHERE relid = 'pgsched.tasks'::regclass").fetchone()[0]
+                print(f"  {time.monotonic() - t0:5.1f} s after the drain: ready-index scan"
+                      f" {pages[1] if pages else '?'} pages, autovacuum runs {vacuums}")
+                time.sleep(5)
+        ctx.drop_db(url)
+
+
 def _cpu_by_kind(pids: list[int]) -> dict[str, float]:
     """CPU seconds so far per process kind: client backends together, the others by title."""
     out: dict[str, float] = {}
@@ -431,6 +477,7 @@ PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_cla
           "commit-idle": commit_idle,
           "insert-cost": insert_cost, "bulk": bulk, "commit-cost": commit_cost}  # fmt: skip
 ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
+             "vacuum-after-drain": vacuum_after_drain,
              "idle-fleet": idle_fleet}
 
 
