@@ -99,6 +99,19 @@ def test_migrate_is_idempotent_and_downgrade_works(empty_dsn: str) -> None:
         assert check_schema(c) == HEAD
 
 
+def test_tasks_table_is_vacuumed_after_two_percent_dead(empty_dsn: str) -> None:
+    """Revision 0004: autovacuum thresholds of pgsched.tasks (the claim walks the ready
+    index's dead entries until a vacuum); downgrading to 0003 gives the server's back."""
+    sql = "SELECT reloptions FROM pg_class WHERE oid = 'pgsched.tasks'::regclass"
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        assert sorted(c.execute(sql).fetchone()["reloptions"]) == [
+            "autovacuum_vacuum_scale_factor=0.02", "autovacuum_vacuum_threshold=1000"]
+    migrate.downgrade(empty_dsn, "0003")
+    with connect(empty_dsn) as c:
+        assert c.execute(sql).fetchone()["reloptions"] is None
+
+
 def test_concurrent_migrate_from_many_hosts(empty_dsn: str) -> None:
     import subprocess
     import sys
