@@ -32,6 +32,12 @@ def test_plain_insert_gets_every_default(conn: psycopg.Connection) -> None:
         ("max_attempts", "-1", "tasks_max_attempts_range"),
         ("max_attempts", "0", "tasks_max_attempts_range"),
         ("timeout", "'-5 seconds'", "tasks_timeout_positive"),
+        ("queue", "repeat('q', 129)", "tasks_queue_valid"),
+        ("attempts", "-1", "tasks_attempts_range"),
+        ("attempts", "4", "tasks_attempts_range"),  # above max_attempts (default 3)
+        ("backoff_base", "'0 seconds'", "tasks_backoff_base_positive"),
+        ("backoff_cap", "'-1 second'", "tasks_backoff_cap_positive"),
+        ("progress", "1.5", "tasks_progress_range"),
     ],
 )
 def test_check_constraints_refuse_nonsense(
@@ -43,6 +49,26 @@ def test_check_constraints_refuse_nonsense(
         conn.execute(f"INSERT INTO pgsched.tasks ({cols}) VALUES ({vals})")
     assert info.value.diag.constraint_name == constraint
     assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "constraint"),
+    [
+        ("status = 'bogus'", "tasks_status_valid"),
+        ("priority = priority + 5000", "tasks_priority_range"),
+        ("attempts = max_attempts + 1", "tasks_attempts_range"),
+        ("max_attempts = 0", "tasks_max_attempts_range"),
+        ("progress = 2", "tasks_progress_range"),
+    ],
+)
+def test_updates_are_refused_the_same_nonsense(
+    conn: psycopg.Connection, assignment: str, constraint: str
+) -> None:
+    task_id = conn.execute(
+        "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id").fetchone()[0]
+    with pytest.raises(pge.CheckViolation) as info:
+        conn.execute(f"UPDATE pgsched.tasks SET {assignment} WHERE id = %s", (task_id,))
+    assert info.value.diag.constraint_name == constraint
 
 
 def test_submit_function_defaults_and_idempotency(conn: psycopg.Connection) -> None:
@@ -76,7 +102,12 @@ def test_delayed_and_blocked_inserts_do_not_notify_ready_work(
         listener.execute("LISTEN pgsched")
         conn.execute("INSERT INTO pgsched.tasks (task_type, status) VALUES ('noop', 'blocked')")
         got = [n.payload for n in listener.notifies(timeout=0.3)]
-    assert got == []
+        assert got == []
+        # One statement, ready and blocked rows of different queues: only the ready one wakes.
+        conn.execute("INSERT INTO pgsched.tasks (task_type, status, queue) VALUES ('noop',"
+                     " 'blocked', 'b'), ('noop', 'pending', 'a'), ('noop', 'retrying', 'a')")
+        got = [n.payload for n in listener.notifies(timeout=0.3)]
+    assert got == ["a"]
 
 
 def test_migrate_is_idempotent_and_downgrade_works(empty_dsn: str) -> None:
