@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from pgsched.config import Settings
 from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
-from pgsched.models import TaskSpec, make_spec
+from pgsched.models import TaskSpec, check_payload, make_spec
 from pgsched.sql import Q
 
 ZERO = timedelta(0)
@@ -192,6 +192,43 @@ class Client:
                 by_key.setdefault(r[1], r[0])
         fresh = iter(sorted(r[0] for r in rows if r[1] is None))
         return [by_key[s.idempotency_key] if s.idempotency_key else next(fresh) for s in specs]
+
+    def submit_batch(
+        self,
+        task_type: str,
+        payloads: Iterable[Any],
+        *,
+        conn: psycopg.Connection | None = None,
+        **options: Any,
+    ) -> list[int]:
+        """One task of ``task_type`` per payload, all with the same options (those of submit but
+        key and delay), checked once: submit_many without a TaskSpec per task, in one
+        statement whatever the size. Ids in payload order."""
+        for name in ("key", "delay"):
+            if name in options:
+                raise ValidationError(f"{name}: submit_batch takes no {name}; use submit_many",
+                                      name)
+        shared = self.spec(task_type, **options)
+        payloads = [{} if p is None else p for p in payloads]
+        for i, p in enumerate(payloads):
+            check_payload(p, f"payload {i}")
+        if not payloads:
+            return []
+        with self._use(conn) as c:
+            rows = Q.submit_tasks_batch.run(c.cursor(row_factory=tuple_row), {
+                "task_type": shared.task_type,
+                "payloads": Jsonb(payloads),
+                "queue": shared.queue,
+                "priority": shared.priority,
+                "run_at": shared.run_at,
+                "max_attempts": shared.max_attempts,
+                "timeout": shared.timeout,
+                "backoff_base": shared.backoff_base,
+                "backoff_cap": shared.backoff_cap,
+            })
+            if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
+                Q.end_bulk_notified.run(c)
+        return sorted(r[0] for r in rows)
 
     def _insert_small(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
         """A small plain batch in one autocommit statement (fewer round trips than COPY)."""

@@ -44,7 +44,7 @@ class TaskSpec(BaseModel):
     def _jsonb_storable(cls, v: Any) -> Any:
         # jsonb refuses \u0000 in any string; say so here rather than fail in the database.
         if _has_nul(v):
-            raise ValueError("must not contain the NUL character (\\u0000): jsonb cannot store it")
+            raise ValueError(PAYLOAD_NUL)
         return v
 
     @field_validator("run_at")
@@ -67,6 +67,15 @@ class TaskSpec(BaseModel):
         if v is not None and v.total_seconds() < 0:
             raise ValueError("must not be negative")
         return v
+
+
+PAYLOAD_NUL = "must not contain the NUL character (\\u0000): jsonb cannot store it"
+
+
+def check_payload(v: Any, name: str = "payload") -> None:
+    """The payload check of TaskSpec, for payloads submitted without one (submit_batch)."""
+    if _has_nul(v):
+        raise ValidationError(f"{name}: {PAYLOAD_NUL}", "payload")
 
 
 def _has_nul(v: Any) -> bool:

@@ -326,3 +326,70 @@ def test_submit_many_payloads_arrive_as_sent(client: Client, dsn: str, keyed: bo
     with psycopg.connect(dsn, autocommit=True) as c:
         got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
     assert [got[i] for i in ids] == PAYLOADS
+
+
+@pytest.mark.parametrize("n", [3, 2 * SMALL_BATCH])  # one statement at any size
+def test_submit_batch_shares_the_options_and_keeps_the_order(
+    client: Client, dsn: str, n: int
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched")
+        ids = client.submit_batch("resize", [{"i": i} for i in range(n)], queue="img",
+                                  priority=4, max_attempts=7)
+        got = [n.payload for n in listener.notifies(timeout=0.5)]
+        rows = listener.execute(
+            "SELECT id, payload, task_type, queue, priority, max_attempts, status"
+            " FROM pgsched.tasks ORDER BY id").fetchall()
+    assert got == ["img"]
+    assert ids == [r[0] for r in rows]
+    assert [r[1] for r in rows] == [{"i": i} for i in range(n)]
+    assert {r[2:] for r in rows} == {("resize", "img", 4, 7, "pending")}
+
+
+def test_submit_batch_takes_the_timed_options(client: Client, conn: psycopg.Connection) -> None:
+    at = datetime(2031, 1, 1, tzinfo=UTC)
+    ids = client.submit_batch("noop", [None, {"a": 1}], run_at=at, timeout=timedelta(seconds=9))
+    rows = conn.execute("SELECT id, payload, run_at, timeout FROM pgsched.tasks ORDER BY id"
+                        ).fetchall()
+    assert rows == [(ids[0], {}, at, timedelta(seconds=9)), (ids[1], {"a": 1}, at,
+                                                               timedelta(seconds=9))]
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payloads", "options", "field"),
+    [
+        ("", [{}], {}, "task_type"),
+        ("noop", [{}], {"priority": 5000}, "priority"),
+        ("noop", [{}], {"queue": ""}, "queue"),
+        ("noop", [{}, {"s": "a\x00b"}], {}, "payload 1"),
+        ("noop", [{}], {"key": "k"}, "key"),
+        ("noop", [{}], {"delay": timedelta(seconds=1)}, "delay"),
+        ("noop", [], {"max_attempts": 0}, "max_attempts"),  # options are checked even for none
+    ],
+)
+def test_submit_batch_refuses_bad_input_and_writes_nothing(
+    client: Client, conn: psycopg.Connection, task_type: str, payloads: list, options: dict,
+    field: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        client.submit_batch(task_type, payloads, **options)
+    assert str(info.value).startswith(field + ":")
+    assert "\n" not in str(info.value)
+    assert count(conn) == 0
+
+
+def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> None:
+    """Rolled back with the caller's work; committed, it notifies its queue once, and the
+    caller's later inserts in the same transaction notify too."""
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn) as own:
+        listener.execute("LISTEN pgsched")
+        client.submit_batch("noop", [{"i": i} for i in range(10)], conn=own)
+        own.rollback()
+        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        own.rollback()
+        client.submit_batch("noop", [{"i": i} for i in range(10)], queue="bulk", conn=own)
+        own.execute("INSERT INTO pgsched.tasks (task_type, queue) VALUES ('noop', 'later')")
+        assert list(listener.notifies(timeout=0.2)) == []  # not committed yet
+        own.commit()
+        got = sorted(n.payload for n in listener.notifies(timeout=0.5))
+    assert got == ["bulk", "later"]

@@ -2,7 +2,7 @@
 enqueue modes for the Python API, plain SQL and a raw-insert baseline.
 
     enqueue DSN N MODE [MAX_S]
-                         MODE: one (Client.submit) | bulk (Client.submit_many, 1,000 per call)
+                         MODE: one (Client.submit) | bulk (Client.submit_batch, 1,000 per call)
                          | sql_insert (INSERT INTO pgsched.tasks (task_type) VALUES (...))
                          | sql_submit (SELECT pgsched.submit(...))
                          | raw_insert (the same INSERT into a bare table with no trigger);
@@ -48,7 +48,7 @@ def enqueue(dsn: str, n: int, mode: str, cap: float = float("inf")) -> tuple[int
         elif mode == "bulk":
             for s in range(0, n, BULK):
                 ks = range(s, min(n, s + BULK))
-                client.submit_many(client.spec("noop", {"k": k}) for k in ks)
+                client.submit_batch("noop", [{"k": k} for k in ks])
         else:
             sql = {
                 "sql_insert": "INSERT INTO pgsched.tasks (task_type) VALUES (%s)",
@@ -70,7 +70,7 @@ def produce(dsn: str, seconds: float, batch: int) -> tuple[int, float]:
             if batch == 1:
                 client.submit("noop", {"k": n})
             else:
-                client.submit_many(client.spec("noop", {"k": k}) for k in range(n, n + batch))
+                client.submit_batch("noop", [{"k": k} for k in range(n, n + batch)])
             n += batch
         return n, time.perf_counter() - t0
 

