@@ -515,7 +515,7 @@ _COMPLETE_VALUES = {"worker": "'w' || cid", "now": "NULL", "ids": "ids", "versio
 
 def _written_in(query: str, values: dict[str, str]) -> str:
     text = re.sub(r"--[^\n]*", "", query).rstrip().rstrip(";")
-    return re.sub(r"%\((\w+)\)s", lambda m: f"({values[m[1]]})", text).replace("%%", "%")
+    return re.sub(r"%\((\w+)\)[sbt]", lambda m: f"({values[m[1]]})", text).replace("%%", "%")
 
 
 def _ceiling_functions() -> str:

@@ -99,12 +99,13 @@ def parse(text: str, source: str) -> dict[str, Query]:
     return out
 
 
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sbt]|%%")
 
 
 def to_positional(sql: str) -> tuple[str, list[str]]:
-    """psycopg's ``%(name)s`` placeholders as PostgreSQL's ``$n`` (same name, same number),
-    for PREPARE: the statement checks (tests) and generic-plan EXPLAINs (tests, bench)."""
+    """psycopg's ``%(name)s`` placeholders (also ``%(name)b``, binary) as PostgreSQL's ``$n``
+    (same name, same number), for PREPARE: the statement checks (tests) and generic-plan
+    EXPLAINs (tests, bench)."""
     names: list[str] = []
 
     def sub(m: re.Match[str]) -> str:

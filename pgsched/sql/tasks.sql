@@ -39,10 +39,10 @@ RETURNING id;
 INSERT INTO pgsched.tasks
     (task_type, payload, queue, priority, run_at, max_attempts, timeout, idempotency_key)
 SELECT t, p, q, pr, coalesce(ra, now()), ma, tmo, k
-FROM ROWS FROM (unnest(%(task_types)s::text[]), jsonb_array_elements(%(payloads)s::jsonb),
-                unnest(%(queues)s::text[]), unnest(%(priorities)s::int[]),
-                unnest(%(run_ats)s::timestamptz[]), unnest(%(max_attempts)s::int[]),
-                unnest(%(timeouts)s::interval[]), unnest(%(keys)s::text[]))
+FROM ROWS FROM (unnest(%(task_types)b::text[]), jsonb_array_elements(%(payloads)s::jsonb),
+                unnest(%(queues)b::text[]), unnest(%(priorities)b::int[]),
+                unnest(%(run_ats)b::timestamptz[]), unnest(%(max_attempts)b::int[]),
+                unnest(%(timeouts)b::interval[]), unnest(%(keys)b::text[]))
      AS u(t, p, q, pr, ra, ma, tmo, k)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key;
@@ -64,14 +64,16 @@ FROM notified, generate_series(1, %(n)s::int);
 -- even with COPY at 300 rows and behind at 1,000; with one JSON array (as in submit_tasks) it
 -- leads up to ~5,000 rows (client.py has the figures). Notifies each queue once and quiets the
 -- row trigger for its own (autocommit) transaction (pgsched.notify_bulk), like
--- reserve_task_ids. Ids come back sorted = input order.
-WITH notified AS MATERIALIZED (SELECT pgsched.notify_bulk(%(queues)s::text[]))
+-- reserve_task_ids. Ids come back sorted = input order. The arrays go in binary (b
+-- placeholders; in text psycopg formats them element by element): 1,000 rows, 60 alternated
+-- calls each, client CPU 4.47 -> 2.85 us per row, round trip 14.96 -> 13.61 us per row.
+WITH notified AS MATERIALIZED (SELECT pgsched.notify_bulk(%(queues)b::text[]))
 INSERT INTO pgsched.tasks (task_type, payload, queue, priority, max_attempts)
 SELECT u.t, u.p, u.q, u.pr, u.ma
 FROM notified,
-     ROWS FROM (unnest(%(task_types)s::text[]), jsonb_array_elements(%(payloads)s::jsonb),
-                unnest(%(queues)s::text[]), unnest(%(priorities)s::int[]),
-                unnest(%(max_attempts)s::int[])) AS u(t, p, q, pr, ma)
+     ROWS FROM (unnest(%(task_types)b::text[]), jsonb_array_elements(%(payloads)s::jsonb),
+                unnest(%(queues)b::text[]), unnest(%(priorities)b::int[]),
+                unnest(%(max_attempts)b::int[])) AS u(t, p, q, pr, ma)
 RETURNING id;
 
 -- name: submit_tasks_batch :many

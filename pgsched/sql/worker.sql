@@ -182,10 +182,13 @@ FROM pri CROSS JOIN LATERAL (
 -- batch 10-20 ms); with it, a hash join of the 500 unnest rows to a tasks_pkey scan of the ids
 -- (6.3 ms, independent of table size). Drain of 40k, 6 alternated runs each: 28.6k/s median
 -- (23.9-38.5k) without, 31.6k/s (24.9-37.6k) with (a noisy, CPU-bound 2-core machine).
+-- The arrays go in binary (b placeholders): in text, psycopg formats and quotes them element by
+-- element in Python. 500-task batches, 120 alternated calls each: worker CPU 4.73 -> 2.87 us
+-- per task, the statement's round trip 24.8 -> 21.6 us per task (the server parses them too).
 WITH u AS (
     SELECT * FROM unnest(
-        %(ids)s::bigint[], %(versions)s::bigint[], %(statuses)s::text[], %(outcomes)s::text[],
-        %(results)s::jsonb[], %(errors)s::text[], %(delays)s::float8[], %(durations)s::float8[]
+        %(ids)b::bigint[], %(versions)b::bigint[], %(statuses)b::text[], %(outcomes)b::text[],
+        %(results)b::jsonb[], %(errors)b::text[], %(delays)b::float8[], %(durations)b::float8[]
     ) AS u(id, version, status, outcome, result, error, delay, duration_ms)
 ), done AS (
     UPDATE pgsched.tasks t
@@ -202,7 +205,7 @@ WITH u AS (
                                ELSE t.assigned_worker END,
         version = t.version + 1
     FROM u
-    WHERE t.id = ANY(%(ids)s::bigint[]) AND t.id = u.id AND t.version = u.version
+    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
     RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
               t.last_error, u.outcome, u.duration_ms, u.error
 ), ex AS (
