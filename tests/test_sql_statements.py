@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgsched.sql import Q, Query, to_positional
+from pgsched.sql import Q, Query, SqlLoadError, parse, to_positional
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +23,18 @@ def test_to_positional_numbers_each_name_once() -> None:
     sql, names = to_positional("SELECT %(a)s, %(b)s, %(a)s, '100%%'")
     assert sql == "SELECT $1, $2, $1, '100%'"
     assert names == ["a", "b"]
+
+
+def test_a_percent_sign_in_a_statements_comment_is_refused() -> None:
+    """psycopg reads comments for placeholders too: '%(x)b' in a comment made the completion
+    fail at run time with 'query parameter missing: x', which PREPARE did not notice."""
+    text = "-- name: q :exec\n-- the arrays go as %(name)b\nSELECT %(a)s\n"
+    with pytest.raises(SqlLoadError, match=r"'%' in a comment of 'q'"):
+        parse(text, "x.sql")
+    with pytest.raises(SqlLoadError, match=r"'%' in a comment of 'q'"):
+        parse(text.replace("%(name)b", "90% of it"), "x.sql")
+    # A placeholder the statement uses may be named in its comment, as may '%%'.
+    assert set(parse(text.replace("%(name)b", "%(a)s, 100%%"), "x.sql")) == {"q"}
 
 
 def test_statements_are_loaded() -> None:

@@ -26,6 +26,8 @@ Kind = Literal["one", "many", "scalar", "exec", "rowcount", "copy"]
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KINDS = {"one", "many", "scalar", "exec", "rowcount", "copy"}
+_PLACEHOLDER_FORMS = re.compile(r"%\(\w+\)[sbt]")
+_COMMENT_OK = re.compile(r"%\(\w+\)[sbt]|%%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,16 @@ def parse(text: str, source: str) -> dict[str, Query]:
         sql = "\n".join(body).strip().rstrip(";").strip()
         if not sql:
             raise SqlLoadError(f"{source}: statement {name!r} is empty")
+        # psycopg reads comments for placeholders too: one that the code does not use, or a
+        # stray '%', would make the statement fail when it runs.
+        code = "\n".join(ln for ln in body if not ln.lstrip().startswith("--"))
+        for ln in body:
+            if ln.lstrip().startswith("--") and "%" in ln:
+                rest = _COMMENT_OK.sub("", ln)
+                used = set(_PLACEHOLDER_FORMS.findall(ln)) - set(_PLACEHOLDER_FORMS.findall(code))
+                if "%" in rest or used:
+                    raise SqlLoadError(f"{source}: '%' in a comment of {name!r} that the"
+                                       f" statement does not use: {ln.strip()!r}")
         out[name] = Query(name, kind, sql, source)  # type: ignore[arg-type]
 
     for line_no, line in enumerate(text.splitlines(), 1):
