@@ -201,7 +201,7 @@ class Client:
         conn: psycopg.Connection | None = None,
         **options: Any,
     ) -> list[int]:
-        """One task of ``task_type`` per payload, all with the same options (those of submit but
+        """One task of ``task_type`` per payload, all with the same options (submit's, except
         key and delay), checked once: submit_many without a TaskSpec per task, in one
         statement whatever the size. Ids in payload order."""
         for name in ("key", "delay"):

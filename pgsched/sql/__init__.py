@@ -27,7 +27,6 @@ _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KINDS = {"one", "many", "scalar", "exec", "rowcount", "copy"}
 _PLACEHOLDER_FORMS = re.compile(r"%\(\w+\)[sbt]")
-_COMMENT_OK = re.compile(r"%\(\w+\)[sbt]|%%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,7 @@ def parse(text: str, source: str) -> dict[str, Query]:
         code = "\n".join(ln for ln in body if not ln.lstrip().startswith("--"))
         for ln in body:
             if ln.lstrip().startswith("--") and "%" in ln:
-                rest = _COMMENT_OK.sub("", ln)
+                rest = _PLACEHOLDER.sub("", ln)
                 used = set(_PLACEHOLDER_FORMS.findall(ln)) - set(_PLACEHOLDER_FORMS.findall(code))
                 if "%" in rest or used:
                     raise SqlLoadError(f"{source}: '%' in a comment of {name!r} that the"
