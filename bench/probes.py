@@ -14,6 +14,10 @@ the benchmark settings: `python bench/probes.py NAME`.
                 (id, task_type, payload) table: autocommit via psycopg, 50 to a transaction
                 via pgbench, and the server's execution time per INSERT
   bulk          Client.submit_many by one INSERT and by COPY, 100 to 20,000 rows a call
+  submit-call   one autocommit task per call on one connection, interleaved chunks of 300:
+                Client.submit (no TaskSpec for the common options), the same through the
+                TaskSpec path, and a bare psycopg INSERT (task_type, payload) into the table;
+                calls/s and the client's CPU per call (schedstat)
   schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
                 one schema change each, 4 alternated runs
   claim-after-drain
@@ -39,6 +43,7 @@ the benchmark settings: `python bench/probes.py NAME`.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import statistics
 import subprocess
@@ -207,6 +212,36 @@ def commit_idle(url: str) -> None:
                 ts.append(time.perf_counter() - t0)
             print(f"one-row UPDATE commit, {gap * 1000:.0f} ms idle before each:"
                   f" median {statistics.median(ts) * 1000:.3f} ms")
+
+
+def submit_call(url: str) -> None:
+    client = Client(url)
+    c = psycopg.connect(url, autocommit=True)
+    ways = {
+        "Client.submit": lambda k: client.submit("noop", {"k": k}),
+        # An option outside the common ones (None: the same row) takes the TaskSpec path.
+        "Client.submit via TaskSpec": lambda k: client.submit("noop", {"k": k}, timeout=None),
+        "psycopg INSERT (task_type, payload)": lambda k: c.execute(
+            "INSERT INTO pgsched.tasks (task_type, payload) VALUES (%s, %s) RETURNING id",
+            ("noop", psycopg.types.json.Jsonb({"k": k})), prepare=True).fetchone(),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    for rnd in range(10):
+        for name, call in ways.items():
+            t0, c0 = time.perf_counter(), cpu_seconds([os.getpid()])
+            for k in range(300):
+                call(k)
+            if rnd:  # the first round warms up (prepared statements)
+                rates[name].append(300 / (time.perf_counter() - t0))
+                cpu[name].append((cpu_seconds([os.getpid()]) - c0) / 300 * 1e6)
+    base = statistics.median(rates["Client.submit via TaskSpec"])
+    for name, r in rates.items():
+        print(f"{name:36} min/median/max {min(r):6.0f} {statistics.median(r):6.0f}"
+              f" {max(r):6.0f} calls/s ({statistics.median(r) / base:.2f}x the TaskSpec path);"
+              f" client CPU {statistics.median(cpu[name]):5.1f} µs/call")
+    c.close()
+    client.close()
 
 
 def insert_cost(server: EphemeralServer) -> None:
@@ -606,7 +641,7 @@ def sql_ceiling(server: EphemeralServer) -> None:
 
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
           "commit-idle": commit_idle,
-          "bulk": bulk, "commit-cost": commit_cost}  # fmt: skip
+          "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call}  # fmt: skip
 ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
              "vacuum-after-drain": vacuum_after_drain, "sql-ceiling": sql_ceiling,
              "insert-cost": insert_cost,

@@ -43,7 +43,7 @@ class TaskSpec(BaseModel):
     @classmethod
     def _jsonb_storable(cls, v: Any) -> Any:
         # jsonb refuses \u0000 in any string; say so here rather than fail in the database.
-        if _has_nul(v):
+        if has_nul(v):
             raise ValueError(PAYLOAD_NUL)
         return v
 
@@ -74,17 +74,17 @@ PAYLOAD_NUL = "must not contain the NUL character (\\u0000): jsonb cannot store 
 
 def check_payload(v: Any, name: str = "payload") -> None:
     """The payload check of TaskSpec, for payloads submitted without one (submit_batch)."""
-    if _has_nul(v):
+    if has_nul(v):
         raise ValidationError(f"{name}: {PAYLOAD_NUL}", "payload")
 
 
-def _has_nul(v: Any) -> bool:
+def has_nul(v: Any) -> bool:
     if isinstance(v, str):
         return "\x00" in v
     if isinstance(v, dict):
-        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
+        return any(has_nul(k) or has_nul(x) for k, x in v.items())
     if isinstance(v, list | tuple):
-        return any(_has_nul(x) for x in v)
+        return any(has_nul(x) for x in v)
     return False
 
 

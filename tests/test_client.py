@@ -65,6 +65,50 @@ def test_delay_moves_run_at(client: Client) -> None:
     assert t["run_at"] < datetime.now(UTC) + timedelta(hours=2, seconds=5)
 
 
+COLUMNS = ("task_type", "payload", "queue", "priority", "max_attempts", "status", "attempts",
+           "timeout", "idempotency_key", "backoff_base", "backoff_cap", "version")
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payload", "options"),
+    [
+        ("noop", None, {}),
+        ("t" * 200, {"to": "ü", "n": [1, {"x": None}]}, {"queue": "q" * 128}),
+        ("noop", [1, "two"], {"priority": -1000, "max_attempts": 1000}),
+        ("noop", "text", {"queue": "mail", "priority": 1000, "max_attempts": 1}),
+        ("noop", 3.5, {"priority": True}),  # not exactly an int: the TaskSpec path
+    ],
+)
+def test_common_submit_writes_the_row_the_taskspec_path_writes(
+    dsn: str, task_type: str, payload: object, options: dict
+) -> None:
+    with Client(dsn, default_queue="q1", default_max_attempts=7) as client:
+        common = client.submit(task_type, payload, **options)
+        # timeout=None is no option at all, but it is not a common one: the TaskSpec path.
+        spec_path = client.submit(task_type, payload, timeout=None, **options)
+        a, b = client.get(common), client.get(spec_path)
+    assert [a[c] for c in COLUMNS] == [b[c] for c in COLUMNS]
+    assert abs(a["run_at"] - b["run_at"]) < timedelta(seconds=5)
+    assert a["queue"] == options.get("queue", "q1")
+    assert a["max_attempts"] == options.get("max_attempts", 7)
+
+
+def test_common_submit_skips_the_taskspec_only_when_every_value_fits(client: Client) -> None:
+    assert client._common("noop", None, {"queue": "a", "priority": 3}) is not None
+    for task_type, payload, options in [
+        ("", None, {}),
+        ("t" * 201, None, {}),
+        ("noop", {"s": "\x00"}, {}),
+        ("noop", None, {"queue": None}),
+        ("noop", None, {"queue": "q\x00"}),
+        ("noop", None, {"priority": 1001}),
+        ("noop", None, {"priority": "1"}),
+        ("noop", None, {"max_attempts": 0}),
+        ("noop", None, {"run_at": None}),
+    ]:
+        assert client._common(task_type, payload, options) is None, (task_type, options)
+
+
 def test_idempotency_key_returns_the_first_id(client: Client, conn: psycopg.Connection) -> None:
     first, created = client.submit_spec(client.spec("email", {"v": 1}, key="same"))
     again, created_again = client.submit_spec(client.spec("email", {"v": 2}, key="same"))

@@ -30,6 +30,13 @@ VALUES (%(task_type)s, %(payload)s, %(queue)s, %(priority)s,
         %(backoff_base)s, %(backoff_cap)s)
 RETURNING id;
 
+-- name: submit_task_common :scalar
+-- Client.submit with no option beyond queue, priority and max_attempts: five columns, the
+-- rest from the table's defaults (run_at now()).
+INSERT INTO pgsched.tasks (task_type, payload, queue, priority, max_attempts)
+VALUES (%(task_type)s, %(payload)s, %(queue)s, %(priority)s, %(max_attempts)s)
+RETURNING id;
+
 -- name: submit_tasks :many
 -- Bulk submission from parallel arrays, one statement per batch. Ids come back in input order
 -- (identity values are drawn in the order the functions yield the rows). The payloads come as
