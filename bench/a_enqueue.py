@@ -15,7 +15,7 @@ ONE_WINDOW_S = {True: 1.0, False: 3.0}  # quick, full
 
 
 def sizes(ctx: Ctx) -> tuple[int, int]:
-    return (2_000, 20_000) if ctx.quick else (20_000, 20_000)
+    return (2_000, 5_000) if ctx.quick else (20_000, 20_000)
 
 
 def run(ctx: Ctx, rep: int) -> None:

@@ -56,7 +56,7 @@ def summarize(ctx: Ctx, system: str, metric: str, lat: list[float], missing: int
 
 
 def run(ctx: Ctx, rep: int) -> None:
-    n = 80 if ctx.quick else 200
+    n = 50 if ctx.quick else 200
     for system in ctx.systems:
         cells = [("latency_api", (str(GAP_MS),))]
         if system == "pgsched":

@@ -1,7 +1,7 @@
 """H idle fleet (pgsched): many idle `pgsched worker` processes on one database.
 
 Measured: Postgres CPU while the fleet idles (time on the CPU of the postmaster and its
-children, harness.cpu_seconds, over three 10 s windows in a row; quick: one of 5 s),
+children, harness.cpu_seconds, over three 10 s windows in a row; quick: one of 3 s),
 connections held, claim statements run per single insert (calls of the claim statement in
 pg_stat_statements), and worker RSS at rest and during a drain.
 """
@@ -43,7 +43,7 @@ def run(ctx: Ctx, rep: int) -> None:
     if "pgsched" not in ctx.systems:
         return
     n = 10 if ctx.quick else 100
-    idle_s = 5 if ctx.quick else 10  # CPU sampling window
+    idle_s = 3 if ctx.quick else 10  # CPU sampling window
     with ctx.cell("H", "pgsched", rep):
         url = ctx.fresh_db("pgsched", "h")
         dbname = url.rsplit("/", 1)[1]
