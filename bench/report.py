@@ -171,10 +171,16 @@ def targets(m: dict) -> list[str]:
                 "met" if si / ri >= 0.85 else "**not met**",
             )
         )
-    for b in (1, 100):
-        ratio_row(f"C steady (batch {b}) ≥ every peer", "C", f"steady_b{b}_completed", 1.0)
-        bl = g("C", "pgsched", f"steady_b{b}_backlog")
-        bound_row(f"C steady (batch {b}) backlog ≈ 0 (≤ 1,000 tasks)", bl, 1000, "tasks")
+    ratio_row("C steady (1 call per task) ≥ every peer", "C", "steady_b1_completed", 1.0)
+    bound_row("C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)",
+              g("C", "pgsched", "steady_b1_backlog"), 1000, "tasks")
+    # The target row is for one call per task; batches of 100 are measured and shown.
+    ratio_row("C steady (batch 100) ≥ every peer", "C",
+              "steady_b100_completed", 1.0)
+    bl = g("C", "pgsched", "steady_b100_backlog")
+    if bl is not None:
+        rows.append(("C steady (batch 100) backlog (the issue's target is for 1 call per task)",
+                     f"{fmt(bl, 'tasks')} tasks", "–"))
     ratio_row("D p50 ≤ best peer", "D", "latency_api_p50", 1.0, lowest=True)
     bound_row("D p99 ≤ 10 ms (Python API)", g("D", "pgsched", "latency_api_p99"), 10, "ms")
     bound_row("D p99 ≤ 10 ms (plain SQL INSERT)", g("D", "pgsched", "latency_sql_p99"), 10, "ms")
