@@ -6,6 +6,10 @@ the benchmark settings: `python bench/probes.py NAME`.
   claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100);
                 a one-row claim's round trip after 20 ms idle, planned per claim and on the
                 worker's claim session (generic plans), taking turns
+  claim-parts   a one-row claim's round trip back to back and after 20 ms idle, taking turns:
+                the claim as it is; without the LATERAL over the queues; without the
+                load-weighted limit as well (no claim_limit, no workers rows); a bare
+                one-queue UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
   listen-claim  right after a notification (20 ms apart): SELECT 1 and a one-row claim on
                 the connection that received it and on another, taking turns
   commit-idle   a one-row UPDATE's round trip back to back, and after 20 ms idle
@@ -164,6 +168,46 @@ def claim_plan(url: str) -> None:
         c.close()
         print(f"one-row claim after 20 ms idle, {label}: median"
               f" {statistics.median(times[label]) * 1000:.3f} ms")
+
+
+def claim_parts(url: str) -> None:
+    full = Q.claim_tasks.sql
+    one_queue = full.replace("""
+    FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN LATERAL (""", """
+    FROM (""").replace("c.queue = qn.queue", "c.queue = (%(queues)s::text[])[1]")
+    unweighted = (re.sub(r"WITH lim AS MATERIALIZED \(.*?\n\)\n", "", one_queue, flags=re.S)
+                  .replace("AND (SELECT k FROM lim) > 0\n", "")
+                  .replace("LIMIT (SELECT k FROM lim)", "LIMIT %(slots)s::int"))
+    assert full != one_queue != unweighted and "lim)" not in unweighted
+    bare = ("UPDATE pgsched.tasks t SET status = 'running', attempts = t.attempts + 1,"
+            " version = t.version + 1, assigned_worker = 'w', started_at = now()"
+            " WHERE t.id = (SELECT c.id FROM pgsched.tasks c"
+            " WHERE c.status IN ('pending', 'retrying') AND c.queue = 'default'"
+            " AND c.run_at <= now() ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1"
+            " FOR UPDATE SKIP LOCKED) RETURNING t.*")
+    variants = {"the claim as it is": (full, CLAIM),
+                "one queue, no LATERAL": (one_queue, CLAIM),
+                "one queue, no weighted limit": (unweighted, CLAIM),
+                "bare one-row UPDATE claim": (bare, None)}
+    with psycopg.connect(url, autocommit=True) as producer, \
+            psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
+        producer.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        for gap in (0.0, 0.02):
+            times: dict[str, list[float]] = {k: [] for k in variants}
+            for rnd in range(9):
+                for label, (query, params) in variants.items():
+                    for _ in range(40):
+                        producer.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+                        time.sleep(gap)
+                        t0 = time.perf_counter()
+                        assert len(c.execute(query, params, prepare=True).fetchall()) == 1
+                        if rnd:  # the first round warms up (prepared statements)
+                            times[label].append(time.perf_counter() - t0)
+                        producer.execute("DELETE FROM pgsched.tasks")
+            for label, t in times.items():
+                print(f"{gap * 1000:2.0f} ms idle before each, {label:30} median"
+                      f" {statistics.median(t) * 1000:.3f} ms")
 
 
 def listen_claim(url: str) -> None:
@@ -640,6 +684,7 @@ def sql_ceiling(server: EphemeralServer) -> None:
 
 
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
+          "claim-parts": claim_parts,
           "commit-idle": commit_idle,
           "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call}  # fmt: skip
 ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
