@@ -17,7 +17,7 @@ the benchmark settings: `python bench/probes.py NAME`.
                 (trigger and foreign keys, CHECKs, indexes but the key) and into a bare
                 (id, task_type, payload) table: autocommit via psycopg, 50 to a transaction
                 via pgbench, and the server's execution time per INSERT
-  bulk          Client.submit_many by one INSERT and by COPY, 100 to 20,000 rows a call
+  bulk          Client.submit_many by one INSERT and by COPY, 100 to 100,000 rows a call
   submit-call   one autocommit task per call on one connection, interleaved chunks of 300:
                 Client.submit (no TaskSpec for the common options), the same through the
                 TaskSpec path, and a bare psycopg INSERT (task_type, payload) into the table;
@@ -347,19 +347,20 @@ def insert_cost(server: EphemeralServer) -> None:
 
 
 def bulk(url: str) -> None:
-    """Both submit_many paths at each batch size: one INSERT statement (below SMALL_BATCH) and
-    COPY (forced by setting SMALL_BATCH to 1), alternated, 2 s each (client.py quotes this)."""
+    """Both submit_many paths at each batch size: one INSERT statement and COPY (forced by
+    setting SMALL_BATCH above the size, or to 1), alternated, 2 s each (client.py quotes this).
+    The TaskSpecs are built outside the timing."""
     with psycopg.connect(url, autocommit=True) as c, Client(url) as client:
-        for size in (100, 1000, 5000, 20000):
+        for size in (100, 1000, 5000, 20000, 100000):
+            specs = [client.spec("noop", {"k": k}) for k in range(size)]
             rates: dict[str, list[float]] = {"INSERT": [], "COPY": []}
             for _ in range(3 if size >= 5000 else 5):
-                for path, limit in (("INSERT", client_module.SMALL_BATCH), ("COPY", 1)):
+                for path, limit in (("INSERT", size + 1), ("COPY", 1)):
                     saved, client_module.SMALL_BATCH = client_module.SMALL_BATCH, limit
                     try:
                         t0, n = time.perf_counter(), 0
                         while time.perf_counter() - t0 < 2:
-                            client.submit_many(
-                                [client.spec("noop", {"k": k}) for k in range(size)], conn=c)
+                            client.submit_many(specs, conn=c)
                             n += size
                     finally:
                         client_module.SMALL_BATCH = saved

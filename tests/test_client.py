@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from pgsched import client as client_module
 from pgsched.client import SMALL_BATCH, Client
 from pgsched.errors import (
     DatabaseUnavailable,
@@ -328,10 +329,15 @@ def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) 
     assert by_id[timed[1]][3] and by_id[timed[1]][5] is None
 
 
-@pytest.mark.parametrize("n", [SMALL_BATCH - 1, SMALL_BATCH])  # one statement / COPY
-def test_submit_many_notifies_each_queue_once_at_commit(client: Client, dsn: str, n: int) -> None:
+@pytest.mark.parametrize("limit", [1001, 1000])  # one statement / COPY
+def test_submit_many_notifies_each_queue_once_at_commit(
+    client: Client, dsn: str, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The bulk paths notify per queue themselves (the row trigger skips their rows); nothing
-    twice, and the ids come back in input order."""
+    twice, and the ids come back in input order. 1,000 rows, SMALL_BATCH on either side."""
+    assert SMALL_BATCH > 1001  # both paths are real at this size
+    monkeypatch.setattr(client_module, "SMALL_BATCH", limit)
+    n = 1000
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
         ids = client.submit_many([client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2",
@@ -372,7 +378,7 @@ def test_submit_many_payloads_arrive_as_sent(client: Client, dsn: str, keyed: bo
     assert [got[i] for i in ids] == PAYLOADS
 
 
-@pytest.mark.parametrize("n", [3, 2 * SMALL_BATCH])  # one statement at any size
+@pytest.mark.parametrize("n", [3, 10_000])  # one statement at any size
 def test_submit_batch_shares_the_options_and_keeps_the_order(
     client: Client, dsn: str, n: int
 ) -> None:

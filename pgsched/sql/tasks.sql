@@ -65,11 +65,11 @@ SELECT nextval(pg_get_serial_sequence('pgsched.tasks', 'id')) AS id, now() AS no
 FROM notified, generate_series(1, %(n)s::int);
 
 -- name: submit_tasks_small :many
--- A bulk submission of fewer than SMALL_BATCH rows (client.py: 5,000), no keys, no
+-- A bulk submission of fewer than SMALL_BATCH rows (client.py: 100,000), no keys, no
 -- run_at/timeout/backoff, on an autocommit connection: one statement, one round trip, where
 -- the COPY path takes four (BEGIN, reserve, COPY, COMMIT). With payloads as a jsonb[] it was
 -- even with COPY at 300 rows and behind at 1,000; with one JSON array (as in submit_tasks) it
--- leads up to ~5,000 rows (client.py has the figures). Notifies each queue once and quiets the
+-- leads at every size up to 100,000 rows (client.py has the figures). Notifies each queue once and quiets the
 -- row trigger for its own (autocommit) transaction (pgsched.notify_bulk), like
 -- reserve_task_ids. Ids come back sorted = input order. The arrays go in binary (b
 -- placeholders; in text psycopg formats them element by element): 1,000 rows, 60 alternated
