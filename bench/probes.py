@@ -18,7 +18,8 @@ the benchmark settings: `python bench/probes.py NAME`.
                 (id, task_type, payload) table: autocommit via psycopg, 50 to a transaction
                 via pgbench, and the server's execution time per INSERT
   bulk          Client.submit_many by one INSERT and by COPY, 100 to 100,000 rows a call
-  submit-call   one autocommit task per call on one connection, interleaved chunks of 300:
+  submit-call   one autocommit task per call on one connection, interleaved chunks of 300
+                in an order that flips every round:
                 Client.submit (no TaskSpec for the common options), the same through the
                 TaskSpec path, and a bare psycopg INSERT (task_type, payload) into the table;
                 calls/s and the client's CPU per call (schedstat)
@@ -271,18 +272,20 @@ def submit_call(url: str) -> None:
     }
     rates: dict[str, list[float]] = {name: [] for name in ways}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
-    for rnd in range(10):
-        for name, call in ways.items():
+    for rnd in range(13):
+        # The order flips every round: the first chunk after another connection's ran slower.
+        for name, call in (list if rnd % 2 else reversed)(list(ways.items())):
             t0, c0 = time.perf_counter(), cpu_seconds([os.getpid()])
             for k in range(300):
                 call(k)
             if rnd:  # the first round warms up (prepared statements)
                 rates[name].append(300 / (time.perf_counter() - t0))
                 cpu[name].append((cpu_seconds([os.getpid()]) - c0) / 300 * 1e6)
-    base = statistics.median(rates["Client.submit via TaskSpec"])
+    base = rates["Client.submit via TaskSpec"]
     for name, r in rates.items():
+        ratio = statistics.median(a / b for a, b in zip(r, base, strict=True))
         print(f"{name:36} min/median/max {min(r):6.0f} {statistics.median(r):6.0f}"
-              f" {max(r):6.0f} calls/s ({statistics.median(r) / base:.2f}x the TaskSpec path);"
+              f" {max(r):6.0f} calls/s ({ratio:.3f}x the TaskSpec path, median of the rounds);"
               f" client CPU {statistics.median(cpu[name]):5.1f} µs/call")
     c.close()
     client.close()
