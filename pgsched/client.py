@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from pgsched.config import Settings
 from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
-from pgsched.models import TaskSpec, check_payload, has_nul, make_spec
+from pgsched.models import TaskSpec, check_payload, fits_common, make_spec
 from pgsched.sql import Q
 
 ZERO = timedelta(0)
@@ -145,14 +145,10 @@ class Client:
         max_attempts = options.get("max_attempts", self.default_max_attempts)
         if payload is None:
             payload = {}
-        if (type(task_type) is str and 0 < len(task_type) <= 200 and "\x00" not in task_type
-                and type(queue) is str and 0 < len(queue) <= 128 and "\x00" not in queue
-                and type(priority) is int and -1000 <= priority <= 1000
-                and type(max_attempts) is int and 1 <= max_attempts <= 1000
-                and not has_nul(payload)):
-            return {"task_type": task_type, "payload": Jsonb(payload), "queue": queue,
-                    "priority": priority, "max_attempts": max_attempts}
-        return None
+        if not fits_common(task_type, payload, queue, priority, max_attempts):
+            return None
+        return {"task_type": task_type, "payload": Jsonb(payload), "queue": queue,
+                "priority": priority, "max_attempts": max_attempts}
 
     def submit_spec(
         self, spec: TaskSpec, *, conn: psycopg.Connection | None = None

@@ -15,18 +15,25 @@ OUTCOMES = ("success", "failure", "timeout", "lost", "cancelled")
 WORKER_STATUSES = ("active", "paused", "draining", "stopped", "dead")
 
 
+# The CHECK constraints of pgsched.tasks, for TaskSpec and for fits_common.
+TASK_TYPE_MAX = 200
+QUEUE_MAX = 128
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+MAX_ATTEMPTS_MAX = 1000
+
+
 class TaskSpec(BaseModel):
     """One task to submit. Field limits mirror the CHECK constraints of ``pgsched.tasks``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task_type: str = Field(min_length=1, max_length=200)
+    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
     payload: Any = Field(default_factory=dict)
-    queue: str = Field("default", min_length=1, max_length=128)
-    priority: int = Field(0, ge=-1000, le=1000)
+    queue: str = Field("default", min_length=1, max_length=QUEUE_MAX)
+    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     run_at: datetime | None = None
     delay: timedelta | None = None
-    max_attempts: int = Field(3, ge=1, le=1000)
+    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS_MAX)
     timeout: timedelta | None = None
     idempotency_key: str | None = Field(None, min_length=1)
     backoff_base: timedelta | None = None
@@ -76,6 +83,19 @@ def check_payload(v: Any, name: str = "payload") -> None:
     """The payload check of TaskSpec, for payloads submitted without one (submit_batch)."""
     if has_nul(v):
         raise ValidationError(f"{name}: {PAYLOAD_NUL}", "payload")
+
+
+def fits_common(
+    task_type: Any, payload: Any, queue: Any, priority: Any, max_attempts: Any
+) -> bool:
+    """True when TaskSpec would take these values exactly as they are (the exact types, within
+    its limits, no NUL), so Client.submit may skip building one."""
+    return (type(task_type) is str and 0 < len(task_type) <= TASK_TYPE_MAX
+            and "\x00" not in task_type
+            and type(queue) is str and 0 < len(queue) <= QUEUE_MAX and "\x00" not in queue
+            and type(priority) is int and PRIORITY_MIN <= priority <= PRIORITY_MAX
+            and type(max_attempts) is int and 1 <= max_attempts <= MAX_ATTEMPTS_MAX
+            and not has_nul(payload))
 
 
 def has_nul(v: Any) -> bool:
