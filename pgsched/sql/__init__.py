@@ -26,7 +26,6 @@ Kind = Literal["one", "many", "scalar", "exec", "rowcount", "copy"]
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KINDS = {"one", "many", "scalar", "exec", "rowcount", "copy"}
-_PLACEHOLDER_FORMS = re.compile(r"%\(\w+\)[sbt]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +84,8 @@ def parse(text: str, source: str) -> dict[str, Query]:
         for ln in body:
             if ln.lstrip().startswith("--") and "%" in ln:
                 rest = _PLACEHOLDER.sub("", ln)
-                used = set(_PLACEHOLDER_FORMS.findall(ln)) - set(_PLACEHOLDER_FORMS.findall(code))
-                if "%" in rest or used:
+                unused = _placeholders(ln) - _placeholders(code)
+                if "%" in rest or unused:
                     raise SqlLoadError(f"{source}: '%' in a comment of {name!r} that the"
                                        f" statement does not use: {ln.strip()!r}")
         out[name] = Query(name, kind, sql, source)  # type: ignore[arg-type]
@@ -111,6 +110,11 @@ def parse(text: str, source: str) -> dict[str, Query]:
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sbt]|%%")
+
+
+def _placeholders(text: str) -> set[str]:
+    """The placeholders in ``text`` as written (``%(name)s``, ``%(name)b``), without ``%%``."""
+    return {m.group(0) for m in _PLACEHOLDER.finditer(text) if m.group(1)}
 
 
 def to_positional(sql: str) -> tuple[str, list[str]]:
