@@ -175,8 +175,7 @@ def targets(m: dict) -> list[str]:
     bound_row("C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)",
               g("C", "pgsched", "steady_b1_backlog"), 1000, "tasks")
     # The target row is for one call per task; batches of 100 are measured and shown.
-    ratio_row("C steady (batch 100) ≥ every peer", "C",
-              "steady_b100_completed", 1.0)
+    ratio_row("C steady (batch 100) ≥ every peer", "C", "steady_b100_completed", 1.0)
     bl = g("C", "pgsched", "steady_b100_backlog")
     if bl is not None:
         rows.append(("C steady (batch 100) backlog (the issue's target is for 1 call per task)",
