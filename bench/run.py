@@ -78,7 +78,11 @@ def main() -> None:
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     systems = args.systems.split(",")
+    if unknown := [s for s in systems if s not in ("pgsched", *PEERS)]:
+        ap.error(f"--systems: unknown {', '.join(unknown)} (known: pgsched, {', '.join(PEERS)})")
     only = [w for w in args.only.upper() if w in WORKLOADS]
+    if unknown := sorted(set(args.only.upper()) - set(WORKLOADS) - {","}):
+        ap.error(f"--only: unknown workload {', '.join(unknown)} (known: {''.join(WORKLOADS)})")
     RAW.mkdir(exist_ok=True)
     (BENCH / ".work").mkdir(exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "-full")
