@@ -4,7 +4,10 @@ One call per task runs for N tasks or a fixed window, whichever ends first (the 
 every system: a one-row autocommit enqueue runs at a steady rate, and the slow peers would
 otherwise spend most of the run here); the rate is tasks done / elapsed. pgsched is also
 measured through plain SQL (INSERT, SELECT pgsched.submit) and against a raw INSERT into a bare
-table with no trigger. Each cell gets its own fresh database.
+table with no trigger. The plain INSERT and the raw one take turns on one connection, in chunks
+of 20 (the adapter's `paired` mode, for twice the window): run one after the other, each in its
+own window, their ratio moved with the machine's flush times (0.69-0.99 in full runs of the same
+code). Each cell gets its own fresh database.
 """
 
 from __future__ import annotations
@@ -23,13 +26,40 @@ def run(ctx: Ctx, rep: int) -> None:
     window = ONE_WINDOW_S[ctx.quick]
     cells = [(s, "one", n_one) for s in ctx.systems] + [(s, "bulk", n_bulk) for s in ctx.systems]
     if "pgsched" in ctx.systems:
-        cells += [("pgsched", m, n_one) for m in ("sql_insert", "sql_submit", "raw_insert")]
+        cells += [("pgsched", m, n_one) for m in ("sql_submit", "paired")]
     for system, mode, n in cells:
         with ctx.cell("A", system, rep):
             url = ctx.fresh_db(system, "a")
             try:
-                args = [str(n), mode] + ([] if mode == "bulk" else [str(window)])
+                cap = 2 * window if mode == "paired" else window
+                args = [str(n), mode] + ([] if mode == "bulk" else [str(cap)])
                 res = adapter(system, "enqueue", url, *args, timeout=300)
+                if mode == "paired":
+                    for m in ("sql_insert", "raw_insert"):
+                        part = res[m]
+                        ctx.record(
+                            "A",
+                            system,
+                            f"enqueue_{m}",
+                            part["n"] / part["seconds"],
+                            "tasks/s",
+                            rep,
+                            n=part["n"],
+                            seconds=part["seconds"],
+                            window=cap,
+                            paired=True,
+                        )
+                    ctx.record(
+                        "A",
+                        system,
+                        "sql_insert_vs_raw",
+                        res["ratio_median"],
+                        "ratio",
+                        rep,
+                        rounds=res["rounds"],
+                        window=cap,
+                    )
+                    continue
                 done = int(res["n"])
                 ctx.record(
                     "A",
