@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from pgsched.config import Settings
 from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
-from pgsched.models import TaskSpec, check_payload, fits_common, make_spec
+from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, check_payload, fits_common, make_spec
 from pgsched.sql import Q
 
 ZERO = timedelta(0)
@@ -350,8 +350,8 @@ class Client:
         """Run a failed or cancelled task again with ``attempts`` more tries; returns its
         new max_attempts."""
         extra = self.default_max_attempts if attempts is None else attempts
-        if not 1 <= extra <= 1000:
-            raise ValidationError("attempts: must be between 1 and 1000", "attempts")
+        if not 1 <= extra <= MAX_ATTEMPTS_MAX:
+            raise ValidationError(f"attempts: must be between 1 and {MAX_ATTEMPTS_MAX}", "attempts")
         with self._use(None) as c:
             row = Q.retry_task.run(c, {"id": task_id, "extra": extra})
             if row is None:

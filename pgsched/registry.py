@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgsched.errors import PermanentError
+from pgsched.models import MAX_ATTEMPTS_MAX
 
 __all__ = [
     "PermanentError",
@@ -78,8 +79,8 @@ class Registry:
         max_attempts: int | None = None,
         timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        if max_attempts is not None and not 1 <= max_attempts <= 1000:
-            raise ValueError("max_attempts: must be between 1 and 1000")
+        if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
+            raise ValueError(f"max_attempts: must be between 1 and {MAX_ATTEMPTS_MAX}")
         for label, v in (("backoff_base", backoff_base), ("backoff_cap", backoff_cap),
                          ("timeout", timeout)):
             if v is not None and v <= 0:

@@ -35,6 +35,7 @@ from pgsched.db import ADMIN_LOCK_NAMESPACE, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import NotFound, UsageError
 from pgsched.errors import ValidationError as PgValidationError
+from pgsched.models import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX, TASK_TYPE_MAX
 from pgsched.sql import Q
 
 log = structlog.get_logger("pgsched.scheduler")
@@ -65,11 +66,11 @@ class ScheduleDef(BaseModel):
     cron: str | None = None
     every: timedelta | None = None
     timezone: str = "UTC"
-    task_type: str = Field(min_length=1, max_length=200)
+    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
     payload: Any = Field(default_factory=dict)
-    queue: str = Field("default", min_length=1, max_length=128)
-    priority: int = Field(0, ge=-1000, le=1000)
-    max_attempts: int = Field(3, ge=1, le=1000)
+    queue: str = Field("default", min_length=1, max_length=QUEUE_MAX)
+    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS_MAX)
     timeout: timedelta | None = None
     enabled: bool = True
     misfire: Literal["skip", "once", "all"] = "once"

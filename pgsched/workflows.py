@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pgsched.db import check_schema, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import CycleError, InvalidState, NotFound, UsageError, ValidationError
+from pgsched.models import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX, TASK_TYPE_MAX
 from pgsched.sql import Q
 
 
@@ -41,11 +42,11 @@ class WorkflowTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    task_type: str = Field(min_length=1, max_length=200)
+    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
     payload: Any = Field(default_factory=dict)
-    queue: str | None = Field(None, min_length=1, max_length=128)
-    priority: int | None = Field(None, ge=-1000, le=1000)
-    max_attempts: int | None = Field(None, ge=1, le=1000)
+    queue: str | None = Field(None, min_length=1, max_length=QUEUE_MAX)
+    priority: int | None = Field(None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_MAX)
     timeout: timedelta | None = None
     depends_on: list[str] = Field(default_factory=list)
 
@@ -263,8 +264,8 @@ def retry_workflow(
     conn_or_dsn: psycopg.Connection | str, workflow_id: int, *, attempts: int = 3
 ) -> dict[str, int]:
     """Run the failed and cancelled tasks again (with ``attempts`` more tries each)."""
-    if not 1 <= attempts <= 1000:
-        raise ValidationError("attempts: must be between 1 and 1000", "attempts")
+    if not 1 <= attempts <= MAX_ATTEMPTS_MAX:
+        raise ValidationError(f"attempts: must be between 1 and {MAX_ATTEMPTS_MAX}", "attempts")
     with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
         wf = Q.workflow_lock.run(cur, {"id": workflow_id})
         if wf is None:
