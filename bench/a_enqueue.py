@@ -6,8 +6,8 @@ otherwise spend most of the run here); the rate is tasks done / elapsed. pgsched
 measured through plain SQL (INSERT, SELECT pgsched.submit) and against a raw INSERT into a bare
 table with no trigger. The plain INSERT and the raw one take turns on one connection, in chunks
 of 20 (the adapter's `paired` mode, for twice the window): run one after the other, each in its
-own window, their ratio moved with the machine's flush times (0.69-0.99 in full runs of the same
-code). Each cell gets its own fresh database.
+own window, their ratio moved with the machine's flush times (medians 0.69-0.99, single
+repetitions 0.66-0.99, in the four full runs of 2026-12-01). Each cell gets its own fresh database.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ after the drain (shown): until autovacuum comes, a claim there walks the drained
 entries in the ready index, on an empty table as much as beside the large one (one-off run,
 2026-12-02, p50 right after a 100k drain / after VACUUM: empty 2.46 / 1.09 ms, 1M pending
 2.50 / 1.14 ms, 1M finished 2.03 / 1.04 ms). Until 2026-12-02 only the second was measured,
-and the ratio followed whether autovacuum had come yet (1.19-2.59x across four full runs).
+and the ratio followed whether autovacuum had come yet (1.19-2.59x across three full runs).
 
 The pending backlog is due tomorrow (run_at + 1 day): it sits in the ready index in front of
 nothing, as a big scheduled backlog does, so B and D measure fresh work beside it.
