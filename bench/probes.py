@@ -78,6 +78,8 @@ from pgsched.worker import Worker, heartbeat
 from pgsched.worker import claim as claims
 from pgsched.worker.runner import CLAIM_SESSION
 
+# The workers row CLAIM's worker names (status active, no load): claim_limit reads it.
+CLAIM_WORKER = "INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)"
 CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "http"],
          "slots": 10, "weighted": True, "cpu_ceiling": 95.0, "memory_ceiling": 95.0,
          "heartbeat_timeout": 15.0, "now": None}  # fmt: skip
@@ -137,7 +139,7 @@ def pickup(url: str) -> None:
 def claim_plan(url: str) -> None:
     with psycopg.connect(url, autocommit=True,
                          options="-c plan_cache_mode=force_custom_plan") as c:
-        c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        c.execute(CLAIM_WORKER)
         c.execute("INSERT INTO pgsched.tasks (task_type, status, finished_at)"
                   " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)")
         c.execute("ANALYZE")
@@ -194,7 +196,7 @@ def claim_parts(url: str) -> None:
                 "bare one-row UPDATE claim": (bare, None)}
     with psycopg.connect(url, autocommit=True) as producer, \
             psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
-        producer.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        producer.execute(CLAIM_WORKER)
         for gap in (0.0, 0.02):
             times: dict[str, list[float]] = {k: [] for k in variants}
             for rnd in range(9):
@@ -217,7 +219,7 @@ def listen_claim(url: str) -> None:
     connection; then SELECT 1, or a one-row claim, on that connection or on another (both
     with the worker's claim session settings), taking turns."""
     with psycopg.connect(url, autocommit=True) as producer:
-        producer.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        producer.execute(CLAIM_WORKER)
         listening = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
         other = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
         listening.execute("LISTEN pgsched")
@@ -438,7 +440,7 @@ def claim_after_drain(server: EphemeralServer) -> None:
         drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
         # The claim as the worker's claim connection runs it: prepared, generic plan.
         with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
-            c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+            c.execute(CLAIM_WORKER)
             c.execute(f"PREPARE claim AS {sql}")
             args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
             for when in ("right after the drain", "after VACUUM"):
@@ -481,7 +483,7 @@ def vacuum_after_drain(server: EphemeralServer) -> None:
         t0 = time.monotonic()
         print(f"{label} (reloptions {opts}):")
         with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
-            c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+            c.execute(CLAIM_WORKER)
             c.execute(f"PREPARE claim AS {sql}")
             args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
             while time.monotonic() - t0 < 100:
