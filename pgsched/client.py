@@ -31,8 +31,7 @@ ZERO = timedelta(0)
 # it on, COPY, which streams the rows instead of holding one JSON document of all the payloads.
 # Producer alone, rows/s, medians of alternated 2 s runs, TaskSpecs built outside the timing
 # (python bench/probes.py bulk, 2026-12-01): 100 rows 31.8k vs COPY 15.7k, 1,000 62.7k vs
-# 40.0k, 5,000 69.6k vs 49.1k, 20,000 66.5k vs 49.2k, 100,000 58.7k vs 55.4k. (Until then
-# 5,000; that probe measured COPY against COPY from 5,000 rows on.)
+# 40.0k, 5,000 69.6k vs 49.1k, 20,000 66.5k vs 49.2k, 100,000 58.7k vs 55.4k.
 SMALL_BATCH = 100_000
 # The options Client.submit sends without building a TaskSpec (Client._common).
 _COMMON = frozenset({"queue", "priority", "max_attempts"})

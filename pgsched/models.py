@@ -15,7 +15,8 @@ OUTCOMES = ("success", "failure", "timeout", "lost", "cancelled")
 WORKER_STATUSES = ("active", "paused", "draining", "stopped", "dead")
 
 
-# The CHECK constraints of pgsched.tasks, for TaskSpec and for fits_common.
+# The limits the CHECK constraints of pgsched.tasks set. Every check of a task's fields reads
+# them: TaskSpec, fits_common, the workflow and schedule specs, retry, @task.
 TASK_TYPE_MAX = 200
 QUEUE_MAX = 128
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000

@@ -65,7 +65,7 @@ SELECT nextval(pg_get_serial_sequence('pgsched.tasks', 'id')) AS id, now() AS no
 FROM notified, generate_series(1, %(n)s::int);
 
 -- name: submit_tasks_small :many
--- A bulk submission of fewer than SMALL_BATCH rows (client.py: 100,000), no keys, no
+-- A bulk submission of fewer than SMALL_BATCH rows (client.py), no keys, no
 -- run_at/timeout/backoff, on an autocommit connection: one statement, one round trip, where
 -- the COPY path takes four (BEGIN, reserve, COPY, COMMIT). With payloads as a jsonb[] it was
 -- even with COPY at 300 rows and behind at 1,000; with one JSON array (as in submit_tasks) it
