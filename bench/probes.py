@@ -39,6 +39,10 @@ the benchmark settings: `python bench/probes.py NAME`.
                 compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
   commit-cost   CPU a backend spends per statement, one every 20 ms: a heartbeat, the same
                 with synchronous_commit off, SELECT 1, a one-row UPDATE
+  trickle       one worker (bench D's: the adapter, concurrency 500) while tasks arrive one
+                plain INSERT at a time, 20 ms apart (300) and back to back (3,000): Postgres
+                CPU (all backends) and worker CPU per task, 4 runs each (to compare two
+                versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
   sql-ceiling   the database alone, no client work: pgbench runs pgsched's own claim and
                 completion statements (500 a batch, each its own transaction, as the worker
                 commits them) on 1 and 2 connections; the least a queue can do per job (one
@@ -64,7 +68,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from b_drain import drain
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
-from harness import ROOT, SERVER_SETTINGS, Ctx, Proc, adapter, child_pids, cpu_seconds
+from harness import (
+    ROOT,
+    SERVER_SETTINGS,
+    Ctx,
+    Proc,
+    adapter,
+    child_pids,
+    cpu_seconds,
+    ready_time,
+    wait_done,
+    workers,
+)
 from psycopg import sql as psql
 
 from pgsched import client as client_module
@@ -516,6 +531,35 @@ def _cpu_by_kind(pids: list[int]) -> dict[str, float]:
     return out
 
 
+def trickle(server: EphemeralServer) -> None:
+    ctx = Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"],
+              out=Path(os.devnull))
+    for gap, n in ((0.02, 300), (0.0, 3000)):
+        runs = []
+        for _ in range(4):
+            url = ctx.fresh_db("pgsched", "trickle")
+            with workers("pgsched", url, 1) as ws:
+                ready_time(ws[0])
+                time.sleep(0.5)
+                spids = child_pids(server.proc.pid)  # the worker's backends are there now
+                wpids = [ws[0].p.pid]
+                with psycopg.connect(url, autocommit=True) as c:
+                    s0, w0, t0 = cpu_seconds(spids), cpu_seconds(wpids), time.perf_counter()
+                    for _ in range(n):
+                        c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')",
+                                  prepare=True)
+                        if gap:
+                            time.sleep(gap)
+                    wait_done(url, "pgsched", 60)
+                    dt = time.perf_counter() - t0
+                    runs.append(((cpu_seconds(spids) - s0) / n * 1e6,
+                                 (cpu_seconds(wpids) - w0) / n * 1e6, n / dt))
+            ctx.drop_db(url)
+        med = [statistics.median(r[i] for r in runs) for i in range(3)]
+        print(f"{n} tasks {gap * 1000:.0f} ms apart: Postgres {med[0]:.0f} us and worker"
+              f" {med[1]:.0f} us of CPU per task, {med[2]:.0f} tasks/s (medians of 4)")
+
+
 def idle_fleet(server: EphemeralServer) -> None:
     n = 100
     url = server.url("postgres")
@@ -703,7 +747,7 @@ PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_cla
           "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call}  # fmt: skip
 ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
              "vacuum-after-drain": vacuum_after_drain, "sql-ceiling": sql_ceiling,
-             "insert-cost": insert_cost,
+             "insert-cost": insert_cost, "trickle": trickle,
              "idle-fleet": idle_fleet}
 
 

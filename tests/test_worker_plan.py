@@ -147,3 +147,35 @@ def test_next_due_in_matches_a_plain_min(conn: psycopg.Connection, seed: int) ->
                 want = conn.execute(NAIVE_DUE, p).fetchone()[0]
                 got = Q.next_due_in.run(conn, p)
                 assert got == pytest.approx(want), (p, got, want)
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection,
+                                                 analyzed: bool) -> None:
+    """The completion connections also plan once per session (runner._connect_completer): a
+    batch of 500 finds its rows through the key index, whether the plan was made over an
+    analyzed table of 50,000 tasks or over an empty one that they then filled."""
+    fill = "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50000)"
+    empty = {"worker": "w", "now": None, "ids": [0], "versions": [0],
+             "statuses": ["succeeded"], "outcomes": ["success"], "results": [None],
+             "errors": [None], "delays": [0.0], "durations": [1.0]}
+    if analyzed:
+        conn.execute(fill)
+        conn.execute("ANALYZE pgsched.tasks")
+    else:
+        explain_generic(conn, Q.complete_tasks, empty)  # plans it now, over an empty table
+        conn.execute(fill)
+    rows = conn.execute(
+        "UPDATE pgsched.tasks SET status = 'running', attempts = 1, version = version + 1,"
+        " assigned_worker = 'w', started_at = now()"
+        " WHERE id IN (SELECT id FROM pgsched.tasks ORDER BY id DESC LIMIT 500)"
+        " RETURNING id, version").fetchall()
+    n = len(rows)
+    params = {**empty, "ids": [r[0] for r in rows], "versions": [r[1] for r in rows],
+              "statuses": ["succeeded"] * n, "outcomes": ["success"] * n,
+              "results": [None] * n, "errors": [None] * n, "delays": [0.0] * n,
+              "durations": [1.0] * n}
+    plan = explain_generic(conn, Q.complete_tasks, params, "(ANALYZE)")
+    assert "tasks_pkey" in plan, plan
+    assert "Seq Scan on tasks" not in plan, plan
+    assert re.search(r"Update on tasks t .*rows=500\b", plan), plan

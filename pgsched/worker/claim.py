@@ -68,7 +68,6 @@ def next_due_in(
     row = Q.next_due_in.run(
         conn,
         {"queues": queues, "task_types": task_types, "horizon": horizon, "now": now},
-        prepare=False,
     )
     return row
 
