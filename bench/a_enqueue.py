@@ -1,8 +1,13 @@
 """A enqueue: one call per task on one connection, and the bulk API (1,000 per call).
 
-One call per task runs for N tasks or a fixed window, whichever ends first (the same window for
-every system: a one-row autocommit enqueue runs at a steady rate, and the slow peers would
-otherwise spend most of the run here); the rate is tasks done / elapsed. pgsched is also
+One call per task: every system's producer runs at once, each on a fresh database of its own,
+and they take turns in chunks of TURN_CHUNK calls (the adapters' `turns` command), the order
+rotating every round, for a fixed window per system (a one-row autocommit enqueue runs at a
+steady rate, and the slow peers would otherwise spend most of the run here). A system's rate is
+its calls over the time its chunks took; the comparison with PGQueuer is also recorded as the
+median over rounds of pgsched's chunk rate over PGQueuer's. Until 2026-12-02 each system ran in
+a window of its own, one after the other, and the ratio moved with the machine between windows
+(1.09-1.52x PGQueuer, medians of four full runs). pgsched is also
 measured through plain SQL (INSERT, SELECT pgsched.submit) and against a raw INSERT into a bare
 table with no trigger. The plain INSERT and the raw one take turns on one connection, in chunks
 of 20 (the adapter's `paired` mode, for twice the window): run one after the other, each in its
@@ -12,19 +17,68 @@ repetitions 0.66-0.99, in the four full runs of 2026-12-01). Each cell gets its 
 
 from __future__ import annotations
 
-from harness import Ctx, adapter
+import contextlib
+import statistics
+import time
 
-ONE_WINDOW_S = {True: 1.0, False: 3.0}  # quick, full
+from harness import SYSTEMS, Ctx, Proc, adapter
+
+ONE_WINDOW_S = {True: 1.0, False: 3.0}  # quick, full: per system
+TURN_CHUNK = 50
 
 
 def sizes(ctx: Ctx) -> tuple[int, int]:
     return (2_000, 5_000) if ctx.quick else (20_000, 20_000)
 
 
+def one_call_turns(ctx: Ctx, rep: int, n: int, window: float) -> None:
+    systems = list(ctx.systems)
+    urls = {s: ctx.fresh_db(s, "a") for s in systems}
+    procs: dict[str, Proc] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            for s in systems:
+                procs[s] = Proc([*SYSTEMS[s].cmd, "turns", urls[s], str(TURN_CHUNK)])
+                stack.callback(procs[s].stop)
+            for s in systems:
+                procs[s].wait_line("READY")
+            spent = dict.fromkeys(systems, 0.0)
+            chunks = dict.fromkeys(systems, 0)
+            ratios = []
+            t0, rnd = time.monotonic(), 0
+            while time.monotonic() - t0 < window * len(systems) and (
+                max(chunks.values()) * TURN_CHUNK < n
+            ):
+                k = rnd % len(systems)
+                this = {}
+                for s in systems[k:] + systems[:k]:
+                    procs[s].send("go")
+                    this[s] = float(procs[s].next_line("DONE", 120).split()[1])
+                    spent[s] += this[s]
+                    chunks[s] += 1
+                if "pgsched" in this and "pgqueuer" in this:
+                    ratios.append(this["pgqueuer"] / this["pgsched"])
+                rnd += 1
+            for s in systems:
+                procs[s].send("end")
+        for s in systems:
+            ctx.record("A", s, "enqueue_one", chunks[s] * TURN_CHUNK / spent[s], "tasks/s", rep,
+                       n=chunks[s] * TURN_CHUNK, seconds=spent[s], rounds=rnd,
+                       chunk=TURN_CHUNK, turns=True)
+        if ratios:
+            ctx.record("A", "pgsched", "one_vs_pgqueuer", statistics.median(ratios), "ratio",
+                       rep, rounds=len(ratios), chunk=TURN_CHUNK)
+    finally:
+        for url in urls.values():
+            ctx.drop_db(url)
+
+
 def run(ctx: Ctx, rep: int) -> None:
     n_one, n_bulk = sizes(ctx)
     window = ONE_WINDOW_S[ctx.quick]
-    cells = [(s, "one", n_one) for s in ctx.systems] + [(s, "bulk", n_bulk) for s in ctx.systems]
+    with ctx.cell("A", "all", rep):
+        one_call_turns(ctx, rep, n_one, window)
+    cells = [(s, "bulk", n_bulk) for s in ctx.systems]
     if "pgsched" in ctx.systems:
         cells += [("pgsched", m, n_one) for m in ("sql_submit", "paired")]
     for system, mode, n in cells:

@@ -232,6 +232,7 @@ class Proc:
             cmd = ["taskset", "-c", pin, *cmd]
         self.p = subprocess.Popen(
             cmd,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=BENCH,
@@ -262,6 +263,20 @@ class Proc:
             if time.monotonic() >= end:
                 break
         return out
+
+    def send(self, line: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def next_line(self, prefix: str, timeout: float = 60) -> str:
+        """The next line starting with ``prefix`` not read yet (wait_line finds the first ever)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.p.poll() is None:
+            for s in self.poll_lines(min(0.05, max(0.0, end - time.monotonic()))):
+                if s.startswith(prefix):
+                    return s
+        raise RuntimeError(f"no {prefix!r} line within {timeout}s from {self.p.args}")
 
     def wait_line(self, prefix: str, timeout: float = 60) -> str:
         end = time.monotonic() + timeout

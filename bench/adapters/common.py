@@ -4,6 +4,10 @@
     enqueue DSN N one|bulk [MAX_S]   time N enqueues, one call each or 1,000 per call; with
                                      MAX_S, one-call mode stops after MAX_S seconds (n = done)
     produce DSN SECONDS BATCH        enqueue for SECONDS, BATCH jobs per call
+    turns   DSN CHUNK                one call per job, in chunks on command: prints `READY`
+                                     after one job outside the timing, then for each `go` line
+                                     on stdin times CHUNK jobs and prints `DONE seconds`; stops
+                                     at `end` (bench A runs every system's chunks in turns)
     probe   DSN N GAP_MS             one job at a time; prints `SENT k epoch` after each commit
     worker  DSN [--trace]            prints `READY epoch`, works until SIGTERM; with --trace the
                                      job body prints `START k epoch`, otherwise it does nothing
@@ -65,6 +69,19 @@ async def _main(impl, argv: list[str]) -> None:
                 n += batch
             dt = time.perf_counter() - t0
         say(json.dumps({"n": n, "seconds": dt}))
+    elif cmd == "turns":
+        chunk, k = int(argv[2]), 0
+        loop = asyncio.get_running_loop()
+        async with impl.producer(dsn) as p:
+            await p.one(-1)  # connect and warm up outside the timing
+            say("READY")
+            while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
+                t0 = time.perf_counter()
+                for _ in range(chunk):
+                    await p.one(k)
+                    k += 1
+                say(f"DONE {time.perf_counter() - t0:.6f}")
+        say(json.dumps({"n": k}))
     elif cmd == "probe":
         n, gap = int(argv[2]), float(argv[3]) / 1000
         async with impl.producer(dsn) as p:

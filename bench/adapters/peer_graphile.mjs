@@ -2,6 +2,7 @@
 // Worker setting: the documented performance configuration (concurrentJobs 24, maxPoolSize 25,
 // localQueue.size 500, completeJobBatchDelay 0, failJobBatchDelay 0). Jobs are deleted when done.
 import { makeWorkerUtils, run, runMigrations, Logger } from "graphile-worker";
+import readline from "node:readline";
 
 const [cmd, dsn, ...rest] = process.argv.slice(2);
 const quiet = new Logger(() => (level, message) => {
@@ -62,6 +63,21 @@ if (cmd === "setup") {
     dt = (performance.now() - t0) / 1000;
   });
   say(JSON.stringify({ n, seconds: dt }));
+} else if (cmd === "turns") {
+  const chunk = Number(rest[0]);
+  let k = 0;
+  const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  await producer(async (p) => {
+    await p.one(-1); // connect and warm up outside the timing
+    say("READY");
+    for (let line = await lines.next(); !line.done && line.value.trim() === "go"; line = await lines.next()) {
+      const t0 = performance.now();
+      for (let i = 0; i < chunk; i++) await p.one(k++);
+      say(`DONE ${((performance.now() - t0) / 1000).toFixed(6)}`);
+    }
+  });
+  say(JSON.stringify({ n: k }));
+  process.exit(0);
 } else if (cmd === "probe") {
   const n = Number(rest[0]);
   const gap = Number(rest[1]);

@@ -10,6 +10,7 @@ enqueue modes for the Python API, plain SQL and a raw-insert baseline.
                          each, in ABBA order; the answer adds each one's n and seconds and the
                          median over rounds of sql_insert's rate / raw_insert's);
                          with MAX_S the one-call modes stop after MAX_S seconds (n = done)
+    turns DSN CHUNK      Client.submit, in chunks on command (adapters/common.py)
     probe DSN N GAP_MS [api|sql] [DELAY_S]   with DELAY_S, each task gets run_at = now + DELAY_S
                          and the SENT line carries that run_at
     worker DSN [--trace] [--concurrency N] [--plain] [--heartbeat-timeout S]
@@ -102,6 +103,20 @@ def paired(dsn: str, n: int, cap: float) -> dict:
         }
 
 
+def turns(dsn: str, chunk: int) -> int:
+    k = 0
+    with Client(dsn) as client:
+        client.submit("noop", {"k": -1})  # connect and check the schema outside the timing
+        say("READY")
+        while sys.stdin.readline().strip() == "go":
+            t0 = time.perf_counter()
+            for _ in range(chunk):
+                client.submit("noop", {"k": k})
+                k += 1
+            say(f"DONE {time.perf_counter() - t0:.6f}")
+    return k
+
+
 def produce(dsn: str, seconds: float, batch: int) -> tuple[int, float]:
     n = 0
     with Client(dsn) as client:
@@ -146,6 +161,8 @@ def main(argv: list[str]) -> None:
         else:
             n, dt = enqueue(dsn, int(argv[2]), argv[3], cap)
             say(json.dumps({"n": n, "seconds": dt}))
+    elif cmd == "turns":
+        say(json.dumps({"n": turns(dsn, int(argv[2]))}))
     elif cmd == "produce":
         n, dt = produce(dsn, float(argv[2]), int(argv[3]))
         say(json.dumps({"n": n, "seconds": dt}))
