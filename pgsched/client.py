@@ -12,11 +12,13 @@ with psycopg.connect(dsn) as conn:            # enqueue inside your own transact
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
@@ -24,7 +26,7 @@ from pgsched.config import Settings
 from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
 from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, check_payload, fits_common, make_spec
-from pgsched.sql import Q
+from pgsched.sql import Q, to_positional
 
 ZERO = timedelta(0)
 # Below this many rows a plain autocommit submit_many is one INSERT ... unnest statement; from
@@ -35,6 +37,68 @@ ZERO = timedelta(0)
 SMALL_BATCH = 100_000
 # The options Client.submit sends without building a TaskSpec (Client._common).
 _COMMON = frozenset({"queue", "priority", "max_attempts"})
+
+
+class _OneInsert:
+    """Client.submit's common case (Client._common) on the client's own autocommit connection:
+    the submit_task_common INSERT sent through the libpq wrapper psycopg exposes
+    (Connection.pgconn), prepared once per connection, its parameters in text, without
+    psycopg's cursor, adaptation and result machinery. The payload goes through the connection's
+    own jsonb dumper (so psycopg's set_json_dumps still applies), errors come back as the
+    exceptions psycopg raises, and the connection's lock is held as psycopg holds it. Against
+    the same call through psycopg (Client.submit with conn= an autocommit connection), taking
+    turns in chunks of 50 for 30 s on the benchmark server, two runs: 1.13x and 1.16x the calls
+    per second, client CPU 167 -> 100 and 165 -> 98 us per call. Behind PgBouncer in
+    transaction mode (prepared_statements off) it sends the statement unnamed each time."""
+
+    NAME = b"pgsched_submit_common"
+
+    def __init__(self, conn: psycopg.Connection, prepared: bool) -> None:
+        from psycopg.adapt import PyFormat
+
+        self.conn = conn
+        self.encoding = conn.info.encoding
+        self.format = PyFormat.TEXT
+        self.json_cls = conn.adapters.get_dumper(Jsonb, self.format)
+        self.json = self.json_cls(Jsonb, conn)
+        sql, self.names = to_positional(Q.submit_task_common.sql)
+        self.sql = sql.encode(self.encoding)
+        self.name = self.NAME if prepared else None
+        if self.name is not None:
+            with conn.lock:
+                self._check(conn.pgconn.prepare(self.name, self.sql), pq.ExecStatus.COMMAND_OK)
+
+    def run(self, params: dict[str, Any]) -> int:
+        """params: Client._common's (str task_type and queue, int priority and max_attempts,
+        the payload as given)."""
+        cls = self.conn.adapters.get_dumper(Jsonb, self.format)
+        if cls is not self.json_cls:  # set_json_dumps() on the connection since
+            self.json_cls, self.json = cls, cls(Jsonb, self.conn)
+        values = []
+        for k in self.names:
+            v = params[k]
+            if k == "payload":
+                values.append(bytes(self.json.dump(Jsonb(v))))
+            elif type(v) is str:
+                values.append(v.encode(self.encoding))
+            else:
+                values.append(str(v).encode())
+        with self.conn.lock:
+            pg = self.conn.pgconn
+            res = (pg.exec_prepared(self.name, values) if self.name is not None
+                   else pg.exec_params(self.sql, values))
+        self._check(res, pq.ExecStatus.TUPLES_OK)
+        return int(res.get_value(0, 0))  # type: ignore[arg-type]
+
+    def _check(self, res: pq.abc.PGresult, ok: pq.ExecStatus) -> None:
+        if res.status == ok:
+            return
+        if self.conn.pgconn.status != pq.ConnStatus.OK:
+            msg = self.conn.pgconn.get_error_message(self.encoding) or "connection lost"
+            raise psycopg.OperationalError(msg)
+        from psycopg import errors
+
+        raise errors.error_from_result(res, encoding=self.encoding)
 
 
 class Client:
@@ -56,6 +120,8 @@ class Client:
         self.default_queue = default_queue
         self.default_max_attempts = default_max_attempts
         self._conn: psycopg.Connection | None = None
+        self._fast: _OneInsert | None = None
+        self._lock = threading.Lock()  # one connection, and one PREPARE on it, for all threads
         self._checked = not check
 
     @classmethod
@@ -72,15 +138,19 @@ class Client:
     # -- connections ---------------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(
-                self.dsn, timeout=self.connect_timeout, prepare=self.prepared_statements
-            )
-        if not self._checked:
-            with translated():
-                check_schema(self._conn)
-            self._checked = True
-        return self._conn
+        conn = self._conn
+        if conn is not None and not conn.closed and self._checked:
+            return conn
+        with self._lock:  # threads starting at once share one connection
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(
+                    self.dsn, timeout=self.connect_timeout, prepare=self.prepared_statements
+                )
+            if not self._checked:
+                with translated():
+                    check_schema(self._conn)
+                self._checked = True
+            return self._conn
 
     @contextlib.contextmanager
     def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
@@ -129,6 +199,15 @@ class Client:
         params = self._common(task_type, payload, options)
         if params is not None:
             with self._use(conn) as c:
+                if conn is None:
+                    fast = self._fast
+                    if fast is None or fast.conn is not c:
+                        with self._lock:
+                            fast = self._fast
+                            if fast is None or fast.conn is not c:
+                                fast = self._fast = _OneInsert(c, self.prepared_statements)
+                    return fast.run(params)
+                params["payload"] = Jsonb(params["payload"])
                 return int(Q.submit_task_common.run(c, params))
         return self.submit_spec(self.spec(task_type, payload, **options), conn=conn)[0]
 
@@ -146,7 +225,7 @@ class Client:
             payload = {}
         if not fits_common(task_type, payload, queue, priority, max_attempts):
             return None
-        return {"task_type": task_type, "payload": Jsonb(payload), "queue": queue,
+        return {"task_type": task_type, "payload": payload, "queue": queue,
                 "priority": priority, "max_attempts": max_attempts}
 
     def submit_spec(

@@ -443,3 +443,74 @@ def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> No
         own.commit()
         got = sorted(n.payload for n in listener.notifies(timeout=0.5))
     assert got == ["bulk", "later"]
+
+
+def test_submit_on_its_own_connection_prepares_once(client: Client,
+                                                    conn: psycopg.Connection) -> None:
+    """Client.submit's common case goes through one statement prepared on the client's
+    connection (client._OneInsert) and stores what it was given."""
+    payload = {"s": "naïve ☃ \\ \" '", "n": [1, 2.5, None, True], "d": {"x": {}}}
+    ids = [client.submit("noop", payload, queue="q2", priority=-7, max_attempts=9)
+           for _ in range(8)]
+    row = conn.execute("SELECT task_type, payload, queue, priority, max_attempts, status"
+                       " FROM pgsched.tasks WHERE id = %s", (ids[-1],)).fetchone()
+    assert row == ("noop", payload, "q2", -7, 9, "pending")
+    assert len(set(ids)) == 8
+    names = [r["name"] for r in client._connection().execute(
+        "SELECT name FROM pg_prepared_statements")]
+    assert names == ["pgsched_submit_common"]
+
+
+def test_submit_errors_come_back_as_psycopg_raises_them(client: Client,
+                                                        conn: psycopg.Connection) -> None:
+    conn.execute("ALTER TABLE pgsched.tasks ADD CONSTRAINT no_bad CHECK (task_type <> 'bad')")
+    client.submit("noop")
+    with pytest.raises(psycopg.errors.CheckViolation) as e:
+        client.submit("bad")
+    assert e.value.diag.constraint_name == "no_bad"
+    assert client.submit("noop") > 0  # the connection is fine after an error
+    assert count(conn) == 2
+
+
+def test_submit_after_its_connection_was_lost(client: Client, conn: psycopg.Connection) -> None:
+    client.submit("noop")
+    pid = client._connection().info.backend_pid
+    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(DatabaseUnavailable, match="lost the database connection"):
+        for _ in range(3):  # the termination may land after the next call has been answered
+            client.submit("noop")
+            time.sleep(0.2)
+    assert client.submit("noop") > 0  # a new connection, the statement prepared again there
+    assert client._connection().info.backend_pid != pid
+
+
+def test_submit_uses_the_connections_json_dumps(client: Client,
+                                                conn: psycopg.Connection) -> None:
+    import json
+    from decimal import Decimal
+
+    from psycopg.types.json import set_json_dumps
+
+    client.submit("noop")
+    set_json_dumps(lambda v: json.dumps(v, default=str), client._connection())
+    task_id = client.submit("noop", {"price": Decimal("1.10")})
+    assert client.get(task_id)["payload"] == {"price": "1.10"}
+
+
+def test_submit_from_threads_at_once(client: Client, conn: psycopg.Connection) -> None:
+    """Threads sharing one Client: the statement is prepared once on the shared connection."""
+    import threading
+
+    ids: list[int] = []
+    start = threading.Barrier(8)
+
+    def submit() -> None:
+        start.wait()
+        ids.extend(client.submit("noop", {"t": threading.get_ident()}) for _ in range(20))
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 160 == count(conn)
