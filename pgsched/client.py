@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
+from psycopg.adapt import PyFormat
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
@@ -54,12 +55,9 @@ class _OneInsert:
     NAME = b"pgsched_submit_common"
 
     def __init__(self, conn: psycopg.Connection, prepared: bool) -> None:
-        from psycopg.adapt import PyFormat
-
         self.conn = conn
         self.encoding = conn.info.encoding
-        self.format = PyFormat.TEXT
-        self.json_cls = conn.adapters.get_dumper(Jsonb, self.format)
+        self.json_cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
         self.json = self.json_cls(Jsonb, conn)
         sql, self.names = to_positional(Q.submit_task_common.sql)
         self.sql = sql.encode(self.encoding)
@@ -71,7 +69,7 @@ class _OneInsert:
     def run(self, params: dict[str, Any]) -> int:
         """params: Client._common's (str task_type and queue, int priority and max_attempts,
         the payload as given)."""
-        cls = self.conn.adapters.get_dumper(Jsonb, self.format)
+        cls = self.conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
         if cls is not self.json_cls:  # set_json_dumps() on the connection since
             self.json_cls, self.json = cls, cls(Jsonb, self.conn)
         values = []
@@ -200,16 +198,20 @@ class Client:
         if params is not None:
             with self._use(conn) as c:
                 if conn is None:
-                    fast = self._fast
-                    if fast is None or fast.conn is not c:
-                        with self._lock:
-                            fast = self._fast
-                            if fast is None or fast.conn is not c:
-                                fast = self._fast = _OneInsert(c, self.prepared_statements)
-                    return fast.run(params)
+                    return self._one_insert(c).run(params)
                 params["payload"] = Jsonb(params["payload"])
                 return int(Q.submit_task_common.run(c, params))
         return self.submit_spec(self.spec(task_type, payload, **options), conn=conn)[0]
+
+    def _one_insert(self, own: psycopg.Connection) -> _OneInsert:
+        """The prepared common-case INSERT on our connection (made again with a new one)."""
+        fast = self._fast
+        if fast is not None and fast.conn is own:
+            return fast
+        with self._lock:
+            if self._fast is None or self._fast.conn is not own:
+                self._fast = _OneInsert(own, self.prepared_statements)
+            return self._fast
 
     def _common(self, task_type: Any, payload: Any, options: dict[str, Any]) -> dict | None:
         """The parameters of a submit with at most queue, priority and max_attempts, all of

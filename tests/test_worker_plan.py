@@ -36,6 +36,18 @@ def test_claim_uses_ready_index(conn: psycopg.Connection, slots: int, queues: li
     assert [r["priority"] for r in rows] == sorted((r["priority"] for r in rows), reverse=True)
 
 
+def plan_then_fill(conn: psycopg.Connection, query: Query, params: dict[str, object],
+                   fill: str, analyzed: bool) -> None:
+    """Run ``fill``, then ANALYZE; or plan ``query`` generically first, over the empty table,
+    and fill it after (no ANALYZE since): the two ways a session's generic plan comes to be."""
+    if analyzed:
+        conn.execute(fill)
+        conn.execute("ANALYZE pgsched.tasks")
+    else:
+        explain_generic(conn, query, params)  # plans it now, over an empty table
+        conn.execute(fill)
+
+
 def explain_generic(conn: psycopg.Connection, query: Query, params: dict[str, object],
                     options: str = "") -> str:
     """EXPLAIN the plan the worker's claim connection runs: the statement prepared once (here
@@ -69,12 +81,7 @@ def test_generic_claim_plan_uses_ready_index(conn: psycopg.Connection, slots: in
     fill = ("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
             " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
             " FROM generate_series(1, 50000) i")
-    if analyzed:
-        conn.execute(fill)
-        conn.execute("ANALYZE pgsched.tasks")
-    else:
-        explain_generic(conn, Q.claim_tasks, params)  # plans it now, over an empty table
-        conn.execute(fill)
+    plan_then_fill(conn, Q.claim_tasks, params, fill, analyzed)
     plan = explain_generic(conn, Q.claim_tasks, params, "(ANALYZE)")
     assert "tasks_ready_idx" in plan, plan
     assert "Seq Scan on tasks" not in plan, plan
@@ -159,12 +166,7 @@ def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection,
     empty = {"worker": "w", "now": None, "ids": [0], "versions": [0],
              "statuses": ["succeeded"], "outcomes": ["success"], "results": [None],
              "errors": [None], "delays": [0.0], "durations": [1.0]}
-    if analyzed:
-        conn.execute(fill)
-        conn.execute("ANALYZE pgsched.tasks")
-    else:
-        explain_generic(conn, Q.complete_tasks, empty)  # plans it now, over an empty table
-        conn.execute(fill)
+    plan_then_fill(conn, Q.complete_tasks, empty, fill, analyzed)
     rows = conn.execute(
         "UPDATE pgsched.tasks SET status = 'running', attempts = 1, version = version + 1,"
         " assigned_worker = 'w', started_at = now()"

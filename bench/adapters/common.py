@@ -1,8 +1,7 @@
 """The command protocol every adapter speaks (Python peers run it in bench/.venv-peers).
 
     setup   DSN                      install the system's schema
-    enqueue DSN N one|bulk [MAX_S]   time N enqueues, one call each or 1,000 per call; with
-                                     MAX_S, one-call mode stops after MAX_S seconds (n = done)
+    enqueue DSN N bulk               time N enqueues, 1,000 per call
     produce DSN SECONDS BATCH        enqueue for SECONDS, BATCH jobs per call
     turns   DSN CHUNK                one call per job, in chunks on command: prints `READY`
                                      after one job outside the timing, then for each `go` line
@@ -40,20 +39,12 @@ async def _main(impl, argv: list[str]) -> None:
     if cmd == "setup":
         await impl.setup(dsn)
         say(json.dumps({"ok": True}))
-    elif cmd == "enqueue":
-        n, mode = int(argv[2]), argv[3]
-        cap = float(argv[4]) if len(argv) > 4 else float("inf")
+    elif cmd == "enqueue":  # one call per job: `turns`
+        n = int(argv[2])
         async with impl.producer(dsn) as p:
             t0 = time.perf_counter()
-            if mode == "one":
-                for k in range(n):
-                    if time.perf_counter() - t0 >= cap:
-                        n = k
-                        break
-                    await p.one(k)
-            else:
-                for start in range(0, n, BULK):
-                    await p.many(range(start, min(n, start + BULK)))
+            for start in range(0, n, BULK):
+                await p.many(range(start, min(n, start + BULK)))
             dt = time.perf_counter() - t0
         say(json.dumps({"n": n, "seconds": dt}))
     elif cmd == "produce":

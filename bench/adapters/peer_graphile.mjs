@@ -30,21 +30,12 @@ if (cmd === "setup") {
   await runMigrations({ connectionString: dsn, logger: quiet });
   say(JSON.stringify({ ok: true }));
 } else if (cmd === "enqueue") {
-  let n = Number(rest[0]);
-  const mode = rest[1];
-  const cap = rest.length > 2 ? Number(rest[2]) : Infinity;
+  // bulk only, 1,000 per call; one call per job: `turns`
+  const n = Number(rest[0]);
   let dt = 0;
   await producer(async (p) => {
     const t0 = performance.now();
-    if (mode === "one") {
-      for (let k = 0; k < n; k++) {
-        if ((performance.now() - t0) / 1000 >= cap) {
-          n = k;
-          break;
-        }
-        await p.one(k);
-      }
-    } else for (let s = 0; s < n; s += BULK) await p.many(range(s, Math.min(n, s + BULK)));
+    for (let s = 0; s < n; s += BULK) await p.many(range(s, Math.min(n, s + BULK)));
     dt = (performance.now() - t0) / 1000;
   });
   say(JSON.stringify({ n, seconds: dt }));

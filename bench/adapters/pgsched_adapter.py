@@ -2,15 +2,16 @@
 enqueue modes for the Python API, plain SQL and a raw-insert baseline.
 
     enqueue DSN N MODE [MAX_S]
-                         MODE: one (Client.submit) | bulk (Client.submit_batch, 1,000 per call)
+                         MODE: bulk (Client.submit_batch, 1,000 per call)
                          | sql_insert (INSERT INTO pgsched.tasks (task_type) VALUES (...))
                          | sql_submit (SELECT pgsched.submit(...))
                          | raw_insert (the same INSERT into a bare table with no trigger)
                          | paired (sql_insert and raw_insert taking turns, PAIR_CHUNK calls
                          each, in ABBA order; the answer adds each one's n and seconds and the
                          median over rounds of sql_insert's rate / raw_insert's);
-                         with MAX_S the one-call modes stop after MAX_S seconds (n = done)
-    turns DSN CHUNK      Client.submit, in chunks on command (adapters/common.py)
+                         with MAX_S the one-call SQL modes stop after MAX_S seconds (n = done)
+    turns DSN CHUNK      Client.submit, one call per task, in chunks on command
+                         (adapters/common.py)
     probe DSN N GAP_MS [api|sql] [DELAY_S]   with DELAY_S, each task gets run_at = now + DELAY_S
                          and the SENT line carries that run_at
     worker DSN [--trace] [--concurrency N] [--plain] [--heartbeat-timeout S]
@@ -51,12 +52,7 @@ def enqueue(dsn: str, n: int, mode: str, cap: float = float("inf")) -> tuple[int
     with Client(dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
         client.submit("noop", {"k": -1})  # connect and check the schema outside the timing
         t0 = time.perf_counter()
-        if mode == "one":
-            for k in range(n):
-                if time.perf_counter() - t0 >= cap:
-                    return k, time.perf_counter() - t0
-                client.submit("noop", {"k": k})
-        elif mode == "bulk":
+        if mode == "bulk":
             for s in range(0, n, BULK):
                 ks = range(s, min(n, s + BULK))
                 client.submit_batch("noop", [{"k": k} for k in ks])
