@@ -35,6 +35,7 @@ pgbouncer:
 
 test: $(STAMP) pgbouncer
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 	@if [ -x $(PG15_BIN)/postgres ]; then \
 		echo "== SQL-level tests on PostgreSQL 15 ($(PG15_BIN))"; \

@@ -62,12 +62,30 @@ def one_call_turns(ctx: Ctx, rep: int, n: int, window: float) -> None:
             for s in systems:
                 procs[s].send("end")
         for s in systems:
-            ctx.record("A", s, "enqueue_one", chunks[s] * TURN_CHUNK / spent[s], "tasks/s", rep,
-                       n=chunks[s] * TURN_CHUNK, seconds=spent[s], rounds=rnd,
-                       chunk=TURN_CHUNK, turns=True)
+            ctx.record(
+                "A",
+                s,
+                "enqueue_one",
+                chunks[s] * TURN_CHUNK / spent[s],
+                "tasks/s",
+                rep,
+                n=chunks[s] * TURN_CHUNK,
+                seconds=spent[s],
+                rounds=rnd,
+                chunk=TURN_CHUNK,
+                turns=True,
+            )
         if ratios:
-            ctx.record("A", "pgsched", "one_vs_pgqueuer", statistics.median(ratios), "ratio",
-                       rep, rounds=len(ratios), chunk=TURN_CHUNK)
+            ctx.record(
+                "A",
+                "pgsched",
+                "one_vs_pgqueuer",
+                statistics.median(ratios),
+                "ratio",
+                rep,
+                rounds=len(ratios),
+                chunk=TURN_CHUNK,
+            )
     finally:
         for url in urls.values():
             ctx.drop_db(url)

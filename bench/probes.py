@@ -137,8 +137,12 @@ def pickup(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as c:
         for k in range(150):
             current["k"] = k
-            c.execute("INSERT INTO pgsched.tasks (task_type, payload)"
-                      " VALUES ('noop', jsonb_build_object('k', %s::int))", (k,), prepare=True)
+            c.execute(
+                "INSERT INTO pgsched.tasks (task_type, payload)"
+                " VALUES ('noop', jsonb_build_object('k', %s::int))",
+                (k,),
+                prepare=True,
+            )
             marks.setdefault(k, {})["commit"] = time.time()
             time.sleep(0.02)
     w.request_stop()
@@ -152,26 +156,32 @@ def pickup(url: str) -> None:
 
 
 def claim_plan(url: str) -> None:
-    with psycopg.connect(url, autocommit=True,
-                         options="-c plan_cache_mode=force_custom_plan") as c:
+    with psycopg.connect(url, autocommit=True, options="-c plan_cache_mode=force_custom_plan") as c:
         c.execute(CLAIM_WORKER)
-        c.execute("INSERT INTO pgsched.tasks (task_type, status, finished_at)"
-                  " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)")
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, finished_at)"
+            " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)"
+        )
         c.execute("ANALYZE")
         plan, run = [], []
         for _ in range(100):
             c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
-            text = "\n".join(r[0] for r in c.execute(
-                "EXPLAIN (ANALYZE, SUMMARY) " + Q.claim_tasks.sql, CLAIM))
+            text = "\n".join(
+                r[0] for r in c.execute("EXPLAIN (ANALYZE, SUMMARY) " + Q.claim_tasks.sql, CLAIM)
+            )
             plan.append(float(re.search(r"Planning Time: ([\d.]+)", text)[1]))
             run.append(float(re.search(r"Execution Time: ([\d.]+)", text)[1]))
-        print(f"one-row claim: planning {statistics.median(plan):.3f} ms,"
-              f" execution {statistics.median(run):.3f} ms")
+        print(
+            f"one-row claim: planning {statistics.median(plan):.3f} ms,"
+            f" execution {statistics.median(run):.3f} ms"
+        )
     # The round trip of a one-row claim made 20 ms after the last (an idle worker's pickup),
     # on a session planning it for each claim and on the worker's claim session (generic
     # plans), taking turns; 5 rounds of 60 claims each.
-    sessions = {"custom plan per claim": "-c plan_cache_mode=force_custom_plan",
-                "claim session (generic plan)": CLAIM_SESSION}
+    sessions = {
+        "custom plan per claim": "-c plan_cache_mode=force_custom_plan",
+        "claim session (generic plan)": CLAIM_SESSION,
+    }
     conns = {k: psycopg.connect(url, autocommit=True, options=o) for k, o in sessions.items()}
     times: dict[str, list[float]] = {k: [] for k in conns}
     with psycopg.connect(url, autocommit=True) as producer:
@@ -185,32 +195,45 @@ def claim_plan(url: str) -> None:
                     times[label].append(time.perf_counter() - t0)
     for label, c in conns.items():
         c.close()
-        print(f"one-row claim after 20 ms idle, {label}: median"
-              f" {statistics.median(times[label]) * 1000:.3f} ms")
+        print(
+            f"one-row claim after 20 ms idle, {label}: median"
+            f" {statistics.median(times[label]) * 1000:.3f} ms"
+        )
 
 
 def claim_parts(url: str) -> None:
     full = Q.claim_tasks.sql
-    one_queue = full.replace("""
+    one_queue = full.replace(
+        """
     FROM unnest(%(queues)s::text[]) AS qn(queue)
-    CROSS JOIN LATERAL (""", """
-    FROM (""").replace("c.queue = qn.queue", "c.queue = (%(queues)s::text[])[1]")
-    unweighted = (re.sub(r"WITH lim AS MATERIALIZED \(.*?\n\)\n", "", one_queue, flags=re.S)
-                  .replace("AND (SELECT k FROM lim) > 0\n", "")
-                  .replace("LIMIT (SELECT k FROM lim)", "LIMIT %(slots)s::int"))
+    CROSS JOIN LATERAL (""",
+        """
+    FROM (""",
+    ).replace("c.queue = qn.queue", "c.queue = (%(queues)s::text[])[1]")
+    unweighted = (
+        re.sub(r"WITH lim AS MATERIALIZED \(.*?\n\)\n", "", one_queue, flags=re.S)
+        .replace("AND (SELECT k FROM lim) > 0\n", "")
+        .replace("LIMIT (SELECT k FROM lim)", "LIMIT %(slots)s::int")
+    )
     assert full != one_queue != unweighted and "lim)" not in unweighted
-    bare = ("UPDATE pgsched.tasks t SET status = 'running', attempts = t.attempts + 1,"
-            " version = t.version + 1, assigned_worker = 'w', started_at = now()"
-            " WHERE t.id = (SELECT c.id FROM pgsched.tasks c"
-            " WHERE c.status IN ('pending', 'retrying') AND c.queue = 'default'"
-            " AND c.run_at <= now() ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1"
-            " FOR UPDATE SKIP LOCKED) RETURNING t.*")
-    variants = {"the claim as it is": (full, CLAIM),
-                "one queue, no LATERAL": (one_queue, CLAIM),
-                "one queue, no weighted limit": (unweighted, CLAIM),
-                "bare one-row UPDATE claim": (bare, None)}
-    with psycopg.connect(url, autocommit=True) as producer, \
-            psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
+    bare = (
+        "UPDATE pgsched.tasks t SET status = 'running', attempts = t.attempts + 1,"
+        " version = t.version + 1, assigned_worker = 'w', started_at = now()"
+        " WHERE t.id = (SELECT c.id FROM pgsched.tasks c"
+        " WHERE c.status IN ('pending', 'retrying') AND c.queue = 'default'"
+        " AND c.run_at <= now() ORDER BY c.priority DESC, c.run_at, c.id LIMIT 1"
+        " FOR UPDATE SKIP LOCKED) RETURNING t.*"
+    )
+    variants = {
+        "the claim as it is": (full, CLAIM),
+        "one queue, no LATERAL": (one_queue, CLAIM),
+        "one queue, no weighted limit": (unweighted, CLAIM),
+        "bare one-row UPDATE claim": (bare, None),
+    }
+    with (
+        psycopg.connect(url, autocommit=True) as producer,
+        psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c,
+    ):
         producer.execute(CLAIM_WORKER)
         for gap in (0.0, 0.02):
             times: dict[str, list[float]] = {k: [] for k in variants}
@@ -225,8 +248,10 @@ def claim_parts(url: str) -> None:
                             times[label].append(time.perf_counter() - t0)
                         producer.execute("DELETE FROM pgsched.tasks")
             for label, t in times.items():
-                print(f"{gap * 1000:2.0f} ms idle before each, {label:30} median"
-                      f" {statistics.median(t) * 1000:.3f} ms")
+                print(
+                    f"{gap * 1000:2.0f} ms idle before each, {label:30} median"
+                    f" {statistics.median(t) * 1000:.3f} ms"
+                )
 
 
 def listen_claim(url: str) -> None:
@@ -238,8 +263,11 @@ def listen_claim(url: str) -> None:
         listening = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
         other = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
         listening.execute("LISTEN pgsched")
-        cells = {(what, conn_label): [] for what in ("SELECT 1", "one-row claim")
-                 for conn_label in ("listening connection", "another connection")}
+        cells = {
+            (what, conn_label): []
+            for what in ("SELECT 1", "one-row claim")
+            for conn_label in ("listening connection", "another connection")
+        }
         for _ in range(5):
             for (what, conn_label), times in cells.items():
                 c = listening if conn_label == "listening connection" else other
@@ -256,8 +284,10 @@ def listen_claim(url: str) -> None:
                     times.append(time.perf_counter() - t0)
                     producer.execute("DELETE FROM pgsched.tasks")
         for (what, conn_label), times in cells.items():
-            print(f"{what} right after a notification, on the {conn_label}: median"
-                  f" {statistics.median(times) * 1000:.3f} ms")
+            print(
+                f"{what} right after a notification, on the {conn_label}: median"
+                f" {statistics.median(times) * 1000:.3f} ms"
+            )
         listening.close()
         other.close()
 
@@ -273,8 +303,10 @@ def commit_idle(url: str) -> None:
                 t0 = time.perf_counter()
                 c.execute("UPDATE probe_x SET v = v + 1 WHERE id = 1", prepare=True)
                 ts.append(time.perf_counter() - t0)
-            print(f"one-row UPDATE commit, {gap * 1000:.0f} ms idle before each:"
-                  f" median {statistics.median(ts) * 1000:.3f} ms")
+            print(
+                f"one-row UPDATE commit, {gap * 1000:.0f} ms idle before each:"
+                f" median {statistics.median(ts) * 1000:.3f} ms"
+            )
 
 
 def submit_call(url: str) -> None:
@@ -286,7 +318,9 @@ def submit_call(url: str) -> None:
         "Client.submit via TaskSpec": lambda k: client.submit("noop", {"k": k}, timeout=None),
         "psycopg INSERT (task_type, payload)": lambda k: c.execute(
             "INSERT INTO pgsched.tasks (task_type, payload) VALUES (%s, %s) RETURNING id",
-            ("noop", psycopg.types.json.Jsonb({"k": k})), prepare=True).fetchone(),
+            ("noop", psycopg.types.json.Jsonb({"k": k})),
+            prepare=True,
+        ).fetchone(),
     }
     rates: dict[str, list[float]] = {name: [] for name in ways}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
@@ -302,9 +336,11 @@ def submit_call(url: str) -> None:
     base = rates["Client.submit via TaskSpec"]
     for name, r in rates.items():
         ratio = statistics.median(a / b for a, b in zip(r, base, strict=True))
-        print(f"{name:36} min/median/max {min(r):6.0f} {statistics.median(r):6.0f}"
-              f" {max(r):6.0f} calls/s ({ratio:.3f}x the TaskSpec path, median of the rounds);"
-              f" client CPU {statistics.median(cpu[name]):5.1f} µs/call")
+        print(
+            f"{name:36} min/median/max {min(r):6.0f} {statistics.median(r):6.0f}"
+            f" {max(r):6.0f} calls/s ({ratio:.3f}x the TaskSpec path, median of the rounds);"
+            f" client CPU {statistics.median(cpu[name]):5.1f} µs/call"
+        )
     c.close()
     client.close()
 
@@ -319,17 +355,25 @@ def insert_cost(server: EphemeralServer) -> None:
     migrate.upgrade(url)
     ladder = {  # label: (table, what its setup removes from the one above)
         "pgsched.tasks": ("pgsched.tasks", None),
-        "- insert trigger, foreign keys": ("probe_copy", "CREATE TABLE probe_copy"
-                                           " (LIKE pgsched.tasks INCLUDING ALL)"),
-        "- CHECK constraints": ("probe_nochecks", "CREATE TABLE probe_nochecks"
-                                " (LIKE pgsched.tasks INCLUDING ALL)"),
-        "- every index but the key": ("probe_keyonly", "CREATE TABLE probe_keyonly"
-                                      " (LIKE pgsched.tasks INCLUDING DEFAULTS"
-                                      " INCLUDING IDENTITY)"),
-        "bare (id, task_type, payload)": ("probe_bare", "CREATE TABLE probe_bare (id bigint"
-                                          " GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                                          " task_type text NOT NULL,"
-                                          " payload jsonb NOT NULL DEFAULT '{}')"),
+        "- insert trigger, foreign keys": (
+            "probe_copy",
+            "CREATE TABLE probe_copy (LIKE pgsched.tasks INCLUDING ALL)",
+        ),
+        "- CHECK constraints": (
+            "probe_nochecks",
+            "CREATE TABLE probe_nochecks (LIKE pgsched.tasks INCLUDING ALL)",
+        ),
+        "- every index but the key": (
+            "probe_keyonly",
+            "CREATE TABLE probe_keyonly (LIKE pgsched.tasks INCLUDING DEFAULTS INCLUDING IDENTITY)",
+        ),
+        "bare (id, task_type, payload)": (
+            "probe_bare",
+            "CREATE TABLE probe_bare (id bigint"
+            " GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+            " task_type text NOT NULL,"
+            " payload jsonb NOT NULL DEFAULT '{}')",
+        ),
     }
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -337,8 +381,10 @@ def insert_cost(server: EphemeralServer) -> None:
             if setup:
                 c.execute(setup)
         c.execute("ALTER TABLE probe_keyonly ADD PRIMARY KEY (id)")
-        for (name,) in c.execute("SELECT conname FROM pg_constraint WHERE contype = 'c'"
-                                 " AND conrelid = 'probe_nochecks'::regclass").fetchall():
+        for (name,) in c.execute(
+            "SELECT conname FROM pg_constraint WHERE contype = 'c'"
+            " AND conrelid = 'probe_nochecks'::regclass"
+        ).fetchall():
             c.execute(f"ALTER TABLE probe_nochecks DROP CONSTRAINT {name}")
         # Autocommit, taking turns in chunks of 20 (the order flips every round) for 30 s: a
         # machine stall lands in one chunk, and every table sees the same flush times.
@@ -356,17 +402,24 @@ def insert_cost(server: EphemeralServer) -> None:
         c.execute("SELECT pg_stat_statements_reset()")
         in_tx: dict[str, list[float]] = {label: [] for label in ladder}
         for rep in range(3):
-            for label in (list(ladder) if rep % 2 == 0 else list(ladder)[::-1]):
+            for label in list(ladder) if rep % 2 == 0 else list(ladder)[::-1]:
                 insert = f"INSERT INTO {ladder[label][0]} (task_type) VALUES ('noop');\n"
                 in_tx[label].append(
-                    _pgbench(server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50)
-        exec_us = {table: ms * 1000 for table, ms in c.execute(
-            "SELECT split_part(query, ' ', 3), sum(total_exec_time) / sum(calls)"
-            " FROM pg_stat_statements WHERE query LIKE 'INSERT INTO %' GROUP BY 1")}
+                    _pgbench(server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50
+                )
+        exec_us = {
+            table: ms * 1000
+            for table, ms in c.execute(
+                "SELECT split_part(query, ' ', 3), sum(total_exec_time) / sum(calls)"
+                " FROM pg_stat_statements WHERE query LIKE 'INSERT INTO %' GROUP BY 1"
+            )
+        }
     bare = auto["bare (id, task_type, payload)"]
-    print(f"one-row INSERT: autocommit via psycopg, {rnd} rounds (inserts/s over all chunks;"
-          " median per-round rate / bare's) | 50 per transaction via pgbench (us per insert) |"
-          " server execution (us)")
+    print(
+        f"one-row INSERT: autocommit via psycopg, {rnd} rounds (inserts/s over all chunks;"
+        " median per-round rate / bare's) | 50 per transaction via pgbench (us per insert) |"
+        " server execution (us)"
+    )
     for label, (table, _setup) in ladder.items():
         r, t = auto[label], statistics.median(in_tx[label])
         rate = len(r) * 20 / sum(20 / x for x in r)
@@ -393,8 +446,10 @@ def bulk(url: str) -> None:
                     finally:
                         client_module.SMALL_BATCH = saved
                     rates[path].append(n / (time.perf_counter() - t0))
-            print(f"submit_many, {size:,} per call, rows/s medians: "
-                  + ", ".join(f"{p} {statistics.median(r):,.0f}" for p, r in rates.items()))
+            print(
+                f"submit_many, {size:,} per call, rows/s medians: "
+                + ", ".join(f"{p} {statistics.median(r):,.0f}" for p, r in rates.items())
+            )
 
 
 VARIANTS = {
@@ -410,8 +465,9 @@ VARIANTS = {
 
 
 def _ctx(server: EphemeralServer) -> Ctx:
-    return Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"],
-               out=Path("/dev/null"))
+    return Ctx(
+        server=server, quick=False, run_id="probe", systems=["pgsched"], out=Path("/dev/null")
+    )
 
 
 def schema_ab(server: EphemeralServer) -> None:
@@ -436,8 +492,10 @@ def schema_ab(server: EphemeralServer) -> None:
             ctx.drop_db(url)
     for i, name in enumerate(VARIANTS):
         r = rates[i]
-        print(f"{name:40} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
-              f" {max(r):7.0f} tasks/s")
+        print(
+            f"{name:40} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
+            f" {max(r):7.0f} tasks/s"
+        )
 
 
 def claim_after_drain(server: EphemeralServer) -> None:
@@ -463,13 +521,14 @@ def claim_after_drain(server: EphemeralServer) -> None:
                     c.execute("VACUUM pgsched.tasks")
                 for _ in range(3):  # the first scan marks dead entries; report the third
                     c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
-                    text = "\n".join(r[0] for r in c.execute(
-                        f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})"))
-                pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)",
-                                  text, re.S)
+                    text = "\n".join(
+                        r[0] for r in c.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})")
+                    )
+                pages = re.search(
+                    r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)", text, re.S
+                )
                 ms = re.search(r"Execution Time: ([\d.]+)", text)
-                print(f"{label}, {when}: ready-index scan {pages[1]} pages,"
-                      f" claim {ms[1]} ms")
+                print(f"{label}, {when}: ready-index scan {pages[1]} pages, claim {ms[1]} ms")
         ctx.drop_db(url)
 
 
@@ -488,8 +547,9 @@ def vacuum_after_drain(server: EphemeralServer) -> None:
         with psycopg.connect(url, autocommit=True) as c:
             if label != "as migrated":
                 c.execute(f"ALTER TABLE pgsched.tasks RESET ({', '.join(AUTOVACUUM_KNOBS)})")
-            opts = c.execute("SELECT reloptions FROM pg_class"
-                             " WHERE oid = 'pgsched.tasks'::regclass").fetchone()[0]
+            opts = c.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = 'pgsched.tasks'::regclass"
+            ).fetchone()[0]
             c.execute(PENDING, (1_000_000,))
         adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
         with psycopg.connect(url, autocommit=True) as c:
@@ -503,14 +563,20 @@ def vacuum_after_drain(server: EphemeralServer) -> None:
             args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
             while time.monotonic() - t0 < 100:
                 c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
-                text = "\n".join(r[0] for r in c.execute(
-                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})"))
-                pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)",
-                                  text, re.S)
-                vacuums = c.execute("SELECT autovacuum_count FROM pg_stat_user_tables"
-                                    " WHERE relid = 'pgsched.tasks'::regclass").fetchone()[0]
-                print(f"  {time.monotonic() - t0:5.1f} s after the drain: ready-index scan"
-                      f" {pages[1] if pages else '?'} pages, autovacuum runs {vacuums}")
+                text = "\n".join(
+                    r[0] for r in c.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})")
+                )
+                pages = re.search(
+                    r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)", text, re.S
+                )
+                vacuums = c.execute(
+                    "SELECT autovacuum_count FROM pg_stat_user_tables"
+                    " WHERE relid = 'pgsched.tasks'::regclass"
+                ).fetchone()[0]
+                print(
+                    f"  {time.monotonic() - t0:5.1f} s after the drain: ready-index scan"
+                    f" {pages[1] if pages else '?'} pages, autovacuum runs {vacuums}"
+                )
                 time.sleep(5)
         ctx.drop_db(url)
 
@@ -532,8 +598,7 @@ def _cpu_by_kind(pids: list[int]) -> dict[str, float]:
 
 
 def trickle(server: EphemeralServer) -> None:
-    ctx = Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"],
-              out=Path(os.devnull))
+    ctx = Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"], out=Path(os.devnull))
     for gap, n in ((0.02, 300), (0.0, 3000)):
         runs = []
         for _ in range(4):
@@ -546,18 +611,26 @@ def trickle(server: EphemeralServer) -> None:
                 with psycopg.connect(url, autocommit=True) as c:
                     s0, w0, t0 = cpu_seconds(spids), cpu_seconds(wpids), time.perf_counter()
                     for _ in range(n):
-                        c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')",
-                                  prepare=True)
+                        c.execute(
+                            "INSERT INTO pgsched.tasks (task_type) VALUES ('noop')", prepare=True
+                        )
                         if gap:
                             time.sleep(gap)
                     wait_done(url, "pgsched", 60)
                     dt = time.perf_counter() - t0
-                    runs.append(((cpu_seconds(spids) - s0) / n * 1e6,
-                                 (cpu_seconds(wpids) - w0) / n * 1e6, n / dt))
+                    runs.append(
+                        (
+                            (cpu_seconds(spids) - s0) / n * 1e6,
+                            (cpu_seconds(wpids) - w0) / n * 1e6,
+                            n / dt,
+                        )
+                    )
             ctx.drop_db(url)
         med = [statistics.median(r[i] for r in runs) for i in range(3)]
-        print(f"{n} tasks {gap * 1000:.0f} ms apart: Postgres {med[0]:.0f} us and worker"
-              f" {med[1]:.0f} us of CPU per task, {med[2]:.0f} tasks/s (medians of 4)")
+        print(
+            f"{n} tasks {gap * 1000:.0f} ms apart: Postgres {med[0]:.0f} us and worker"
+            f" {med[1]:.0f} us of CPU per task, {med[2]:.0f} tasks/s (medians of 4)"
+        )
 
 
 def idle_fleet(server: EphemeralServer) -> None:
@@ -583,8 +656,11 @@ def idle_fleet(server: EphemeralServer) -> None:
                 after, dt = _cpu_by_kind(pids), time.monotonic() - t0
                 use = {k: (v - before.get(k, 0.0)) / dt * 100 for k, v in after.items()}
                 top = sorted(use.items(), key=lambda kv: -kv[1])[:3]
-                print(f"window {window}: Postgres {sum(use.values()):.2f}% of a core ("
-                      + ", ".join(f"{k} {v:.2f}%" for k, v in top) + ")")
+                print(
+                    f"window {window}: Postgres {sum(use.values()):.2f}% of a core ("
+                    + ", ".join(f"{k} {v:.2f}%" for k, v in top)
+                    + ")"
+                )
                 for calls, ms, q in c.execute(
                         "SELECT calls, round(total_exec_time::numeric, 1),"
                         " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
@@ -600,25 +676,31 @@ def idle_fleet(server: EphemeralServer) -> None:
 
 def commit_cost(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("INSERT INTO pgsched.workers (name, host, pid)"
-                  " SELECT 'w' || g, 'h', g FROM generate_series(1, 100) g")
+        c.execute(
+            "INSERT INTO pgsched.workers (name, host, pid)"
+            " SELECT 'w' || g, 'h', g FROM generate_series(1, 100) g"
+        )
         ids = [r[0] for r in c.execute("SELECT id FROM pgsched.workers ORDER BY id")]
         backend = c.execute("SELECT pg_backend_pid()").fetchone()[0]
 
         def beat(i: int) -> None:
-            heartbeat.beat(c, ids[i % 100], cpu=1.0, memory=2.0, running=0, capacity=1,
-                           heartbeat_timeout=15.0)
+            heartbeat.beat(
+                c, ids[i % 100], cpu=1.0, memory=2.0, running=0, capacity=1, heartbeat_timeout=15.0
+            )
 
         def durable_beat(i: int) -> None:  # the heartbeat with its commit waiting for the flush
             with c.transaction():
                 beat(i)
                 c.execute("SET LOCAL synchronous_commit = on")
 
-        runs = {"heartbeat (as shipped: no flush wait)": beat,
-                "heartbeat, durable commit": durable_beat,
-                "SELECT 1": lambda i: c.execute("SELECT 1"),
-                "one-row UPDATE, durable commit": lambda i: c.execute(
-                    "UPDATE pgsched.workers SET cpu_usage = %s WHERE id = %s", (i % 7, ids[0]))}
+        runs = {
+            "heartbeat (as shipped: no flush wait)": beat,
+            "heartbeat, durable commit": durable_beat,
+            "SELECT 1": lambda i: c.execute("SELECT 1"),
+            "one-row UPDATE, durable commit": lambda i: c.execute(
+                "UPDATE pgsched.workers SET cpu_usage = %s WHERE id = %s", (i % 7, ids[0])
+            ),
+        }
         per: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(3):
             for name, f in runs.items():
@@ -630,24 +712,39 @@ def commit_cost(url: str) -> None:
                     time.sleep(0.02)
                 per[name].append((cpu_seconds([backend]) - c0) / k * 1e6)
         for name, us in per.items():
-            print(f"{name:40} backend CPU per statement, min/median/max"
-                  f" {min(us):4.0f} {statistics.median(us):4.0f} {max(us):4.0f} us")
+            print(
+                f"{name:40} backend CPU per statement, min/median/max"
+                f" {min(us):4.0f} {statistics.median(us):4.0f} {max(us):4.0f} us"
+            )
 
 
 # sql-ceiling: pgsched's statements run by PL/pgSQL functions that pgbench calls, with the values
 # the worker would send written in. The claim keeps its plan for the session (generic, as on the
 # worker's claim connection), the completion is planned per call (as on the completers').
 _CEILING_BATCH = 500
-_CLAIM_VALUES = {"worker": "'w' || cid", "queues": "'{default}'", "task_types": "'{noop}'",
-                 "slots": str(_CEILING_BATCH), "weighted": "false", "cpu_ceiling": "95",
-                 "memory_ceiling": "95", "heartbeat_timeout": "15", "now": "NULL"}
-_COMPLETE_VALUES = {"worker": "'w' || cid", "now": "NULL", "ids": "ids", "versions": "vers",
-                    "statuses": "array_fill('succeeded'::text, ARRAY[n])",
-                    "outcomes": "array_fill('success'::text, ARRAY[n])",
-                    "results": "array_fill(NULL::jsonb, ARRAY[n])",
-                    "errors": "array_fill(NULL::text, ARRAY[n])",
-                    "delays": "array_fill(0::float8, ARRAY[n])",
-                    "durations": "array_fill(0.01::float8, ARRAY[n])"}
+_CLAIM_VALUES = {
+    "worker": "'w' || cid",
+    "queues": "'{default}'",
+    "task_types": "'{noop}'",
+    "slots": str(_CEILING_BATCH),
+    "weighted": "false",
+    "cpu_ceiling": "95",
+    "memory_ceiling": "95",
+    "heartbeat_timeout": "15",
+    "now": "NULL",
+}
+_COMPLETE_VALUES = {
+    "worker": "'w' || cid",
+    "now": "NULL",
+    "ids": "ids",
+    "versions": "vers",
+    "statuses": "array_fill('succeeded'::text, ARRAY[n])",
+    "outcomes": "array_fill('success'::text, ARRAY[n])",
+    "results": "array_fill(NULL::jsonb, ARRAY[n])",
+    "errors": "array_fill(NULL::text, ARRAY[n])",
+    "delays": "array_fill(0::float8, ARRAY[n])",
+    "durations": "array_fill(0.01::float8, ARRAY[n])",
+}
 
 
 def _written_in(query: str, values: dict[str, str]) -> str:
@@ -658,7 +755,8 @@ def _written_in(query: str, values: dict[str, str]) -> str:
 def _ceiling_functions() -> str:
     claim = _written_in(Q.claim_tasks.sql, _CLAIM_VALUES)
     complete = _written_in(Q.complete_tasks.sql, _COMPLETE_VALUES).replace(
-        "SELECT id FROM done", "SELECT count(*) INTO k FROM done")
+        "SELECT id FROM done", "SELECT count(*) INTO k FROM done"
+    )
     return f"""
 CREATE FUNCTION probe_claim(cid int) RETURNS int LANGUAGE plpgsql AS $f$
 DECLARE ids bigint[]; vers bigint[];
@@ -686,10 +784,29 @@ def _pgbench(server: EphemeralServer, url: str, script: str, clients: int, secon
     path.parent.mkdir(exist_ok=True)
     path.write_text(script)
     out = subprocess.run(
-        [str(server.bin_dir / "pgbench"), "-n", "-f", str(path), "-c", str(clients),
-         "-j", str(clients), "-T", str(seconds), "-h", "127.0.0.1", "-p", str(server.port),
-         "-U", "postgres", url.rsplit("/", 1)[1]],
-        capture_output=True, text=True, check=False)
+        [
+            str(server.bin_dir / "pgbench"),
+            "-n",
+            "-f",
+            str(path),
+            "-c",
+            str(clients),
+            "-j",
+            str(clients),
+            "-T",
+            str(seconds),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            "postgres",
+            url.rsplit("/", 1)[1],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     m = re.search(r"tps = ([\d.]+)", out.stdout)
     if m is None:
         raise RuntimeError(f"pgbench: {out.stdout}{out.stderr}")
@@ -704,21 +821,32 @@ def sql_ceiling(server: EphemeralServer) -> None:
     migrate.upgrade(seed)
     with psycopg.connect(seed, autocommit=True) as c:
         c.execute(_ceiling_functions())
-        c.execute("INSERT INTO pgsched.workers (name, host, pid, max_task_capacity)"
-                  " VALUES ('w0', 'h', 1, 500), ('w1', 'h', 2, 500)")
-        c.execute("INSERT INTO pgsched.tasks (task_type) SELECT 'noop'"
-                  " FROM generate_series(1, 600000)")
-        c.execute("CREATE TABLE q (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                  " payload jsonb NOT NULL DEFAULT '{}')")
+        c.execute(
+            "INSERT INTO pgsched.workers (name, host, pid, max_task_capacity)"
+            " VALUES ('w0', 'h', 1, 500), ('w1', 'h', 2, 500)"
+        )
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 600000)"
+        )
+        c.execute(
+            "CREATE TABLE q (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+            " payload jsonb NOT NULL DEFAULT '{}')"
+        )
         c.execute("INSERT INTO q (payload) SELECT '{}' FROM generate_series(1, 2000000)")
-        c.execute("CREATE TABLE bare (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                  " task_type text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')")
+        c.execute(
+            "CREATE TABLE bare (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+            " task_type text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')"
+        )
         c.execute("VACUUM ANALYZE")
     drain_sql = "SELECT probe_claim(:client_id);\nSELECT probe_complete(:client_id);\n"
-    delete_sql = ("DELETE FROM q WHERE id = ANY(ARRAY(SELECT id FROM q ORDER BY id"
-                  f" LIMIT {_CEILING_BATCH} FOR UPDATE SKIP LOCKED));\n")
-    insert_sql = ("INSERT INTO {} (task_type, payload) SELECT 'noop', jsonb_build_object('k', g)"
-                  " FROM generate_series(1, 1000) g;\n")
+    delete_sql = (
+        "DELETE FROM q WHERE id = ANY(ARRAY(SELECT id FROM q ORDER BY id"
+        f" LIMIT {_CEILING_BATCH} FOR UPDATE SKIP LOCKED));\n"
+    )
+    insert_sql = (
+        "INSERT INTO {} (task_type, payload) SELECT 'noop', jsonb_build_object('k', g)"
+        " FROM generate_series(1, 1000) g;\n"
+    )
     cells = {  # name: (script, connections, rows per pgbench transaction)
         "pgsched claim + completion, 1 connection": (drain_sql, 1, _CEILING_BATCH),
         "pgsched claim + completion, 2 connections": (drain_sql, 2, _CEILING_BATCH),
@@ -729,7 +857,7 @@ def sql_ceiling(server: EphemeralServer) -> None:
     }
     rates: dict[str, list[float]] = {name: [] for name in cells}
     for rep in range(3):
-        for name in (list(cells) if rep % 2 == 0 else list(cells)[::-1]):
+        for name in list(cells) if rep % 2 == 0 else list(cells)[::-1]:
             script, clients, rows = cells[name]
             url = ctx.copy_db("ceiling_seed", "run")
             with psycopg.connect(url, autocommit=True) as c:
@@ -737,18 +865,25 @@ def sql_ceiling(server: EphemeralServer) -> None:
             rates[name].append(_pgbench(server, url, script, clients, 3) * rows)
             ctx.drop_db(url)
     for name, r in rates.items():
-        print(f"{name:44} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
-              f" {max(r):7.0f} rows/s")
+        print(
+            f"{name:44} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
+            f" {max(r):7.0f} rows/s"
+        )
 
 
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
           "claim-parts": claim_parts,
           "commit-idle": commit_idle,
           "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call}  # fmt: skip
-ON_SERVER = {"schema-ab": schema_ab, "claim-after-drain": claim_after_drain,
-             "vacuum-after-drain": vacuum_after_drain, "sql-ceiling": sql_ceiling,
-             "insert-cost": insert_cost, "trickle": trickle,
-             "idle-fleet": idle_fleet}
+ON_SERVER = {
+    "schema-ab": schema_ab,
+    "claim-after-drain": claim_after_drain,
+    "vacuum-after-drain": vacuum_after_drain,
+    "sql-ceiling": sql_ceiling,
+    "insert-cost": insert_cost,
+    "trickle": trickle,
+    "idle-fleet": idle_fleet,
+}
 
 
 def main() -> None:

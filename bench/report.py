@@ -187,14 +187,23 @@ def targets(m: dict) -> list[str]:
             )
         )
     ratio_row("C steady (1 call per task) ≥ every peer", "C", "steady_b1_completed", 1.0)
-    bound_row("C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)",
-              g("C", "pgsched", "steady_b1_backlog"), 1000, "tasks")
+    bound_row(
+        "C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)",
+        g("C", "pgsched", "steady_b1_backlog"),
+        1000,
+        "tasks",
+    )
     # The target row is for one call per task; batches of 100 are measured and shown.
     ratio_row("C steady (batch 100) ≥ every peer", "C", "steady_b100_completed", 1.0)
     bl = g("C", "pgsched", "steady_b100_backlog")
     if bl is not None:
-        rows.append(("C steady (batch 100) backlog (the issue's target is for 1 call per task)",
-                     f"{fmt(bl, 'tasks')} tasks", "–"))
+        rows.append(
+            (
+                "C steady (batch 100) backlog (the issue's target is for 1 call per task)",
+                f"{fmt(bl, 'tasks')} tasks",
+                "–",
+            )
+        )
     ratio_row("D p50 ≤ best peer", "D", "latency_api_p50", 1.0, lowest=True)
     bound_row("D p99 ≤ 10 ms (Python API)", g("D", "pgsched", "latency_api_p99"), 10, "ms")
     bound_row("D p99 ≤ 10 ms (plain SQL INSERT)", g("D", "pgsched", "latency_sql_p99"), 10, "ms")

@@ -95,15 +95,19 @@ def run_shell(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str
                 break
         out.seek(0)
         err.seek(0)
-        result = {"exit_code": proc.returncode, "stdout": _tail(out.read()),
-                  "stderr": _tail(err.read())}
+        result = {
+            "exit_code": proc.returncode,
+            "stdout": _tail(out.read()),
+            "stderr": _tail(err.read()),
+        }
     if timed_out:
         raise TaskTimeout(f"shell: command timed out after {p.timeout}s")
     if stop.is_set():
         return result
     if proc.returncode != 0:
-        raise FailedWithResult(f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}",
-                          result)
+        raise FailedWithResult(
+            f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
+        )
     return result
 
 

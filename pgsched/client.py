@@ -83,8 +83,11 @@ class _OneInsert:
                 values.append(str(v).encode())
         with self.conn.lock:
             pg = self.conn.pgconn
-            res = (pg.exec_prepared(self.name, values) if self.name is not None
-                   else pg.exec_params(self.sql, values))
+            res = (
+                pg.exec_prepared(self.name, values)
+                if self.name is not None
+                else pg.exec_params(self.sql, values)
+            )
         self._check(res, pq.ExecStatus.TUPLES_OK)
         return int(res.get_value(0, 0))  # type: ignore[arg-type]
 
@@ -227,8 +230,13 @@ class Client:
             payload = {}
         if not fits_common(task_type, payload, queue, priority, max_attempts):
             return None
-        return {"task_type": task_type, "payload": payload, "queue": queue,
-                "priority": priority, "max_attempts": max_attempts}
+        return {
+            "task_type": task_type,
+            "payload": payload,
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+        }
 
     def submit_spec(
         self, spec: TaskSpec, *, conn: psycopg.Connection | None = None
@@ -271,9 +279,11 @@ class Client:
         if any(s.delay for s in specs):
             raise ValidationError("delay: submit_many takes run_at, not delay", "delay")
         if not any(s.idempotency_key for s in specs):
-            if (len(specs) < SMALL_BATCH and (conn is None or conn.autocommit)
-                    and not any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap
-                                for s in specs)):
+            if (
+                len(specs) < SMALL_BATCH
+                and (conn is None or conn.autocommit)
+                and not any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap for s in specs)
+            ):
                 return self._insert_small(specs, conn)
             return self._copy_many(specs, conn)
         params = {
@@ -311,8 +321,9 @@ class Client:
         statement whatever the size. Ids in payload order."""
         for name in ("key", "delay"):
             if name in options:
-                raise ValidationError(f"{name}: submit_batch takes no {name}; use submit_many",
-                                      name)
+                raise ValidationError(
+                    f"{name}: submit_batch takes no {name}; use submit_many", name
+                )
         shared = self.spec(task_type, **options)
         payloads = [{} if p is None else p for p in payloads]
         for i, p in enumerate(payloads):
@@ -320,17 +331,20 @@ class Client:
         if not payloads:
             return []
         with self._use(conn) as c:
-            rows = Q.submit_tasks_batch.run(c.cursor(row_factory=tuple_row), {
-                "task_type": shared.task_type,
-                "payloads": Jsonb(payloads),
-                "queue": shared.queue,
-                "priority": shared.priority,
-                "run_at": shared.run_at,
-                "max_attempts": shared.max_attempts,
-                "timeout": shared.timeout,
-                "backoff_base": shared.backoff_base,
-                "backoff_cap": shared.backoff_cap,
-            })
+            rows = Q.submit_tasks_batch.run(
+                c.cursor(row_factory=tuple_row),
+                {
+                    "task_type": shared.task_type,
+                    "payloads": Jsonb(payloads),
+                    "queue": shared.queue,
+                    "priority": shared.priority,
+                    "run_at": shared.run_at,
+                    "max_attempts": shared.max_attempts,
+                    "timeout": shared.timeout,
+                    "backoff_base": shared.backoff_base,
+                    "backoff_cap": shared.backoff_cap,
+                },
+            )
             if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
                 Q.end_bulk_notified.run(c)
         return sorted(r[0] for r in rows)
@@ -338,37 +352,56 @@ class Client:
     def _insert_small(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
         """A small plain batch in one autocommit statement (fewer round trips than COPY)."""
         with self._use(conn) as c:
-            rows = Q.submit_tasks_small.run(c, {
-                "task_types": [s.task_type for s in specs],
-                "payloads": Jsonb([s.payload for s in specs]),
-                "queues": [s.queue for s in specs],
-                "priorities": [s.priority for s in specs],
-                "max_attempts": [s.max_attempts for s in specs],
-            })
+            rows = Q.submit_tasks_small.run(
+                c,
+                {
+                    "task_types": [s.task_type for s in specs],
+                    "payloads": Jsonb([s.payload for s in specs]),
+                    "queues": [s.queue for s in specs],
+                    "priorities": [s.priority for s in specs],
+                    "max_attempts": [s.max_attempts for s in specs],
+                },
+            )
         return sorted(_tuple(r)[0] for r in rows)
 
     def _copy_many(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
         """Without keys nothing can conflict: reserve the ids, then COPY (the fastest way in)."""
-        with self._use(conn) as c, (c.transaction() if c.autocommit
-                                    else contextlib.nullcontext()):
+        with self._use(conn) as c, c.transaction() if c.autocommit else contextlib.nullcontext():
             # In the caller's transaction as it is: a transaction() block on a connection
             # idle in non-autocommit mode would commit the caller's work.
             reserved = Q.reserve_task_ids.run(
                 c.cursor(row_factory=tuple_row),
-                {"n": len(specs), "queues": list({s.queue for s in specs})})
+                {"n": len(specs), "queues": list({s.queue for s in specs})},
+            )
             ids = [r[0] for r in reserved]
             now = reserved[0][1]
             if any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap for s in specs):
-                Q.copy_tasks.run(c, [
-                    (i, s.task_type, Jsonb(s.payload), s.queue, s.priority, s.run_at or now,
-                     s.max_attempts, s.timeout, s.backoff_base, s.backoff_cap)
-                    for i, s in zip(ids, specs, strict=True)
-                ])
+                Q.copy_tasks.run(
+                    c,
+                    [
+                        (
+                            i,
+                            s.task_type,
+                            Jsonb(s.payload),
+                            s.queue,
+                            s.priority,
+                            s.run_at or now,
+                            s.max_attempts,
+                            s.timeout,
+                            s.backoff_base,
+                            s.backoff_cap,
+                        )
+                        for i, s in zip(ids, specs, strict=True)
+                    ],
+                )
             else:
-                Q.copy_tasks_plain.run(c, [
-                    (i, s.task_type, Jsonb(s.payload), s.queue, s.priority, s.max_attempts)
-                    for i, s in zip(ids, specs, strict=True)
-                ])
+                Q.copy_tasks_plain.run(
+                    c,
+                    [
+                        (i, s.task_type, Jsonb(s.payload), s.queue, s.priority, s.max_attempts)
+                        for i, s in zip(ids, specs, strict=True)
+                    ],
+                )
             if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
                 Q.end_bulk_notified.run(c)
         return ids

@@ -63,7 +63,9 @@ class Settings(BaseModel):
         500, ge=1, le=10000, description="Most tasks one claim takes (capped by free slots)"
     )
     cpu_ceiling: float = Field(
-        95.0, gt=0, le=100,
+        95.0,
+        gt=0,
+        le=100,
         description="Percent of the host's CPU used by other processes (not the worker's own "
         "tasks) above which a worker claims nothing",
     )

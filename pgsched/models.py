@@ -86,17 +86,22 @@ def check_payload(v: Any, name: str = "payload") -> None:
         raise ValidationError(f"{name}: {PAYLOAD_NUL}", "payload")
 
 
-def fits_common(
-    task_type: Any, payload: Any, queue: Any, priority: Any, max_attempts: Any
-) -> bool:
+def fits_common(task_type: Any, payload: Any, queue: Any, priority: Any, max_attempts: Any) -> bool:
     """True when TaskSpec would take these values exactly as they are (the exact types, within
     its limits, no NUL), so Client.submit may skip building one."""
-    return (type(task_type) is str and 0 < len(task_type) <= TASK_TYPE_MAX
-            and "\x00" not in task_type
-            and type(queue) is str and 0 < len(queue) <= QUEUE_MAX and "\x00" not in queue
-            and type(priority) is int and PRIORITY_MIN <= priority <= PRIORITY_MAX
-            and type(max_attempts) is int and 1 <= max_attempts <= MAX_ATTEMPTS_MAX
-            and not has_nul(payload))
+    return (
+        type(task_type) is str
+        and 0 < len(task_type) <= TASK_TYPE_MAX
+        and "\x00" not in task_type
+        and type(queue) is str
+        and 0 < len(queue) <= QUEUE_MAX
+        and "\x00" not in queue
+        and type(priority) is int
+        and PRIORITY_MIN <= priority <= PRIORITY_MAX
+        and type(max_attempts) is int
+        and 1 <= max_attempts <= MAX_ATTEMPTS_MAX
+        and not has_nul(payload)
+    )
 
 
 def has_nul(v: Any) -> bool:

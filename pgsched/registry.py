@@ -81,8 +81,11 @@ class Registry:
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
             raise ValueError(f"max_attempts: must be between 1 and {MAX_ATTEMPTS_MAX}")
-        for label, v in (("backoff_base", backoff_base), ("backoff_cap", backoff_cap),
-                         ("timeout", timeout)):
+        for label, v in (
+            ("backoff_base", backoff_base),
+            ("backoff_cap", backoff_cap),
+            ("timeout", timeout),
+        ):
             if v is not None and v <= 0:
                 raise ValueError(f"{label}: must be positive")
 

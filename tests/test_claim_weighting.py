@@ -42,18 +42,21 @@ def model(me: dict, peers: list[dict], slots: int, weighted: bool) -> int:
     mine = headroom(me)
     if mine <= 0:
         return 0
-    live = [headroom(p) for p in [me, *peers] if p["status"] == "active"
-            and "default" in p["queues"] and not p["full"] and not p["stale"]]
+    live = [
+        headroom(p)
+        for p in [me, *peers]
+        if p["status"] == "active" and "default" in p["queues"] and not p["full"] and not p["stale"]
+    ]
     best = max(live) if live else mine
     # The headrooms are stored as `real`; the share itself is computed in double precision.
     return max(1, math.floor(slots * mine / max(best, mine)))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(me=peer, peers=st.lists(peer, max_size=4), slots=st.integers(1, 40),
-       weighted=st.booleans())
-def test_claim_takes_the_weighted_share(conn: psycopg.Connection, me: dict, peers: list[dict],
-                                        slots: int, weighted: bool) -> None:
+@given(me=peer, peers=st.lists(peer, max_size=4), slots=st.integers(1, 40), weighted=st.booleans())
+def test_claim_takes_the_weighted_share(
+    conn: psycopg.Connection, me: dict, peers: list[dict], slots: int, weighted: bool
+) -> None:
     me = me | {"queues": ["default"], "full": False, "stale": False}
     with conn.transaction(force_rollback=True):
         for i, w in enumerate([me, *peers]):
@@ -61,12 +64,31 @@ def test_claim_takes_the_weighted_share(conn: psycopg.Connection, me: dict, peer
                 "INSERT INTO pgsched.workers (name, host, pid, status, queues, cpu_usage,"
                 " memory_usage, current_task_count, max_task_capacity, last_heartbeat)"
                 " VALUES (%s, 'h', 1, %s, %s, %s, %s, %s, 10, now() - %s::interval)",
-                (f"w{i}", w["status"], w["queues"], w["cpu"], w["mem"], 10 if w["full"] else 0,
-                 "1 minute" if w["stale"] else "1 second"))
-        conn.execute("INSERT INTO pgsched.tasks (task_type) SELECT 'noop'"
-                     " FROM generate_series(1, 50)")
-        rows = Q.claim_tasks.run(conn, {
-            "worker": "w0", "queues": ["default"], "task_types": ["noop"], "slots": slots,
-            "weighted": weighted, "cpu_ceiling": CEIL, "memory_ceiling": CEIL,
-            "heartbeat_timeout": 15.0, "now": None})
+                (
+                    f"w{i}",
+                    w["status"],
+                    w["queues"],
+                    w["cpu"],
+                    w["mem"],
+                    10 if w["full"] else 0,
+                    "1 minute" if w["stale"] else "1 second",
+                ),
+            )
+        conn.execute(
+            "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50)"
+        )
+        rows = Q.claim_tasks.run(
+            conn,
+            {
+                "worker": "w0",
+                "queues": ["default"],
+                "task_types": ["noop"],
+                "slots": slots,
+                "weighted": weighted,
+                "cpu_ceiling": CEIL,
+                "memory_ceiling": CEIL,
+                "heartbeat_timeout": 15.0,
+                "now": None,
+            },
+        )
         assert len(rows) == model(me, peers, slots, weighted)

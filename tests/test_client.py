@@ -66,8 +66,20 @@ def test_delay_moves_run_at(client: Client) -> None:
     assert t["run_at"] < datetime.now(UTC) + timedelta(hours=2, seconds=5)
 
 
-COLUMNS = ("task_type", "payload", "queue", "priority", "max_attempts", "status", "attempts",
-           "timeout", "idempotency_key", "backoff_base", "backoff_cap", "version")
+COLUMNS = (
+    "task_type",
+    "payload",
+    "queue",
+    "priority",
+    "max_attempts",
+    "status",
+    "attempts",
+    "timeout",
+    "idempotency_key",
+    "backoff_base",
+    "backoff_cap",
+    "version",
+)
 
 
 @pytest.mark.parametrize(
@@ -314,13 +326,17 @@ def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) 
 
     at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     plain = client.submit_many([client.spec("p", {"i": i}, priority=i) for i in range(5)])
-    timed = client.submit_many([
-        client.spec("t", {"i": 0}, run_at=at, timeout=timedelta(seconds=30)),
-        client.spec("t", {"i": 1}),
-    ])
+    timed = client.submit_many(
+        [
+            client.spec("t", {"i": 0}, run_at=at, timeout=timedelta(seconds=30)),
+            client.spec("t", {"i": 1}),
+        ]
+    )
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT id, payload->>'i', priority, run_at <= now(), run_at, timeout "
-                         "FROM pgsched.tasks ORDER BY id").fetchall()
+        rows = c.execute(
+            "SELECT id, payload->>'i', priority, run_at <= now(), run_at, timeout "
+            "FROM pgsched.tasks ORDER BY id"
+        ).fetchall()
     by_id = {r[0]: r for r in rows}
     assert [by_id[i][1] for i in plain] == ["0", "1", "2", "3", "4"]
     assert [by_id[i][2] for i in plain] == [0, 1, 2, 3, 4]
@@ -340,11 +356,18 @@ def test_submit_many_notifies_each_queue_once_at_commit(
     n = 1000
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
-        ids = client.submit_many([client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2",
-                                              priority=i % 7) for i in range(n)])
+        ids = client.submit_many(
+            [
+                client.spec("noop", {"i": i}, queue="q1" if i % 3 else "q2", priority=i % 7)
+                for i in range(n)
+            ]
+        )
         got = sorted(n.payload for n in listener.notifies(timeout=0.5))
-        rows = dict(listener.execute("SELECT id, (payload->>'i')::int * 10 + priority"
-                                     " FROM pgsched.tasks").fetchall())
+        rows = dict(
+            listener.execute(
+                "SELECT id, (payload->>'i')::int * 10 + priority FROM pgsched.tasks"
+            ).fetchall()
+        )
     assert got == ["q1", "q2"]
     assert [rows[i] for i in ids] == [i * 10 + i % 7 for i in range(n)]
     assert ids == sorted(ids)
@@ -364,14 +387,23 @@ def test_inserts_after_submit_many_in_the_callers_transaction_still_notify(
     assert got == ["bulk", "later", "viasubmit"]
 
 
-PAYLOADS = [{"s": 'quote " backslash \\ brace } comma ,'}, "a bare string", [1, [2, {}]],
-            {"u": "é € 😀", "n": None}, 3.5, True, {}]
+PAYLOADS = [
+    {"s": 'quote " backslash \\ brace } comma ,'},
+    "a bare string",
+    [1, [2, {}]],
+    {"u": "é € 😀", "n": None},
+    3.5,
+    True,
+    {},
+]
 
 
 @pytest.mark.parametrize("keyed", [False, True])  # one JSON array through either statement
 def test_submit_many_payloads_arrive_as_sent(client: Client, dsn: str, keyed: bool) -> None:
-    specs = [client.spec("noop", p, **({"key": f"k{i}"} if keyed else {}))
-             for i, p in enumerate(PAYLOADS)]
+    specs = [
+        client.spec("noop", p, **({"key": f"k{i}"} if keyed else {}))
+        for i, p in enumerate(PAYLOADS)
+    ]
     ids = client.submit_many(specs)
     with psycopg.connect(dsn, autocommit=True) as c:
         got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
@@ -384,12 +416,14 @@ def test_submit_batch_shares_the_options_and_keeps_the_order(
 ) -> None:
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
-        ids = client.submit_batch("resize", [{"i": i} for i in range(n)], queue="img",
-                                  priority=4, max_attempts=7)
+        ids = client.submit_batch(
+            "resize", [{"i": i} for i in range(n)], queue="img", priority=4, max_attempts=7
+        )
         got = [n.payload for n in listener.notifies(timeout=0.5)]
         rows = listener.execute(
             "SELECT id, payload, task_type, queue, priority, max_attempts, status"
-            " FROM pgsched.tasks ORDER BY id").fetchall()
+            " FROM pgsched.tasks ORDER BY id"
+        ).fetchall()
     assert got == ["img"]
     assert ids == [r[0] for r in rows]
     assert [r[1] for r in rows] == [{"i": i} for i in range(n)]
@@ -399,10 +433,13 @@ def test_submit_batch_shares_the_options_and_keeps_the_order(
 def test_submit_batch_takes_the_timed_options(client: Client, conn: psycopg.Connection) -> None:
     at = datetime(2031, 1, 1, tzinfo=UTC)
     ids = client.submit_batch("noop", [None, {"a": 1}], run_at=at, timeout=timedelta(seconds=9))
-    rows = conn.execute("SELECT id, payload, run_at, timeout FROM pgsched.tasks ORDER BY id"
-                        ).fetchall()
-    assert rows == [(ids[0], {}, at, timedelta(seconds=9)), (ids[1], {"a": 1}, at,
-                                                               timedelta(seconds=9))]
+    rows = conn.execute(
+        "SELECT id, payload, run_at, timeout FROM pgsched.tasks ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        (ids[0], {}, at, timedelta(seconds=9)),
+        (ids[1], {"a": 1}, at, timedelta(seconds=9)),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -418,8 +455,12 @@ def test_submit_batch_takes_the_timed_options(client: Client, conn: psycopg.Conn
     ],
 )
 def test_submit_batch_refuses_bad_input_and_writes_nothing(
-    client: Client, conn: psycopg.Connection, task_type: str, payloads: list, options: dict,
-    field: str
+    client: Client,
+    conn: psycopg.Connection,
+    task_type: str,
+    payloads: list,
+    options: dict,
+    field: str,
 ) -> None:
     with pytest.raises(ValidationError) as info:
         client.submit_batch(task_type, payloads, **options)
@@ -445,24 +486,31 @@ def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> No
     assert got == ["bulk", "later"]
 
 
-def test_submit_on_its_own_connection_prepares_once(client: Client,
-                                                    conn: psycopg.Connection) -> None:
+def test_submit_on_its_own_connection_prepares_once(
+    client: Client, conn: psycopg.Connection
+) -> None:
     """Client.submit's common case goes through one statement prepared on the client's
     connection (client._OneInsert) and stores what it was given."""
     payload = {"s": "naïve ☃ \\ \" '", "n": [1, 2.5, None, True], "d": {"x": {}}}
-    ids = [client.submit("noop", payload, queue="q2", priority=-7, max_attempts=9)
-           for _ in range(8)]
-    row = conn.execute("SELECT task_type, payload, queue, priority, max_attempts, status"
-                       " FROM pgsched.tasks WHERE id = %s", (ids[-1],)).fetchone()
+    ids = [
+        client.submit("noop", payload, queue="q2", priority=-7, max_attempts=9) for _ in range(8)
+    ]
+    row = conn.execute(
+        "SELECT task_type, payload, queue, priority, max_attempts, status"
+        " FROM pgsched.tasks WHERE id = %s",
+        (ids[-1],),
+    ).fetchone()
     assert row == ("noop", payload, "q2", -7, 9, "pending")
     assert len(set(ids)) == 8
-    names = [r["name"] for r in client._connection().execute(
-        "SELECT name FROM pg_prepared_statements")]
+    names = [
+        r["name"] for r in client._connection().execute("SELECT name FROM pg_prepared_statements")
+    ]
     assert names == ["pgsched_submit_common"]
 
 
-def test_submit_errors_come_back_as_psycopg_raises_them(client: Client,
-                                                        conn: psycopg.Connection) -> None:
+def test_submit_errors_come_back_as_psycopg_raises_them(
+    client: Client, conn: psycopg.Connection
+) -> None:
     conn.execute("ALTER TABLE pgsched.tasks ADD CONSTRAINT no_bad CHECK (task_type <> 'bad')")
     client.submit("noop")
     with pytest.raises(psycopg.errors.CheckViolation) as e:
@@ -484,8 +532,7 @@ def test_submit_after_its_connection_was_lost(client: Client, conn: psycopg.Conn
     assert client._connection().info.backend_pid != pid
 
 
-def test_submit_uses_the_connections_json_dumps(client: Client,
-                                                conn: psycopg.Connection) -> None:
+def test_submit_uses_the_connections_json_dumps(client: Client, conn: psycopg.Connection) -> None:
     import json
     from decimal import Decimal
 

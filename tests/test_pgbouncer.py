@@ -21,8 +21,9 @@ from tests.conftest import wait_until
 from tests.test_worker import FAST, Events
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-pytestmark = pytest.mark.skipif(not Path(PGBOUNCER).exists(),
-                                reason="pgbouncer is not installed (apt-get install pgbouncer)")
+pytestmark = pytest.mark.skipif(
+    not Path(PGBOUNCER).exists(), reason="pgbouncer is not installed (apt-get install pgbouncer)"
+)
 
 
 @pytest.fixture
@@ -49,8 +50,11 @@ def bouncer_dsn(dsn: str) -> Iterator[str]:
     log = open(d / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [PGBOUNCER, str(d / "pgbouncer.ini")],
-        user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-        extra_groups=[] if user else None, stdout=log, stderr=subprocess.STDOUT,
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        extra_groups=[] if user else None,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
     )
     url = f"postgresql://postgres@127.0.0.1:{port}/{info['dbname']}"
@@ -63,8 +67,11 @@ def bouncer_dsn(dsn: str) -> Iterator[str]:
             return False
 
     try:
-        wait_until(lambda: accepts() or proc.poll() is not None, 15,
-                   message="pgbouncer to accept connections")
+        wait_until(
+            lambda: accepts() or proc.poll() is not None,
+            15,
+            message="pgbouncer to accept connections",
+        )
         assert proc.poll() is None, (d / "pgbouncer.log").read_text()
         yield url
     finally:
@@ -74,8 +81,7 @@ def bouncer_dsn(dsn: str) -> Iterator[str]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_worker_and_client_through_pgbouncer_transaction_mode(dsn: str,
-                                                              bouncer_dsn: str) -> None:
+def test_worker_and_client_through_pgbouncer_transaction_mode(dsn: str, bouncer_dsn: str) -> None:
     from pgsched.worker import Worker
 
     settings = FAST.model_copy(update={"prepared_statements": False, "direct_dsn": dsn})
@@ -85,14 +91,24 @@ def test_worker_and_client_through_pgbouncer_transaction_mode(dsn: str,
     ev = Events()
     worker = Worker(bouncer_dsn, settings, name="via-bouncer", concurrency=20, on_event=ev).start()
     try:
-        wait_until(lambda: client.list(status="succeeded", limit=1000).__len__() == len(ids), 30,
-                   message="every task to succeed through the pooler")
+        wait_until(
+            lambda: client.list(status="succeeded", limit=1000).__len__() == len(ids),
+            30,
+            message="every task to succeed through the pooler",
+        )
         # A task inserted later still wakes the worker: LISTEN runs on the direct connection.
         late = client.submit("noop")
-        wait_until(lambda: client.get(late)["status"] == "succeeded", 10,
-                   message="a later insert to wake the worker")
+        wait_until(
+            lambda: client.get(late)["status"] == "succeeded",
+            10,
+            message="a later insert to wake the worker",
+        )
     finally:
         worker.stop(timeout=15)
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT count(*) FROM pgsched.task_executions "
-                         "WHERE outcome = 'success'").fetchone()[0] == len(ids) + 1
+        assert (
+            c.execute(
+                "SELECT count(*) FROM pgsched.task_executions WHERE outcome = 'success'"
+            ).fetchone()[0]
+            == len(ids) + 1
+        )

@@ -24,16 +24,24 @@ INSERT INTO pgsched.task_executions (task_id, attempt, worker, outcome)
 SELECT id, 1, 'w', 'success' FROM t"""
 
 
-def seed(conn: psycopg.Connection, queue: str, age: str, n: int,
-         statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> None:
+def seed(
+    conn: psycopg.Connection,
+    queue: str,
+    age: str,
+    n: int,
+    statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+) -> None:
     conn.execute(SEED, {"queue": queue, "age": age, "n": n, "statuses": list(statuses)})
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:
-    return dict(conn.execute(
-        "SELECT queue, count(*) FROM pgsched.tasks t"
-        " WHERE EXISTS (SELECT 1 FROM pgsched.task_executions e WHERE e.task_id = t.id)"
-        " GROUP BY queue").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT queue, count(*) FROM pgsched.tasks t"
+            " WHERE EXISTS (SELECT 1 FROM pgsched.task_executions e WHERE e.task_id = t.id)"
+            " GROUP BY queue"
+        ).fetchall()
+    )
 
 
 def test_prune_takes_only_expired_finished_tasks_and_their_attempts(
@@ -46,8 +54,10 @@ def test_prune_takes_only_expired_finished_tasks_and_their_attempts(
     assert reaper.prune(conn, retention=3600, limit=100) == 7
     assert reaper.prune(conn, retention=3600) == 0
     assert counts(conn) == {"recent": 12, "live": 9}
-    orphans = conn.execute("SELECT count(*) FROM pgsched.task_executions e WHERE NOT EXISTS"
-                           " (SELECT 1 FROM pgsched.tasks t WHERE t.id = e.task_id)").fetchone()
+    orphans = conn.execute(
+        "SELECT count(*) FROM pgsched.task_executions e WHERE NOT EXISTS"
+        " (SELECT 1 FROM pgsched.tasks t WHERE t.id = e.task_id)"
+    ).fetchone()
     assert orphans[0] == 0
     assert reaper.prune(conn, retention=0) == 0  # 0 keeps everything
     assert counts(conn) == {"recent": 12, "live": 9}
@@ -66,7 +76,8 @@ def test_two_pruners_take_disjoint_batches_without_waiting(
 
 
 def test_worker_catches_up_with_a_backlog_of_expired_rows(
-    make_worker: Any, conn: psycopg.Connection  # noqa: F811
+    make_worker: Any,  # noqa: F811
+    conn: psycopg.Connection,
 ) -> None:
     """Three full batches are waiting: a worker removes them within seconds (one batch a
     minute fell behind any queue busier than ~17 tasks/s)."""

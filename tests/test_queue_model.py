@@ -37,8 +37,10 @@ def test_queue_model(dsn: str) -> None:
         def __init__(self) -> None:
             super().__init__()
             self.db = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
-            self.db.execute("TRUNCATE pgsched.tasks, pgsched.workers, pgsched.task_executions,"
-                            " pgsched.dead_letter CASCADE")
+            self.db.execute(
+                "TRUNCATE pgsched.tasks, pgsched.workers, pgsched.task_executions,"
+                " pgsched.dead_letter CASCADE"
+            )
             self.now = datetime(2030, 1, 1, tzinfo=UTC)
             self.sessions: dict[str, psycopg.Connection] = {}
             self.ids: dict[str, int] = {}
@@ -49,48 +51,67 @@ def test_queue_model(dsn: str) -> None:
                 self.ids[w] = self.db.execute(
                     "INSERT INTO pgsched.workers (name, host, pid, last_heartbeat, queues)"
                     " VALUES (%s, 'h', 1, %s, '{default,q2}') RETURNING id",
-                    (w, self.now)).fetchone()["id"]
+                    (w, self.now),
+                ).fetchone()["id"]
                 self._start_session(w)
 
         def _start_session(self, w: str) -> None:
             s = psycopg.connect(dsn, autocommit=True)
             s.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_NAMESPACE, self.ids[w]))
             self.sessions[w] = s
-            self.db.execute("UPDATE pgsched.workers SET status = 'active', last_heartbeat = %s"
-                            " WHERE name = %s", (self.now, w))
+            self.db.execute(
+                "UPDATE pgsched.workers SET status = 'active', last_heartbeat = %s WHERE name = %s",
+                (self.now, w),
+            )
 
         def teardown(self) -> None:
             for s in self.sessions.values():
                 s.close()
             self.db.close()
 
-        @rule(queue=st.sampled_from(["default", "q2"]), priority=st.integers(-1, 1),
-              max_attempts=st.integers(1, 3), delay=st.sampled_from([0, 0, 5]),
-              n=st.integers(1, 4))
-        def submit(self, queue: str, priority: int, max_attempts: int, delay: int,
-                   n: int) -> None:
+        @rule(
+            queue=st.sampled_from(["default", "q2"]),
+            priority=st.integers(-1, 1),
+            max_attempts=st.integers(1, 3),
+            delay=st.sampled_from([0, 0, 5]),
+            n=st.integers(1, 4),
+        )
+        def submit(self, queue: str, priority: int, max_attempts: int, delay: int, n: int) -> None:
             self.db.execute(
                 "INSERT INTO pgsched.tasks (task_type, queue, priority, max_attempts, run_at)"
                 " SELECT 'noop', %s, %s, %s, %s FROM generate_series(1, %s)",
-                (queue, priority, max_attempts, self.now + timedelta(seconds=delay), n))
+                (queue, priority, max_attempts, self.now + timedelta(seconds=delay), n),
+            )
             self.submitted += n
 
         @rule(w=st.sampled_from(WORKERS), slots=st.integers(1, 4), weighted=st.booleans())
         def claim(self, w: str, slots: int, weighted: bool) -> None:
             if w not in self.sessions:
                 return
-            rows = claims.claim(self.db, worker=w, queues=["default", "q2"],
-                                task_types=["noop"], slots=slots, weighted=weighted,
-                                cpu_ceiling=95, memory_ceiling=95,
-                                heartbeat_timeout=HEARTBEAT_TIMEOUT, now=self.now)
+            rows = claims.claim(
+                self.db,
+                worker=w,
+                queues=["default", "q2"],
+                task_types=["noop"],
+                slots=slots,
+                weighted=weighted,
+                cpu_ceiling=95,
+                memory_ceiling=95,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                now=self.now,
+            )
             assert len(rows) <= slots
             STATS["claimed"] += len(rows)
             for r in rows:
                 self.held[w][r["id"]] = r
 
         @precondition(lambda self: any(self.held.values()))
-        @rule(w=st.sampled_from(WORKERS), data=st.data(),
-              how=st.sampled_from(["ok", "fail", "permanent"]), stale=st.booleans())
+        @rule(
+            w=st.sampled_from(WORKERS),
+            data=st.data(),
+            how=st.sampled_from(["ok", "fail", "permanent"]),
+            stale=st.booleans(),
+        )
         def complete(self, w: str, data: Any, how: str, stale: bool) -> None:
             if not self.held[w]:
                 return
@@ -102,15 +123,20 @@ def test_queue_model(dsn: str) -> None:
                 status, outcome = "failed", "failure"
             else:
                 status, outcome = "retrying", "failure"
-            before = self.db.execute("SELECT * FROM pgsched.tasks WHERE id = %s",
-                                     (tid,)).fetchone()
+            before = self.db.execute("SELECT * FROM pgsched.tasks WHERE id = %s", (tid,)).fetchone()
             version = r["version"] - 1 if stale else r["version"]
             STATS["completions"] += 1
-            changed = claims.complete(self.db, w, [Completion(tid, version, status, outcome,
-                                                              error="x", delay=1.0)],
-                                      now=self.now)
-            owner_ok = (before["status"] == "running" and before["version"] == version
-                        and before["assigned_worker"] == w)
+            changed = claims.complete(
+                self.db,
+                w,
+                [Completion(tid, version, status, outcome, error="x", delay=1.0)],
+                now=self.now,
+            )
+            owner_ok = (
+                before["status"] == "running"
+                and before["version"] == version
+                and before["assigned_worker"] == w
+            )
             assert (tid in changed) == owner_ok, (before, version, w)
 
         @rule(w=st.sampled_from(WORKERS))
@@ -131,18 +157,29 @@ def test_queue_model(dsn: str) -> None:
             _dead, lost = reap(self.db, heartbeat_timeout=HEARTBEAT_TIMEOUT, now=self.now)
             STATS["lost"] += len(lost)
             for r in lost:
-                row = self.db.execute("SELECT status FROM pgsched.tasks WHERE id = %s",
-                                      (r["task_id"],)).fetchone()
+                row = self.db.execute(
+                    "SELECT status FROM pgsched.tasks WHERE id = %s", (r["task_id"],)
+                ).fetchone()
                 assert row["status"] in ("retrying", "failed")
 
         @rule()
         def heartbeat(self) -> None:
             # The worker's own statement: a worker declared dead while it hung comes back.
             for w in self.sessions:
-                Q.heartbeat.run(self.db, {"id": self.ids[w], "cpu": 1.0, "memory": 1.0,
-                                          "running": len(self.held[w]), "capacity": 3,
-                                          "heartbeat_timeout": 15.0, "ns": None,
-                                          "waker_signature": None, "now": self.now})
+                Q.heartbeat.run(
+                    self.db,
+                    {
+                        "id": self.ids[w],
+                        "cpu": 1.0,
+                        "memory": 1.0,
+                        "running": len(self.held[w]),
+                        "capacity": 3,
+                        "heartbeat_timeout": 15.0,
+                        "ns": None,
+                        "waker_signature": None,
+                        "now": self.now,
+                    },
+                )
 
         @rule(seconds=st.sampled_from([1, 5, 40]))
         def advance_clock(self, seconds: int) -> None:
@@ -162,8 +199,12 @@ def test_queue_model(dsn: str) -> None:
                 return
             for r in Q.cancel_requests.run(self.db, {"worker": w}):
                 self.held[w].pop(r["id"], None)
-                changed = claims.complete(self.db, w, [Completion(
-                    r["id"], r["version"], "cancelled", "cancelled")], now=self.now)
+                changed = claims.complete(
+                    self.db,
+                    w,
+                    [Completion(r["id"], r["version"], "cancelled", "cancelled")],
+                    now=self.now,
+                )
                 assert r["id"] in changed
 
         @invariant()
@@ -176,13 +217,19 @@ def test_queue_model(dsn: str) -> None:
                 if prev is not None:
                     assert t["version"] >= prev["version"]
                     if (t["status"], t["attempts"], t["assigned_worker"]) != (
-                            prev["status"], prev["attempts"], prev["assigned_worker"]):
+                        prev["status"],
+                        prev["attempts"],
+                        prev["assigned_worker"],
+                    ):
                         assert t["version"] > prev["version"], "state changed, version did not"
                     if prev["status"] in TERMINAL:
                         assert t["status"] == prev["status"], "terminal state changed"
                 self.seen[t["id"]] = t
-                live = [w for w in WORKERS if t["id"] in self.held[w]
-                        and self.held[w][t["id"]]["version"] == t["version"]]
+                live = [
+                    w
+                    for w in WORKERS
+                    if t["id"] in self.held[w] and self.held[w][t["id"]]["version"] == t["version"]
+                ]
                 assert len(live) <= 1, "two live owners"
                 if live:
                     assert t["status"] == "running" and t["assigned_worker"] == live[0]
@@ -190,17 +237,23 @@ def test_queue_model(dsn: str) -> None:
                     assert t["assigned_worker"] is not None
             bad = self.db.execute(
                 "SELECT task_id FROM pgsched.task_executions WHERE outcome = 'success'"
-                " GROUP BY task_id HAVING count(*) > 1").fetchall()
+                " GROUP BY task_id HAVING count(*) > 1"
+            ).fetchall()
             assert not bad, "a task succeeded twice"
             missing = self.db.execute(
                 "SELECT t.id FROM pgsched.tasks t LEFT JOIN pgsched.dead_letter d"
-                " ON d.task_id = t.id WHERE t.status = 'failed' AND d.id IS NULL").fetchall()
+                " ON d.task_id = t.id WHERE t.status = 'failed' AND d.id IS NULL"
+            ).fetchall()
             assert not missing, "failed task without a dead-letter row"
 
     run_state_machine_as_test(
         QueueModel,
-        settings=settings(max_examples=60, stateful_step_count=25, deadline=None,
-                          suppress_health_check=list(HealthCheck)),
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
     )
     # The model must have exercised the queue, not just submitted. (Completions and lost tasks
     # vary per run: typically 5-15 and 3-16 over the 60 examples.)

@@ -65,7 +65,8 @@ def test_updates_are_refused_the_same_nonsense(
     conn: psycopg.Connection, assignment: str, constraint: str
 ) -> None:
     task_id = conn.execute(
-        "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id").fetchone()[0]
+        "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id"
+    ).fetchone()[0]
     with pytest.raises(pge.CheckViolation) as info:
         conn.execute(f"UPDATE pgsched.tasks SET {assignment} WHERE id = %s", (task_id,))
     assert info.value.diag.constraint_name == constraint
@@ -104,8 +105,10 @@ def test_delayed_and_blocked_inserts_do_not_notify_ready_work(
         got = [n.payload for n in listener.notifies(timeout=0.3)]
         assert got == []
         # One statement, ready and blocked rows of different queues: only the ready one wakes.
-        conn.execute("INSERT INTO pgsched.tasks (task_type, status, queue) VALUES ('noop',"
-                     " 'blocked', 'b'), ('noop', 'pending', 'a'), ('noop', 'retrying', 'a')")
+        conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, queue) VALUES ('noop',"
+            " 'blocked', 'b'), ('noop', 'pending', 'a'), ('noop', 'retrying', 'a')"
+        )
         got = [n.payload for n in listener.notifies(timeout=0.3)]
     assert got == ["a"]
 
@@ -137,7 +140,9 @@ def test_tasks_table_is_vacuumed_after_two_percent_dead(empty_dsn: str) -> None:
     migrate.upgrade(empty_dsn)
     with connect(empty_dsn) as c:
         assert sorted(c.execute(sql).fetchone()["reloptions"]) == [
-            "autovacuum_vacuum_scale_factor=0.02", "autovacuum_vacuum_threshold=1000"]
+            "autovacuum_vacuum_scale_factor=0.02",
+            "autovacuum_vacuum_threshold=1000",
+        ]
     migrate.downgrade(empty_dsn, "0003")
     with connect(empty_dsn) as c:
         assert c.execute(sql).fetchone()["reloptions"] is None
@@ -183,11 +188,19 @@ def test_a_database_at_0001_upgrades_in_place_and_is_refused_until_then(empty_ds
     with connect(empty_dsn) as c:
         assert check_schema(c) == HEAD
         c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
-        assert c.execute("SELECT pgsched.claim_limit('w', '{default}', 7, true, 95, 95, 15,"
-                         " now()) AS k").fetchone()["k"] == 7
+        assert (
+            c.execute(
+                "SELECT pgsched.claim_limit('w', '{default}', 7, true, 95, 95, 15, now()) AS k"
+            ).fetchone()["k"]
+            == 7
+        )
         assert c.execute("SELECT count(*) AS n FROM pgsched.tasks").fetchone()["n"] == 1
     migrate.downgrade(empty_dsn, "0001")
     with connect(empty_dsn) as c:
-        assert c.execute("SELECT to_regprocedure('pgsched.claim_limit(text, text[], integer,"
-                         " boolean, real, real, double precision, timestamptz)') AS f"
-                         ).fetchone()["f"] is None
+        assert (
+            c.execute(
+                "SELECT to_regprocedure('pgsched.claim_limit(text, text[], integer,"
+                " boolean, real, real, double precision, timestamptz)') AS f"
+            ).fetchone()["f"]
+            is None
+        )

@@ -47,7 +47,10 @@ def test_silent_server_gives_up_after_connect_timeout(silent_port: int) -> None:
     dsn = f"postgresql://nobody@127.0.0.1:{silent_port}/x"
     started = time.monotonic()
     res = subprocess.run(
-        [str(PGSCHED), "--dsn", dsn, "status"], capture_output=True, text=True, timeout=60,
+        [str(PGSCHED), "--dsn", dsn, "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "PGSCHED_CONNECT_TIMEOUT": "2"},
     )
     took = time.monotonic() - started

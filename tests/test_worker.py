@@ -17,8 +17,15 @@ from pgsched.worker import Worker
 from tests.conftest import wait_until
 
 FAST = Settings(
-    heartbeat_interval=0.2, heartbeat_timeout=3, poll_interval=1, cpu_ceiling=100,
-    memory_ceiling=100, backoff_base=0.01, backoff_cap=0.05, grace=5, log_level="warning",
+    heartbeat_interval=0.2,
+    heartbeat_timeout=3,
+    poll_interval=1,
+    cpu_ceiling=100,
+    memory_ceiling=100,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+    grace=5,
+    log_level="warning",
 )
 
 
@@ -35,8 +42,11 @@ class Events:
 
     def count(self, name: str, **match: Any) -> int:
         with self.lock:
-            return sum(1 for n, f in self.items if n == name
-                       and all(f.get(k) == v for k, v in match.items()))
+            return sum(
+                1
+                for n, f in self.items
+                if n == name and all(f.get(k) == v for k, v in match.items())
+            )
 
 
 @pytest.fixture
@@ -93,8 +103,9 @@ def test_retries_then_dead_letter(dsn: str, conn: psycopg.Connection, make_worke
     assert t["status"] == "failed" and t["attempts"] == 3
     assert [h["outcome"] for h in t["history"]] == ["failure"] * 3
     assert "ValueError: boom" in t["last_error"]
-    dl = conn.execute("SELECT attempts, last_error FROM pgsched.dead_letter WHERE task_id = %s",
-                      (tid,)).fetchone()
+    dl = conn.execute(
+        "SELECT attempts, last_error FROM pgsched.dead_letter WHERE task_id = %s", (tid,)
+    ).fetchone()
     assert dl[0] == 3 and "boom" in dl[1]
 
 
@@ -103,8 +114,11 @@ def test_bad_payload_fails_permanently_not_the_worker(dsn: str, make_worker: Any
     bad = c.submit("dummy", {"sleepDurationMs": "soon"}, max_attempts=5)
     good = c.submit("dummy", {"sleepDurationMs": 1})
     _w, ev = make_worker()
-    wait_until(lambda: ev.count("task_failed", task_id=bad) and
-               ev.count("task_succeeded", task_id=good), 10, message="both tasks done")
+    wait_until(
+        lambda: ev.count("task_failed", task_id=bad) and ev.count("task_succeeded", task_id=good),
+        10,
+        message="both tasks done",
+    )
     t = c.get(bad)
     assert t["status"] == "failed" and t["attempts"] == 1
     assert "sleepDurationMs" in t["last_error"]
@@ -180,11 +194,15 @@ def test_sql_insert_wakes_idle_worker_and_delayed_task_is_on_time(
     wait_until(lambda: ev.count("worker_started"), 5)
     tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
     wait_until(lambda: ev.count("task_succeeded", task_id=tid), 2, message="woken by NOTIFY")
-    tid = one(conn, "INSERT INTO pgsched.tasks (task_type, run_at) VALUES "
-              "('noop', now() + interval '700 milliseconds') RETURNING id")
+    tid = one(
+        conn,
+        "INSERT INTO pgsched.tasks (task_type, run_at) VALUES "
+        "('noop', now() + interval '700 milliseconds') RETURNING id",
+    )
     wait_until(lambda: ev.count("task_succeeded", task_id=tid), 3)
-    late = one(conn, "SELECT extract(epoch FROM started_at - run_at) FROM pgsched.tasks "
-               "WHERE id = %s", tid)
+    late = one(
+        conn, "SELECT extract(epoch FROM started_at - run_at) FROM pgsched.tasks WHERE id = %s", tid
+    )
     assert 0 <= late < 0.1, f"delayed task started {late:.3f}s after its run_at"
 
 
@@ -204,8 +222,12 @@ def test_shell_only_on_allow_shell_worker(dsn: str, make_worker: Any) -> None:
 def test_shell_timeout_kills_process_group(dsn: str, make_worker: Any, tmp_path: Any) -> None:
     marker = tmp_path / "survived"
     c = Client(dsn)
-    tid = c.submit("shell", {"command": f"(sleep 1.5; touch {marker}) & sleep 30"},
-                   timeout="PT0.3S", max_attempts=1)
+    tid = c.submit(
+        "shell",
+        {"command": f"(sleep 1.5; touch {marker}) & sleep 30"},
+        timeout="PT0.3S",
+        max_attempts=1,
+    )
     _w, ev = make_worker(allow_shell=True)
     wait_until(lambda: ev.count("task_failed", task_id=tid), 10)
     assert [h["outcome"] for h in c.get(tid)["history"]] == ["timeout"]
@@ -246,15 +268,26 @@ def test_survives_terminated_connections(
     ids = [c.submit("dummy", {"sleepDurationMs": 20}) for _ in range(60)]
     _w, ev = make_worker(name="sturdy", concurrency=4)
     wait_until(lambda: ev.count("task_succeeded") >= 10, 10)
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
     wait_until(lambda: ev.count("reconnected"), 10, message="worker reconnects")
     conn = psycopg.connect(dsn, autocommit=True)
     c = Client(dsn)  # the old one's session was terminated too
-    wait_until(lambda: one(conn2 := psycopg.connect(dsn, autocommit=True),
-                           "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
-               == len(ids) and not conn2.close(), 30, interval=0.2,
-               message="every task succeeded")
+    wait_until(
+        lambda: (
+            one(
+                conn2 := psycopg.connect(dsn, autocommit=True),
+                "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'",
+            )
+            == len(ids)
+            and not conn2.close()
+        ),
+        30,
+        interval=0.2,
+        message="every task succeeded",
+    )
     assert all(c.get(i)["status"] == "succeeded" for i in ids)
     assert one(conn, "SELECT status FROM pgsched.workers WHERE name = 'sturdy'") == "active"
 
@@ -280,9 +313,19 @@ def test_one_insert_does_not_stampede_idle_workers(
     workers = [make_worker(settings=quiet, name=f"idle{i}") for i in range(20)]
     # Every worker's first claim finds nothing; then one of them holds the waker lock.
     wait_until(lambda: all(e.count("claim_ran") >= 1 for _w, e in workers), 10)
-    wait_until(lambda: one(conn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                           " AND classid = %s::int::oid", ADVISORY_NAMESPACE + 1) == 1, 5,
-               message="one waker")
+    wait_until(
+        lambda: (
+            one(
+                conn,
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND classid = %s::int::oid",
+                ADVISORY_NAMESPACE + 1,
+            )
+            == 1
+        ),
+        5,
+        message="one waker",
+    )
     before = sum(e.count("claim_ran") for _w, e in workers)
     tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
     wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5)
@@ -300,20 +343,29 @@ def test_vacant_waker_role_is_taken_within_a_heartbeat(
     workers = [make_worker(settings=quiet, name=f"idle{i}") for i in range(3)]
     wait_until(lambda: all(e.count("claim_ran") >= 1 for _w, e in workers), 10)
     # The waker's session also holds its worker's liveness lock (objid = workers.id).
-    waker = ("SELECT w.name FROM pg_locks k JOIN pg_locks l ON l.pid = k.pid"
-             " AND l.locktype = 'advisory' AND l.classid = %s::int::oid"
-             " JOIN pgsched.workers w ON w.id = l.objid::int"
-             " WHERE k.locktype = 'advisory' AND k.granted AND k.classid = %s::int::oid")
+    waker = (
+        "SELECT w.name FROM pg_locks k JOIN pg_locks l ON l.pid = k.pid"
+        " AND l.locktype = 'advisory' AND l.classid = %s::int::oid"
+        " JOIN pgsched.workers w ON w.id = l.objid::int"
+        " WHERE k.locktype = 'advisory' AND k.granted AND k.classid = %s::int::oid"
+    )
     ns = (ADVISORY_NAMESPACE, ADVISORY_NAMESPACE + 1)
     wait_until(lambda: len(conn.execute(waker, ns).fetchall()) == 1, 5, message="one waker")
     name = one(conn, waker, *ns)
     conn.execute("UPDATE pgsched.workers SET status = 'paused' WHERE name = %s", (name,))
     conn.execute("SELECT pg_notify('pgsched_control', %s)", (name,))
-    wait_until(lambda: one(conn, waker, *ns) not in (None, name), 2, interval=0.05,
-               message="another worker takes the role")
+    wait_until(
+        lambda: one(conn, waker, *ns) not in (None, name),
+        2,
+        interval=0.05,
+        message="another worker takes the role",
+    )
     tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
-    wait_until(lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers), 5,
-               message="the new waker claims the task")
+    wait_until(
+        lambda: any(e.count("task_succeeded", task_id=tid) for _w, e in workers),
+        5,
+        message="the new waker claims the task",
+    )
 
 
 def test_burst_worker_exits_while_another_worker_holds_the_waker_role(
@@ -325,14 +377,17 @@ def test_burst_worker_exits_while_another_worker_holds_the_waker_role(
     deaf = Settings(**{**FAST.model_dump(), "memory_ceiling": 0.001})
     _idle, idle_ev = make_worker(settings=deaf, name="holder")
     wait_until(lambda: idle_ev.count("claim_ran") >= 1 and idle_ev.count("heartbeat") >= 2, 10)
-    lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s::int::oid")
+    lock = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = %s::int::oid"
+    )
     wait_until(lambda: one(conn, lock, ADVISORY_NAMESPACE + 1) == 1, 5, message="a waker")
     c = Client(dsn)
     ids = [c.submit("dummy", {"sleepDurationMs": 300}) for _ in range(2)]
     ev = Events()
-    burst = Worker(dsn, FAST, name="burst", registry=Registry(), concurrency=4, burst=True,
-                   on_event=ev)
+    burst = Worker(
+        dsn, FAST, name="burst", registry=Registry(), concurrency=4, burst=True, on_event=ev
+    )
     done = threading.Thread(target=burst.run, daemon=True)
     done.start()
     done.join(timeout=10)
@@ -355,12 +410,24 @@ def test_idle_waker_claims_while_its_control_thread_is_stuck(
     wait_until(lambda: ev.count("claim_ran") >= 1 and ev.count("heartbeat") >= 1, 10)
     with psycopg.connect(dsn) as blocker:
         blocker.execute("SELECT 1 FROM pgsched.workers WHERE name = 'waker' FOR UPDATE")
-        wait_until(lambda: one(conn, "SELECT count(*) FROM pg_stat_activity WHERE"
-                               " wait_event_type = 'Lock' AND query LIKE '%%workers%%'") == 1,
-                   5, message="the heartbeat waits on the row lock")
+        wait_until(
+            lambda: (
+                one(
+                    conn,
+                    "SELECT count(*) FROM pg_stat_activity WHERE"
+                    " wait_event_type = 'Lock' AND query LIKE '%%workers%%'",
+                )
+                == 1
+            ),
+            5,
+            message="the heartbeat waits on the row lock",
+        )
         tid = one(conn, "INSERT INTO pgsched.tasks (task_type) VALUES ('noop') RETURNING id")
-        wait_until(lambda: ev.count("task_succeeded", task_id=tid), 5,
-                   message="the task runs while the control thread waits")
+        wait_until(
+            lambda: ev.count("task_succeeded", task_id=tid),
+            5,
+            message="the task runs while the control thread waits",
+        )
         blocker.rollback()
 
 
@@ -375,16 +442,19 @@ def test_only_the_waker_listens_on_its_claim_connection(
 
     def only_the_waker_listens() -> bool:
         listening = [w.name for w, _e in workers if w._claim_listening]
-        return len(listening) == 1 and listening == [w.name for w, _e in workers
-                                                     if w._holds_waker]
+        return len(listening) == 1 and listening == [w.name for w, _e in workers if w._holds_waker]
 
     wait_until(only_the_waker_listens, 5, message="one claim connection listens")
     c = Client(dsn)
     ids = [c.submit("noop") for _ in range(12)]
     wait_until(lambda: all(c.get(i)["status"] == "succeeded" for i in ids), 10)
     wait_until(lambda: sum(e.count("claim_ran") for _w, e in workers) >= 9, 5)
-    wait_until(only_the_waker_listens, 5, interval=0.05,
-               message="one claim connection listens after the role moved")
+    wait_until(
+        only_the_waker_listens,
+        5,
+        interval=0.05,
+        message="one claim connection listens after the role moved",
+    )
 
 
 def test_wake_interrupts_a_socket_wait() -> None:

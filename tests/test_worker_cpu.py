@@ -19,8 +19,7 @@ def heartbeat(dsn: str) -> Any:
         return c.execute("SELECT last_heartbeat FROM pgsched.workers").fetchone()[0]
 
 
-def test_cpu_bound_task_does_not_stall_claims_or_heartbeats(dsn: str,
-                                                            make_worker: Any) -> None:  # noqa: F811
+def test_cpu_bound_task_does_not_stall_claims_or_heartbeats(dsn: str, make_worker: Any) -> None:  # noqa: F811
     reg = Registry()
     spinning = threading.Event()
     release = threading.Event()
@@ -46,9 +45,14 @@ def test_cpu_bound_task_does_not_stall_claims_or_heartbeats(dsn: str,
         wait_until(lambda: heartbeat(dsn) > beat, 10, message="a heartbeat during the spin")
         quick = [client.submit("noop") for _ in range(5)]
         for tid in quick:
-            wait_until(lambda tid=tid: ev.count("task_succeeded", task_id=tid)
-                       or client.get(tid)["status"] == "succeeded", 10,
-                       message=f"noop task {tid} to finish during the spin")
+            wait_until(
+                lambda tid=tid: (
+                    ev.count("task_succeeded", task_id=tid)
+                    or client.get(tid)["status"] == "succeeded"
+                ),
+                10,
+                message=f"noop task {tid} to finish during the spin",
+            )
         assert client.get(spin_id)["status"] == "running"
     finally:
         release.set()

@@ -10,14 +10,17 @@ from tests.conftest import wait_until
 from tests.test_worker import FAST, make_worker  # noqa: F401 - a fixture
 
 
-def test_fleet_drains_backlog_without_the_fallback_poll(dsn: str,
-                                                        make_worker: Any) -> None:  # noqa: F811
+def test_fleet_drains_backlog_without_the_fallback_poll(dsn: str, make_worker: Any) -> None:  # noqa: F811
     settings = FAST.model_copy(update={"poll_interval": 60.0, "cpu_ceiling": 95.0})
-    workers = [make_worker(settings=settings, name=f"fleet-{i}", concurrency=10)[0]
-               for i in range(4)]
+    workers = [
+        make_worker(settings=settings, name=f"fleet-{i}", concurrency=10)[0] for i in range(4)
+    ]
     client = Client(dsn)
     client.submit_many([client.spec("noop", {"i": i}) for i in range(3000)])
     # With a 60 s fallback poll, a worker that wrongly went idle would leave tasks for a minute.
-    wait_until(lambda: len(client.list(status="succeeded", limit=5000)) == 3000, 30,
-               message="the fleet to drain the backlog")
+    wait_until(
+        lambda: len(client.list(status="succeeded", limit=5000)) == 3000,
+        30,
+        message="the fleet to drain the backlog",
+    )
     assert all(w is not None for w in workers)

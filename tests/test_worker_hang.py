@@ -22,41 +22,88 @@ from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixtur
 pytestmark = pytest.mark.slow
 
 
-def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(dsn: str, spawn: Any,  # noqa: F811
-                                                           tmp_path: Path) -> None:
+def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
+    dsn: str,
+    spawn: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     client = Client(dsn)
     ids = [client.submit("dummy", {"sleepDurationMs": 1500}) for _ in range(2)]
     # The victim starts first and alone: idle, it holds the waker lock; it takes both tasks
     # with free slots left, so it stays the waker.
     victim = spawn("--name", "victim", "--concurrency", "4")
-    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
-                              "AND assigned_worker = 'victim'") == 2, 30, message="victim claims")
+    wait_until(
+        lambda: (
+            q(
+                dsn,
+                "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                "AND assigned_worker = 'victim'",
+            )
+            == 2
+        ),
+        30,
+        message="victim claims",
+    )
     rescuer = spawn("--name", "rescuer", "--concurrency", "4")
-    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'rescuer'")
-               == "active", 30, message="rescuer registered")
+    wait_until(
+        lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'rescuer'") == "active",
+        30,
+        message="rescuer registered",
+    )
     os.kill(victim.pid, signal.SIGSTOP)
     try:
         # Heartbeat timeout is 5 s (tests/test_worker_process.py ENV).
-        wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
-                   == 2, 40, message="the hung worker's tasks to succeed elsewhere")
-        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
-                      "WHERE outcome = 'lost' AND worker = 'victim'") == 2
-        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
-                      "WHERE outcome = 'success' AND worker = 'rescuer'") == 2
+        wait_until(
+            lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") == 2,
+            40,
+            message="the hung worker's tasks to succeed elsewhere",
+        )
+        assert (
+            q(
+                dsn,
+                "SELECT count(*) FROM pgsched.task_executions "
+                "WHERE outcome = 'lost' AND worker = 'victim'",
+            )
+            == 2
+        )
+        assert (
+            q(
+                dsn,
+                "SELECT count(*) FROM pgsched.task_executions "
+                "WHERE outcome = 'success' AND worker = 'rescuer'",
+            )
+            == 2
+        )
         # Fenced: the victim's sessions are gone although its process still exists.
-        assert q(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '' "
-                      "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
-                      "AND objid = (SELECT id FROM pgsched.workers WHERE name = 'victim')::oid "
-                      "AND objsubid = 2)") == 0
+        assert (
+            q(
+                dsn,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '' "
+                "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                "AND objid = (SELECT id FROM pgsched.workers WHERE name = 'victim')::oid "
+                "AND objsubid = 2)",
+            )
+            == 0
+        )
     finally:
         os.kill(victim.pid, signal.SIGCONT)
     # Resumed, the victim finishes its stale copies; their completions must be refused.
     log = tmp_path / "worker0.log"
-    wait_until(lambda: log.read_text().count("task_completion_rejected") >= 2
-               or victim.poll() is not None, 30, message="victim's late completions")
+    wait_until(
+        lambda: log.read_text().count("task_completion_rejected") >= 2 or victim.poll() is not None,
+        30,
+        message="victim's late completions",
+    )
     for task_id in ids:
-        assert q(dsn, "SELECT count(*) FROM pgsched.task_executions "
-                      "WHERE task_id = %s AND outcome = 'success'", task_id) == 1
+        assert (
+            q(
+                dsn,
+                "SELECT count(*) FROM pgsched.task_executions "
+                "WHERE task_id = %s AND outcome = 'success'",
+                task_id,
+            )
+            == 1
+        )
         assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", task_id) == "succeeded"
     assert rescuer.poll() is None
 
@@ -66,12 +113,23 @@ def test_heartbeat_says_when_the_stalest_other_worker_expires(conn: psycopg.Conn
     heartbeat_timeout rather than at the next periodic run."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for name, age in (("me", 0), ("fresh", 1), ("stale", 4), ("gone", 30)):
-        conn.execute("INSERT INTO pgsched.workers (name, host, pid, status, last_heartbeat)"
-                     " VALUES (%s, 'h', 1, %s, %s)",
-                     (name, "dead" if name == "gone" else "active", t0 - timedelta(seconds=age)))
+        conn.execute(
+            "INSERT INTO pgsched.workers (name, host, pid, status, last_heartbeat)"
+            " VALUES (%s, 'h', 1, %s, %s)",
+            (name, "dead" if name == "gone" else "active", t0 - timedelta(seconds=age)),
+        )
     me = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'me'").fetchone()[0]
-    params = {"id": me, "cpu": 0.0, "memory": 0.0, "running": 0, "capacity": 1,
-              "heartbeat_timeout": 5.0, "ns": None, "waker_signature": None, "now": t0}
+    params = {
+        "id": me,
+        "cpu": 0.0,
+        "memory": 0.0,
+        "running": 0,
+        "capacity": 1,
+        "heartbeat_timeout": 5.0,
+        "ns": None,
+        "waker_signature": None,
+        "now": t0,
+    }
     row = Q.heartbeat.run(conn.cursor(row_factory=dict_row), params)
     assert row["live_workers"] == 3  # the dead one does not count
     assert row["next_expiry_s"] == pytest.approx(1.0)  # 'stale' beat 4 s ago, timeout 5 s
@@ -88,8 +146,15 @@ def test_heartbeat_commits_without_waiting_for_its_flush_and_only_its_own(
     wid = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'beater'").fetchone()[0]
     conn.execute("SET synchronous_commit = on")  # the test server runs without it
     with conn.transaction():
-        row = heartbeat.beat(conn.cursor(row_factory=dict_row), wid, cpu=0.0, memory=0.0,
-                             running=0, capacity=1, heartbeat_timeout=5.0)
+        row = heartbeat.beat(
+            conn.cursor(row_factory=dict_row),
+            wid,
+            cpu=0.0,
+            memory=0.0,
+            running=0,
+            capacity=1,
+            heartbeat_timeout=5.0,
+        )
         assert row is not None and row["live_workers"] == 1
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
     assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"

@@ -21,19 +21,20 @@ from tests.conftest import wait_until
 from tests.test_worker import Events
 
 # Default ceilings (95%); fast heartbeats so the faked load reaches the workers row at once.
-LOADED = Settings(heartbeat_interval=0.1, heartbeat_timeout=3, poll_interval=1,
-                  log_level="warning")
+LOADED = Settings(heartbeat_interval=0.1, heartbeat_timeout=3, poll_interval=1, log_level="warning")
 
 
 def backlog(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM pgsched.tasks WHERE status IN "
-                            "('pending', 'running', 'retrying')").fetchone()[0])
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM pgsched.tasks WHERE status IN ('pending', 'running', 'retrying')"
+        ).fetchone()[0]
+    )
 
 
 def run_worker(dsn: str, sampler: LoadSampler) -> tuple[Worker, Events]:
     ev = Events()
-    w = Worker(dsn, LOADED, registry=Registry(), concurrency=500, on_event=ev,
-               load_sampler=sampler)
+    w = Worker(dsn, LOADED, registry=Registry(), concurrency=500, on_event=ev, load_sampler=sampler)
     w.start()
     # Claims after this read the faked load from the row (the first beat may predate it).
     wait_until(lambda: ev.count("heartbeat") >= 2, 10, message="two heartbeats")
@@ -67,13 +68,26 @@ def test_a_hog_shows_only_on_the_core_it_runs_on() -> None:
     hog; the other does not (host-wide, both read half of it)."""
     cpus = sorted(os.sched_getaffinity(0))
     free, hogged = cpus[0], cpus[-1]
-    hog = subprocess.Popen(["taskset", "-c", str(hogged), sys.executable, "-c",
-                            "import time\nt = time.time() + 10\nwhile time.time() < t: pass"])
+    hog = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            str(hogged),
+            sys.executable,
+            "-c",
+            "import time\nt = time.time() + 10\nwhile time.time() < t: pass",
+        ]
+    )
     try:
         readings = {}
-        procs = {cpu: subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", SAMPLE],
-                                       stdout=subprocess.PIPE, text=True)
-                 for cpu in (free, hogged)}
+        procs = {
+            cpu: subprocess.Popen(
+                ["taskset", "-c", str(cpu), sys.executable, "-c", SAMPLE],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for cpu in (free, hogged)
+        }
         for cpu, p in procs.items():
             readings[cpu] = float(p.communicate(timeout=30)[0])
     finally:
@@ -94,8 +108,11 @@ def test_worker_fed_one_task_per_transaction_keeps_up_when_its_own_load_fills_th
         stop = threading.Event()
         with psycopg.connect(dsn, autocommit=True) as prod:
             for k in range(n):  # one task per transaction, at a modest rate (~200/s)
-                prod.execute("INSERT INTO pgsched.tasks (task_type, payload) "
-                             "VALUES ('noop', jsonb_build_object('k', %s::int))", (k,))
+                prod.execute(
+                    "INSERT INTO pgsched.tasks (task_type, payload) "
+                    "VALUES ('noop', jsonb_build_object('k', %s::int))",
+                    (k,),
+                )
                 stop.wait(0.005)
                 if k % 20 == 19:
                     peak = max(peak, backlog(conn))

@@ -13,20 +13,33 @@ from pgsched.sql import Q, Query, to_positional
 from pgsched.worker.runner import CLAIM_SESSION
 
 
-@pytest.mark.parametrize(("slots", "queues"), [(10, ["default"]), (1000, ["default"]),
-                                               (1000, ["default", "other"])])
+@pytest.mark.parametrize(
+    ("slots", "queues"), [(10, ["default"]), (1000, ["default"]), (1000, ["default", "other"])]
+)
 def test_claim_uses_ready_index(conn: psycopg.Connection, slots: int, queues: list[str]) -> None:
-    conn.execute("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                 " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
-                 " FROM generate_series(1, 50000) i")
-    conn.execute("INSERT INTO pgsched.tasks (task_type, status, finished_at)"
-                 " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)")
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
+        " FROM generate_series(1, 50000) i"
+    )
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, status, finished_at)"
+        " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)"
+    )
     conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
     conn.execute("ANALYZE pgsched.tasks")
     conn.execute("SET plan_cache_mode = force_custom_plan")
-    params = {"worker": "w", "queues": queues, "task_types": ["noop", "dummy"],
-              "slots": slots, "weighted": True, "cpu_ceiling": 100.0,
-              "memory_ceiling": 100.0, "heartbeat_timeout": 15.0, "now": None}
+    params = {
+        "worker": "w",
+        "queues": queues,
+        "task_types": ["noop", "dummy"],
+        "slots": slots,
+        "weighted": True,
+        "cpu_ceiling": 100.0,
+        "memory_ceiling": 100.0,
+        "heartbeat_timeout": 15.0,
+        "now": None,
+    }
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + Q.claim_tasks.sql, params))
     assert "tasks_ready_idx" in plan, plan
     assert "Seq Scan on tasks" not in plan, plan
@@ -36,8 +49,9 @@ def test_claim_uses_ready_index(conn: psycopg.Connection, slots: int, queues: li
     assert [r["priority"] for r in rows] == sorted((r["priority"] for r in rows), reverse=True)
 
 
-def plan_then_fill(conn: psycopg.Connection, query: Query, params: dict[str, object],
-                   fill: str, analyzed: bool) -> None:
+def plan_then_fill(
+    conn: psycopg.Connection, query: Query, params: dict[str, object], fill: str, analyzed: bool
+) -> None:
     """Run ``fill``, then ANALYZE; or plan ``query`` generically first, over the empty table,
     and fill it after (no ANALYZE since): the two ways a session's generic plan comes to be."""
     if analyzed:
@@ -48,8 +62,9 @@ def plan_then_fill(conn: psycopg.Connection, query: Query, params: dict[str, obj
         conn.execute(fill)
 
 
-def explain_generic(conn: psycopg.Connection, query: Query, params: dict[str, object],
-                    options: str = "") -> str:
+def explain_generic(
+    conn: psycopg.Connection, query: Query, params: dict[str, object], options: str = ""
+) -> str:
     """EXPLAIN the plan the worker's claim connection runs: the statement prepared once (here
     as generic_q, on the first call) and planned without its parameter values
     (runner.CLAIM_SESSION: force_generic_plan, no sequential scans); later calls reuse that
@@ -57,8 +72,7 @@ def explain_generic(conn: psycopg.Connection, query: Query, params: dict[str, ob
     sql, names = to_positional(query.sql)
     for name, value in re.findall(r"-c (\w+)=(\w+)", CLAIM_SESSION):
         conn.execute(f"SET {name} = {value}")
-    if not conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'generic_q'"
-                        ).fetchone():
+    if not conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'generic_q'").fetchone():
         conn.execute(f"PREPARE generic_q AS {sql}")
     args = psql.SQL(", ").join(psql.Literal(params[n]) for n in names).as_string(conn)
     plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {options} EXECUTE generic_q({args})"))
@@ -67,20 +81,32 @@ def explain_generic(conn: psycopg.Connection, query: Query, params: dict[str, ob
 
 
 @pytest.mark.parametrize("analyzed", [True, False])
-@pytest.mark.parametrize(("slots", "queues"), [(10, ["default"]), (1000, ["default"]),
-                                               (1000, ["default", "other"])])
-def test_generic_claim_plan_uses_ready_index(conn: psycopg.Connection, slots: int,
-                                             queues: list[str], analyzed: bool) -> None:
+@pytest.mark.parametrize(
+    ("slots", "queues"), [(10, ["default"]), (1000, ["default"]), (1000, ["default", "other"])]
+)
+def test_generic_claim_plan_uses_ready_index(
+    conn: psycopg.Connection, slots: int, queues: list[str], analyzed: bool
+) -> None:
     """The claim connection plans the claim once per session, without the parameters' values:
     that plan must walk the ready index too, whether it was made over a large analyzed backlog
     or over an empty table that 50,000 tasks then filled (no ANALYZE since)."""
     conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
-    params = {"worker": "w", "queues": queues, "task_types": ["noop", "dummy"],
-              "slots": slots, "weighted": True, "cpu_ceiling": 100.0,
-              "memory_ceiling": 100.0, "heartbeat_timeout": 15.0, "now": None}
-    fill = ("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-            " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
-            " FROM generate_series(1, 50000) i")
+    params = {
+        "worker": "w",
+        "queues": queues,
+        "task_types": ["noop", "dummy"],
+        "slots": slots,
+        "weighted": True,
+        "cpu_ceiling": 100.0,
+        "memory_ceiling": 100.0,
+        "heartbeat_timeout": 15.0,
+        "now": None,
+    }
+    fill = (
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
+        " FROM generate_series(1, 50000) i"
+    )
     plan_then_fill(conn, Q.claim_tasks, params, fill, analyzed)
     plan = explain_generic(conn, Q.claim_tasks, params, "(ANALYZE)")
     assert "tasks_ready_idx" in plan, plan
@@ -90,13 +116,14 @@ def test_generic_claim_plan_uses_ready_index(conn: psycopg.Connection, slots: in
 
 
 def test_generic_next_due_in_plan_walks_the_index(conn: psycopg.Connection) -> None:
-    conn.execute("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                 " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
-                 "        + i * interval '1 ms'"
-                 " FROM generate_series(1, 50000) i")
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
+        "        + i * interval '1 ms'"
+        " FROM generate_series(1, 50000) i"
+    )
     conn.execute("ANALYZE pgsched.tasks")
-    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0,
-              "now": None}
+    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": None}
     plan = explain_generic(conn, Q.next_due_in, params, "(ANALYZE, BUFFERS)")
     assert "Seq Scan" not in plan, plan
     hits = int(re.search(r"Buffers: shared hit=(\d+)", plan).group(1))
@@ -113,15 +140,17 @@ FROM pgsched.tasks WHERE status IN ('pending', 'retrying') AND queue = ANY(%(que
 def test_next_due_in_walks_the_index(conn: psycopg.Connection) -> None:
     """A big scheduled backlog must not make every idle claim scan it: the plain min(run_at)
     aggregate was a seq scan of all future rows (103 ms at 1M rows)."""
-    conn.execute("INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                 " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
-                 "        + i * interval '1 ms'"
-                 " FROM generate_series(1, 50000) i")
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
+        "        + i * interval '1 ms'"
+        " FROM generate_series(1, 50000) i"
+    )
     conn.execute("ANALYZE pgsched.tasks")
-    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0,
-              "now": None}
-    plan = "\n".join(r[0] for r in conn.execute(
-        "EXPLAIN (ANALYZE, BUFFERS) " + Q.next_due_in.sql, params))
+    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": None}
+    plan = "\n".join(
+        r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + Q.next_due_in.sql, params)
+    )
     assert "Seq Scan" not in plan, plan
     hits = int(re.search(r"Buffers: shared hit=(\d+)", plan).group(1))  # the top node's
     assert hits < 200, plan  # a few probes per priority, not the 50k rows
@@ -144,8 +173,9 @@ def test_next_due_in_matches_a_plain_min(conn: psycopg.Connection, seed: int) ->
                now() + (random() * 20 - 5) * interval '1 s',
                a, 3
         FROM generate_series(1, 300), LATERAL (SELECT floor(random() * 4)::int AS a) x""")
-    conn.execute("UPDATE pgsched.tasks SET finished_at = now()"
-                 " WHERE status IN ('succeeded', 'failed')")
+    conn.execute(
+        "UPDATE pgsched.tasks SET finished_at = now() WHERE status IN ('succeeded', 'failed')"
+    )
     now = conn.execute("SELECT now() + interval '1 s'").fetchone()[0]
     for queues in (["default"], ["q2", "q3"], ["default", "q2", "q3", "none"]):
         for types in (["noop"], ["noop", "dummy"], ["absent"]):
@@ -157,26 +187,42 @@ def test_next_due_in_matches_a_plain_min(conn: psycopg.Connection, seed: int) ->
 
 
 @pytest.mark.parametrize("analyzed", [True, False])
-def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection,
-                                                 analyzed: bool) -> None:
+def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection, analyzed: bool) -> None:
     """The completion connections also plan once per session (runner._connect_completer): a
     batch of 500 finds its rows through the key index, whether the plan was made over an
     analyzed table of 50,000 tasks or over an empty one that they then filled."""
     fill = "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50000)"
-    empty = {"worker": "w", "now": None, "ids": [0], "versions": [0],
-             "statuses": ["succeeded"], "outcomes": ["success"], "results": [None],
-             "errors": [None], "delays": [0.0], "durations": [1.0]}
+    empty = {
+        "worker": "w",
+        "now": None,
+        "ids": [0],
+        "versions": [0],
+        "statuses": ["succeeded"],
+        "outcomes": ["success"],
+        "results": [None],
+        "errors": [None],
+        "delays": [0.0],
+        "durations": [1.0],
+    }
     plan_then_fill(conn, Q.complete_tasks, empty, fill, analyzed)
     rows = conn.execute(
         "UPDATE pgsched.tasks SET status = 'running', attempts = 1, version = version + 1,"
         " assigned_worker = 'w', started_at = now()"
         " WHERE id IN (SELECT id FROM pgsched.tasks ORDER BY id DESC LIMIT 500)"
-        " RETURNING id, version").fetchall()
+        " RETURNING id, version"
+    ).fetchall()
     n = len(rows)
-    params = {**empty, "ids": [r[0] for r in rows], "versions": [r[1] for r in rows],
-              "statuses": ["succeeded"] * n, "outcomes": ["success"] * n,
-              "results": [None] * n, "errors": [None] * n, "delays": [0.0] * n,
-              "durations": [1.0] * n}
+    params = {
+        **empty,
+        "ids": [r[0] for r in rows],
+        "versions": [r[1] for r in rows],
+        "statuses": ["succeeded"] * n,
+        "outcomes": ["success"] * n,
+        "results": [None] * n,
+        "errors": [None] * n,
+        "delays": [0.0] * n,
+        "durations": [1.0] * n,
+    }
     plan = explain_generic(conn, Q.complete_tasks, params, "(ANALYZE)")
     assert "tasks_pkey" in plan, plan
     assert "Seq Scan on tasks" not in plan, plan

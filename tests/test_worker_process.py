@@ -38,8 +38,13 @@ def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen([PGSCHED, "--dsn", dsn, "worker", *args], env=ENV,
-                             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        p = subprocess.Popen(
+            [PGSCHED, "--dsn", dsn, "worker", *args],
+            env=ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
         procs.append(p)
         return p
 
@@ -60,23 +65,42 @@ def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
     c = Client(dsn)
     ids = [c.submit("dummy", {"sleepDurationMs": 400}) for _ in range(12)]
     a = spawn("--name", "a", "--concurrency", "3")
-    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
-                         "AND assigned_worker = 'a'") >= 2, 15, message="a runs tasks")
+    wait_until(
+        lambda: (
+            q(
+                dsn,
+                "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                "AND assigned_worker = 'a'",
+            )
+            >= 2
+        ),
+        15,
+        message="a runs tasks",
+    )
     spawn("--name", "b", "--concurrency", "3")
-    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'b'") == "active",
-               15)
+    wait_until(
+        lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'b'") == "active", 15
+    )
     a.send_signal(signal.SIGKILL)
     a.wait()
-    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'a'") == "dead",
-               3, message="a declared dead within ~1s")
-    wait_until(lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
-               == len(ids), 30, interval=0.1, message="every task succeeded")
+    wait_until(
+        lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'a'") == "dead",
+        3,
+        message="a declared dead within ~1s",
+    )
+    wait_until(
+        lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") == len(ids),
+        30,
+        interval=0.1,
+        message="every task succeeded",
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         per_task = conn.execute(
             "SELECT task_id, count(*) FILTER (WHERE outcome = 'success'),"
             " count(*) FILTER (WHERE outcome = 'lost'),"
             " bool_or(outcome = 'lost' AND worker = 'a')"
-            " FROM pgsched.task_executions GROUP BY task_id").fetchall()
+            " FROM pgsched.task_executions GROUP BY task_id"
+        ).fetchall()
     assert len(per_task) == len(ids)
     assert all(r[1] == 1 for r in per_task), "every task succeeded exactly once"
     lost = [r for r in per_task if r[2]]
@@ -86,8 +110,9 @@ def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
 def test_sigterm_lets_running_task_finish(dsn: str, spawn: Any) -> None:
     tid = Client(dsn).submit("dummy", {"sleepDurationMs": 1500})
     p = spawn("--name", "term", "--grace", "10")
-    wait_until(lambda: q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid)
-               == "running", 15)
+    wait_until(
+        lambda: q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "running", 15
+    )
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=20) == 0
     assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "succeeded"
@@ -99,7 +124,8 @@ def test_app_module_and_burst(dsn: str, spawn: Any, tmp_path: Path) -> None:
         "from pgsched.registry import task\n\n"
         "@task('double')\n"
         "def double(payload):\n"
-        "    return {'n': payload['n'] * 2}\n")
+        "    return {'n': payload['n'] * 2}\n"
+    )
     tid = Client(dsn).submit("double", {"n": 21})
     p = spawn("--app", "myapp", "--burst")
     assert p.wait(timeout=30) == 0
@@ -107,7 +133,13 @@ def test_app_module_and_burst(dsn: str, spawn: Any, tmp_path: Path) -> None:
 
 
 def test_app_that_does_not_import_is_one_line(dsn: str, tmp_path: Path) -> None:
-    r = subprocess.run([PGSCHED, "--dsn", dsn, "worker", "--app", "no_such_module_x"],
-                       env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    r = subprocess.run(
+        [PGSCHED, "--dsn", dsn, "worker", "--app", "no_such_module_x"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "no_such_module_x" in r.stderr

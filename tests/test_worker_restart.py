@@ -40,25 +40,43 @@ def test_worker_survives_a_database_restart(own_server: EphemeralServer, tmp_pat
     first = [client.submit("dummy", {"sleepDurationMs": 200}) for _ in range(30)]
     client.close()
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([PGSCHED, "--dsn", dsn, "worker", "--name", "w",
-                                   "--concurrency", "4"], env=ENV, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [PGSCHED, "--dsn", dsn, "worker", "--name", "w", "--concurrency", "4"],
+            env=ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            wait_until(lambda: count(dsn, "SELECT count(*) FROM pgsched.tasks "
-                                          "WHERE status = 'succeeded'") >= 4, 30,
-                       message="the first tasks to finish")
+            wait_until(
+                lambda: (
+                    count(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") >= 4
+                ),
+                30,
+                message="the first tasks to finish",
+            )
             own_server.restart(downtime=3)  # sessions cut mid-batch; reconnects fail a while
             client = Client(dsn)
             second = [client.submit("dummy", {"sleepDurationMs": 10}) for _ in range(10)]
             client.close()
             total = len(first) + len(second)
-            wait_until(lambda: count(dsn, "SELECT count(*) FROM pgsched.tasks "
-                                          "WHERE status = 'succeeded'") == total, 60,
-                       message="every task, before and after the restart, to succeed")
+            wait_until(
+                lambda: (
+                    count(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
+                    == total
+                ),
+                60,
+                message="every task, before and after the restart, to succeed",
+            )
             assert worker.poll() is None, "the worker exited instead of reconnecting"
-            assert count(dsn, "SELECT count(*) FROM (SELECT task_id FROM pgsched.task_executions"
-                              " WHERE outcome = 'success' GROUP BY task_id"
-                              " HAVING count(*) > 1) d") == 0
+            assert (
+                count(
+                    dsn,
+                    "SELECT count(*) FROM (SELECT task_id FROM pgsched.task_executions"
+                    " WHERE outcome = 'success' GROUP BY task_id"
+                    " HAVING count(*) > 1) d",
+                )
+                == 0
+            )
         finally:
             worker.terminate()
             worker.wait(30)

@@ -38,8 +38,13 @@ def _global(
     config: Path = typer.Option(None, "--config", help="Config file (pgsched.toml / .yaml)."),
     profile: str = typer.Option(None, "--profile", help="Named profile in the config file."),
     home: Path = typer.Option(None, "--home", help="Embedded server directory [./.pgsched]."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
-                                 is_eager=True, callback=_print_version),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
 ) -> None:
     state.reset({"dsn": dsn, "home": home}, str(config) if config else None, profile)
 

@@ -33,8 +33,9 @@ class State:
     _loaded: Loaded | None = None
     _client: Any = None
 
-    def reset(self, overrides: dict[str, Any], config_file: str | None,
-              profile: str | None) -> None:
+    def reset(
+        self, overrides: dict[str, Any], config_file: str | None, profile: str | None
+    ) -> None:
         """Start an invocation afresh (the root callback calls it), so an app invoked several
         times in one process (tests, embedding) never reuses an earlier one's settings."""
         if self._client is not None:

@@ -33,21 +33,38 @@ def _import_app(module: str) -> None:
 @exits_on_error
 def worker_cmd(
     queues: str = typer.Option(None, "--queues", "-q", help="Comma-separated queues [default]."),
-    concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, max=10000,
-                                    help="Tasks run at once [settings.concurrency]."),
-    name: str = typer.Option(None, "--name", help="Worker name, unique among live workers "
-                             "[host-pid]."),
-    app_module: str = typer.Option(None, "--app", help="Module (or file.py) that registers "
-                                   "Python task types with @pgsched.registry.task."),
-    allow_shell: bool = typer.Option(False, "--allow-shell",
-                                     help="Run `shell` tasks (arbitrary commands)."),
+    concurrency: int = typer.Option(
+        None,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=10000,
+        help="Tasks run at once [settings.concurrency].",
+    ),
+    name: str = typer.Option(
+        None, "--name", help="Worker name, unique among live workers [host-pid]."
+    ),
+    app_module: str = typer.Option(
+        None,
+        "--app",
+        help="Module (or file.py) that registers Python task types with @pgsched.registry.task.",
+    ),
+    allow_shell: bool = typer.Option(
+        False, "--allow-shell", help="Run `shell` tasks (arbitrary commands)."
+    ),
     burst: bool = typer.Option(False, "--burst", help="Exit once nothing is left to run."),
-    grace: float = typer.Option(None, "--grace", min=0, help="Seconds running tasks get to "
-                                "finish on SIGTERM/SIGINT [settings.grace]."),
-    schedules: Path = typer.Option(None, "--schedules", help="YAML schedules file to run an "
-                                   "in-process scheduler for."),
-    no_load_weighting: bool = typer.Option(False, "--no-load-weighting", help="Claim free "
-                                           "slots regardless of the cluster's load."),
+    grace: float = typer.Option(
+        None,
+        "--grace",
+        min=0,
+        help="Seconds running tasks get to finish on SIGTERM/SIGINT [settings.grace].",
+    ),
+    schedules: Path = typer.Option(
+        None, "--schedules", help="YAML schedules file to run an in-process scheduler for."
+    ),
+    no_load_weighting: bool = typer.Option(
+        False, "--no-load-weighting", help="Claim free slots regardless of the cluster's load."
+    ),
 ) -> None:
     """Run a worker: claim tasks from the queues and run them, until stopped."""
     from pgsched.logging import configure
@@ -63,13 +80,20 @@ def worker_cmd(
     if schedules is not None and not schedules.is_file():
         fail(f"--schedules: file {schedules} does not exist", 2)
     dsn = state.dsn()
-    w = Worker(dsn, settings, name=name, queues=qs, concurrency=concurrency,
-               allow_shell=allow_shell, weighted=not no_load_weighting, burst=burst,
-               grace=grace)
+    w = Worker(
+        dsn,
+        settings,
+        name=name,
+        queues=qs,
+        concurrency=concurrency,
+        allow_shell=allow_shell,
+        weighted=not no_load_weighting,
+        burst=burst,
+        grace=grace,
+    )
 
     def on_signal(signum: int, frame: Any) -> None:
-        w.emit("signal_received", signal=signal.Signals(signum).name,
-               immediate=w.stopping)
+        w.emit("signal_received", signal=signal.Signals(signum).name, immediate=w.stopping)
         w.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -86,8 +86,10 @@ def parse(text: str, source: str) -> dict[str, Query]:
                 rest = _PLACEHOLDER.sub("", ln)
                 unused = _placeholders(ln) - _placeholders(code)
                 if "%" in rest or unused:
-                    raise SqlLoadError(f"{source}: '%' in a comment of {name!r} that the"
-                                       f" statement does not use: {ln.strip()!r}")
+                    raise SqlLoadError(
+                        f"{source}: '%' in a comment of {name!r} that the"
+                        f" statement does not use: {ln.strip()!r}"
+                    )
         out[name] = Query(name, kind, sql, source)  # type: ignore[arg-type]
 
     for line_no, line in enumerate(text.splitlines(), 1):

@@ -175,8 +175,9 @@ class Completer:
         self._idle = threading.Condition(self._lock)
         self._conns: list[psycopg.Connection | None] = [None] * writers
         self._threads = [
-            threading.Thread(target=self._run, args=(i,), name=f"pgsched-completer-{i}",
-                             daemon=True)
+            threading.Thread(
+                target=self._run, args=(i,), name=f"pgsched-completer-{i}", daemon=True
+            )
             for i in range(writers)
         ]
 

@@ -182,7 +182,10 @@ class Worker:
             self._job_finished,
         )
         self.completer = Completer(
-            self._connect_completer, self.name, self._completions_written, self._completion_error,
+            self._connect_completer,
+            self.name,
+            self._completions_written,
+            self._completion_error,
             max_batch=max(self.settings.batch_size, 100),
             writers=2,
         )
@@ -201,8 +204,9 @@ class Worker:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connect_pooled(self, options: str = "-c plan_cache_mode=force_custom_plan"
-                        ) -> psycopg.Connection:
+    def _connect_pooled(
+        self, options: str = "-c plan_cache_mode=force_custom_plan"
+    ) -> psycopg.Connection:
         # force_custom_plan: psycopg prepares after 5 runs and PostgreSQL may then switch to a
         # generic plan; one claim shape fell from ~19k to ~4.5k tasks/s that way (claim-path.md).
         conn = connect(self.dsn, **self._connect_options(options))
@@ -232,8 +236,9 @@ class Worker:
         conn.add_notify_handler(self._on_notify)
         return conn
 
-    def _connect_options(self, options: str = "-c plan_cache_mode=force_custom_plan"
-                         ) -> dict[str, Any]:
+    def _connect_options(
+        self, options: str = "-c plan_cache_mode=force_custom_plan"
+    ) -> dict[str, Any]:
         if not self.settings.prepared_statements:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
@@ -245,15 +250,27 @@ class Worker:
             self._aux = self._connect_pooled()
         return self._aux
 
-    def _save_progress(self, task_id: int, version: int, progress: float | None,
-                       set_checkpoint: bool, checkpoint: Any) -> None:
+    def _save_progress(
+        self,
+        task_id: int,
+        version: int,
+        progress: float | None,
+        set_checkpoint: bool,
+        checkpoint: Any,
+    ) -> None:
         from psycopg.types.json import Jsonb
 
         with self._aux_lock:
-            Q.task_progress.run(self._aux_conn(), {
-                "id": task_id, "version": version, "progress": progress,
-                "set_checkpoint": set_checkpoint,
-                "checkpoint": None if checkpoint is None else Jsonb(checkpoint)})
+            Q.task_progress.run(
+                self._aux_conn(),
+                {
+                    "id": task_id,
+                    "version": version,
+                    "progress": progress,
+                    "set_checkpoint": set_checkpoint,
+                    "checkpoint": None if checkpoint is None else Jsonb(checkpoint),
+                },
+            )
 
     def _parent_results(self, task_id: int) -> dict[str, Any]:
         from pgsched.workflows import parent_results
@@ -269,13 +286,19 @@ class Worker:
         self._register(self._direct)
         self.executor.start()
         self.completer.start()
-        for target, tname in ((self._control_loop, "pgsched-control"),
-                              (self._claim_loop, "pgsched-claim")):
+        for target, tname in (
+            (self._control_loop, "pgsched-control"),
+            (self._claim_loop, "pgsched-claim"),
+        ):
             t = threading.Thread(target=target, name=tname, daemon=True)
             self._threads.append(t)
             t.start()
-        self.emit("worker_started", queues=self.queues, concurrency=self.concurrency,
-                  task_types=self.task_types)
+        self.emit(
+            "worker_started",
+            queues=self.queues,
+            concurrency=self.concurrency,
+            task_types=self.task_types,
+        )
         return self
 
     def _register(self, conn: psycopg.Connection) -> None:
@@ -283,8 +306,12 @@ class Worker:
 
         check_schema(conn)
         self.worker_id = heartbeat.register(
-            conn, self.name, queues=self.queues, task_types=self.task_types,
-            capacity=self.concurrency)
+            conn,
+            self.name,
+            queues=self.queues,
+            task_types=self.task_types,
+            capacity=self.concurrency,
+        )
         for channel in ("pgsched", "pgsched_control"):
             # LISTEN is a utility statement: it cannot be PREPAREd, so it cannot live in a
             # checked .sql file; the channel name is composed as an identifier.
@@ -345,8 +372,13 @@ class Worker:
                 ids = [j.id for j in self._handback]
                 released = claims.release(conn, ids, [j.row["version"] for j in self._handback])
                 for j in self._handback:
-                    self.emit("task_released", task_id=j.id, queue=j.row["queue"],
-                              attempt=j.row["attempts"], released=j.id in released)
+                    self.emit(
+                        "task_released",
+                        task_id=j.id,
+                        queue=j.row["queue"],
+                        attempt=j.row["attempts"],
+                        released=j.id in released,
+                    )
         except Exception as e:
             self.emit("shutdown_error", "error", error=str(e))
         finally:
@@ -448,8 +480,14 @@ class Worker:
                             # A few tens of ms after the expiry (the database's clock, so
                             # the row is stale when the statement runs), jittered so a big
                             # fleet does not all try in the same millisecond.
-                            expiry_reap = (math.inf if expiry is None else now + max(0.0, expiry)
-                                           + 0.02 + (os.getpid() * 7919 + now) % 0.05)
+                            expiry_reap = (
+                                math.inf
+                                if expiry is None
+                                else now
+                                + max(0.0, expiry)
+                                + 0.02
+                                + (os.getpid() * 7919 + now) % 0.05
+                            )
                         if live_workers < before:  # the fleet shrank: keep ~1 run/s overall
                             next_reap = min(next_reap, now + self._reap_spread(live_workers, now))
                     if now >= next_reap or now >= expiry_reap:
@@ -458,8 +496,11 @@ class Worker:
                         expiry_reap = math.inf
                     if now >= next_prune:
                         pruned = reaper.prune(conn, retention=s.retention)
-                        next_prune = now + (reaper.PRUNE_CATCH_UP if pruned >= reaper.PRUNE_BATCH
-                                            else reaper.PRUNE_EVERY)
+                        next_prune = now + (
+                            reaper.PRUNE_CATCH_UP
+                            if pruned >= reaper.PRUNE_BATCH
+                            else reaper.PRUNE_EVERY
+                        )
                         if pruned:
                             self.emit("tasks_pruned", "debug", count=pruned)
             except (psycopg.OperationalError, OSError, ValueError) as e:
@@ -498,10 +539,16 @@ class Worker:
         """Heartbeat; returns (live workers, seconds until the stalest other one expires)."""
         cpu, mem = self._sampler.sample()
         try_waker = self._wants_waker and not self._holds_waker and not self.paused
-        row = heartbeat.beat(conn, self.worker_id, cpu=cpu, memory=mem,
-                             running=len(self._running), capacity=self.concurrency,
-                             heartbeat_timeout=self.settings.heartbeat_timeout,
-                             waker=(reaper.WORKER_LOCK_NS, self.signature) if try_waker else None)
+        row = heartbeat.beat(
+            conn,
+            self.worker_id,
+            cpu=cpu,
+            memory=mem,
+            running=len(self._running),
+            capacity=self.concurrency,
+            heartbeat_timeout=self.settings.heartbeat_timeout,
+            waker=(reaper.WORKER_LOCK_NS, self.signature) if try_waker else None,
+        )
         if row is None:
             return None
         if row["waker"]:  # the role was vacant: claim now, as a new waker does
@@ -524,8 +571,9 @@ class Worker:
         for name in dead:
             self.emit("worker_reaped", "warning", dead_worker=name)
         for r in lost:
-            self.emit("task_lost", "warning", task_id=r["task_id"], owner=r["name"],
-                      status=r["status"])
+            self.emit(
+                "task_lost", "warning", task_id=r["task_id"], owner=r["name"], status=r["status"]
+            )
         if dead:
             Q.notify_queue.run(conn, {"payload": "!waker"})  # its waker lock may be gone
 
@@ -539,8 +587,11 @@ class Worker:
             else:
                 # Finished here meanwhile (its completion is refused: the cancel bumped the
                 # version): the cancel wins.
-                self.completer.put(Completion(r["id"], r["version"], "cancelled", "cancelled",
-                                              error="cancelled by user"))
+                self.completer.put(
+                    Completion(
+                        r["id"], r["version"], "cancelled", "cancelled", error="cancelled by user"
+                    )
+                )
 
     # -- waker lock ----------------------------------------------------------------------------
 
@@ -550,8 +601,11 @@ class Worker:
         with self._direct_lock:
             if self._direct is None:
                 return False
-            self._holds_waker = bool(Q.try_waker_lock.run(
-                self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature}))
+            self._holds_waker = bool(
+                Q.try_waker_lock.run(
+                    self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature}
+                )
+            )
         return self._holds_waker
 
     def _release_waker(self, handoff: bool) -> None:
@@ -561,7 +615,8 @@ class Worker:
             if self._direct is None:
                 return
             Q.release_waker_lock.run(
-                self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature})
+                self._direct, {"ns": reaper.WORKER_LOCK_NS, "signature": self.signature}
+            )
             self._holds_waker = False
             if handoff:
                 Q.notify_queue.run(self._direct, {"payload": "!waker"})
@@ -636,9 +691,16 @@ class Worker:
                 self._notified = False
                 n = min(free, s.batch_size)
                 rows = claims.claim(
-                    conn, worker=self.name, queues=self.queues, task_types=self.task_types,
-                    slots=n, weighted=self.weighted, cpu_ceiling=s.cpu_ceiling,
-                    memory_ceiling=s.memory_ceiling, heartbeat_timeout=s.heartbeat_timeout)
+                    conn,
+                    worker=self.name,
+                    queues=self.queues,
+                    task_types=self.task_types,
+                    slots=n,
+                    weighted=self.weighted,
+                    cpu_ceiling=s.cpu_ceiling,
+                    memory_ceiling=s.memory_ceiling,
+                    heartbeat_timeout=s.heartbeat_timeout,
+                )
                 error_delay = 0.05
                 self.emit("claim_ran", "debug", asked=n, got=len(rows))
                 self._dispatch(rows)
@@ -660,9 +722,12 @@ class Worker:
                 if self.burst:
                     next_claim_at = time.monotonic() + 0.01  # look again soon, then exit
                 elif self._try_waker():
-                    due = claims.next_due_in(conn, queues=self.queues,
-                                             task_types=self.task_types,
-                                             horizon=s.poll_interval)
+                    due = claims.next_due_in(
+                        conn,
+                        queues=self.queues,
+                        task_types=self.task_types,
+                        horizon=s.poll_interval,
+                    )
                     wait = s.poll_interval if due is None else min(max(due, 0.0), s.poll_interval)
                     next_claim_at = time.monotonic() + wait
             except (psycopg.OperationalError, DatabaseUnavailable) as e:
@@ -681,8 +746,9 @@ class Worker:
         listening backend is signalled for each notification, so an idle fleet listens on
         one connection per worker, plus one."""
         if on != self._claim_listening and self._claim_listens:
-            conn.execute(psql.SQL("LISTEN {}" if on else "UNLISTEN {}").format(
-                psql.Identifier("pgsched")))
+            conn.execute(
+                psql.SQL("LISTEN {}" if on else "UNLISTEN {}").format(psql.Identifier("pgsched"))
+            )
             self._claim_listening = on
 
     def _waker_wait(self, conn: psycopg.Connection, timeout: float) -> None:
@@ -720,12 +786,17 @@ class Worker:
             tt = self.registry.get(row["task_type"])
             timeout = row["timeout_s"] or (tt.timeout if tt is not None else None)
             ctx = TaskContext(row, self._save_progress, self._parent_results)
-            job = Job(row, tt, ctx, started=now,
-                      deadline=None if not timeout else now + timeout)
+            job = Job(row, tt, ctx, started=now, deadline=None if not timeout else now + timeout)
             with self._state_lock:
                 self._running[job.id] = job
-            self.emit("task_claimed", "debug", task_id=job.id, queue=row["queue"],
-                      task_type=row["task_type"], attempt=row["attempts"])
+            self.emit(
+                "task_claimed",
+                "debug",
+                task_id=job.id,
+                queue=row["queue"],
+                task_type=row["task_type"],
+                attempt=row["attempts"],
+            )
             self.executor.submit(job)
 
     # -- completions ---------------------------------------------------------------------------
@@ -750,22 +821,39 @@ class Worker:
         for c in batch:
             if quiet and c.status == "succeeded" and c.id in changed:
                 continue
-            fields = {"task_id": c.id, "attempt": c.attempt, "queue": c.queue,
-                      "task_type": c.task_type}
+            fields = {
+                "task_id": c.id,
+                "attempt": c.attempt,
+                "queue": c.queue,
+                "task_type": c.task_type,
+            }
             if c.id not in changed:
-                self.emit("task_completion_rejected", "warning", version=c.version,
-                          status=c.status, **fields)
+                self.emit(
+                    "task_completion_rejected",
+                    "warning",
+                    version=c.version,
+                    status=c.status,
+                    **fields,
+                )
                 self._check_cancels = True
                 self._poke()
                 continue
             level = "debug" if c.status == "succeeded" else "info"
             if c.status == "failed":
                 level = "warning"
-            self.emit(_TERMINAL_EVENTS[c.status], level, outcome=c.outcome,
-                      duration_ms=round(c.duration_ms, 3), error=c.error,
-                      retry_in_s=round(c.delay, 3) if c.status == "retrying" else None,
-                      **fields)
+            self.emit(
+                _TERMINAL_EVENTS[c.status],
+                level,
+                outcome=c.outcome,
+                duration_ms=round(c.duration_ms, 3),
+                error=c.error,
+                retry_in_s=round(c.delay, 3) if c.status == "retrying" else None,
+                **fields,
+            )
 
     def _completion_error(self, e: BaseException) -> None:
-        self.emit("completion_error", "warning", error=str(e).splitlines()[0] if str(e) else
-                  type(e).__name__)
+        self.emit(
+            "completion_error",
+            "warning",
+            error=str(e).splitlines()[0] if str(e) else type(e).__name__,
+        )
