@@ -39,6 +39,11 @@ the benchmark settings: `python bench/probes.py NAME`.
                 compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
   commit-cost   CPU a backend spends per statement, one every 20 ms: a heartbeat, the same
                 with synchronous_commit off, SELECT 1, a one-row UPDATE
+  completion-arbiter
+                a 500-task completion as the worker runs it (generic plan) and the same with
+                ON CONFLICT on the attempt rows (complete_tasks_arbitrated), taking turns 60
+                times: EXPLAIN ANALYZE's execution time and the attempt rows' INSERT, medians
+                of the last 50
   trickle       one worker (bench D's: the adapter, concurrency 500) while tasks arrive one
                 plain INSERT at a time, 20 ms apart (300) and back to back (3,000): Postgres
                 CPU (all backends) and worker CPU per task, 4 runs each (to compare two
@@ -153,6 +158,49 @@ def pickup(url: str) -> None:
     for a, b in [*itertools.pairwise(steps), ("commit", "body")]:
         ms = statistics.median((marks[k][b] - marks[k][a]) * 1000 for k in ks)
         print(f"  {a} -> {b}: {ms:.3f}")
+
+
+def completion_arbiter(url: str) -> None:
+    types = {"worker": "text", "now": "timestamptz", "ids": "bigint[]", "versions": "bigint[]",
+             "statuses": "text[]", "outcomes": "text[]", "results": "jsonb[]",
+             "errors": "text[]", "delays": "float8[]", "durations": "float8[]"}  # fmt: skip
+    variants = {"as run": Q.complete_tasks, "arbitrated": Q.complete_tasks_arbitrated}
+    took: dict[str, list[float]] = {k: [] for k in variants}
+    inserted: dict[str, list[float]] = {k: [] for k in variants}
+    with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, attempts, started_at)"
+            " SELECT 'noop', 'running', 1, now() FROM generate_series(1, 60000)"
+        )
+        c.execute("VACUUM ANALYZE")
+        for i, q in enumerate(variants.values()):
+            sql, names = to_positional(q.sql)
+            c.execute(f"PREPARE v{i} ({', '.join(types[n] for n in names)}) AS {sql}")
+        first = 1
+        for r in range(60):
+            order = list(enumerate(variants)) if r % 2 == 0 else list(enumerate(variants))[::-1]
+            for i, name in order:
+                ids = "'{" + ",".join(map(str, range(first, first + 500))) + "}'::bigint[]"
+                first += 500
+                args = ", ".join(
+                    {"ids": ids, "versions": "array_fill(0::bigint, ARRAY[500])"}.get(
+                        n, _COMPLETE_VALUES[n].replace("ARRAY[n]", "ARRAY[500]")
+                    ).replace("'w' || cid", "'w'")
+                    for n in names
+                )
+                plan = "\n".join(
+                    row[0]
+                    for row in c.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE v{i}({args})")
+                )
+                took[name].append(float(re.search(r"Execution Time: ([\d.]+)", plan)[1]))
+                m = re.search(r"Insert on task_executions \(actual time=[\d.]+\.\.([\d.]+)", plan)
+                inserted[name].append(float(m[1]))
+    print("500-task completion, ms (medians of the last 50 of 60 turns):")
+    for name in variants:
+        print(
+            f"  {name:11} statement {statistics.median(took[name][10:]):6.3f}"
+            f"   attempt rows' INSERT {statistics.median(inserted[name][10:]):6.3f}"
+        )
 
 
 def claim_plan(url: str) -> None:
@@ -874,7 +922,8 @@ def sql_ceiling(server: EphemeralServer) -> None:
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
           "claim-parts": claim_parts,
           "commit-idle": commit_idle,
-          "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call}  # fmt: skip
+          "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call,
+          "completion-arbiter": completion_arbiter}  # fmt: skip
 ON_SERVER = {
     "schema-ab": schema_ab,
     "claim-after-drain": claim_after_drain,

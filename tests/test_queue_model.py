@@ -258,3 +258,40 @@ def test_queue_model(dsn: str) -> None:
     # The model must have exercised the queue, not just submitted. (Completions and lost tasks
     # vary per run: typically 5-15 and 3-16 over the 60 examples.)
     assert STATS["claimed"], STATS
+
+
+def test_completion_keeps_the_row_of_an_attempt_number_used_twice(
+    conn: psycopg.Connection,
+) -> None:
+    """The completion inserts attempt rows without an arbiter; an attempt number that has a
+    row already (attempts lowered by hand, then claimed again) must not lose the batch: every
+    task completes, the earlier row stays as it was, the others get theirs."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, attempts, version, assigned_worker,"
+            " started_at) SELECT 'noop', 'running', 1, 4, 'w1', now()"
+            " FROM generate_series(1, 3) RETURNING id"
+        )
+    ]
+    conn.execute(
+        "INSERT INTO pgsched.task_executions (task_id, attempt, worker, outcome, error)"
+        " VALUES (%s, 1, 'w0', 'failure', 'the run before the reset')",
+        (ids[1],),
+    )
+    batch = [Completion(i, 4, "succeeded", "success", result={"n": i}) for i in ids]
+    assert claims.complete(conn, "w1", batch) == set(ids)
+    assert (
+        conn.execute(
+            "SELECT array_agg(status ORDER BY id) FROM pgsched.tasks WHERE id = ANY(%s)", (ids,)
+        ).fetchone()[0]
+        == ["succeeded"] * 3
+    )
+    rows = conn.execute(
+        "SELECT task_id, worker, outcome, error FROM pgsched.task_executions ORDER BY task_id"
+    ).fetchall()
+    assert rows == [
+        (ids[0], "w1", "success", None),
+        (ids[1], "w0", "failure", "the run before the reset"),
+        (ids[2], "w1", "success", None),
+    ]
