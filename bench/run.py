@@ -35,8 +35,10 @@ WORKLOADS = {
 }
 
 
-# G (1M-row tables) and H (100 worker processes) run once per full run: three repetitions of
-# them would take `make bench` well past 20 min. E and F run three times like the rest.
+# G (1M-row tables) and H (100 worker processes) are called once per full run: building G's
+# tables and starting H's fleet three times would take `make bench` well past 20 min. G builds
+# its tables once and repeats its drains and pickups inside (three rounds); H's samples are its
+# three 10 s windows. E and F run three times like the rest.
 ONCE = "GH"
 
 
