@@ -16,6 +16,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -230,11 +231,14 @@ class Proc:
     def __init__(self, cmd: list[str], env: dict | None = None, pin: str | None = None) -> None:
         if pin is not None:
             cmd = ["taskset", "-c", pin, *cmd]
+        # stderr to a file, not a pipe: nothing reads a pipe while the process runs, so one
+        # that logged more than the pipe holds (64 kB) would block mid-measurement.
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.p = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.err,
             cwd=BENCH,
             env={**os.environ, **(env or {})},
             start_new_session=True,
@@ -290,8 +294,14 @@ class Proc:
             if self.p.poll() is not None:
                 self.poll_lines(0.2)
                 break
-        err = self.p.stderr.read().decode(errors="replace")[-2000:] if self.p.poll() else ""
+        err = self.stderr_tail() if self.p.poll() is not None else ""
         raise RuntimeError(f"no {prefix!r} line within {timeout}s from {self.p.args}: {err}")
+
+    def stderr_tail(self, n: int = 2000) -> str:
+        if self.err.closed:
+            return ""
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")[-n:]
 
     def signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -308,6 +318,7 @@ class Proc:
                 self.p.wait(5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.p.pid, signal.SIGKILL)  # children (executors) of this worker only
+        self.err.close()
 
 
 def worker(
