@@ -161,12 +161,12 @@ def pickup(url: str) -> None:
 
 
 def completion_arbiter(url: str) -> None:
-    types = {"worker": "text", "now": "timestamptz", "ids": "bigint[]", "versions": "bigint[]",
-             "statuses": "text[]", "outcomes": "text[]", "results": "jsonb[]",
-             "errors": "text[]", "delays": "float8[]", "durations": "float8[]"}  # fmt: skip
     variants = {"as run": Q.complete_tasks, "arbitrated": Q.complete_tasks_arbitrated}
     took: dict[str, list[float]] = {k: [] for k in variants}
     inserted: dict[str, list[float]] = {k: [] for k in variants}
+    batch = {"worker": "w", "now": None, "versions": [0] * 500, "statuses": ["succeeded"] * 500,
+             "outcomes": ["success"] * 500, "results": [None] * 500, "errors": [None] * 500,
+             "delays": [0.0] * 500, "durations": [0.01] * 500}  # fmt: skip
     with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
         c.execute(
             "INSERT INTO pgsched.tasks (task_type, status, attempts, started_at)"
@@ -174,20 +174,15 @@ def completion_arbiter(url: str) -> None:
         )
         c.execute("VACUUM ANALYZE")
         for i, q in enumerate(variants.values()):
-            sql, names = to_positional(q.sql)
-            c.execute(f"PREPARE v{i} ({', '.join(types[n] for n in names)}) AS {sql}")
+            sql, names = to_positional(q.sql)  # the same names in both
+            c.execute(f"PREPARE v{i} AS {sql}")
         first = 1
         for r in range(60):
             order = list(enumerate(variants)) if r % 2 == 0 else list(enumerate(variants))[::-1]
             for i, name in order:
-                ids = "'{" + ",".join(map(str, range(first, first + 500))) + "}'::bigint[]"
+                params = batch | {"ids": list(range(first, first + 500))}
                 first += 500
-                args = ", ".join(
-                    {"ids": ids, "versions": "array_fill(0::bigint, ARRAY[500])"}.get(
-                        n, _COMPLETE_VALUES[n].replace("ARRAY[n]", "ARRAY[500]")
-                    ).replace("'w' || cid", "'w'")
-                    for n in names
-                )
+                args = psql.SQL(", ").join(psql.Literal(params[n]) for n in names).as_string(c)
                 plan = "\n".join(
                     row[0]
                     for row in c.execute(f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE v{i}({args})")

@@ -97,9 +97,7 @@ class _OneInsert:
         if self.conn.pgconn.status != pq.ConnStatus.OK:
             msg = self.conn.pgconn.get_error_message(self.encoding) or "connection lost"
             raise psycopg.OperationalError(msg)
-        from psycopg import errors
-
-        raise errors.error_from_result(res, encoding=self.encoding)
+        raise psycopg.errors.error_from_result(res, encoding=self.encoding)
 
 
 class Client:

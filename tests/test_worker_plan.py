@@ -13,6 +13,21 @@ from pgsched.sql import Q, Query, to_positional
 from pgsched.worker.runner import CLAIM_SESSION
 
 
+def claim_params(queues: list[str], slots: int) -> dict[str, object]:
+    """The claim's parameters as worker "w" sends them (weighted, no ceilings in the way)."""
+    return {
+        "worker": "w",
+        "queues": queues,
+        "task_types": ["noop", "dummy"],
+        "slots": slots,
+        "weighted": True,
+        "cpu_ceiling": 100.0,
+        "memory_ceiling": 100.0,
+        "heartbeat_timeout": 15.0,
+        "now": None,
+    }
+
+
 @pytest.mark.parametrize(
     ("slots", "queues"), [(10, ["default"]), (1000, ["default"]), (1000, ["default", "other"])]
 )
@@ -29,17 +44,7 @@ def test_claim_uses_ready_index(conn: psycopg.Connection, slots: int, queues: li
     conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
     conn.execute("ANALYZE pgsched.tasks")
     conn.execute("SET plan_cache_mode = force_custom_plan")
-    params = {
-        "worker": "w",
-        "queues": queues,
-        "task_types": ["noop", "dummy"],
-        "slots": slots,
-        "weighted": True,
-        "cpu_ceiling": 100.0,
-        "memory_ceiling": 100.0,
-        "heartbeat_timeout": 15.0,
-        "now": None,
-    }
+    params = claim_params(queues, slots)
     plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + Q.claim_tasks.sql, params))
     assert "tasks_ready_idx" in plan, plan
     assert "Seq Scan on tasks" not in plan, plan
@@ -91,17 +96,7 @@ def test_generic_claim_plan_uses_ready_index(
     that plan must walk the ready index too, whether it was made over a large analyzed backlog
     or over an empty table that 50,000 tasks then filled (no ANALYZE since)."""
     conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
-    params = {
-        "worker": "w",
-        "queues": queues,
-        "task_types": ["noop", "dummy"],
-        "slots": slots,
-        "weighted": True,
-        "cpu_ceiling": 100.0,
-        "memory_ceiling": 100.0,
-        "heartbeat_timeout": 15.0,
-        "now": None,
-    }
+    params = claim_params(queues, slots)
     fill = (
         "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
         " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
