@@ -55,6 +55,12 @@ class Settings(BaseModel):
     heartbeat_timeout: float = Field(
         15.0, gt=0, description="Seconds without a heartbeat after which a worker is dead"
     )
+    idle_heartbeat_interval: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds between the heartbeats of a worker running no task; unset: "
+        "heartbeat_timeout / 3, or heartbeat_interval if that is longer",
+    )
     poll_interval: float = Field(
         5.0, gt=0, description="Seconds: fallback poll when no notification arrives"
     )
@@ -93,7 +99,23 @@ class Settings(BaseModel):
             raise ValueError("backoff_cap must be at least backoff_base")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        idle = self.idle_heartbeat_interval
+        if idle is not None and not self.heartbeat_interval <= idle < self.heartbeat_timeout:
+            raise ValueError(
+                "idle_heartbeat_interval must be at least heartbeat_interval and shorter than"
+                " heartbeat_timeout"
+            )
         return self
+
+    @property
+    def idle_beat_every(self) -> float:
+        """Seconds between the heartbeats of a worker running no task. Such a worker has no
+        task to hand back if it is declared dead, and a hang is seen heartbeat_timeout after
+        the last beat whatever the interval; timeout / 3 still leaves two missed beats'
+        margin before a slow worker is taken for a hung one."""
+        if self.idle_heartbeat_interval is not None:
+            return self.idle_heartbeat_interval
+        return max(self.heartbeat_interval, self.heartbeat_timeout / 3)
 
 
 FIELDS = tuple(Settings.model_fields)

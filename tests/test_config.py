@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pgsched.cli.app as cli_app
-from pgsched.config import load_settings
+from pgsched.config import Settings, load_settings
 from pgsched.errors import ConfigError
 
 cli_app._register()
@@ -86,6 +86,11 @@ def test_dsn_sources(tmp_path: Path) -> None:
         ({"pgsched.toml": "queue = ["}, {}, "config file"),
         ({}, {"env": {"PGSCHED_CONCURRENCY": "many"}}, "env PGSCHED_CONCURRENCY"),
         ({}, {"config_file": "/nonexistent.toml"}, "does not exist"),
+        (
+            {"pgsched.toml": "idle_heartbeat_interval = 20"},
+            {},
+            "idle_heartbeat_interval must be at least heartbeat_interval and shorter than",
+        ),
     ],
 )
 def test_config_errors_are_one_line(
@@ -119,3 +124,9 @@ def test_config_command_json_shows_sources(tmp_path: Path, monkeypatch: pytest.M
     assert out["grace"] == {"value": 30.0, "source": "default"}
     human = CliRunner().invoke(cli_app.app, ["config"]).stdout
     assert "from-file" in human and "pgsched.toml" in human
+
+
+def test_idle_heartbeat_interval_defaults_to_a_third_of_the_timeout() -> None:
+    assert Settings().idle_beat_every == 5.0  # 15 s timeout, 2 s busy interval
+    assert Settings(heartbeat_interval=8, heartbeat_timeout=15).idle_beat_every == 8.0
+    assert Settings(idle_heartbeat_interval=3).idle_beat_every == 3.0

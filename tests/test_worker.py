@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -366,6 +367,37 @@ def test_vacant_waker_role_is_taken_within_a_heartbeat(
         5,
         message="the new waker claims the task",
     )
+
+
+def test_an_idle_worker_beats_on_the_idle_pace_and_a_busy_one_on_the_busy_pace(
+    dsn: str, make_worker: Any
+) -> None:
+    """Running nothing, a worker beats every idle_heartbeat_interval; from the moment it holds
+    a task, every heartbeat_interval."""
+    paced = Settings(
+        **{**FAST.model_dump(), "heartbeat_interval": 0.1, "idle_heartbeat_interval": 1.0}
+    )
+    reg = Registry()
+    release = threading.Event()
+
+    @reg.task("hold")
+    def hold(payload: Any, ctx: Any) -> None:
+        release.wait(10)
+
+    _w, ev = make_worker(settings=paced, registry=reg)
+    wait_until(lambda: ev.count("claim_ran") >= 1, 10)
+    n = ev.count("heartbeat")
+    time.sleep(2.5)
+    idle = ev.count("heartbeat") - n
+    tid = Client(dsn).submit("hold")
+    wait_until(lambda: ev.count("task_claimed", task_id=tid), 5)
+    n = ev.count("heartbeat")
+    time.sleep(2.5)
+    busy = ev.count("heartbeat") - n
+    release.set()
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 5)
+    assert 1 <= idle <= 4, idle  # ~2 at 1 s; the busy pace would make ~25
+    assert busy >= 12, busy  # ~25 at 0.1 s (a beat may wait up to 0.1 s for the first)
 
 
 def test_burst_worker_exits_while_another_worker_holds_the_waker_role(

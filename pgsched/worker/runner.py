@@ -19,7 +19,8 @@ has free slots, without waiting for notifications. When the waker claims a full 
 longer idle: it releases the lock and NOTIFYs '!waker', so one idle worker (the first to get
 the lock) takes over and claims. One insert therefore makes at most ~2 workers claim. If the
 waker dies its lock goes with its session; the idle workers that are not the waker try the lock
-with each heartbeat (no statement of their own), so a vacant role is taken within a heartbeat.
+with each heartbeat (no statement of their own), so a vacant role is taken at the next idle
+heartbeat of any of them.
 """
 
 from __future__ import annotations
@@ -435,7 +436,13 @@ class Worker:
 
     def _control_loop(self) -> None:
         s = self.settings
-        next_beat = time.monotonic() + s.heartbeat_interval
+        # A worker running nothing beats every idle_beat_every (heartbeat_timeout / 3 by
+        # default), one holding tasks every heartbeat_interval. The wait below never outlasts
+        # heartbeat_interval, so a worker that turns busy beats on the busy pace within one.
+        idle_every = s.idle_beat_every
+        # The first beat comes heartbeat_interval after start, idle or not: it tells a new
+        # worker the fleet's size, which paces its recovery runs (registration wrote the row).
+        last_beat = time.monotonic() - idle_every + s.heartbeat_interval
         next_reap = time.monotonic() + 0.5
         # Retention pruning: first a few seconds after start (spread over a fleet), then every
         # PRUNE_EVERY s, or every PRUNE_CATCH_UP s while each run finds a full batch: a worker
@@ -454,7 +461,9 @@ class Worker:
                     self._reconnect_direct()
                     continue
                 now = time.monotonic()
-                timeout = max(0.0, min(next_beat, next_reap, expiry_reap) - now)
+                next_beat = last_beat + (s.heartbeat_interval if self._running else idle_every)
+                wake = min(next_beat, next_reap, expiry_reap, now + s.heartbeat_interval)
+                timeout = max(0.0, wake - now)
                 ready, _, _ = select.select([conn.fileno(), self._pipe_r], [], [], timeout)
                 if self._pipe_r in ready:
                     os.read(self._pipe_r, 4096)
@@ -474,7 +483,7 @@ class Worker:
                     now = time.monotonic()
                     if now >= next_beat:
                         before, beat = live_workers, self._beat(conn)
-                        next_beat = now + s.heartbeat_interval
+                        last_beat = now
                         if beat is not None:
                             live_workers, expiry = beat
                             # A few tens of ms after the expiry (the database's clock, so
