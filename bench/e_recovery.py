@@ -71,11 +71,20 @@ def trial(url: str, k0: int, sig: int, extra: tuple[str, ...]) -> tuple[list[flo
             got[k] - beat for k in held if k in got
         ] + lost
     finally:
-        victim.signal(signal.SIGCONT)
-        victim.signal(signal.SIGKILL)
-        victim.p.wait(10)
-        if rescuer is not None:
-            rescuer.stop(2)
+        # Both go by SIGKILL: a graceful stop of the rescuer would wait out the tasks it
+        # holds (its grace, cut at 2 s by stop()), 2 s a trial. Then the trial's tasks go, so
+        # the next trial starts on an empty queue, not with a dead rescuer's tasks to recover.
+        for p in (victim, rescuer):
+            if p is not None:
+                p.signal(signal.SIGCONT)
+                p.signal(signal.SIGKILL)
+                p.stop(5)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(
+                "DELETE FROM pgsched.task_executions e USING pgsched.tasks t"
+                " WHERE e.task_id = t.id AND t.task_type = 'hold'"
+            )
+            c.execute("DELETE FROM pgsched.tasks WHERE task_type = 'hold'")
 
 
 def run(ctx: Ctx, rep: int) -> None:
