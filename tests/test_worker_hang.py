@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 
 from pgsched.client import Client
 from pgsched.sql import Q
-from pgsched.worker import heartbeat
+from pgsched.worker import heartbeat, reaper
 from tests.conftest import wait_until
 from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixture
 
@@ -158,3 +158,33 @@ def test_heartbeat_commits_without_waiting_for_its_flush_and_only_its_own(
         assert row is not None and row["live_workers"] == 1
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
     assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+
+
+def test_a_periodic_recovery_run_keeps_the_aim_at_the_next_expiry() -> None:
+    """A periodic run that comes before the stalest worker's expiry must not drop the run aimed
+    at it: the next heartbeat (an idle pace of heartbeat_timeout / 3) would come too late."""
+    pacer = reaper.RecoveryPacer(now=0.0, pid=1)
+    pacer.on_beat(10.0, live_workers=2, next_expiry_s=3.0)  # aimed at 13.02-13.07
+    aim = pacer.expiry
+    assert 13.0 < aim < 13.1
+    pacer.next_periodic = 11.0
+    assert pacer.due(11.0)
+    pacer.ran(11.0)  # the periodic run, before the expiry
+    assert pacer.expiry == aim
+    pacer.next_periodic = float("inf")  # only the aimed run left
+    assert pacer.wake_at() == aim
+    assert not pacer.due(aim - 0.01)
+    assert pacer.due(aim)
+    pacer.ran(aim)  # the aimed run: the next heartbeat aims the next one
+    assert pacer.expiry == float("inf")
+    assert pacer.next_periodic > aim
+
+
+def test_recovery_runs_spread_over_the_fleet_and_tighten_when_it_shrinks() -> None:
+    pacer = reaper.RecoveryPacer(now=0.0, pid=1)
+    pacer.on_beat(1.0, live_workers=100, next_expiry_s=None)
+    assert pacer.expiry == float("inf")
+    pacer.ran(1.0)
+    assert 1.0 + 50 <= pacer.next_periodic <= 1.0 + 150  # ~1 run/s across 100 workers
+    pacer.on_beat(2.0, live_workers=2, next_expiry_s=None)  # the fleet shrank
+    assert pacer.next_periodic <= 2.0 + 3.0

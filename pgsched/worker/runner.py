@@ -26,7 +26,6 @@ heartbeat of any of them.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import select
 import socket
@@ -443,17 +442,12 @@ class Worker:
         # The first beat comes heartbeat_interval after start, idle or not: it tells a new
         # worker the fleet's size, which paces its recovery runs (registration wrote the row).
         last_beat = time.monotonic() - idle_every + s.heartbeat_interval
-        next_reap = time.monotonic() + 0.5
+        recovery = reaper.RecoveryPacer(time.monotonic())
         # Retention pruning: first a few seconds after start (spread over a fleet), then every
         # PRUNE_EVERY s, or every PRUNE_CATCH_UP s while each run finds a full batch: a worker
         # then removes up to ~4k expired rows/s instead of 1k a minute, which fell behind any
         # queue running more than ~17 tasks/s past its retention.
         next_prune = time.monotonic() + 2 + (os.getpid() % 8)
-        live_workers = 1
-        # Recovery also runs when the stalest other worker's heartbeat expires (a hung
-        # worker's tasks go back at heartbeat_timeout, not up to a spread interval later).
-        # Re-aimed at every beat, so in a healthy fleet it never fires: each beat pushes it on.
-        expiry_reap = math.inf
         while not self._control_stop.is_set():
             try:
                 conn = self._direct
@@ -462,7 +456,7 @@ class Worker:
                     continue
                 now = time.monotonic()
                 next_beat = last_beat + (s.heartbeat_interval if self._running else idle_every)
-                wake = min(next_beat, next_reap, expiry_reap, now + s.heartbeat_interval)
+                wake = min(next_beat, recovery.wake_at(), now + s.heartbeat_interval)
                 timeout = max(0.0, wake - now)
                 ready, _, _ = select.select([conn.fileno(), self._pipe_r], [], [], timeout)
                 if self._pipe_r in ready:
@@ -482,27 +476,13 @@ class Worker:
                         self._sync_cancels(conn)
                     now = time.monotonic()
                     if now >= next_beat:
-                        before, beat = live_workers, self._beat(conn)
+                        beat = self._beat(conn)
                         last_beat = now
                         if beat is not None:
-                            live_workers, expiry = beat
-                            # A few tens of ms after the expiry (the database's clock, so
-                            # the row is stale when the statement runs), jittered so a big
-                            # fleet does not all try in the same millisecond.
-                            expiry_reap = (
-                                math.inf
-                                if expiry is None
-                                else now
-                                + max(0.0, expiry)
-                                + 0.02
-                                + (os.getpid() * 7919 + now) % 0.05
-                            )
-                        if live_workers < before:  # the fleet shrank: keep ~1 run/s overall
-                            next_reap = min(next_reap, now + self._reap_spread(live_workers, now))
-                    if now >= next_reap or now >= expiry_reap:
+                            recovery.on_beat(now, *beat)
+                    if recovery.due(now):
                         self._reap(conn)
-                        next_reap = now + self._reap_spread(live_workers, now)
-                        expiry_reap = math.inf
+                        recovery.ran(now)
                     if now >= next_prune:
                         pruned = reaper.prune(conn, retention=s.retention)
                         next_prune = now + (
@@ -566,14 +546,6 @@ class Worker:
         self._apply_status(row["status"])
         self.emit("heartbeat", "debug", cpu=cpu, memory=mem, running=len(self._running))
         return int(row["live_workers"]), row["next_expiry_s"]
-
-    @staticmethod
-    def _reap_spread(live_workers: int, now: float) -> float:
-        """Seconds to the next recovery attempt: ~1 run per second across the cluster, whatever
-        its size (each worker every ~N s, jittered). Capping it at heartbeat_timeout / 2 made
-        100 idle workers try ~12 times a second (118 runs in 10 s, 1.76 ms each: most of the
-        8% of a core that Postgres spent on an idle fleet in bench H, full run)."""
-        return max(1.0, float(live_workers)) * (0.5 + (os.getpid() * 7919 + now) % 1.0)
 
     def _reap(self, conn: psycopg.Connection) -> None:
         dead, lost = reaper.reap(conn, heartbeat_timeout=self.settings.heartbeat_timeout)
