@@ -19,6 +19,11 @@ the benchmark settings: `python bench/probes.py NAME`.
                 turns in chunks of 20 for 30 s; 50 to a transaction via pgbench; and the
                 server's execution time per INSERT
   bulk          Client.submit_many by one INSERT and by COPY, 100 to 100,000 rows a call
+  bulk-parts    Client.submit_batch's statement (1,000 rows) into pgsched.tasks and into copies
+                that lose one more thing each (its insert trigger's WHEN, the two foreign
+                keys, the CHECKs, the indexes but the key): server execution per row; then
+                20 x 1,000 rows by Client.submit_batch into a database as migrated and into
+                one without the two foreign keys of pgsched.tasks, alternated 12 times
   submit-call   one autocommit task per call on one connection, interleaved chunks of 300
                 in an order that flips every round:
                 Client.submit (no TaskSpec for the common options), the same through the
@@ -86,6 +91,7 @@ from harness import (
     workers,
 )
 from psycopg import sql as psql
+from psycopg.types.json import Jsonb
 
 from pgsched import client as client_module
 from pgsched import migrate
@@ -493,6 +499,100 @@ def bulk(url: str) -> None:
                 f"submit_many, {size:,} per call, rows/s medians: "
                 + ", ".join(f"{p} {statistics.median(r):,.0f}" for p, r in rates.items())
             )
+
+
+def bulk_parts(server: EphemeralServer) -> None:
+    """Where a bulk-submitted row's server time goes, and what the foreign keys cost a client.
+    PostgreSQL queues a foreign key's check for every inserted row, NULL or not (only UPDATE
+    and DELETE skip it by inspection), so the two of pgsched.tasks cost every bulk row."""
+    with psycopg.connect(server.url("postgres"), autocommit=True) as c:
+        for d in ("bp_parts", "bp_fk", "bp_nofk"):
+            c.execute(f"CREATE DATABASE {d}")
+    for d in ("bp_parts", "bp_fk", "bp_nofk"):
+        migrate.upgrade(server.url(d))
+    cols = "task_type, payload, queue, priority, run_at, max_attempts"
+    rows = "SELECT 'noop', p, 'default', 0, now(), 3 FROM notified, jsonb_array_elements(%s) p"
+    steps = {  # label: (table, its setup)
+        "pgsched.tasks (Client.submit_batch)": ("pgsched.tasks", ""),
+        "- the insert trigger (its WHEN)": (
+            "bp_fkeys",
+            "CREATE TABLE bp_fkeys (LIKE pgsched.tasks INCLUDING ALL);"
+            " ALTER TABLE bp_fkeys ADD FOREIGN KEY (workflow_id) REFERENCES pgsched.workflows,"
+            " ADD FOREIGN KEY (schedule_id) REFERENCES pgsched.schedules",
+        ),
+        "- the two foreign keys": (
+            "bp_copy",
+            "CREATE TABLE bp_copy (LIKE pgsched.tasks INCLUDING ALL)",
+        ),
+        "- the CHECKs": (
+            "bp_nochecks",
+            "CREATE TABLE bp_nochecks (LIKE pgsched.tasks INCLUDING DEFAULTS INCLUDING IDENTITY"
+            " INCLUDING INDEXES)",
+        ),
+        "- every index but the key": (
+            "bp_keyonly",
+            "CREATE TABLE bp_keyonly (LIKE pgsched.tasks INCLUDING DEFAULTS INCLUDING IDENTITY);"
+            " ALTER TABLE bp_keyonly ADD PRIMARY KEY (id)",
+        ),
+    }
+    payloads = Jsonb([{"k": k} for k in range(1000)])
+    with psycopg.connect(server.url("bp_parts"), autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        for _table, setup in steps.values():
+            for stmt in filter(None, setup.split(";")):
+                c.execute(stmt)
+        c.execute("SELECT pg_stat_statements_reset()")
+        for rnd in range(60):
+            for table, _setup in list(steps.values())[:: 1 if rnd % 2 else -1]:
+                c.execute(
+                    "WITH notified AS MATERIALIZED"
+                    " (SELECT pgsched.notify_bulk(ARRAY['default']))"
+                    f" INSERT INTO {table} ({cols}) {rows}",
+                    (payloads,),
+                )
+            if rnd % 10 == 9:
+                for table, _setup in steps.values():
+                    c.execute(f"TRUNCATE {table} CASCADE")
+        per_row = dict(
+            c.execute(
+                "SELECT substring(query FROM 'INSERT INTO ([a-z_.]+)'),"
+                " sum(total_exec_time) / sum(calls) FROM pg_stat_statements"
+                " WHERE query LIKE 'WITH notified%' GROUP BY 1"
+            ).fetchall()
+        )
+    print("1,000 rows in one statement, server execution per row (us, mean of 60):")
+    for label, (table, _setup) in steps.items():
+        print(f"  {label:40} {per_row[table]:5.2f}")
+    with psycopg.connect(server.url("bp_nofk"), autocommit=True) as c:
+        for (name,) in c.execute(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f'"
+            " AND conrelid = 'pgsched.tasks'::regclass"
+        ).fetchall():
+            c.execute(f"ALTER TABLE pgsched.tasks DROP CONSTRAINT {name}")
+    clients = {d: Client(server.url(d)) for d in ("bp_fk", "bp_nofk")}
+    rates: dict[str, list[float]] = {d: [] for d in clients}
+    try:
+        for client in clients.values():
+            client.submit("noop", {"k": -1})
+        for rnd in range(12):
+            for d in list(clients)[:: 1 if rnd % 2 else -1]:
+                t0 = time.perf_counter()
+                for s in range(0, 20_000, 1000):
+                    clients[d].submit_batch("noop", [{"k": k} for k in range(s, s + 1000)])
+                rates[d].append(20_000 / (time.perf_counter() - t0))
+                with psycopg.connect(server.url(d), autocommit=True) as c:
+                    c.execute("TRUNCATE pgsched.tasks CASCADE")
+    finally:
+        for client in clients.values():
+            client.close()
+    fk, nofk = rates["bp_fk"], rates["bp_nofk"]
+    print(
+        "Client.submit_batch, 20 x 1,000 rows, 12 alternated rounds, rows/s min/median/max:"
+        f" as migrated {min(fk):,.0f} / {statistics.median(fk):,.0f} / {max(fk):,.0f};"
+        f" without the two foreign keys {min(nofk):,.0f} / {statistics.median(nofk):,.0f} /"
+        f" {max(nofk):,.0f}; median per-round ratio"
+        f" {statistics.median(b / a for a, b in zip(fk, nofk, strict=True)):.3f}"
+    )
 
 
 VARIANTS = {
@@ -925,6 +1025,7 @@ ON_SERVER = {
     "vacuum-after-drain": vacuum_after_drain,
     "sql-ceiling": sql_ceiling,
     "insert-cost": insert_cost,
+    "bulk-parts": bulk_parts,
     "trickle": trickle,
     "idle-fleet": idle_fleet,
 }
