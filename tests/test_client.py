@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -449,6 +450,8 @@ def test_submit_batch_takes_the_timed_options(client: Client, conn: psycopg.Conn
         ("noop", [{}], {"priority": 5000}, "priority"),
         ("noop", [{}], {"queue": ""}, "queue"),
         ("noop", [{}, {"s": "a\x00b"}], {}, "payload 1"),
+        ("noop", [{}, {}, {"a\x00": 1}], {}, "payload 2"),  # in a key
+        ("noop", [{"s": "\\u0000"}, [["\x00"]]], {}, "payload 1"),  # an escape's text, then a NUL
         ("noop", [{}], {"key": "k"}, "key"),
         ("noop", [{}], {"delay": timedelta(seconds=1)}, "delay"),
         ("noop", [], {"max_attempts": 0}, "max_attempts"),  # options are checked even for none
@@ -467,6 +470,33 @@ def test_submit_batch_refuses_bad_input_and_writes_nothing(
     assert str(info.value).startswith(field + ":")
     assert "\n" not in str(info.value)
     assert count(conn) == 0
+
+
+def test_submit_batch_stores_the_text_of_an_escape_as_it_is(client: Client, dsn: str) -> None:
+    """A backslash before "u0000" is no NUL: the payloads' JSON holds "\\\\u0000" there, which
+    the NUL search finds, and the payloads walked one by one show none."""
+    payloads = [{"s": "\\u0000"}, {"\\u0000": ["x\\\\u0000"]}]
+    ids = client.submit_batch("noop", payloads)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
+    assert [got[i] for i in ids] == payloads
+
+
+def test_submit_batch_writes_the_payloads_with_the_connections_json_dumps(
+    client: Client, dsn: str
+) -> None:
+    """set_json_dumps on the caller's connection applies, as it does for every other call."""
+
+    def dumps(obj: object) -> str:
+        return json.dumps(obj, default=lambda o: o.isoformat())
+
+    at = datetime(2031, 2, 3, tzinfo=UTC)
+    with psycopg.connect(dsn, autocommit=True) as own:
+        psycopg.types.json.set_json_dumps(dumps, own)
+        ids = client.submit_batch("noop", [{"at": at}], conn=own)
+        assert own.execute("SELECT payload FROM pgsched.tasks WHERE id = %s", ids).fetchone() == (
+            {"at": at.isoformat()},
+        )
 
 
 def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> None:
