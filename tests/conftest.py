@@ -13,7 +13,21 @@ import psycopg
 import pytest
 
 from pgsched import migrate
+from pgsched.config import Settings
 from pgsched.server import EphemeralServer
+
+# Worker settings for in-process worker tests: quick heartbeats and retries, no load ceiling.
+FAST = Settings(
+    heartbeat_interval=0.2,
+    heartbeat_timeout=3,
+    poll_interval=1,
+    cpu_ceiling=100,
+    memory_ceiling=100,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+    grace=5,
+    log_level="warning",
+)
 
 TEMPLATE = "pgsched_template"
 _counter = itertools.count()

@@ -15,19 +15,7 @@ from pgsched.config import Settings
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.registry import Registry
 from pgsched.worker import Worker
-from tests.conftest import wait_until
-
-FAST = Settings(
-    heartbeat_interval=0.2,
-    heartbeat_timeout=3,
-    poll_interval=1,
-    cpu_ceiling=100,
-    memory_ceiling=100,
-    backoff_base=0.01,
-    backoff_cap=0.05,
-    grace=5,
-    log_level="warning",
-)
+from tests.conftest import FAST, wait_until
 
 
 class Events:

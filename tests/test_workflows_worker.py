@@ -8,22 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgsched.config import Settings
 from pgsched.registry import Registry
 from pgsched.workflows import get_workflow, submit_workflow
-from tests.conftest import wait_until
-
-FAST = Settings(
-    heartbeat_interval=0.2,
-    heartbeat_timeout=3,
-    poll_interval=1,
-    cpu_ceiling=100,
-    memory_ceiling=100,
-    backoff_base=0.01,
-    backoff_cap=0.05,
-    grace=5,
-    log_level="warning",
-)
+from tests.conftest import FAST, wait_until
 
 
 def _registry(seen: list[tuple[str, dict]]) -> Registry:
