@@ -477,6 +477,25 @@ def test_only_the_waker_listens_on_its_claim_connection(
     )
 
 
+def test_the_waker_takes_a_queue_notification_from_its_claim_connection_only(
+    dsn: str, make_worker: Any
+) -> None:
+    """A notification comes to a listening waker on both its connections. The direct one's
+    copy, read by the control thread at any time, must not mark the worker notified again
+    after the claim the first copy caused (an extra empty claim per insert); while the worker
+    does not listen on its claim connection, the direct copy is the one that counts."""
+    quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60})
+    w, _ev = make_worker(settings=quiet, name="waker")
+    wait_until(lambda: w._claim_listening, 10, message="the waker listens on its claim connection")
+    late = psycopg.Notify("pgsched", "default", 0)
+    w._notified = False
+    w._on_direct_notify(late)
+    assert not w._notified
+    w._claim_listening = False  # as while it is not the waker
+    w._on_direct_notify(late)
+    assert w._notified
+
+
 def test_wake_interrupts_a_socket_wait() -> None:
     """The claim thread's wait: set() from another thread ends a select() on a socket at once,
     a readable socket ends it unset, and a set before the wait is not lost."""
