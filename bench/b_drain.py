@@ -34,10 +34,12 @@ def drain(
     procs: int,
     remaining: str | None = None,
     backlog: str | None = None,
+    worker_args: tuple[str, ...] = (),
 ) -> dict:
     """Start `procs` workers on a filled database; returns rate and timings. `remaining` and
-    `backlog` override the system's queries (G: rows due tomorrow are not part of the drain)."""
-    with workers(system, url, procs) as ws:
+    `backlog` override the system's queries (G: rows due tomorrow are not part of the drain);
+    `worker_args` go to each worker's command line."""
+    with workers(system, url, procs, *worker_args) as ws:
         t_ready = min(ready_time(w) for w in ws)
         t_end = wait_done(url, system, LIMIT_S[ctx.quick], sql=remaining)
         if t_end is None:

@@ -31,6 +31,8 @@ the benchmark settings: `python bench/probes.py NAME`.
                 calls/s and the client's CPU per call (schedstat)
   schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
                 one schema change each, 4 alternated runs
+  writers-ab    B's drain (100k) with one and with two completion writers per worker, one
+                worker then two, 8 rounds alternated
   claim-after-drain
                 index pages a one-row claim reads (prepared on the worker's claim session:
                 generic plan) right after one worker drained 100k tasks, on an empty table
@@ -641,6 +643,32 @@ def schema_ab(server: EphemeralServer) -> None:
         )
 
 
+def writers_ab(server: EphemeralServer) -> None:
+    """B's drain of 100k no-op tasks with one and with two completion writers per worker, on
+    copies of one filled database, one worker and then two; 8 rounds, the order flipping every
+    round. Prints min/median/max and the median of the per-round ratios."""
+    ctx, n = _ctx(server), 100_000
+    seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
+    for procs in (1, 2):
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        for rnd in range(8):
+            for w in (1, 2) if rnd % 2 == 0 else (2, 1):
+                url = ctx.copy_db(seed, "run")
+                with psycopg.connect(url, autocommit=True) as c:
+                    c.execute("CHECKPOINT")
+                rates[w].append(
+                    drain(ctx, "pgsched", url, n, procs, worker_args=("--writers", str(w)))["rate"]
+                )
+                ctx.drop_db(url)
+        for w, r in rates.items():
+            print(
+                f"{procs} worker(s), {w} writer(s): min/median/max {min(r):7.0f}"
+                f" {statistics.median(r):7.0f} {max(r):7.0f} tasks/s"
+            )
+        ratio = statistics.median(a / b for a, b in zip(rates[1], rates[2], strict=True))
+        print(f"{procs} worker(s): median per-round ratio, 1 writer / 2 writers {ratio:.3f}")
+
+
 def claim_after_drain(server: EphemeralServer) -> None:
     ctx, n = _ctx(server), 100_000
     sql, names = to_positional(Q.claim_tasks.sql)
@@ -1021,6 +1049,7 @@ PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_cla
           "completion-arbiter": completion_arbiter}  # fmt: skip
 ON_SERVER = {
     "schema-ab": schema_ab,
+    "writers-ab": writers_ab,
     "claim-after-drain": claim_after_drain,
     "vacuum-after-drain": vacuum_after_drain,
     "sql-ceiling": sql_ceiling,

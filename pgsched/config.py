@@ -68,6 +68,13 @@ class Settings(BaseModel):
     batch_size: int = Field(
         500, ge=1, le=10000, description="Most tasks one claim takes (capped by free slots)"
     )
+    completion_writers: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Connections a worker writes finished tasks on, in parallel batches "
+        "(bench/NOTES.md: one was faster than two on 2 cores)",
+    )
     cpu_ceiling: float = Field(
         95.0,
         gt=0,

@@ -59,10 +59,14 @@ def status_of(conn: psycopg.Connection, task_id: int) -> str:
     return Client(conn.info.dsn, check=False).get(task_id)["status"]
 
 
-def test_drains_noop_tasks(dsn: str, make_worker: Any) -> None:
+@pytest.mark.parametrize("writers", [1, 3])
+def test_drains_noop_tasks(dsn: str, make_worker: Any, writers: int) -> None:
+    """One completion writer (the default) and several writing batches in parallel: each
+    task is written once, by one of them."""
     with Client(dsn) as c:
         ids = [c.submit("noop") for _ in range(300)]
-    _w, ev = make_worker(concurrency=50)
+    settings = Settings(**{**FAST.model_dump(), "completion_writers": writers})
+    _w, ev = make_worker(concurrency=50, settings=settings)
     wait_until(lambda: ev.count("task_succeeded") == 300, 20, message="300 successes")
     with Client(dsn) as c:
         rows = [c.get(i) for i in ids]

@@ -48,12 +48,15 @@ def work(dsn: str, argv: list[str]) -> None:
     ap.add_argument("--heartbeat-timeout", type=float, default=None)
     ap.add_argument("--heartbeat-interval", type=float, default=None)
     ap.add_argument("--name", default=None)
+    ap.add_argument("--writers", type=int, default=None, help="completion_writers")
     a = ap.parse_args(argv)
     opts: dict[str, Any] = {"log_level": "warning"}
     if a.heartbeat_timeout:
         opts["heartbeat_timeout"] = a.heartbeat_timeout
     if a.heartbeat_interval:
         opts["heartbeat_interval"] = a.heartbeat_interval
+    if a.writers:
+        opts["completion_writers"] = a.writers
     reg = Registry()
     if a.trace:
         reg.register(TaskType("noop", traced_noop, inline=True))

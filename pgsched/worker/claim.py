@@ -152,13 +152,16 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
 class Completer:
     """Collects finished attempts and writes them in batches on its own connections.
 
-    ``writers`` threads, each with its own connection, take batches from one queue, so one
-    batch's commit (fsync wait) overlaps the next batch's statement and the claim. Each
-    completion is taken by one writer only, so it is written once (the version guard would make
-    a second write change nothing anyway). Measured (40k no-op drain, one worker subprocess,
-    concurrency 500, durable server, 2 cores, alternated, 3 runs each): 1 writer 32.3k/s median
-    (31.5-33.4k), 2 writers 38.8k/s (25.7-40.5k), 3 writers 34.5k/s (32.2-36.3k): with 2 cores
-    a third writer only adds contention.
+    ``writers`` threads (``Settings.completion_writers``), each with its own connection, take
+    batches from one queue; with one, a batch's commit (fsync wait) still overlaps the claim on
+    the claim connection. Each completion is taken by one writer only, so it is written once
+    (the version guard would make a second write change nothing anyway). Measured (100k no-op
+    drain, one worker, concurrency 500, durable server, 2 cores, 8 rounds alternated, twice:
+    ``bench/probes.py writers-ab``, 2026-12-03): 1 writer / 2 writers, median per-round ratio
+    1.122 and 1.063 for one worker, 0.986 and 0.984 for two workers. On the code of 2026-11-23
+    two writers had been the faster (1 writer 32.3k/s, 2 writers 38.8k/s, 3 writers 34.5k/s);
+    the completion has since become cheaper (binary arrays, no arbiter). Not measured apart:
+    on two cores a second writer's statement competes with the claim and the server for CPU.
     """
 
     def __init__(
@@ -168,7 +171,7 @@ class Completer:
         on_done: Callable[[list[Completion], set[int]], None],
         on_error: Callable[[BaseException], None],
         max_batch: int = 1000,
-        writers: int = 2,
+        writers: int = 1,
     ) -> None:
         self._connect = connect
         self._worker = worker

@@ -187,7 +187,7 @@ class Worker:
             self._completions_written,
             self._completion_error,
             max_batch=max(self.settings.batch_size, 100),
-            writers=2,
+            writers=self.settings.completion_writers,
         )
 
     # -- events --------------------------------------------------------------------------------
