@@ -293,7 +293,14 @@ def write(path: Path | None = None) -> Path:
     for s in meta.get("systems", []):
         if s in SYSTEMS:
             lines.append(f"| {s} | {SYSTEMS[s].setting} | {SYSTEMS[s].keeps} |")
-    lines += ["", "## Targets", "", *targets(medians(recs))]
+    rows = targets(medians(recs))
+    lines += ["", "## Targets", "", *rows]
+    if any("**not met**" in r for r in rows):
+        lines += [
+            "",
+            "Where the time goes in each target not met, and what would meet it: the notes at"
+            " the end (hand-written in `bench/NOTES.md`), measured by `bench/probes.py`.",
+        ]
     for w, title in TITLES.items():
         t = table(recs, w)
         if t:
