@@ -30,7 +30,7 @@ the benchmark settings: `python bench/probes.py NAME`.
                 TaskSpec path, and a bare psycopg INSERT (task_type, payload) into the table;
                 calls/s and the client's CPU per call (schedstat)
   schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
-                one schema change each, 4 alternated runs
+                one schema change each (and the three together), 4 alternated runs
   writers-ab    B's drain (100k) with one and with two completion writers per worker, one
                 worker then two, 8 rounds alternated
   claim-after-drain
@@ -607,6 +607,7 @@ VARIANTS = {
     "no finished-rows index": "DROP INDEX pgsched.tasks_finished_idx",
     "no running-rows index": "DROP INDEX pgsched.tasks_running_idx",
 }  # fmt: skip
+VARIANTS["all three"] = "; ".join(v for v in list(VARIANTS.values())[1:])
 
 
 def _ctx(server: EphemeralServer) -> Ctx:
