@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -83,6 +84,19 @@ def test_queue_model(dsn: str) -> None:
                 (queue, priority, max_attempts, self.now + timedelta(seconds=delay), n),
             )
             self.submitted += n
+
+        # Every example starts with due tasks, so its claims find work. Without this, whole
+        # runs of 60 examples now and then claimed nothing (the exercise check below failed
+        # once in ~30 runs here; 12-99 tasks claimed in 8 others), as hypothesis's examples are
+        # often short and a step that moves the clock past the heartbeat timeout followed by
+        # recovery leaves every worker dead until it restarts.
+        @initialize(
+            queue=st.sampled_from(["default", "q2"]),
+            max_attempts=st.integers(1, 3),
+            n=st.integers(1, 4),
+        )
+        def seed(self, queue: str, max_attempts: int, n: int) -> None:
+            self.submit(queue, 0, max_attempts, 0, n)
 
         @rule(w=st.sampled_from(WORKERS), slots=st.integers(1, 4), weighted=st.booleans())
         def claim(self, w: str, slots: int, weighted: bool) -> None:
@@ -255,8 +269,8 @@ def test_queue_model(dsn: str) -> None:
             suppress_health_check=list(HealthCheck),
         ),
     )
-    # The model must have exercised the queue, not just submitted. (Completions and lost tasks
-    # vary per run: typically 5-15 and 3-16 over the 60 examples.)
+    # The model must have exercised the queue, not just submitted. (Over 8 runs with the seed
+    # step: 24-152 tasks claimed, 2-30 completions, 0-22 lost tasks.)
     assert STATS["claimed"], STATS
 
 
