@@ -73,7 +73,7 @@ class Settings(BaseModel):
         ge=1,
         le=8,
         description="Connections a worker writes finished tasks on, in parallel batches "
-        "(bench/NOTES.md: one was faster than two on 2 cores)",
+        "(one drained faster than two on 2 cores: bench/NOTES.md)",
     )
     cpu_ceiling: float = Field(
         95.0,

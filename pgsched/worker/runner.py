@@ -422,7 +422,7 @@ class Worker:
         # While the waker listens on its claim connection, a queue notification comes on both
         # connections, and the direct copy, read whenever the control thread gets to it, could
         # land after the claim it caused had cleared _notified: one more, empty, claim per
-        # pickup (tests/test_worker.py, one insert: 3 claims in ~1 of 12 runs). The claim
+        # pickup (tests/test_worker.py, one insert: 3 claims in 3 of 18 runs). The claim
         # connection's copy is the one that counts then.
         if n.channel == "pgsched" and n.payload != "!waker" and self._claim_listening:
             return
