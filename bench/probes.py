@@ -616,6 +616,17 @@ def _ctx(server: EphemeralServer) -> Ctx:
     )
 
 
+def _drain_copy(ctx: Ctx, template: str, n: int, procs: int, *worker_args: str) -> float:
+    """B's drain (tasks/s) of a fresh copy of the database `template`, after a CHECKPOINT."""
+    url = ctx.copy_db(template, "run")
+    try:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("CHECKPOINT")
+        return drain(ctx, "pgsched", url, n, procs, worker_args=worker_args)["rate"]
+    finally:
+        ctx.drop_db(url)
+
+
 def schema_ab(server: EphemeralServer) -> None:
     ctx, n = _ctx(server), 50_000
     seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
@@ -631,11 +642,7 @@ def schema_ab(server: EphemeralServer) -> None:
     for rep in range(4):
         order = list(rates) if rep % 2 == 0 else list(rates)[::-1]
         for i in order:
-            url = ctx.copy_db(variants[i], "run")
-            with psycopg.connect(url, autocommit=True) as c:
-                c.execute("CHECKPOINT")
-            rates[i].append(drain(ctx, "pgsched", url, n, 1)["rate"])
-            ctx.drop_db(url)
+            rates[i].append(_drain_copy(ctx, variants[i], n, 1))
     for i, name in enumerate(VARIANTS):
         r = rates[i]
         print(
@@ -654,13 +661,7 @@ def writers_ab(server: EphemeralServer) -> None:
         rates: dict[int, list[float]] = {1: [], 2: []}
         for rnd in range(8):
             for w in (1, 2) if rnd % 2 == 0 else (2, 1):
-                url = ctx.copy_db(seed, "run")
-                with psycopg.connect(url, autocommit=True) as c:
-                    c.execute("CHECKPOINT")
-                rates[w].append(
-                    drain(ctx, "pgsched", url, n, procs, worker_args=("--writers", str(w)))["rate"]
-                )
-                ctx.drop_db(url)
+                rates[w].append(_drain_copy(ctx, seed, n, procs, "--writers", str(w)))
         for w, r in rates.items():
             print(
                 f"{procs} worker(s), {w} writer(s): min/median/max {min(r):7.0f}"
