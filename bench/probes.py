@@ -110,7 +110,7 @@ from pgsched.worker.runner import CLAIM_SESSION
 CLAIM_WORKER = "INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)"
 CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "http"],
          "slots": 10, "weighted": True, "cpu_ceiling": 95.0, "memory_ceiling": 95.0,
-         "heartbeat_timeout": 15.0, "now": None}  # fmt: skip
+         "now": None}  # fmt: skip
 
 
 def pickup(url: str) -> None:
@@ -858,7 +858,14 @@ def commit_cost(url: str) -> None:
 
         def beat(i: int) -> None:
             heartbeat.beat(
-                c, ids[i % 100], cpu=1.0, memory=2.0, running=0, capacity=1, heartbeat_timeout=15.0
+                c,
+                ids[i % 100],
+                cpu=1.0,
+                memory=2.0,
+                running=0,
+                capacity=1,
+                queues=["default"],
+                heartbeat_timeout=15.0,
             )
 
         def durable_beat(i: int) -> None:  # the heartbeat with its commit waiting for the flush
@@ -903,7 +910,6 @@ _CLAIM_VALUES = {
     "weighted": "false",
     "cpu_ceiling": "95",
     "memory_ceiling": "95",
-    "heartbeat_timeout": "15",
     "now": "NULL",
 }
 _COMPLETE_VALUES = {

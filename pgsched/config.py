@@ -76,11 +76,11 @@ class Settings(BaseModel):
         "(one drained faster than two on 2 cores: bench/NOTES.md)",
     )
     cpu_ceiling: float = Field(
-        95.0,
+        100.0,
         gt=0,
         le=100,
-        description="Percent of the host's CPU used by other processes (not the worker's own "
-        "tasks) above which a worker claims nothing",
+        description="Percent of the worker's CPUs used by other processes (not the worker, not "
+        "its own server backends) above which it claims nothing; 100: no ceiling",
     )
     memory_ceiling: float = Field(
         95.0, gt=0, le=100, description="Percent memory above which a worker claims nothing"

@@ -1,79 +1,44 @@
-"""The claim's load-weighted limit against a model of the documented formula: a worker takes
-free slots x (its headroom / the best headroom among live workers sharing a queue with free
-slots), at least 1 while it has headroom; nothing when paused or above a ceiling; plain free
-slots with weighting off. Headroom = 1 - max(cpu / cpu_ceiling, memory / memory_ceiling)."""
+"""Load weighting: the claim's own-row check, the heartbeat's best share, the capacity a worker
+holds, and a loaded worker that takes less but never nothing (pgsched/worker/share.py)."""
 
 from __future__ import annotations
 
 import math
-import struct
+import threading
+from typing import Any
 
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pgsched.config import Settings
+from pgsched.registry import Registry
 from pgsched.sql import Q
+from pgsched.worker import Worker, share
+from pgsched.worker.load import LoadSampler
+from tests.conftest import FAST, wait_until
 
 CEIL = 90.0
-peer = st.fixed_dictionaries({
-    "cpu": st.sampled_from([0.0, 10.0, 45.0, 80.0, 89.0, 95.0]),
-    "mem": st.sampled_from([0.0, 30.0, 60.0, 91.0]),
-    "status": st.sampled_from(["active", "active", "paused", "dead"]),
-    "queues": st.sampled_from([["default"], ["other"], ["default", "other"]]),
-    "full": st.booleans(),
-    "stale": st.booleans(),
-})  # fmt: skip
+load = st.sampled_from([0.0, 10.0, 45.0, 80.0, 89.0, 95.0])
 
 
-def f32(x: float) -> float:
-    """Round to single precision: the load columns and the headroom variables are `real`."""
-    return struct.unpack("f", struct.pack("f", x))[0]
-
-
-def headroom(w: dict) -> float:
-    return f32(1 - max(f32(w["cpu"] / CEIL), f32(w["mem"] / CEIL)))
-
-
-def model(me: dict, peers: list[dict], slots: int, weighted: bool) -> int:
-    if me["status"] != "active":
-        return 0
-    if not weighted:
-        return slots
-    mine = headroom(me)
-    if mine <= 0:
-        return 0
-    live = [
-        headroom(p)
-        for p in [me, *peers]
-        if p["status"] == "active" and "default" in p["queues"] and not p["full"] and not p["stale"]
-    ]
-    best = max(live) if live else mine
-    # The headrooms are stored as `real`; the share itself is computed in double precision.
-    return max(1, math.floor(slots * mine / max(best, mine)))
-
-
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(me=peer, peers=st.lists(peer, max_size=4), slots=st.integers(1, 40), weighted=st.booleans())
-def test_claim_takes_the_weighted_share(
-    conn: psycopg.Connection, me: dict, peers: list[dict], slots: int, weighted: bool
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    status=st.sampled_from(["active", "paused", "draining", "dead"]),
+    cpu=load,
+    mem=load,
+    slots=st.integers(1, 40),
+    weighted=st.booleans(),
+)
+def test_claim_takes_its_slots_unless_paused_or_above_a_ceiling(
+    conn: psycopg.Connection, status: str, cpu: float, mem: float, slots: int, weighted: bool
 ) -> None:
-    me = me | {"queues": ["default"], "full": False, "stale": False}
     with conn.transaction(force_rollback=True):
-        for i, w in enumerate([me, *peers]):
-            conn.execute(
-                "INSERT INTO pgsched.workers (name, host, pid, status, queues, cpu_usage,"
-                " memory_usage, current_task_count, max_task_capacity, last_heartbeat)"
-                " VALUES (%s, 'h', 1, %s, %s, %s, %s, %s, 10, now() - %s::interval)",
-                (
-                    f"w{i}",
-                    w["status"],
-                    w["queues"],
-                    w["cpu"],
-                    w["mem"],
-                    10 if w["full"] else 0,
-                    "1 minute" if w["stale"] else "1 second",
-                ),
-            )
+        conn.execute(
+            "INSERT INTO pgsched.workers (name, host, pid, status, queues, cpu_usage,"
+            " memory_usage) VALUES ('w0', 'h', 1, %s, '{default}', %s, %s)",
+            (status, cpu, mem),
+        )
         conn.execute(
             "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50)"
         )
@@ -87,8 +52,114 @@ def test_claim_takes_the_weighted_share(
                 "weighted": weighted,
                 "cpu_ceiling": CEIL,
                 "memory_ceiling": CEIL,
-                "heartbeat_timeout": 15.0,
                 "now": None,
             },
         )
-        assert len(rows) == model(me, peers, slots, weighted)
+        expected = 0 if status != "active" or (weighted and (cpu > CEIL or mem > CEIL)) else slots
+        assert len(rows) == expected
+
+
+@given(
+    concurrency=st.integers(1, 10000),
+    cpu=st.floats(0, 100),
+    best=st.one_of(st.none(), st.floats(share.MIN_SHARE, 1.0)),
+)
+def test_capacity_is_the_share_of_the_slots_and_never_zero(
+    concurrency: int, cpu: float, best: float | None
+) -> None:
+    cap = share.capacity(concurrency, cpu, best)
+    assert 1 <= cap <= concurrency
+    mine = share.cpu_share(cpu)
+    ratio = 1.0 if best is None else mine / max(mine, best)
+    assert cap == max(1, math.ceil(concurrency * ratio - 1e-9))
+    assert share.capacity(concurrency, cpu, None) == concurrency  # alone: all of it
+    assert share.capacity(concurrency, cpu, mine) == concurrency  # even hosts: all of it
+
+
+def test_cpu_share_counts_half_a_busy_cpu() -> None:
+    assert share.cpu_share(0) == 1.0
+    assert share.cpu_share(30) == 0.7
+    assert share.cpu_share(100) == share.cpu_share(80) == 0.5
+    assert share.cpu_share(math.nan) == 0.5
+
+
+def test_heartbeat_returns_the_best_share_among_live_peers_of_its_queues(
+    conn: psycopg.Connection,
+) -> None:
+    rows = [  # name, status, queues, cpu, heartbeat age
+        ("me", "active", "{default}", 90.0, "0 s"),
+        ("busy", "active", "{default,other}", 40.0, "1 s"),  # share 0.6: the best
+        ("other-queue", "active", "{other}", 0.0, "1 s"),
+        ("stale", "active", "{default}", 0.0, "1 minute"),
+        ("paused", "paused", "{default}", 0.0, "1 s"),
+        ("hog", "active", "{default}", 99.0, "1 s"),  # share 0.5
+    ]
+    for name, status, queues, cpu, age in rows:
+        conn.execute(
+            "INSERT INTO pgsched.workers (name, host, pid, status, queues, cpu_usage,"
+            " last_heartbeat) VALUES (%s, 'h', 1, %s, %s, %s, now() - %s::interval)",
+            (name, status, queues, cpu, age),
+        )
+    me = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'me'").fetchone()[0]
+    params = {
+        "id": me,
+        "cpu": 90.0,
+        "memory": 1.0,
+        "running": 0,
+        "capacity": 10,
+        "queues": ["default"],
+        "heartbeat_timeout": 15.0,
+        "ns": None,
+        "waker_signature": None,
+        "now": None,
+    }
+    row = Q.heartbeat.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
+    assert abs(row["best_other_share"] - 0.6) < 1e-6
+    conn.execute("UPDATE pgsched.workers SET status = 'dead' WHERE name IN ('busy', 'hog')")
+    row = Q.heartbeat.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
+    assert row["best_other_share"] is None  # nobody else to compare with
+
+
+def test_a_loaded_worker_holds_its_share_and_never_nothing(dsn: str) -> None:
+    """Two workers of 4 slots: one reads its CPUs fully held by another process, the other
+    reads them idle. The loaded one holds at most ceil(4 x 0.5 / 1.0) = 2 tasks at once, and
+    runs some of the burst: it neither stalls nor takes as much as the free one."""
+    running = {"loaded": 0, "free": 0}
+    peak = {"loaded": 0, "free": 0}
+    done = {"loaded": 0, "free": 0}
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def start(who: str, other_load: float) -> Worker:
+        reg = Registry()
+
+        @reg.task("hold")
+        def hold(payload: dict[str, Any]) -> None:
+            with lock:
+                running[who] += 1
+                peak[who] = max(peak[who], running[who])
+            gate.wait(0.05)  # long enough that a worker fills its slots while these run
+            with lock:
+                running[who] -= 1
+                done[who] += 1
+
+        sampler = LoadSampler(host_cpu=lambda: other_load, own_cpu=lambda: 0.0, memory=lambda: 1.0)
+        s = Settings(**{**FAST.model_dump(), "heartbeat_interval": 0.1})
+        w = Worker(dsn, s, name=who, registry=reg, concurrency=4, load_sampler=sampler)
+        return w.start()
+
+    loaded = start("loaded", 100.0)
+    free = start("free", 0.0)
+    try:
+        wait_until(lambda: loaded.capacity == 2, 10, message="the loaded worker's share")
+        assert free.capacity == 4
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(
+                "INSERT INTO pgsched.tasks (task_type) SELECT 'hold' FROM generate_series(1, 60)"
+            )
+        wait_until(lambda: done["loaded"] + done["free"] == 60, 30, message="all tasks done")
+        assert 1 <= peak["loaded"] <= 2, peak
+        assert done["loaded"] >= 1 and done["free"] > done["loaded"], done
+    finally:
+        loaded.stop(timeout=15)
+        free.stop(timeout=15)

@@ -111,7 +111,6 @@ def test_queue_model(dsn: str) -> None:
                 weighted=weighted,
                 cpu_ceiling=95,
                 memory_ceiling=95,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 now=self.now,
             )
             assert len(rows) <= slots
@@ -188,6 +187,7 @@ def test_queue_model(dsn: str) -> None:
                         "memory": 1.0,
                         "running": len(self.held[w]),
                         "capacity": 3,
+                        "queues": ["default", "q2"],
                         "heartbeat_timeout": 15.0,
                         "ns": None,
                         "waker_signature": None,

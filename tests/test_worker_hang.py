@@ -125,6 +125,7 @@ def test_heartbeat_says_when_the_stalest_other_worker_expires(conn: psycopg.Conn
         "memory": 0.0,
         "running": 0,
         "capacity": 1,
+        "queues": ["default"],
         "heartbeat_timeout": 5.0,
         "ns": None,
         "waker_signature": None,
@@ -153,6 +154,7 @@ def test_heartbeat_commits_without_waiting_for_its_flush_and_only_its_own(
             memory=0.0,
             running=0,
             capacity=1,
+            queues=["default"],
             heartbeat_timeout=5.0,
         )
         assert row is not None and row["live_workers"] == 1

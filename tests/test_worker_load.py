@@ -20,7 +20,8 @@ from pgsched.worker.load import LoadSampler
 from tests.conftest import wait_until
 from tests.test_worker import Events
 
-# Default ceilings (95%); fast heartbeats so the faked load reaches the workers row at once.
+# Default ceilings (CPU: none; memory: 95%); fast heartbeats so the faked load reaches the
+# workers row at once.
 LOADED = Settings(heartbeat_interval=0.1, heartbeat_timeout=3, poll_interval=1, log_level="warning")
 
 
@@ -32,9 +33,10 @@ def backlog(conn: psycopg.Connection) -> int:
     )
 
 
-def run_worker(dsn: str, sampler: LoadSampler) -> tuple[Worker, Events]:
+def run_worker(dsn: str, sampler: LoadSampler, **settings: float) -> tuple[Worker, Events]:
     ev = Events()
-    w = Worker(dsn, LOADED, registry=Registry(), concurrency=500, on_event=ev, load_sampler=sampler)
+    s = Settings(**{**LOADED.model_dump(), **settings})
+    w = Worker(dsn, s, registry=Registry(), concurrency=500, on_event=ev, load_sampler=sampler)
     w.start()
     # Claims after this read the faked load from the row (the first beat may predate it).
     wait_until(lambda: ev.count("heartbeat") >= 2, 10, message="two heartbeats")
@@ -127,8 +129,10 @@ def test_worker_fed_one_task_per_transaction_keeps_up_when_its_own_load_fills_th
 def test_worker_above_ceiling_from_other_load_takes_nothing(
     dsn: str, conn: psycopg.Connection
 ) -> None:
-    # The host reads 100% busy and none of it is this worker: the ceiling holds.
-    w, ev = run_worker(dsn, LoadSampler(host_cpu=lambda: 100.0, own_cpu=lambda: 0.0))
+    # The host reads 100% busy and none of it is this worker: a ceiling set below that holds.
+    w, ev = run_worker(
+        dsn, LoadSampler(host_cpu=lambda: 100.0, own_cpu=lambda: 0.0), cpu_ceiling=95.0
+    )
     try:
         before = ev.count("claim_ran")
         conn.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")

@@ -4,6 +4,7 @@ flipped to a sequential scan at 500+ per batch)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -23,7 +24,6 @@ def claim_params(queues: list[str], slots: int) -> dict[str, object]:
         "weighted": True,
         "cpu_ceiling": 100.0,
         "memory_ceiling": 100.0,
-        "heartbeat_timeout": 15.0,
         "now": None,
     }
 
@@ -222,3 +222,127 @@ def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection, anal
     assert "tasks_pkey" in plan, plan
     assert "Seq Scan on tasks" not in plan, plan
     assert re.search(r"Update on tasks t .*rows=500\b", plan), plan
+
+
+# -- no JIT, no disabled scan: on every supported server ------------------------------------------
+# PostgreSQL compiles a plan whose estimated cost passes jit_above_cost (100,000) on every
+# execution where the server has LLVM (100-200 ms). Before 18, a sequential scan disabled by
+# enable_seqscan = off costs 1e10 instead of disappearing, which is enough. auto_explain shows
+# every plan, nested ones (inside pgsched's functions and triggers) too.
+
+
+def plans_of(conn: psycopg.Connection, run: Callable[[], object]) -> list[str]:
+    """The plans of every statement ``run`` executes on ``conn``, nested ones included."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    for setting, value in (
+        ("auto_explain.log_min_duration", "0"),
+        ("auto_explain.log_nested_statements", "on"),
+        ("auto_explain.log_analyze", "on"),
+        ("auto_explain.log_level", "notice"),
+        ("client_min_messages", "notice"),
+    ):
+        conn.execute(f"SET {setting} = {value}")
+    run()
+    conn.execute("SET auto_explain.log_min_duration = -1")
+    return [n for n in notices if "plan:" in n]
+
+
+def assert_cheap(plans: list[str]) -> None:
+    assert plans, "auto_explain showed no plan"
+    for plan in plans:
+        assert "JIT:" not in plan, plan
+        assert "Disabled: true" not in plan, plan  # 18 counts disabled nodes
+        costs = [float(c) for c in re.findall(r"cost=[\d.]+\.\.([\d.]+)", plan)]
+        assert max(costs, default=0) < 100_000, plan  # below every JIT threshold
+
+
+@pytest.fixture
+def seeded(conn: psycopg.Connection) -> psycopg.Connection:
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', (i % 5), now() - i * interval '1 ms'"
+        " FROM generate_series(1, 50000) i"
+    )
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, status, finished_at)"
+        " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 20000)"
+    )
+    conn.execute("ANALYZE pgsched.tasks")
+    assert conn.execute("SHOW jit").fetchone()[0] == "on"  # the servers' default, kept here
+    return conn
+
+
+@pytest.mark.parametrize("session", ["claim connection", "no startup options"])
+def test_worker_statements_never_compile(seeded: psycopg.Connection, session: str) -> None:
+    """The claim (with pgsched.claim_limit inside), next_due_in, the completion and the burst
+    check, with jit on: on the claim connection's settings but jit (generic plans, no
+    sequential scans), and as a pooler that refuses startup options runs them (none set)."""
+    conn = seeded
+    generic = session == "claim connection"
+    if generic:
+        for name, value in re.findall(r"-c (\w+)=(\w+)", CLAIM_SESSION):
+            if name != "jit":
+                conn.execute(f"SET {name} = {value}")
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    claim = claim_params(["default", "other"], 500)
+    due = {"queues": ["default"], "task_types": ["noop"], "horizon": 5.0, "now": None}
+    limit = {"worker": "w", "weighted": True, "cpu_ceiling": 95.0, "memory_ceiling": 95.0}
+    for _ in range(6):  # past psycopg's prepare threshold: the generic plans are in use
+        rows = plans_of(conn, lambda: Q.claim_tasks.run(cur, claim))
+        assert_cheap(rows)
+        assert_cheap(plans_of(conn, lambda: Q.next_due_in.run(cur, due)))
+        assert_cheap(plans_of(conn, lambda: Q.claim_limit.run(cur, limit)))
+    claimed = Q.claim_tasks.run(cur, claim)
+    n = len(claimed)
+    done = {
+        "worker": "w",
+        "now": None,
+        "ids": [r["id"] for r in claimed],
+        "versions": [r["version"] for r in claimed],
+        "statuses": ["succeeded"] * n,
+        "outcomes": ["success"] * n,
+        "results": [None] * n,
+        "errors": [None] * n,
+        "delays": [0.0] * n,
+        "durations": [1.0] * n,
+    }
+    assert_cheap(plans_of(conn, lambda: Q.complete_tasks.run(cur, done)))
+
+
+def test_users_sessions_never_compile(seeded: psycopg.Connection) -> None:
+    """What runs in a user's session with JIT on: pgsched.submit(), the insert trigger of a
+    plain INSERT, and the workflow trigger when a workflow task is finished from SQL."""
+    conn = seeded
+    assert_cheap(plans_of(conn, lambda: conn.execute("SELECT pgsched.submit('noop', '{}')")))
+    assert_cheap(
+        plans_of(conn, lambda: conn.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('x')"))
+    )
+    wf = conn.execute("INSERT INTO pgsched.workflows (name) VALUES ('wf') RETURNING id").fetchone()[
+        0
+    ]
+    a, b = (
+        r[0]
+        for r in conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, workflow_id, status) VALUES"
+            " ('noop', %s, 'running'), ('noop', %s, 'blocked') RETURNING id",
+            (wf, wf),
+        )
+    )
+    conn.execute(
+        "INSERT INTO pgsched.task_dependencies (task_id, depends_on) VALUES (%s, %s)", (b, a)
+    )
+    assert_cheap(
+        plans_of(
+            conn,
+            lambda: conn.execute(
+                "UPDATE pgsched.tasks SET status = 'succeeded', finished_at = now() WHERE id = %s",
+                (a,),
+            ),
+        )
+    )
+    assert conn.execute("SELECT status FROM pgsched.tasks WHERE id = %s", (b,)).fetchone()[0] == (
+        "pending"
+    )

@@ -18,7 +18,7 @@ SELECT id, pg_try_advisory_lock(%(ns)s::int, id) AS locked FROM up;
 UPDATE pgsched.workers
 SET host = %(host)s::text, pid = %(pid)s::int, status = 'active', queues = %(queues)s::text[],
     task_types = %(task_types)s::text[], max_task_capacity = %(capacity)s::int,
-    current_task_count = 0, cpu_usage = 0, memory_usage = 0,
+    current_task_count = 0, cpu_usage = %(cpu)s::real, memory_usage = %(memory)s::real,
     last_heartbeat = coalesce(%(now)s::timestamptz, now()),
     started_at = coalesce(%(now)s::timestamptz, now()), stopped_at = NULL
 WHERE id = %(id)s::int;
@@ -26,18 +26,22 @@ WHERE id = %(id)s::int;
 -- name: heartbeat :one
 -- A worker that was declared dead while it hung (SIGSTOP) comes back as active: its tasks were
 -- already handed back, and its late completions are refused by the version check.
--- One pass over the live workers gives their count and the stalest other heartbeat: the
--- worker runs recovery when that one expires, so a hung worker loses its tasks right at
--- heartbeat_timeout rather than at the next periodic recovery run (~1 s apart across the fleet).
+-- One pass over the live workers gives their count, the stalest other heartbeat and the best
+-- CPU share among the active workers sharing a queue with this one. The worker runs recovery
+-- when the stalest heartbeat expires, so a hung worker loses its tasks right at
+-- heartbeat_timeout rather than at the next periodic recovery run; and it holds at most
+-- capacity x (its share / the best share) tasks at once (pgsched/worker/share.py).
+-- A worker's CPU share: the part of its CPUs that other processes leave idle, but never below
+-- half: the kernel's fair scheduler gives a new busy thread about half of a CPU that one
+-- other busy process holds (cpu_usage counts neither the worker nor its own server backends).
 -- An idle worker that is not the waker also tries the waker lock here (waker_signature not
 -- NULL): a vacant role is taken within a heartbeat, with no statement of its own.
 -- The heartbeat commits without waiting for its WAL flush (synchronous_commit off for its own
 -- transaction only). It is an idle worker's only regular write, and its durability buys nothing:
 -- a heartbeat lost in a server crash leaves last_heartbeat under a second older, and a crash
 -- ends every session, so the liveness locks, not the heartbeats, say who is dead until the
--- workers re-register. Claims, completions and recovery stay durable. Backend CPU per
--- heartbeat, one every 20 ms: 700 us with the flush wait, 307 us without; 100 idle workers:
--- Postgres 4.44 -> 4.03 percent of a core (bench/probes.py commit-cost, idle-fleet).
+-- workers re-register. Backend CPU per heartbeat, one every 20 ms: 700 us with the flush wait,
+-- 307 us without (docs/performance.md).
 WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE pgsched.workers w
 SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s::real,
@@ -47,13 +51,20 @@ SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s:
     stopped_at = CASE WHEN w.status = 'dead' THEN NULL ELSE w.stopped_at END
 FROM async,
      (SELECT count(*) AS live,
-             min(p.last_heartbeat) FILTER (WHERE p.id <> %(id)s::int) AS stalest
+             min(p.last_heartbeat) FILTER (WHERE p.id <> %(id)s::int) AS stalest,
+             max(greatest(1 - p.cpu_usage / 100, 0.5)) FILTER (
+                 WHERE p.id <> %(id)s::int AND p.status = 'active'
+                   AND p.queues && %(queues)s::text[]
+                   AND p.last_heartbeat > coalesce(%(now)s::timestamptz, now())
+                                          - make_interval(secs => %(heartbeat_timeout)s::float8)
+             ) AS best_other_share
       FROM pgsched.workers p
       WHERE p.status IN ('active', 'paused', 'draining')) fleet
 WHERE w.id = %(id)s::int
 RETURNING w.status, fleet.live AS live_workers,
     extract(epoch FROM fleet.stalest + make_interval(secs => %(heartbeat_timeout)s::float8)
                        - coalesce(%(now)s::timestamptz, now()))::float8 AS next_expiry_s,
+    fleet.best_other_share::float8 AS best_other_share,
     CASE WHEN %(waker_signature)s::text IS NOT NULL
          THEN pg_try_advisory_lock(%(ns)s::int, hashtext(%(waker_signature)s::text))
     END AS waker;
@@ -86,17 +97,16 @@ SELECT pg_advisory_unlock(%(ns)s::int, hashtext(%(signature)s::text));
 SELECT pg_notify('pgsched', %(payload)s::text);
 
 -- name: claim_tasks :many
--- One statement, batch-sized. Shape chosen from ../shared/notes/claim-path.md: `id =
--- ANY(ARRAY(SELECT ... LIMIT k FOR UPDATE SKIP LOCKED))` keeps the locked sub-select a fence
--- (the UPDATE ... FROM (CTE) form flipped to a hash join over a seq scan at 500+ per batch).
--- lim: k, this worker's load-weighted share of its free slots (pgsched.claim_limit, revision
--- 0002: the formula is there); 0 when paused or above a ceiling. Same formula whoever claims:
--- it reads only the workers rows. As three CTEs here it cost 0.13 ms of planning per claim.
+-- One statement, batch-sized: `id = ANY(ARRAY(SELECT ... LIMIT k FOR UPDATE SKIP LOCKED))`
+-- keeps the locked sub-select a fence, so the planner cannot lock more rows than the limit
+-- (an `UPDATE ... FROM (CTE)` form turned into a hash join over a sequential scan of the
+-- whole table at 500+ per batch: docs/performance.md).
+-- lim: k, the slots asked for, or 0 when this worker is paused or above a ceiling
+-- (pgsched.claim_limit, one lookup of its own row; the load-weighted share is already in
+-- %(slots)s: pgsched/worker/share.py).
 WITH lim AS MATERIALIZED (
-    SELECT pgsched.claim_limit(%(worker)s::text, %(queues)s::text[], %(slots)s::int,
-                               %(weighted)s::boolean, %(cpu_ceiling)s::real,
-                               %(memory_ceiling)s::real, %(heartbeat_timeout)s::float8,
-                               coalesce(%(now)s::timestamptz, now())) AS k
+    SELECT pgsched.claim_limit(%(worker)s::text, %(slots)s::int, %(weighted)s::boolean,
+                               %(cpu_ceiling)s::real, %(memory_ceiling)s::real) AS k
 )
 -- Candidates are picked per queue (LATERAL over the worker's queues): `queue = ANY(array)`
 -- cannot walk tasks_ready_idx in claim order, and the planner chose a seq scan + sort over
@@ -132,6 +142,10 @@ RETURNING t.id, t.queue, t.task_type, t.payload, t.priority, t.attempts, t.max_a
     extract(epoch FROM t.backoff_base)::float8 AS backoff_base_s,
     extract(epoch FROM t.backoff_cap)::float8 AS backoff_cap_s,
     t.version, t.checkpoint, t.workflow_id, t.cancel_requested, t.started_at;
+
+-- name: claim_limit :scalar
+SELECT pgsched.claim_limit(%(worker)s::text, 1, %(weighted)s::boolean, %(cpu_ceiling)s::real,
+                           %(memory_ceiling)s::real);
 
 -- name: next_due_in :scalar
 -- After a claim that found less than it asked for: in how many seconds does the next task this

@@ -37,7 +37,6 @@ def claim(
     weighted: bool,
     cpu_ceiling: float,
     memory_ceiling: float,
-    heartbeat_timeout: float,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     return Q.claim_tasks.run(
@@ -50,9 +49,31 @@ def claim(
             "weighted": weighted,
             "cpu_ceiling": cpu_ceiling,
             "memory_ceiling": memory_ceiling,
-            "heartbeat_timeout": heartbeat_timeout,
             "now": now,
         },
+    )
+
+
+def claim_limit(
+    conn: psycopg.Connection,
+    *,
+    worker: str,
+    weighted: bool,
+    cpu_ceiling: float,
+    memory_ceiling: float,
+) -> bool:
+    """Whether the claim would take anything now: the worker is active and, with weighting,
+    under its ceilings."""
+    return bool(
+        Q.claim_limit.run(
+            conn,
+            {
+                "worker": worker,
+                "weighted": weighted,
+                "cpu_ceiling": cpu_ceiling,
+                "memory_ceiling": memory_ceiling,
+            },
+        )
     )
 
 

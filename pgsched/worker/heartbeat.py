@@ -25,6 +25,7 @@ def register(
     queues: list[str],
     task_types: list[str],
     capacity: int,
+    load: tuple[float, float] = (0.0, 0.0),
     now: datetime | None = None,
 ) -> int:
     """Upsert the worker row and take its session-level liveness lock on ``conn`` (a direct
@@ -44,6 +45,8 @@ def register(
             "queues": queues,
             "task_types": task_types,
             "capacity": capacity,
+            "cpu": load[0],
+            "memory": load[1],
             "now": now,
         },
     )
@@ -58,6 +61,7 @@ def beat(
     memory: float,
     running: int,
     capacity: int,
+    queues: list[str],
     heartbeat_timeout: float,
     waker: tuple[int, str] | None = None,
     now: datetime | None = None,
@@ -74,6 +78,7 @@ def beat(
             "memory": memory,
             "running": running,
             "capacity": capacity,
+            "queues": queues,
             "heartbeat_timeout": heartbeat_timeout,
             "ns": waker[0] if waker else None,
             "waker_signature": waker[1] if waker else None,

@@ -1,27 +1,30 @@
 """Load sampling for heartbeats: CPU and memory, in percent (psutil).
 
-The CPU figure is the host's CPU *not used by this worker process*: host-wide busy time minus
-this process's own (its claim/completion loops and the task bodies on its threads), over the
-time since the previous sample (one heartbeat interval, so a momentary spike does not stop a
-worker from claiming). It feeds the claim's load weighting and the ``cpu_ceiling`` stop.
+The CPU figure is the load that *other* processes put on this worker's CPUs: busy time of the
+CPUs this process may run on, minus this process's own (its claim and completion loops and the
+task bodies on its threads), minus the server backends that serve this worker's own
+connections when the server runs on the same host, over the time since the previous sample
+(one heartbeat interval, so a momentary spike does not stop a worker from claiming). It feeds
+the load weighting (pgsched/worker/share.py) and the ``cpu_ceiling`` stop.
 
 Why not the plain host figure: a worker's own work is already bounded by its concurrency; the
-ceiling is there to shed work when *something else* loads the host. With the plain figure a
-worker that kept its host busy stopped itself: in bench C (one producer inserting one task per
-transaction, worker, and PostgreSQL on 2 cores) the host read 99-100% after the first heartbeat,
-every claim got k = 0, and the backlog grew by the full insert rate (255 completed/s against
-~460/s produced; 1.7-2.2k/s with a 3k/s producer, backlog 2.5-5k after 5 s). Subprocesses a
-task starts (shell) are not this process: they count as host load, as before.
+weighting and the ceiling are about *something else* loading the host. A worker beside its
+database on a small host keeps that host busy by itself: its claims and completions cost the
+server about as much CPU as they cost the worker. Counted as load, that work made the worker
+take less, which made the backlog grow. Subprocesses a task starts (shell) are not this
+process: they count as load, as before.
 
 Which CPUs: those this process may run on (``os.sched_getaffinity``), not the whole host. Two
 workers pinned to different cores (``taskset``, cpusets) then each see the load on their own
 cores: a hog on one core shows in the load of the worker pinned there and not in the other's.
-With the host-wide figure both saw the same hog, and weighting could not tell them apart.
+The server backends are not pinned with the worker, so their time is counted in proportion to
+the worker's share of the host's CPUs.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import psutil
@@ -47,16 +50,55 @@ def cpus_percent(cpus: list[int]) -> Callable[[], float]:
     return read
 
 
+class BackendCpu:
+    """CPU time of the local server backends that serve this worker, in percent of the
+    worker's CPUs since the previous call. ``pids`` returns the backend pids of the worker's
+    open connections; a pid that is not a local ``postgres`` process (a remote server, a
+    pooler) counts nothing."""
+
+    def __init__(self, pids: Callable[[], set[int]], cpus: int) -> None:
+        self._pids = pids
+        self._host_cpus = max(1, psutil.cpu_count() or cpus)
+        self._seen: dict[int, tuple[psutil.Process, float]] = {}
+        self._last = time.monotonic()
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        elapsed, self._last = now - self._last, now
+        used = 0.0
+        seen: dict[int, tuple[psutil.Process, float]] = {}
+        for pid in self._pids():
+            try:
+                proc, before = self._seen.get(pid) or (psutil.Process(pid), -1.0)
+                if before < 0 and proc.name() != "postgres":
+                    continue
+                t = proc.cpu_times()
+                total = t.user + t.system
+            except (psutil.Error, OSError):
+                continue
+            if before >= 0:
+                used += max(0.0, total - before)
+            seen[pid] = (proc, total)
+        self._seen = seen
+        if elapsed <= 0:
+            return 0.0
+        # Spread evenly over the host's CPUs, the backends' time falls on this worker's CPUs
+        # in proportion to their number: the same percent of them as of the host.
+        return 100.0 * used / elapsed / self._host_cpus
+
+
 class LoadSampler:
     def __init__(
         self,
         host_cpu: Callable[[], float] | None = None,
         own_cpu: Callable[[], float] | None = None,
         memory: Callable[[], float] | None = None,
+        backend_cpu: Callable[[], float] | None = None,
     ) -> None:
-        """The readers return percent since their previous call; ``own_cpu`` is relative to the
-        same CPUs as ``host_cpu`` (all of them at 100%). Defaults: psutil over the CPUs this
-        process may run on. Tests pass their own."""
+        """The readers return percent since their previous call; ``own_cpu`` and
+        ``backend_cpu`` are relative to the same CPUs as ``host_cpu`` (all of them at 100%).
+        Defaults: psutil over the CPUs this process may run on, no backends. Tests pass their
+        own."""
         cpus = allowed_cpus()
         if host_cpu is None:
             host_cpu = cpus_percent(cpus)
@@ -67,8 +109,15 @@ class LoadSampler:
         self._host_cpu = host_cpu
         self._own_cpu = own_cpu
         self._memory = memory or (lambda: psutil.virtual_memory().percent)
+        self._backend_cpu = backend_cpu or (lambda: 0.0)
+
+    def watch_backends(self, pids: Callable[[], set[int]]) -> None:
+        """Count the CPU of these local server backends as the worker's own."""
+        self._backend_cpu = BackendCpu(pids, len(allowed_cpus()))
 
     def sample(self) -> tuple[float, float]:
-        """(CPU used by everything but this worker on its CPUs, host memory), in percent."""
-        other = float(self._host_cpu()) - float(self._own_cpu())
+        """(CPU used by everything but this worker and its backends on its CPUs, host
+        memory), in percent."""
+        own = float(self._own_cpu()) + float(self._backend_cpu())
+        other = float(self._host_cpu()) - own
         return min(100.0, max(0.0, other)), float(self._memory())

@@ -31,6 +31,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,20 +44,40 @@ from pgsched.errors import DatabaseUnavailable
 from pgsched.registry import Registry, TaskContext, default_registry
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
-from pgsched.worker import heartbeat, reaper
+from pgsched.worker import heartbeat, reaper, share
 from pgsched.worker.claim import Completer, Completion
 from pgsched.worker.executor import Executor, Job, RetryPolicy
 from pgsched.worker.load import LoadSampler
 
 EventHook = Callable[[str, dict[str, Any]], None]
-# The claim connection's session settings (Worker._connect_claim).
-CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
+# Session settings of the worker's connections. jit = off: every statement a worker runs is
+# an indexed lookup or a batch of at most batch_size rows, which JIT compilation (100-200 ms a
+# statement where the server has LLVM) never pays back, and a plan whose estimated cost passes
+# jit_above_cost is compiled on every execution. Behind a pooler that refuses startup options
+# the statements run without JIT all the same: their estimated costs stay far below the
+# thresholds (tests/test_worker_plan.py checks both ways on every supported server).
+SESSION = "-c plan_cache_mode=force_custom_plan -c jit=off"
+# The claim and completion connections plan each statement once per session (generic plans),
+# maybe over an empty table, and keep the plan while a backlog grows. Over an empty table the
+# cheapest way to find the claimed ids is a sequential scan, which then reads the whole backlog
+# on every claim (12 ms a claim over 50,000 tasks), so sequential scans are off there. That
+# costs nothing else: every statement these connections run has an index plan, so the 1e10
+# that PostgreSQL before 18 adds to a disabled scan's cost never enters one of their plans
+# (tests/test_worker_plan.py asserts it for each of them), and with jit off no cost could
+# make them compile.
+CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
 _TERMINAL_EVENTS = {
     "succeeded": "task_succeeded",
     "failed": "task_failed",
     "cancelled": "task_cancelled",
     "retrying": "task_retrying",
 }
+
+
+def _is_local(conn: psycopg.Connection) -> bool:
+    """Whether ``conn``'s server runs on this host (a Unix socket or a loopback address)."""
+    host = conn.info.hostaddr or conn.info.host
+    return host.startswith("/") or host in ("localhost", "::1") or host.startswith("127.")
 
 
 class _Wake:
@@ -174,7 +195,13 @@ class Worker:
         self._check_cancels = False
         self._aux: psycopg.Connection | None = None
         self._aux_lock = threading.Lock()
+        self._backends: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        self._backends_lock = threading.Lock()
         self._sampler = load_sampler or LoadSampler()
+        self._sampler.watch_backends(self._backend_pids)
+        # Tasks held at once: the concurrency, scaled by the load-weighted share from the
+        # last heartbeat (share.capacity).
+        self.capacity = self.concurrency
         self._threads: list[threading.Thread] = []
         self.executor = Executor(
             self.concurrency,
@@ -204,12 +231,11 @@ class Worker:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connect_pooled(
-        self, options: str = "-c plan_cache_mode=force_custom_plan"
-    ) -> psycopg.Connection:
+    def _connect_pooled(self, options: str = SESSION) -> psycopg.Connection:
         # force_custom_plan: psycopg prepares after 5 runs and PostgreSQL may then switch to a
         # generic plan; one claim shape fell from ~19k to ~4.5k tasks/s that way (claim-path.md).
         conn = connect(self.dsn, **self._connect_options(options))
+        self._watch_backend(conn)
         claims.fast_json(conn)  # claim-thread CPU per 40k tasks 0.365 -> 0.34 s (6 runs each)
         return conn
 
@@ -217,8 +243,8 @@ class Worker:
         # The claim connection plans each statement once per session (generic plans): planning
         # the claim again for every claim cost ~0.2 ms, a fifth of an idle worker's pickup
         # (bench/probes.py claim-plan). A generic plan is made once, maybe over an empty
-        # table, and kept while a backlog grows: without a sequential scan on offer the claim
-        # and next_due_in keep their index plans either way (tests/test_worker_plan.py).
+        # table, and kept while a backlog grows: the claim and next_due_in keep their index
+        # plans either way (tests/test_worker_plan.py, on every supported server).
         conn = self._connect_pooled(CLAIM_SESSION)
         conn.add_notify_handler(self._on_notify)  # the waker listens here too (_waker_wait)
         return conn
@@ -233,12 +259,22 @@ class Worker:
 
     def _connect_direct(self) -> psycopg.Connection:
         conn = connect(self.direct_dsn, **self._connect_options())
+        self._watch_backend(conn)
         conn.add_notify_handler(self._on_direct_notify)
         return conn
 
-    def _connect_options(
-        self, options: str = "-c plan_cache_mode=force_custom_plan"
-    ) -> dict[str, Any]:
+    def _watch_backend(self, conn: psycopg.Connection) -> None:
+        """Count the server backend of ``conn`` as this worker's own load if it runs on this
+        host (load.BackendCpu). Closed connections drop out by themselves."""
+        if _is_local(conn):
+            with self._backends_lock:
+                self._backends.add(conn)
+
+    def _backend_pids(self) -> set[int]:
+        with self._backends_lock:
+            return {c.info.backend_pid for c in self._backends if not c.closed}
+
+    def _connect_options(self, options: str = SESSION) -> dict[str, Any]:
         if not self.settings.prepared_statements:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
@@ -311,6 +347,7 @@ class Worker:
             queues=self.queues,
             task_types=self.task_types,
             capacity=self.concurrency,
+            load=self._sampler.sample(),  # claims before the first heartbeat weigh it too
         )
         for channel in ("pgsched", "pgsched_control"):
             # LISTEN is a utility statement: it cannot be PREPAREd, so it cannot live in a
@@ -545,6 +582,7 @@ class Worker:
             memory=mem,
             running=len(self._running),
             capacity=self.concurrency,
+            queues=self.queues,
             heartbeat_timeout=self.settings.heartbeat_timeout,
             waker=(reaper.WORKER_LOCK_NS, self.signature) if try_waker else None,
         )
@@ -554,7 +592,19 @@ class Worker:
             self._holds_waker = self._notified = True
             self._wake.set()
         self._apply_status(row["status"])
-        self.emit("heartbeat", "debug", cpu=cpu, memory=mem, running=len(self._running))
+        if self.weighted:
+            capacity = share.capacity(self.concurrency, cpu, row["best_other_share"])
+            if capacity > self.capacity:
+                self._wake.set()  # room to claim more
+            self.capacity = capacity
+        self.emit(
+            "heartbeat",
+            "debug",
+            cpu=cpu,
+            memory=mem,
+            running=len(self._running),
+            capacity=self.capacity,
+        )
         return int(row["live_workers"]), row["next_expiry_s"]
 
     def _reap(self, conn: psycopg.Connection) -> None:
@@ -630,6 +680,7 @@ class Worker:
         next_claim_at = 0.0  # the waker's timer: next due task or fallback poll
         error_delay = 0.05
         low_water = max(1, min(self.concurrency, s.batch_size) // 4)
+        burst_check = False  # a burst worker's empty claim: is anything left it could run?
         while not self._stopping.is_set():
             self._wake.clear()
             try:
@@ -644,11 +695,11 @@ class Worker:
                     idle = True
                     self._wake.wait(1.0)
                     continue
-                free = self.concurrency - len(self._running)
+                free = min(self.capacity - len(self._running), self.concurrency)
                 if free <= 0 or self.completer.backlog > 2 * s.batch_size:
                     self._wake.wait(0.5)
                     continue
-                if not idle and free < low_water and self._running:
+                if not idle and free < min(low_water, self.capacity) and self._running:
                     # Busy: wait for a few free slots so claims stay batches, not single rows.
                     self._wake.wait(0.005)
                     continue
@@ -690,7 +741,6 @@ class Worker:
                     weighted=self.weighted,
                     cpu_ceiling=s.cpu_ceiling,
                     memory_ceiling=s.memory_ceiling,
-                    heartbeat_timeout=s.heartbeat_timeout,
                 )
                 error_delay = 0.05
                 self.emit("claim_ran", "debug", asked=n, got=len(rows))
@@ -703,13 +753,16 @@ class Worker:
                     # fallback poll: 1.1k tasks/s, bench H full run.) Only a full batch hands the
                     # waker role on, so one insert still wakes at most two workers.
                     idle = False
+                    burst_check = False
                     if len(rows) >= n:
                         self._release_waker(handoff=True)
                     continue
                 idle = True
-                if self.burst and not rows and not self._running and not self.completer.backlog:
-                    self.emit("worker_burst_done")
-                    break
+                if self.burst and not self._running and not self.completer.backlog:
+                    if burst_check and self._burst_done(conn):
+                        self.emit("worker_burst_done")
+                        break
+                    burst_check = True
                 if self.burst:
                     next_claim_at = time.monotonic() + 0.01  # look again soon, then exit
                 elif self._try_waker():
@@ -732,6 +785,29 @@ class Worker:
                 error_delay = min(error_delay * 2, 2.0)
         if conn is not None:
             conn.close()
+
+    def _burst_done(self, conn: psycopg.Connection) -> bool:
+        """After two empty claims in a row with nothing running: a burst worker is done only
+        if it may claim (active, under its ceilings) and nothing it could run is ready or due
+        within poll_interval. A claim cut to nothing by a pause or a ceiling is not the end."""
+        s = self.settings
+        may_claim = claims.claim_limit(
+            conn,
+            worker=self.name,
+            weighted=self.weighted,
+            cpu_ceiling=s.cpu_ceiling,
+            memory_ceiling=s.memory_ceiling,
+        )
+        if not may_claim:
+            self._wake.wait(min(0.5, s.heartbeat_interval))  # a new load sample
+            return False
+        due = claims.next_due_in(
+            conn, queues=self.queues, task_types=self.task_types, horizon=s.poll_interval
+        )
+        if due is not None:
+            self._wake.wait(max(0.0, min(due, s.poll_interval)))
+            return False
+        return True
 
     def _claim_listen(self, conn: psycopg.Connection, on: bool) -> None:
         """LISTEN (or stop) on the claim connection. Only the waker listens there: every
