@@ -12,7 +12,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from pgsched.config import Settings
-from pgsched.errors import DatabaseUnavailable, NotMigrated, SchemaTooNew, translate
+from pgsched.errors import (
+    DatabaseUnavailable,
+    NotMigrated,
+    SchemaTooNew,
+    ServerTooOld,
+    translate,
+)
 
 # Advisory locks pgsched takes, as (first key, second key):
 #   (ADVISORY_NAMESPACE, workers.id)       a worker's liveness lock, held by its session
@@ -123,8 +129,29 @@ def known_revisions() -> list[str]:
         order.append(current)
 
 
+# The oldest PostgreSQL major version pgsched supports (README: "Supported servers").
+MIN_SERVER_VERSION = 14
+
+
+def check_server_version(conn: psycopg.Connection, minimum: int = MIN_SERVER_VERSION) -> None:
+    """Refuse, in one line, a server older than ``minimum`` (a major version)."""
+    have = conn.info.server_version  # e.g. 150018 for 15.18
+    if have < minimum * 10000:
+        major, minor = divmod(have, 10000)
+        raise ServerTooOld(
+            f"PostgreSQL {major}.{minor} at {describe_conn(conn)} is older than {minimum}, "
+            f"the oldest version pgsched supports"
+        )
+
+
+def describe_conn(conn: psycopg.Connection) -> str:
+    return f"{conn.info.host}:{conn.info.port}"
+
+
 def check_schema(conn: psycopg.Connection) -> str:
-    """Refuse, in one line, a database that is not migrated or newer than this code."""
+    """Refuse, in one line, a server older than pgsched supports, and a database that is not
+    migrated or newer than this code."""
+    check_server_version(conn)
     row = conn.execute(
         "SELECT to_regclass('pgsched.alembic_version') IS NOT NULL AS has_version,"
         " to_regclass('pgsched.tasks') IS NOT NULL AS has_tasks"

@@ -43,6 +43,10 @@ class SchemaTooNew(PgschedError):
     pass
 
 
+class ServerTooOld(PgschedError):
+    pass
+
+
 class ServerError(PgschedError):
     """The embedded local server could not be found, started or stopped."""
 

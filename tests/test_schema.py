@@ -7,8 +7,8 @@ import pytest
 from psycopg import errors as pge
 
 from pgsched import migrate
-from pgsched.db import check_schema, connect, known_revisions
-from pgsched.errors import NotMigrated
+from pgsched.db import check_schema, check_server_version, connect, known_revisions
+from pgsched.errors import NotMigrated, ServerTooOld
 
 HEAD = known_revisions()[-1]
 
@@ -178,7 +178,7 @@ def test_database_newer_than_the_code_is_refused_in_one_line(empty_dsn: str) -> 
 
 def test_a_database_at_0001_upgrades_in_place_and_is_refused_until_then(empty_dsn: str) -> None:
     """A database migrated by the first release keeps its tasks through the upgrade, and the
-    code refuses it in one line until it is migrated (the claim needs revision 0002)."""
+    code refuses it in one line until it is migrated (the claim needs revision 0005)."""
     migrate.upgrade(empty_dsn, "0001")
     with connect(empty_dsn) as c:
         c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
@@ -189,18 +189,25 @@ def test_a_database_at_0001_upgrades_in_place_and_is_refused_until_then(empty_ds
         assert check_schema(c) == HEAD
         c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
         assert (
-            c.execute(
-                "SELECT pgsched.claim_limit('w', '{default}', 7, true, 95, 95, 15, now()) AS k"
-            ).fetchone()["k"]
-            == 7
+            c.execute("SELECT pgsched.claim_limit('w', 7, true, 95, 95) AS k").fetchone()["k"] == 7
         )
         assert c.execute("SELECT count(*) AS n FROM pgsched.tasks").fetchone()["n"] == 1
     migrate.downgrade(empty_dsn, "0001")
     with connect(empty_dsn) as c:
         assert (
             c.execute(
-                "SELECT to_regprocedure('pgsched.claim_limit(text, text[], integer,"
-                " boolean, real, real, double precision, timestamptz)') AS f"
+                "SELECT to_regprocedure('pgsched.claim_limit(text, integer, boolean, real,"
+                " real)') AS f"
             ).fetchone()["f"]
             is None
         )
+
+
+def test_a_server_older_than_supported_is_refused_in_one_line(dsn: str) -> None:
+    """The check reads the real server's version; asked for a minimum above it, as for a
+    server older than 14, it refuses naming both versions."""
+    with connect(dsn) as c:
+        check_server_version(c)  # every server the suite runs on is supported
+        major = c.info.server_version // 10000
+        with pytest.raises(ServerTooOld, match=rf"^PostgreSQL {major}\.\d+ at .* is older than "):
+            check_server_version(c, minimum=major + 1)
