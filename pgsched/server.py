@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -112,22 +114,223 @@ def _can_access_as(user: pwd.struct_passwd, path: Path, mode: str) -> bool:
 
 
 def runnable_bin_dir(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
-    """The binaries, copied to a world-readable place if ``user`` cannot reach them."""
+    """The binaries, or a verified copy of them under ``SYSTEM_DIR`` if ``user`` cannot reach them
+    (the checkout, and its ``.venv``, in a directory only its owner can enter)."""
     if user is None or _can_access_as(user, bin_dir / "postgres", "x"):
         return bin_dir
+    cached = _verified_copies.get((str(bin_dir), user.pw_uid))
+    if cached is not None:
+        return cached
+    copied = _server_copy(bin_dir, user)
+    _verified_copies[(str(bin_dir), user.pw_uid)] = copied
+    return copied
+
+
+# -- a place the server user can reach and no other user can change ----------------------------
+#
+# As root, when the server user cannot reach the checkout, the binaries are copied to
+# SYSTEM_DIR/pg/<version>-<hash of their path> and the cluster lives in
+# SYSTEM_DIR/homes/<hash of the home's path>: directories owned by root, 0755, with only the data
+# directory (0700) owned by the server user. Nothing there is reused before it is checked.
+
+SYSTEM_DIR = Path("/var/lib/pgsched")
+MANIFEST = ".pgsched-manifest"
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_verified_copies: dict[tuple[str, int], Path] = {}
+
+
+def _path_key(path: Path, length: int) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()[:length]
+
+
+def _trusted_ancestors(path: Path) -> None:
+    """``path`` and every directory above it: owned by root (or us), writable by no one else
+    (sticky directories such as /tmp excepted)."""
+    me = os.geteuid()
+    for p in [path, *path.parents]:
+        st = os.stat(p)
+        sticky = st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (0, me) or (st.st_mode & 0o022 and not sticky):
+            raise ServerError(
+                f"{p} can be changed by another user: pgsched keeps server files only under "
+                f"directories owned by root (fix its owner or mode)"
+            )
+
+
+def _open_dir(path: Path) -> int:
+    try:
+        return os.open(path, _NOFOLLOW_DIR)
+    except OSError as e:
+        raise ServerError(f"{path} is not a real directory: {e.strerror}") from None
+
+
+def _secure_dir(path: Path, mode: int = 0o755) -> Path:
+    """Create ``path`` (or accept it) as a real directory owned by us, writable only by us."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    fd = _open_dir(path)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise ServerError(
+                f"{path} belongs to uid {st.st_uid}, not to this user: remove it and run again"
+            )
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    _trusted_ancestors(path.parent)
+    return path
+
+
+def _system_dir(*parts: str) -> Path:
+    path = _secure_dir(SYSTEM_DIR)
+    for part in parts:
+        path = _secure_dir(path / part)
+    return path
+
+
+def _copy_layout(bin_dir: Path) -> tuple[Path, list[str], str]:
+    """(root, the parts under it to copy, the bin directory under it). Wheels repaired by
+    auditwheel keep their bundled libraries in ``<package>.libs`` beside the package, reached by
+    an RPATH of ``$ORIGIN/../..``: the copy keeps that layout."""
     install = bin_dir.parent
-    dest = Path(tempfile.gettempdir()) / f"pgsched-pg-{server_version(bin_dir)}-{user.pw_uid}"
-    if not (dest / "bin" / "postgres").exists():
-        tmp = Path(tempfile.mkdtemp(prefix="pgsched-pg-copy-"))
-        for part in ("bin", "lib", "share"):
-            if (install / part).exists():
-                shutil.copytree(install / part, tmp / part, symlinks=True)
-        tmp.chmod(0o755)
+    parts = [p for p in (bin_dir.name, "lib", "share") if (install / p).is_dir()]
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        prefix = f"{package.name}/{install.name}"
+        return (
+            package.parent,
+            [f"{prefix}/{p}" for p in parts] + [libs.name],
+            f"{prefix}/{bin_dir.name}",
+        )
+    return install, parts, bin_dir.name
+
+
+def _manifest(root: Path, parts: list[str]) -> str:
+    """One line per directory and file under ``root``'s ``parts`` (files with their size)."""
+    lines = set()
+    for part in parts:
+        lines.update(f"d {p}" for p in Path(part).parents if p != Path("."))
+        for dirpath, _dirnames, filenames in os.walk(root / part, followlinks=True):
+            rel = Path(dirpath).relative_to(root)
+            lines.add(f"d {rel}")
+            for name in filenames:
+                with contextlib.suppress(OSError):  # a dangling link is not copied either
+                    lines.add(f"f {rel / name} {os.stat(Path(dirpath) / name).st_size}")
+    return "".join(f"{line}\n" for line in sorted(lines))
+
+
+def _copy_problem(dest: Path, expected: str) -> str | None:
+    """Why the copy in ``dest`` must not be used, or None: every entry a real file or directory
+    owned by us and writable only by us, exactly the expected files, the manifest written last."""
+    me = os.geteuid()
+    try:
+        top = os.lstat(dest)
+    except FileNotFoundError:
+        return "missing"
+    if not stat.S_ISDIR(top.st_mode):
+        return "not a directory"
+    found = []
+    for dirpath, dirnames, filenames in os.walk(dest):
+        dirnames.sort()
+        rel = Path(dirpath).relative_to(dest)
+        for name in [".", *dirnames, *filenames]:
+            st = os.lstat(Path(dirpath) / name)
+            if st.st_uid != me:
+                return f"{Path(dirpath) / name} belongs to uid {st.st_uid}"
+            if st.st_mode & 0o022:
+                return f"{Path(dirpath) / name} is writable by others"
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                return f"{Path(dirpath) / name} is not a regular file"
+        if rel != Path("."):
+            found.append(f"d {rel}")
+        for name in filenames:
+            if rel != Path(".") or name != MANIFEST:
+                found.append(f"f {rel / name} {os.lstat(Path(dirpath) / name).st_size}")
+    try:
+        stamp = (dest / MANIFEST).read_text()
+    except OSError:
+        return "incomplete (no manifest)"
+    if stamp != expected or "".join(f"{line}\n" for line in sorted(found)) != expected:
+        return "incomplete or changed (its files differ from the installation's)"
+    return None
+
+
+def _check_runs(bin_dir: Path, user: pwd.struct_passwd) -> None:
+    for prog in ("initdb", "pg_ctl", "postgres"):
+        _run([str(bin_dir / prog), "--version"], user, timeout=30)
+
+
+def _server_copy(bin_dir: Path, user: pwd.struct_passwd) -> Path:
+    root, parts, bin_rel = _copy_layout(bin_dir)
+    expected = _manifest(root, parts)
+    base = _system_dir("pg")
+    dest = base / f"{server_version(bin_dir)}-{_path_key(bin_dir.resolve(), 12)}"
+    if _copy_problem(dest, expected) is None:
+        _check_runs(dest / bin_rel, user)
+        return dest / bin_rel
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=base))
+    try:
+        for part in parts:
+            shutil.copytree(root / part, tmp / part, symlinks=False, ignore_dangling_symlinks=True)
+        for dirpath, _dirnames, filenames in os.walk(tmp):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                f = Path(dirpath) / name
+                f.chmod(0o755 if f.stat().st_mode & 0o111 else 0o644)
+        fd = os.open(tmp / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(expected)
+        problem = _copy_problem(tmp, expected)
+        if problem:
+            raise ServerError(f"the copy of the server binaries in {tmp} is unusable: {problem}")
+        _check_runs(tmp / bin_rel, user)
+        if os.path.lexists(dest):  # not usable: out of the way, atomically
+            os.rename(dest, Path(tempfile.mkdtemp(prefix=f".old-{dest.name}-", dir=base)) / "x")
         try:
-            tmp.rename(dest)
-        except OSError:  # a concurrent copy won
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest / "bin"
+            os.rename(tmp, dest)
+        except OSError:  # a concurrent copy got there first: use it if it is sound
+            if _copy_problem(dest, expected) is not None:
+                raise ServerError(f"cannot install the server binaries in {dest}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for old in base.glob(f".old-{dest.name}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+    return dest / bin_rel
+
+
+def _scratch_dir(user: pwd.struct_passwd | None) -> Path:
+    """A new directory for a throwaway cluster, owned by us, 0755, that ``user`` can reach."""
+    parent = None
+    if user is not None and not _can_access_as(user, Path(tempfile.gettempdir()), "x"):
+        parent = _system_dir("tmp")
+    path = Path(tempfile.mkdtemp(prefix="pgsched-", dir=parent))
+    path.chmod(0o755)
+    return path
+
+
+def _make_owned_dir(path: Path, user: pwd.struct_passwd, mode: int) -> None:
+    """Create ``path`` (or take the existing real directory) and give it to ``user``, never
+    following a symbolic link."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    fd = _open_dir(path)
+    try:
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _touch_owned(path: Path, user: pwd.struct_passwd) -> None:
+    """Create the file ``path`` if missing (not through a symbolic link) and give it to ``user``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchown(fd, user.pw_uid, user.pw_gid)
+    finally:
+        os.close(fd)
 
 
 def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
@@ -178,6 +381,9 @@ class ServerStatus:
     pid: int | None
     version: str | None
     url: str | None
+    data: Path | None = None
+    bin_dir: str | None = None
+    requested_home: Path | None = None  # set when the cluster lives elsewhere (see Cluster)
 
 
 DEV_SETTINGS = {"listen_addresses": "'127.0.0.1'", "unix_socket_directories": "''"}
@@ -185,15 +391,37 @@ FAST_UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_
 
 
 class Cluster:
-    """A PostgreSQL cluster in ``home/data``, listening on 127.0.0.1 with trust authentication."""
+    """A PostgreSQL cluster in ``home/data``, listening on 127.0.0.1 with trust authentication.
+
+    As root, when the server user cannot reach ``home`` (a checkout in root's home or in a
+    ``mktemp -d``), the cluster lives in ``SYSTEM_DIR/homes/<hash of home's path>`` instead: the
+    same home always maps there, so the next command finds it. ``self.home`` is where it lives,
+    ``self.requested_home`` the home asked for.
+    """
 
     def __init__(self, home: Path | str, bin_dir: Path | None = None) -> None:
-        self.home = Path(home).absolute()
+        self.requested_home = Path(home).absolute()
+        self._bin_dir = bin_dir
+        self.user = ensure_system_user() if _is_root() else None
+        self.home = self._locate()
+        self.relocated = self.home != self.requested_home
         self.data = self.home / "data"
         self.log = self.home / "postgres.log"
         self.state_file = self.home / "server.json"
-        self._bin_dir = bin_dir
-        self.user = ensure_system_user() if _is_root() else None
+
+    def _locate(self) -> Path:
+        home = self.requested_home
+        if self.user is None:
+            return home
+        if home.is_symlink():
+            raise ServerError(f"{home} is a symbolic link: as root pgsched wants a real directory")
+        elsewhere = SYSTEM_DIR / "homes" / _path_key(home, 16)
+        if (home / "data" / "PG_VERSION").exists():
+            return home
+        if (elsewhere / "data" / "PG_VERSION").exists():
+            return elsewhere
+        existing = next(p for p in home.parents if p.exists())
+        return home if _can_access_as(self.user, existing, "x") else elsewhere
 
     # binaries are looked up lazily: `db status` on a machine without them still answers
     @property
@@ -231,9 +459,18 @@ class Cluster:
             )
 
     def _prepare_home(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        if self.user is not None and self.relocated:
+            # root's, 0755, with only the data directory the server user's
+            _system_dir("homes", self.home.name)
+            _make_owned_dir(self.data, self.user, 0o700)
+            (self.home / "checkout").write_text(f"{self.requested_home}\n")
+            return
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ServerError(f"cannot create {self.home}: {e.strerror}") from None
         if self.user is not None:
-            os.chown(self.home, self.user.pw_uid, self.user.pw_gid)
+            _make_owned_dir(self.home, self.user, 0o755)
             if not _can_access_as(self.user, self.home, "w"):
                 raise ServerError(
                     f"user {SYSTEM_USER!r} cannot reach {self.home} (a parent directory is "
@@ -267,9 +504,9 @@ class Cluster:
         self._write_state({"port": free_port()})
 
     def _write_state(self, state: dict) -> None:
-        self.state_file.write_text(json.dumps(state))
-        if self.user is not None:
-            os.chown(self.state_file, self.user.pw_uid, self.user.pw_gid)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        with os.fdopen(os.open(self.state_file, flags, 0o644), "w") as f:
+            f.write(json.dumps(state))
 
     def _pid(self) -> int | None:
         try:
@@ -295,11 +532,9 @@ class Cluster:
             port = self.port or free_port()
             if port_in_use(port):
                 port = free_port()
-            self._write_state({"port": port})
+            self._write_state({"port": port, "bin_dir": str(self.bin_dir)})
             if self.user is not None:
-                with open(self.log, "a"):
-                    pass
-                os.chown(self.log, self.user.pw_uid, self.user.pw_gid)
+                _touch_owned(self.log, self.user)
             _run(
                 [
                     str(self.bin_dir / "pg_ctl"),
@@ -374,6 +609,9 @@ class Cluster:
             pid=pid,
             version=version,
             url=self.url() if self.port else None,
+            data=self.data,
+            bin_dir=self._state().get("bin_dir"),
+            requested_home=self.requested_home if self.relocated else None,
         )
 
 
@@ -387,8 +625,8 @@ class EphemeralServer:
     def __init__(self, durable: bool = False, settings: dict[str, str] | None = None) -> None:
         self.user = ensure_system_user() if _is_root() else None
         self.bin_dir = runnable_bin_dir(find_bin_dir(), self.user)
-        self.dir = Path(tempfile.mkdtemp(prefix="pgsched-"))
-        self.dir.chmod(0o755)
+        # ours, 0755, in a place the server user can reach; only the data directory is its
+        self.dir = _scratch_dir(self.user)
         self.data = self.dir / "data"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -403,7 +641,7 @@ class EphemeralServer:
 
     def start(self) -> EphemeralServer:
         if self.user is not None:
-            os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+            _make_owned_dir(self.data, self.user, 0o700)
         _run(
             [
                 str(self.bin_dir / "initdb"),

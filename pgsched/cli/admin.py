@@ -45,13 +45,25 @@ def db_status(json: bool = JsonOpt) -> None:
         print_json(st.__dict__)
         return
     if st.version is None:
-        console.print(f"no embedded server in {st.home} (pgsched db start creates one)")
+        console.print(
+            f"no embedded server in {st.requested_home or st.home} (pgsched db start creates one)"
+        )
         raise typer.Exit(1)
     state_word = "running" if st.running else "stopped"
     console.print(
         f"{state_word}: PostgreSQL {st.version} in {st.home}, port {st.port}, pid {st.pid or '-'}",
         highlight=False,
+        soft_wrap=True,
     )
+    console.print(f"data: {st.data}", highlight=False, soft_wrap=True)
+    console.print(f"binaries: {st.bin_dir or 'not recorded yet'}", highlight=False, soft_wrap=True)
+    if st.requested_home is not None:
+        console.print(
+            f"(for {st.requested_home}: the server user cannot reach it, so the cluster "
+            "lives in a directory of root's)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not st.running:
         raise typer.Exit(1)
 
