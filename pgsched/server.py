@@ -135,6 +135,7 @@ def runnable_bin_dir(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
 
 SYSTEM_DIR = Path("/var/lib/pgsched")
 MANIFEST = ".pgsched-manifest"
+SOURCE = ".pgsched-source"  # where a copy came from: copies of vanished installations go
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _verified_copies: dict[tuple[str, int], Path] = {}
 
@@ -247,7 +248,7 @@ def _copy_problem(dest: Path, expected: str) -> str | None:
         if rel != Path("."):
             found.append(f"d {rel}")
         for name in filenames:
-            if rel != Path(".") or name != MANIFEST:
+            if rel != Path(".") or name not in (MANIFEST, SOURCE):
                 found.append(f"f {rel / name} {os.lstat(Path(dirpath) / name).st_size}")
     try:
         stamp = (dest / MANIFEST).read_text()
@@ -280,6 +281,7 @@ def _server_copy(bin_dir: Path, user: pwd.struct_passwd) -> Path:
             for name in filenames:
                 f = Path(dirpath) / name
                 f.chmod(0o755 if f.stat().st_mode & 0o111 else 0o644)
+        (tmp / SOURCE).write_text(f"{bin_dir.resolve()}\n")
         fd = os.open(tmp / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "w") as f:
             f.write(expected)
@@ -298,7 +300,17 @@ def _server_copy(bin_dir: Path, user: pwd.struct_passwd) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         for old in base.glob(f".old-{dest.name}-*"):
             shutil.rmtree(old, ignore_errors=True)
+    _forget_vanished_copies(base)
     return dest / bin_rel
+
+
+def _forget_vanished_copies(base: Path) -> None:
+    """Remove the copies of installations that no longer exist (the .venv of a deleted clone)."""
+    for copy in base.iterdir():
+        with contextlib.suppress(OSError):
+            source = Path((copy / SOURCE).read_text().strip())
+            if not source.exists() and os.lstat(copy).st_uid == os.geteuid():
+                shutil.rmtree(copy)
 
 
 def _scratch_dir(user: pwd.struct_passwd | None) -> Path:

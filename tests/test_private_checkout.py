@@ -214,8 +214,11 @@ def test_an_incomplete_or_planted_copy_is_rebuilt(private: Path) -> None:
         copy.symlink_to(source.parents[2])
         assert fresh_copy() == bin_dir and not copy.is_symlink()
 
+        vanished = Path(tempfile.mkdtemp(prefix="gone-", dir=copy.parent))
+        (vanished / server.SOURCE).write_text(str(private / "deleted clone" / "bin"))
         (copy / server.MANIFEST).unlink()  # a copy cut short before its manifest
         assert fresh_copy() == bin_dir and (copy / server.MANIFEST).exists()
+        assert not vanished.exists()  # a copy of a deleted installation went when one was made
     finally:
         with contextlib.suppress(OSError):
             copy.unlink()
@@ -314,6 +317,9 @@ def test_an_ordinary_user_runs_the_server_of_a_private_checkout(
                 os.chown(owned, user.pw_uid, user.pw_gid)
             run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
             env["PYTHONPATH"] = str(lib)
+        else:
+            (private / "checkout").mkdir()
+        private.chmod(0o500)  # and read-only above the checkout
         home = private / "checkout" / ".pgsched"
         _ok(_cli(home, "db", "start", python=python, env=env, **run_as))
         st = json.loads(_ok(_cli(home, "db", "status", "--json", python=python, env=env, **run_as)))
@@ -326,4 +332,5 @@ def test_an_ordinary_user_runs_the_server_of_a_private_checkout(
     finally:
         if "home" in locals():
             _cli(home, "db", "stop", python=python, env=env, **run_as)
+        private.chmod(0o700)
         shutil.rmtree(private, ignore_errors=True)
