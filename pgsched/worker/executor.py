@@ -9,7 +9,7 @@
   tells a cooperative body to return).
 - ``async def`` functions run as tasks on one event loop thread; timeout and cancel cancel them.
 - trivially short built-ins (noop) run inline on the claim thread.
-Measured (../shared/notes/claim-path.md): blocking psycopg beat asyncio for the claim loop
+Measured in no-op drains: blocking psycopg beat asyncio for the claim loop
 (~31k vs ~26k tasks/s), and one asyncio Task per task costs ~6 us, so asyncio is used only
 for async bodies.
 """
