@@ -491,13 +491,16 @@ def test_the_waker_takes_a_queue_notification_from_its_claim_connection_only(
     quiet = Settings(**{**FAST.model_dump(), "poll_interval": 60})
     w, _ev = make_worker(settings=quiet, name="waker")
     wait_until(lambda: w._claim_listening, 10, message="the waker listens on its claim connection")
+    # The rule itself, on a worker whose threads are not running (the live one's claim thread
+    # would clear _notified, or listen again, between the steps below).
+    idle = Worker(dsn, settings=quiet, registry=Registry(), name="still")
     late = psycopg.Notify("pgsched", "default", 0)
-    w._notified = False
-    w._on_direct_notify(late)
-    assert not w._notified
-    w._claim_listening = False  # as while it is not the waker
-    w._on_direct_notify(late)
-    assert w._notified
+    idle._claim_listening = True
+    idle._on_direct_notify(late)
+    assert not idle._notified
+    idle._claim_listening = False  # as while it is not the waker
+    idle._on_direct_notify(late)
+    assert idle._notified
 
 
 def test_wake_interrupts_a_socket_wait() -> None:
