@@ -38,14 +38,33 @@ def allowed_cpus() -> list[int]:
         return list(range(psutil.cpu_count() or 1))
 
 
+def _busy_total(t: object) -> tuple[float, float]:
+    """(busy, total) seconds of one CPU's times (psutil's scputimes); idle and iowait are
+    not busy; guest time is already inside user time on Linux."""
+    fields = t._asdict()  # type: ignore[attr-defined]
+    total = sum(v for k, v in fields.items() if k not in ("guest", "guest_nice"))
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle, total
+
+
 def cpus_percent(cpus: list[int]) -> Callable[[], float]:
-    """Mean busy percent of `cpus` since the previous call (psutil's per-CPU counters)."""
-    psutil.cpu_percent(None, percpu=True)  # prime: the first call has no interval to measure
+    """Mean busy percent of `cpus` since the previous call. The previous reading is kept
+    here, not in psutil.cpu_percent, whose memory is per calling thread: the worker samples
+    once from the thread that registers it and then from the heartbeat thread, whose first
+    psutil reading would span no time at all and read 0."""
+    last = psutil.cpu_times(percpu=True)
 
     def read() -> float:
-        per = psutil.cpu_percent(None, percpu=True)
-        mine = [per[i] for i in cpus if i < len(per)] or per
-        return sum(mine) / len(mine)
+        nonlocal last
+        now = psutil.cpu_times(percpu=True)
+        picked = [i for i in cpus if i < len(now)] or list(range(len(now)))
+        shares = []
+        for i in picked:
+            b1, t1 = _busy_total(last[i]) if i < len(last) else (0.0, 0.0)
+            b2, t2 = _busy_total(now[i])
+            shares.append(100.0 * (b2 - b1) / (t2 - t1) if t2 > t1 else 0.0)
+        last = now
+        return min(100.0, max(0.0, sum(shares) / len(shares)))
 
     return read
 
