@@ -77,7 +77,11 @@ def server_version(bin_dir: Path) -> str:
     out = subprocess.run(
         [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
     )
-    return out.stdout.strip().split()[-1] if out.returncode == 0 else "unknown"
+    # "postgres (PostgreSQL) 18.6", or with a suffix: "... 15.18 (Debian 15.18-0+deb12u1)"
+    words = out.stdout.split()
+    if out.returncode != 0 or "(PostgreSQL)" not in words[:-1]:
+        return "unknown"
+    return words[words.index("(PostgreSQL)") + 1]
 
 
 # -- running as an unprivileged user ----------------------------------------------------------

@@ -334,3 +334,20 @@ def test_an_ordinary_user_runs_the_server_of_a_private_checkout(
             _cli(home, "db", "stop", python=python, env=env, **run_as)
         private.chmod(0o700)
         shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [
+        ("postgres (PostgreSQL) 18.6", "18.6"),
+        ("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", "15.18"),
+        ("something else", "unknown"),
+    ],
+)
+def test_server_version_reads_the_number_whatever_the_packager_adds(
+    tmp_path: Path, line: str, version: str
+) -> None:
+    fake = tmp_path / "postgres"
+    fake.write_text(f"#!/bin/sh\necho '{line}'\n")
+    fake.chmod(0o755)
+    assert server.server_version(tmp_path) == version
