@@ -1,5 +1,5 @@
-"""Load weighting: the claim's own-row check, the heartbeat's best share, the capacity a worker
-holds, and a loaded worker that takes less but never nothing (pgsched/worker/share.py)."""
+"""Load weighting: the claim's own-row check, the heartbeat's sums over the peers, the capacity a
+worker holds, and a loaded worker that takes less but never nothing (pgsched/worker/share.py)."""
 
 from __future__ import annotations
 
@@ -62,18 +62,34 @@ def test_claim_takes_its_slots_unless_paused_or_above_a_ceiling(
 @given(
     concurrency=st.integers(1, 10000),
     cpu=st.floats(0, 100),
-    best=st.one_of(st.none(), st.floats(share.MIN_SHARE, 1.0)),
+    peers=st.lists(st.tuples(st.integers(1, 1000), st.floats(0, 100)), max_size=5),
 )
-def test_capacity_is_the_share_of_the_slots_and_never_zero(
-    concurrency: int, cpu: float, best: float | None
+def test_capacity_is_the_part_of_the_fleets_slots_by_share_and_never_zero(
+    concurrency: int, cpu: float, peers: list[tuple[int, float]]
 ) -> None:
-    cap = share.capacity(concurrency, cpu, best)
+    slots = sum(n for n, _ in peers) or None
+    shares = sum(share.cpu_share(c) for _, c in peers) if peers else None
+    cap = share.capacity(concurrency, cpu, slots, shares)
     assert 1 <= cap <= concurrency
     mine = share.cpu_share(cpu)
-    ratio = 1.0 if best is None else mine / max(mine, best)
-    assert cap == max(1, math.ceil(concurrency * ratio - 1e-9))
-    assert share.capacity(concurrency, cpu, None) == concurrency  # alone: all of it
-    assert share.capacity(concurrency, cpu, mine) == concurrency  # even hosts: all of it
+    if peers:
+        part = (concurrency + sum(n for n, _ in peers)) * mine / (mine + shares)
+        assert cap == max(1, min(concurrency, math.floor(part + 0.5)))
+    else:
+        assert cap == concurrency  # alone: all of it
+    # Even hosts: as many peers as it likes with its share and its slots, it keeps all of them.
+    n = len(peers) or 1
+    assert share.capacity(concurrency, cpu, concurrency * n, mine * n) == concurrency
+
+
+def test_capacity_of_two_workers_of_8_slots_one_at_half_share() -> None:
+    """The burst as large as the fleet's slots: the loaded worker holds 5, not 8 x 0.5 = 4 (with
+    4 both would finish their first batch together and race for the last 4 tasks)."""
+    assert share.capacity(8, 100.0, 8, 1.0) == 5
+    assert share.capacity(8, 0.0, 8, 0.5) == 8
+    assert share.capacity(8, 3.0, 8, 1.0) == 8  # a little busier than its peer: all its slots
+    assert share.capacity(8, 100.0, None, None) == 8
+    assert share.capacity(8, 100.0, 8, math.nan) == 8
 
 
 def test_cpu_share_counts_half_a_busy_cpu() -> None:
@@ -83,22 +99,23 @@ def test_cpu_share_counts_half_a_busy_cpu() -> None:
     assert share.cpu_share(math.nan) == 0.5
 
 
-def test_heartbeat_returns_the_best_share_among_live_peers_of_its_queues(
+def test_heartbeat_sums_the_slots_and_shares_of_live_peers_of_its_queues(
     conn: psycopg.Connection,
 ) -> None:
     rows = [  # name, status, queues, cpu, heartbeat age
-        ("me", "active", "{default}", 90.0, "0 s"),
-        ("busy", "active", "{default,other}", 40.0, "1 s"),  # share 0.6: the best
-        ("other-queue", "active", "{other}", 0.0, "1 s"),
-        ("stale", "active", "{default}", 0.0, "1 minute"),
-        ("paused", "paused", "{default}", 0.0, "1 s"),
-        ("hog", "active", "{default}", 99.0, "1 s"),  # share 0.5
+        ("me", "active", "{default}", 90.0, "0 s", 10),
+        ("busy", "active", "{default,other}", 40.0, "1 s", 3),  # share 0.6
+        ("other-queue", "active", "{other}", 0.0, "1 s", 100),
+        ("stale", "active", "{default}", 0.0, "1 minute", 100),
+        ("paused", "paused", "{default}", 0.0, "1 s", 100),
+        ("hog", "active", "{default}", 99.0, "1 s", 4),  # share 0.5
     ]
-    for name, status, queues, cpu, age in rows:
+    for name, status, queues, cpu, age, slots in rows:
         conn.execute(
             "INSERT INTO pgsched.workers (name, host, pid, status, queues, cpu_usage,"
-            " last_heartbeat) VALUES (%s, 'h', 1, %s, %s, %s, now() - %s::interval)",
-            (name, status, queues, cpu, age),
+            " last_heartbeat, max_task_capacity)"
+            " VALUES (%s, 'h', 1, %s, %s, %s, now() - %s::interval, %s)",
+            (name, status, queues, cpu, age, slots),
         )
     me = conn.execute("SELECT id FROM pgsched.workers WHERE name = 'me'").fetchone()[0]
     params = {
@@ -114,15 +131,16 @@ def test_heartbeat_returns_the_best_share_among_live_peers_of_its_queues(
         "now": None,
     }
     row = Q.heartbeat.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
-    assert abs(row["best_other_share"] - 0.6) < 1e-6
+    assert row["other_slots"] == 7
+    assert abs(row["other_shares"] - 1.1) < 1e-6
     conn.execute("UPDATE pgsched.workers SET status = 'dead' WHERE name IN ('busy', 'hog')")
     row = Q.heartbeat.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
-    assert row["best_other_share"] is None  # nobody else to compare with
+    assert row["other_slots"] is None and row["other_shares"] is None  # nobody to compare with
 
 
 def test_a_loaded_worker_holds_its_share_and_never_nothing(dsn: str) -> None:
     """Two workers of 4 slots: one reads its CPUs fully held by another process, the other
-    reads them idle. The loaded one holds at most ceil(4 x 0.5 / 1.0) = 2 tasks at once, and
+    reads them idle. The loaded one holds at most round(8 x 0.5 / 1.5) = 3 tasks at once, and
     runs some of the burst: it neither stalls nor takes as much as the free one."""
     running = {"loaded": 0, "free": 0}
     peak = {"loaded": 0, "free": 0}
@@ -151,14 +169,14 @@ def test_a_loaded_worker_holds_its_share_and_never_nothing(dsn: str) -> None:
     loaded = start("loaded", 100.0)
     free = start("free", 0.0)
     try:
-        wait_until(lambda: loaded.capacity == 2, 10, message="the loaded worker's share")
+        wait_until(lambda: loaded.capacity == 3, 10, message="the loaded worker's share")
         assert free.capacity == 4
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute(
                 "INSERT INTO pgsched.tasks (task_type) SELECT 'hold' FROM generate_series(1, 60)"
             )
         wait_until(lambda: done["loaded"] + done["free"] == 60, 30, message="all tasks done")
-        assert 1 <= peak["loaded"] <= 2, peak
+        assert 1 <= peak["loaded"] <= 3, peak
         assert done["loaded"] >= 1 and done["free"] > done["loaded"], done
     finally:
         loaded.stop(timeout=15)

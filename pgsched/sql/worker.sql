@@ -29,8 +29,9 @@ WHERE id = %(id)s::int;
 -- One pass over the live workers gives their count, the stalest other heartbeat and the best
 -- CPU share among the active workers sharing a queue with this one. The worker runs recovery
 -- when the stalest heartbeat expires, so a hung worker loses its tasks right at
--- heartbeat_timeout rather than at the next periodic recovery run; and it holds at most
--- capacity x (its share / the best share) tasks at once (pgsched/worker/share.py).
+-- heartbeat_timeout rather than at the next periodic recovery run; and it holds its part of
+-- the fleet's slots by CPU share (pgsched/worker/share.py), from the slots and shares of the
+-- live active workers sharing a queue with it, summed here.
 -- A worker's CPU share: the part of its CPUs that other processes leave idle, but never below
 -- half: the kernel's fair scheduler gives a new busy thread about half of a CPU that one
 -- other busy process holds (cpu_usage counts neither the worker nor its own server backends).
@@ -41,7 +42,7 @@ WHERE id = %(id)s::int;
 -- a heartbeat lost in a server crash leaves last_heartbeat under a second older, and a crash
 -- ends every session, so the liveness locks, not the heartbeats, say who is dead until the
 -- workers re-register. Backend CPU per heartbeat, one every 20 ms: 700 us with the flush wait,
--- 307 us without (docs/performance.md).
+-- 307 us without (`python bench/probes.py commit-cost`).
 WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE pgsched.workers w
 SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s::real,
@@ -52,19 +53,20 @@ SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s:
 FROM async,
      (SELECT count(*) AS live,
              min(p.last_heartbeat) FILTER (WHERE p.id <> %(id)s::int) AS stalest,
-             max(greatest(1 - p.cpu_usage / 100, 0.5)) FILTER (
-                 WHERE p.id <> %(id)s::int AND p.status = 'active'
-                   AND p.queues && %(queues)s::text[]
-                   AND p.last_heartbeat > coalesce(%(now)s::timestamptz, now())
-                                          - make_interval(secs => %(heartbeat_timeout)s::float8)
-             ) AS best_other_share
-      FROM pgsched.workers p
+             sum(p.max_task_capacity) FILTER (WHERE peer.counts) AS other_slots,
+             sum(greatest(1 - p.cpu_usage / 100, 0.5)) FILTER (WHERE peer.counts) AS other_shares
+      FROM pgsched.workers p,
+           LATERAL (SELECT p.id <> %(id)s::int AND p.status = 'active'
+                       AND p.queues && %(queues)s::text[]
+                       AND p.last_heartbeat > coalesce(%(now)s::timestamptz, now())
+                                              - make_interval(secs => %(heartbeat_timeout)s::float8)
+                    AS counts) peer
       WHERE p.status IN ('active', 'paused', 'draining')) fleet
 WHERE w.id = %(id)s::int
 RETURNING w.status, fleet.live AS live_workers,
     extract(epoch FROM fleet.stalest + make_interval(secs => %(heartbeat_timeout)s::float8)
                        - coalesce(%(now)s::timestamptz, now()))::float8 AS next_expiry_s,
-    fleet.best_other_share::float8 AS best_other_share,
+    fleet.other_slots::int AS other_slots, fleet.other_shares::float8 AS other_shares,
     CASE WHEN %(waker_signature)s::text IS NOT NULL
          THEN pg_try_advisory_lock(%(ns)s::int, hashtext(%(waker_signature)s::text))
     END AS waker;
@@ -100,7 +102,7 @@ SELECT pg_notify('pgsched', %(payload)s::text);
 -- One statement, batch-sized: `id = ANY(ARRAY(SELECT ... LIMIT k FOR UPDATE SKIP LOCKED))`
 -- keeps the locked sub-select a fence, so the planner cannot lock more rows than the limit
 -- (an `UPDATE ... FROM (CTE)` form turned into a hash join over a sequential scan of the
--- whole table at 500+ per batch: docs/performance.md).
+-- whole table at 500+ per batch).
 -- lim: k, the slots asked for, or 0 when this worker is paused or above a ceiling
 -- (pgsched.claim_limit, one lookup of its own row; the load-weighted share is already in
 -- %(slots)s: pgsched/worker/share.py).

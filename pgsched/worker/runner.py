@@ -593,7 +593,9 @@ class Worker:
             self._wake.set()
         self._apply_status(row["status"])
         if self.weighted:
-            capacity = share.capacity(self.concurrency, cpu, row["best_other_share"])
+            capacity = share.capacity(
+                self.concurrency, cpu, row["other_slots"], row["other_shares"]
+            )
             if capacity > self.capacity:
                 self._wake.set()  # room to claim more
             self.capacity = capacity

@@ -4,9 +4,18 @@ A pulled queue balances fine-grained work by itself: a slow worker finishes its 
 so claims less often. What it cannot balance is the batch a worker takes while faster peers
 are busy: a worker on a loaded host that fills all its slots holds the last tasks of a burst
 for twice as long as a free peer would. So the weighting scales the worker's *capacity*, not
-each claim: a worker holds at most ``ceil(concurrency x share)`` tasks, where ``share`` is its
-CPU share divided by the best CPU share among the active workers of its queues (at least 1
-task while it is active and under its ceilings, so it never stalls its queue).
+each claim: a worker holds at most its part of the fleet's slots in proportion to CPU shares,
+
+    capacity = round((my slots + peers' slots) x my share / (my share + peers' shares)),
+
+bounded by its own concurrency and at least 1 while it is active and under its ceilings, so
+it never stalls its queue. The peers are the live, active workers sharing a queue with it.
+This is the split that finishes a burst as large as the fleet's slots soonest when each
+worker's tasks share its CPUs: a worker with half the CPU share of its only peer, both of 8
+slots, holds 5 of a 16-task burst. Scaling its own slots by the ratio of shares (8 x 0.5)
+would give 4; the two workers would then finish their first batches together and race for
+the last 4 tasks. On even hosts every worker keeps all its slots (a share a few percent
+below its peers' still rounds to them).
 
 A CPU share is the part of the worker's CPUs that other processes leave idle, never below
 one half: the kernel's fair scheduler gives a new busy thread about half of a CPU that one
@@ -14,8 +23,8 @@ other busy process holds. ``cpu_usage`` (the heartbeat's sample, pgsched/worker/
 excludes the worker's own process and its own server backends, so a worker that keeps its
 host busy does not see itself as load.
 
-The share comes with each heartbeat (the ``heartbeat`` statement returns the best share among
-the other workers), since the load samples change only then. Effect and cost are measured
+The peers' slots and shares come with each heartbeat (the ``heartbeat`` statement sums
+them), since the load samples change only then. Effect and cost are measured
 by bench F (bench/f_weighting.py): a burst of CPU-bound tasks on two workers, one of whose
 CPU is held by another process, and the same with even hosts.
 
@@ -37,9 +46,13 @@ def cpu_share(cpu_usage: float) -> float:
     return max(1.0 - cpu_usage / 100.0, MIN_SHARE)
 
 
-def capacity(concurrency: int, cpu_usage: float, best_other_share: float | None) -> int:
+def capacity(
+    concurrency: int, cpu_usage: float, other_slots: int | None, other_shares: float | None
+) -> int:
     """The most tasks a worker of ``concurrency`` slots holds at once, given its own load and
-    the best CPU share among the other active workers of its queues (None: it is alone)."""
+    the sums of the slots and CPU shares of its live active peers (None or 0: it is alone)."""
+    if not other_slots or other_shares is None or not math.isfinite(other_shares):
+        return concurrency
     mine = cpu_share(cpu_usage)
-    best = mine if best_other_share is None else max(mine, float(best_other_share))
-    return max(1, min(concurrency, math.ceil(concurrency * mine / best - 1e-9)))
+    portion = (concurrency + other_slots) * mine / (mine + max(other_shares, 0.0))
+    return max(1, min(concurrency, math.floor(portion + 0.5)))
