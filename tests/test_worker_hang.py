@@ -28,10 +28,23 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
     tmp_path: Path,
 ) -> None:
     client = Client(dsn)
-    ids = [client.submit("dummy", {"sleepDurationMs": 1500}) for _ in range(2)]
-    # The victim starts first and alone: idle, it holds the waker lock; it takes both tasks
-    # with free slots left, so it stays the waker.
+    # Both workers start idle; the rescuer is paused before the tasks exist, so the victim
+    # takes both (with free slots left, it stays the waker) however long the start-up took.
     victim = spawn("--name", "victim", "--concurrency", "4")
+    rescuer = spawn("--name", "rescuer", "--concurrency", "4")
+    wait_until(
+        lambda: q(dsn, "SELECT count(*) FROM pgsched.workers WHERE status = 'active'") == 2,
+        30,
+        message="both workers registered",
+    )
+    set_status = "SELECT name FROM pgsched.workers WHERE name = 'rescuer' AND status = %s"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        Q.worker_set_status.run(c, {"name": "rescuer", "status": "paused"})
+    rescuer_log = tmp_path / "worker1.log"
+    wait_until(
+        lambda: "worker_paused" in rescuer_log.read_text(), 30, message="the rescuer pauses"
+    )
+    ids = [client.submit("dummy", {"sleepDurationMs": 1500}) for _ in range(2)]
     wait_until(
         lambda: (
             q(
@@ -44,13 +57,10 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
         30,
         message="victim claims",
     )
-    rescuer = spawn("--name", "rescuer", "--concurrency", "4")
-    wait_until(
-        lambda: q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'rescuer'") == "active",
-        30,
-        message="rescuer registered",
-    )
     os.kill(victim.pid, signal.SIGSTOP)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        Q.worker_set_status.run(c, {"name": "rescuer", "status": "active"})
+    assert q(dsn, set_status, "active") == "rescuer"
     try:
         # Heartbeat timeout is 5 s (tests/test_worker_process.py ENV).
         wait_until(

@@ -111,14 +111,16 @@ def test_generic_claim_plan_uses_ready_index(
 
 
 def test_generic_next_due_in_plan_walks_the_index(conn: psycopg.Connection) -> None:
+    t = conn.execute("SELECT now()").fetchone()[0]  # the time the statements are asked at
     conn.execute(
         "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-        " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
+        " SELECT 'noop', 'default', (i %% 7) - 3, %s::timestamptz + interval '1 day'"
         "        + i * interval '1 ms'"
-        " FROM generate_series(1, 50000) i"
+        " FROM generate_series(1, 50000) i",
+        (t,),
     )
     conn.execute("ANALYZE pgsched.tasks")
-    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": None}
+    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": t}
     plan = explain_generic(conn, Q.next_due_in, params, "(ANALYZE, BUFFERS)")
     assert "Seq Scan" not in plan, plan
     hits = int(re.search(r"Buffers: shared hit=(\d+)", plan).group(1))
@@ -135,14 +137,16 @@ FROM pgsched.tasks WHERE status IN ('pending', 'retrying') AND queue = ANY(%(que
 def test_next_due_in_walks_the_index(conn: psycopg.Connection) -> None:
     """A big scheduled backlog must not make every idle claim scan it: the plain min(run_at)
     aggregate was a seq scan of all future rows (103 ms at 1M rows)."""
+    t = conn.execute("SELECT now()").fetchone()[0]  # the time the statements are asked at
     conn.execute(
         "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-        " SELECT 'noop', 'default', (i % 7) - 3, now() + interval '1 day'"
+        " SELECT 'noop', 'default', (i %% 7) - 3, %s::timestamptz + interval '1 day'"
         "        + i * interval '1 ms'"
-        " FROM generate_series(1, 50000) i"
+        " FROM generate_series(1, 50000) i",
+        (t,),
     )
     conn.execute("ANALYZE pgsched.tasks")
-    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": None}
+    params = {"queues": ["default", "other"], "task_types": ["noop"], "horizon": 5.0, "now": t}
     plan = "\n".join(
         r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + Q.next_due_in.sql, params)
     )
@@ -151,7 +155,7 @@ def test_next_due_in_walks_the_index(conn: psycopg.Connection) -> None:
     assert hits < 200, plan  # a few probes per priority, not the 50k rows
     assert Q.next_due_in.run(conn, params) is None  # nothing within 5 s
     due = Q.next_due_in.run(conn, params | {"horizon": 2 * 86400.0})
-    assert 86399 < due < 86401
+    assert 86400 < due < 86400.01  # the first task: 1 day and 1 ms after t
 
 
 @pytest.mark.parametrize("seed", range(5))
