@@ -317,10 +317,12 @@ def demo_cmd(
 def _foreground(
     demo: Demo, dsn: str, until: float | None, no_top: bool, heartbeat_timeout: float
 ) -> None:
+    from pgsched.admin import Admin
     from pgsched.cli import top
-    from pgsched.db import connect, translated
+    from pgsched.client import Client
 
-    with translated(), connect(dsn) as conn:
+    with Client(dsn) as client:
+        admin = Admin(client)
         if not no_top:
             stop = threading.Event()
 
@@ -333,7 +335,7 @@ def _foreground(
                 )
 
             top.run(
-                conn,
+                admin,
                 title="pgsched demo",
                 heartbeat_timeout=heartbeat_timeout,
                 until=until,
@@ -343,7 +345,7 @@ def _foreground(
             return
         while until is None or time.monotonic() < until:
             demo.check_workers()
-            line = demo.status_line(top.snapshot(conn, failures=0))
+            line = demo.status_line(top.snapshot(admin, failures=0))
             console.print(line, highlight=False, soft_wrap=True)
             wait = 2.0 if until is None else max(0.0, min(2.0, until - time.monotonic()))
             time.sleep(wait)
@@ -352,13 +354,11 @@ def _foreground(
 
 
 def _summary(demo: Demo, dsn: str, codes: dict[str, int | None], started_server: bool) -> str:
-    from pgsched.db import connect, translated
-    from pgsched.sql import Q
+    from pgsched.admin import Admin
+    from pgsched.client import Client
 
-    with translated(), connect(dsn) as conn:
-        by_status = {
-            r["status"]: r["n"] for r in Q.tasks_by_status_of.run(conn, {"ids": demo.producer.ids})
-        }
+    with Client(dsn) as client:
+        by_status = Admin(client).tasks_by_status(demo.producer.ids)
     order = ("succeeded", "failed", "retrying", "pending", "running", "cancelled", "blocked")
     outcome = ", ".join(f"{by_status[s]} {s}" for s in order if by_status.get(s)) or "none ran"
     clean = all(c == 0 for c in codes.values())
