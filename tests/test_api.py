@@ -371,7 +371,7 @@ REFUSED_BODIES = [
     ({"taskType": ""}, 422, "body.taskType"),
     ({"taskType": "x", "priority": 5000}, 422, "body.priority"),
     ({"taskType": "x", "maxRetries": -1}, 422, "body.maxRetries"),
-    ({"taskType": "x", "maxAttempts": 2, "maxRetries": 2}, 422, "maxRetries"),
+    ({"taskType": "x", "maxAttempts": 2, "maxRetries": 2}, 422, "maxAttempts and maxRetries"),
     ({"taskType": "x", "payload": {"a": "nul\u0000"}}, 422, "body.payload"),
     ({"taskType": "x\u0000"}, 422, "body.taskType"),
     ({"taskType": "x", "queue": "q" * 129}, 422, "body.queue"),
@@ -494,7 +494,7 @@ def test_database_gone_mid_request_is_503_in_one_line(pg_server, dsn: str) -> No
 
     name = _new_database(pg_server, "pgsched_template")
     target = pg_server.url(name)
-    with serving(target) as http:
+    with serving(target, connect_timeout=1) as http:
         assert http.get("/api/v1/tasks").status_code == 200
         with psycopg.connect(pg_server.url(), autocommit=True) as c:
             c.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from fastapi import HTTPException
 
-log = structlog.get_logger("pgsched.api")
 
 Scope = dict[str, Any]
 
@@ -72,7 +71,9 @@ class BodyLimit:
 
 def log_refusal(scope: Scope, status: int, message: str) -> None:
     client = scope.get("client")
-    log.warning(
+    # A logger looked up per refusal (refusals are rare): structlog's configuration at the
+    # time applies, not the one cached by a module-level logger.
+    structlog.get_logger("pgsched.api").warning(
         "request_refused",
         status=status,
         method=scope.get("method"),
