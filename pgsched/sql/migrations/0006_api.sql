@@ -32,9 +32,9 @@ BEGIN
         FROM new_rows n GROUP BY n.outcome
         UNION ALL
         SELECT 'duration_bucket',
-               coalesce((SELECT b::text FROM unnest(ARRAY[
+               coalesce((SELECT min(u.b)::text FROM unnest(ARRAY[
                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
-               ]::numeric[]) AS b WHERE n.duration_ms <= b * 1000 ORDER BY b LIMIT 1), '+Inf'),
+               ]::numeric[]) AS u(b) WHERE n.duration_ms <= u.b * 1000), '+Inf'),
                count(*)
         FROM new_rows n WHERE n.duration_ms IS NOT NULL GROUP BY 2
         UNION ALL
