@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from fastapi import HTTPException
 
-
 Scope = dict[str, Any]
 
 
