@@ -25,9 +25,10 @@ TAIL = 4000  # characters of stdout/stderr/body kept in a result
 
 
 class ShellPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     command: str | list[str] = Field(min_length=1)
-    cwd: str | None = None
+    # `workingDirectory`: the name other schedulers' shell tasks give it.
+    cwd: str | None = Field(None, alias="workingDirectory")
     env: dict[str, str] | None = None
     timeout: float | None = Field(None, gt=0)
 

@@ -129,8 +129,13 @@ class Client:
         default_max_attempts: int = 3,
         check: bool = True,
         prepared_statements: bool = True,
+        pool: Any = None,
     ) -> None:
+        """``pool``: a psycopg_pool.ConnectionPool (autocommit, dict rows) to borrow a connection
+        from for each call, instead of the client's one connection (`pgsched serve` passes one,
+        so concurrent requests do not queue on one session)."""
         self.dsn = dsn
+        self.pool = pool
         self.prepared_statements = prepared_statements
         self.connect_timeout = connect_timeout
         self.default_queue = default_queue
@@ -175,12 +180,47 @@ class Client:
             if conn is not None:
                 yield conn
                 return
+            if self.pool is not None:
+                with self._pooled() as c:
+                    yield c
+                return
             own = self._connection()
             try:
                 yield own
             except psycopg.OperationalError:
                 own.close()  # reconnect next time
                 raise
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection]:
+        from psycopg_pool import PoolTimeout
+
+        from pgsched.errors import DatabaseUnavailable
+
+        try:
+            cm = self.pool.connection(timeout=self.connect_timeout)
+            c = cm.__enter__()
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                f"no database connection within {self.connect_timeout:g} s"
+            ) from None
+        try:
+            if not self._checked:
+                check_schema(c)
+                self._checked = True
+            yield c
+        except BaseException as e:
+            cm.__exit__(type(e), e, e.__traceback__)
+            raise
+        else:
+            cm.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for one operation (autocommit, dict rows, schema checked, errors
+        translated): the pool's, or the client's own. pgsched.admin.Admin runs on it."""
+        with self._use(None) as c:
+            yield c
 
     def close(self) -> None:
         if self._conn is not None:
@@ -215,7 +255,7 @@ class Client:
         params = self._common(task_type, payload, options)
         if params is not None:
             with self._use(conn) as c:
-                if conn is None:
+                if conn is None and self.pool is None:  # prepared once on our connection
                     return self._one_insert(c).run(params)
                 params["payload"] = Jsonb(params["payload"])
                 return int(Q.submit_task_common.run(c, params))
@@ -437,12 +477,26 @@ class Client:
         queue: str | None = None,
         task_type: str | None = None,
         limit: int = 50,
+        before: int | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
+        """Tasks newest first. Pages: ``before`` = the last id of the previous page (keyset:
+        every page costs the same), or ``offset`` rows skipped."""
         if limit < 1:
             raise ValidationError("limit: must be at least 1", "limit")
+        if offset < 0:
+            raise ValidationError("offset: must not be negative", "offset")
         with self._use(None) as c, c.cursor(row_factory=dict_row) as cur:
             return Q.list_tasks.run(
-                cur, {"status": status, "queue": queue, "task_type": task_type, "limit": limit}
+                cur,
+                {
+                    "status": status,
+                    "queue": queue,
+                    "task_type": task_type,
+                    "limit": limit,
+                    "before": before,
+                    "offset": offset,
+                },
             )
 
     def summary(self) -> dict[str, Any]:

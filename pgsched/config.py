@@ -99,6 +99,34 @@ class Settings(BaseModel):
     log_level: str = Field(
         "info", pattern="^(debug|info|warning|error)$", description="Lowest level logged"
     )
+    # `pgsched serve`
+    api_auth: bool = Field(
+        False,
+        description="pgsched serve: require a bearer token (API token or JWT) on every request "
+        "but /health/live and /health/ready; needed to listen beyond loopback",
+    )
+    api_jwt_key: str | None = Field(
+        None,
+        description="pgsched serve: key that verifies JWT bearer tokens (a shared secret for "
+        "HS*, a PEM public key for RS*/ES*/EdDSA); setting it turns api_auth on",
+    )
+    api_jwt_algorithms: str = Field(
+        "HS256", min_length=1, description="pgsched serve: accepted JWT algorithms, comma-separated"
+    )
+    api_jwt_audience: str | None = Field(
+        None, description="pgsched serve: the JWT audience (aud) required; unset: none checked"
+    )
+    api_jwt_scope_claim: str = Field(
+        "scope",
+        min_length=1,
+        description="pgsched serve: JWT claim with the scopes (space-separated or a list)",
+    )
+    api_max_body: int = Field(
+        1 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="pgsched serve: largest request body accepted, bytes (413 above it)",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

@@ -77,6 +77,18 @@ class TaskSpec(BaseModel):
         return v
 
 
+# Built-in task types as the DAG and REST shapes of other schedulers spell them (HTTP, SHELL):
+# the same body runs them. Any other name is a type of its own, run by a worker that registers
+# it.
+BUILTIN_TYPES = ("shell", "http", "dummy", "noop")
+
+
+def builtin_type_name(name: str) -> str:
+    """``HTTP`` -> ``http``: a built-in type's name in upper case means the built-in type."""
+    low = name.lower()
+    return low if name.isupper() and low in BUILTIN_TYPES else name
+
+
 PAYLOAD_NUL = "must not contain the NUL character (\\u0000): jsonb cannot store it"
 
 

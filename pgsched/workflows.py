@@ -10,7 +10,8 @@
         ],
     })
 
-Also accepted: ``{"dagName": ..., "tasks": [{"taskName", "type", "dependencies", "payload"}]}``.
+Also accepted: ``{"dagName": ..., "description": ..., "tasks": [{"taskName", "type",
+"dependencies", "payload"}]}``.
 Everything is checked before a row is written (duplicate names, unknown dependencies, cycles),
 and the workflow is inserted by one statement. Progress happens in the database: a trigger on
 ``pgsched.tasks`` unblocks children, cancels the descendants of a failed task and keeps the
@@ -34,7 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pgsched.db import check_schema, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import CycleError, InvalidState, NotFound, UsageError, ValidationError
-from pgsched.models import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX, TASK_TYPE_MAX
+from pgsched.models import (
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_MAX,
+    TASK_TYPE_MAX,
+    builtin_type_name,
+)
 from pgsched.sql import Q
 
 
@@ -70,6 +78,7 @@ class WorkflowDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
+    description: str | None = Field(None, max_length=10_000)
     tasks: list[WorkflowTask] = Field(min_length=1)
 
 
@@ -90,6 +99,8 @@ def normalize(data: Mapping[str, Any]) -> dict[str, Any]:
     for t in data.get("tasks") or []:
         if isinstance(t, Mapping):
             t = {_ALT_TASK_KEYS.get(k, k): v for k, v in t.items()}
+            if isinstance(t.get("task_type"), str):
+                t["task_type"] = builtin_type_name(t["task_type"])
         tasks.append(t)
     out["tasks"] = tasks
     return out
@@ -208,6 +219,7 @@ def submit_workflow(
     parents = [d for t in wf.tasks for d in dict.fromkeys(t.depends_on)]
     params = {
         "name": wf.name,
+        "description": wf.description,
         "nodes": [t.name for t in wf.tasks],
         "task_types": [t.task_type for t in wf.tasks],
         "payloads": [Jsonb(t.payload) for t in wf.tasks],

@@ -51,7 +51,17 @@ def _global(
 
 def _register() -> None:
     # Each module adds its commands to `app` (one module per command group).
-    from pgsched.cli import admin, demo, dlq, schedules, tasks, top, worker, workers  # noqa: F401
+    from pgsched.cli import (  # noqa: F401
+        admin,
+        demo,
+        dlq,
+        schedules,
+        serve,
+        tasks,
+        top,
+        worker,
+        workers,
+    )
 
 
 def main() -> None:

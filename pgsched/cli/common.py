@@ -66,6 +66,12 @@ class State:
             self._client = Client.from_settings(self.settings)
         return self._client
 
+    def admin(self):
+        """The operator API (pgsched.admin.Admin) over this invocation's client."""
+        from pgsched.admin import Admin
+
+        return Admin.from_settings(self.settings, self.client())
+
 
 state = State()
 

@@ -1,7 +1,8 @@
 """`pgsched demo` (what `make demo` runs): the whole system on one machine, live.
 
 Starts the embedded local server (unless a DSN is configured), migrates, starts two worker
-processes, feeds them a stream of sample tasks from a producer thread (quick and slow `dummy`
+processes and `pgsched serve --auth` (printing its URL and a read token), feeds them a stream
+of sample tasks from a producer thread (quick and slow `dummy`
 tasks, some that fail until they reach the dead letter, `noop`s, and `http` calls to a closed
 local port), and shows `pgsched top` until Ctrl-C or ``--duration``. Then it stops the producer,
 sends SIGTERM to the workers (they finish or hand back their tasks), stops the server if it
@@ -161,6 +162,49 @@ class Demo:
                 )
             self.logs[name] = log
 
+    def start_api(self, port: int) -> tuple[str, str]:
+        """`pgsched serve --auth` beside the workers, and a read token for it: (URL, token).
+        The token is named after this run and revoked when the demo ends."""
+        from pgsched.admin import Admin
+        from pgsched.client import Client
+
+        self.token_name = f"demo-read-{os.getpid()}"
+        with Client(self.dsn) as client:
+            token, _ = Admin(client).create_token(self.token_name, ["read"])
+        env = {**os.environ, "PGSCHED_DSN": self.dsn, "PGSCHED_HOME": str(self.home)}
+        env.pop("DATABASE_URL", None)
+        log = self.home / "serve.log"
+        with open(log, "ab") as out:
+            self.api = subprocess.Popen(
+                [*worker_command(), "serve", "--auth", "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.logs["serve"] = log
+        return f"http://127.0.0.1:{port}", token
+
+    def stop_api(self) -> None:
+        from pgsched.admin import Admin
+        from pgsched.client import Client
+
+        api = getattr(self, "api", None)
+        if api is not None and api.poll() is None:
+            api.send_signal(signal.SIGTERM)
+            try:
+                api.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                api.kill()
+                api.wait()
+        name = getattr(self, "token_name", None)
+        if name is not None:
+            with contextlib.suppress(PgschedError), Client(self.dsn) as client:
+                Admin(client).revoke_token(name)
+            self.token_name = None
+
     def check_workers(self) -> None:
         """Fail in one line if every worker has exited (e.g. refused its options)."""
         if not self.procs or any(p.poll() is None for p in self.procs.values()):
@@ -220,6 +264,20 @@ class Demo:
         )
 
 
+def _free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there on loopback, else a free port."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise PgschedError("no free port on 127.0.0.1 for the demo's API")
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM to the demo ends it like Ctrl-C (CI, `timeout`, process managers)."""
@@ -247,6 +305,9 @@ def demo_cmd(
         False, "--no-top", help="Print a status line every few seconds instead of the live view."
     ),
     rate: float = typer.Option(3.0, "--rate", help="Tasks submitted per second, on average."),
+    api_port: int = typer.Option(
+        8080, "--api-port", min=0, max=65535, help="Port of the demo's pgsched serve [8080]."
+    ),
 ) -> None:
     """Run the embedded server, two workers, a task producer and the live view."""
     if not worker_available():
@@ -288,6 +349,13 @@ def demo_cmd(
             highlight=False,
             soft_wrap=True,
         )
+        url, token = demo.start_api(_free_port(api_port))
+        console.print(
+            f"API: {url} (docs {url}/docs, metrics {url}/metrics) · read token: {token}\n"
+            f"  try: curl -H 'Authorization: Bearer {token}' {url}/api/v1/stats",
+            highlight=False,
+            soft_wrap=True,
+        )
         demo.producer.start()
         until = time.monotonic() + seconds if seconds else None
         with _sigterm_as_interrupt():
@@ -297,14 +365,15 @@ def demo_cmd(
             demo.producer.stop.set()
             demo.producer.join(timeout=10)
             codes = demo.stop_workers()
+            demo.stop_api()
         summary = _summary(demo, dsn, codes, started_server)
     except KeyboardInterrupt:
         err_console.print("interrupted: workers killed; a restarted worker recovers their tasks")
     finally:
         if demo is not None:
             demo.producer.stop.set()
-            for p in demo.procs.values():
-                if p.poll() is None:
+            for p in [*demo.procs.values(), getattr(demo, "api", None)]:
+                if p is not None and p.poll() is None:
                     p.kill()
                     p.wait()
         if cluster is not None and started_server:
@@ -317,10 +386,12 @@ def demo_cmd(
 def _foreground(
     demo: Demo, dsn: str, until: float | None, no_top: bool, heartbeat_timeout: float
 ) -> None:
+    from pgsched.admin import Admin
     from pgsched.cli import top
-    from pgsched.db import connect, translated
+    from pgsched.client import Client
 
-    with translated(), connect(dsn) as conn:
+    with Client(dsn) as client:
+        admin = Admin(client)
         if not no_top:
             stop = threading.Event()
 
@@ -333,7 +404,7 @@ def _foreground(
                 )
 
             top.run(
-                conn,
+                admin,
                 title="pgsched demo",
                 heartbeat_timeout=heartbeat_timeout,
                 until=until,
@@ -343,7 +414,7 @@ def _foreground(
             return
         while until is None or time.monotonic() < until:
             demo.check_workers()
-            line = demo.status_line(top.snapshot(conn, failures=0))
+            line = demo.status_line(top.snapshot(admin, failures=0))
             console.print(line, highlight=False, soft_wrap=True)
             wait = 2.0 if until is None else max(0.0, min(2.0, until - time.monotonic()))
             time.sleep(wait)
@@ -352,13 +423,11 @@ def _foreground(
 
 
 def _summary(demo: Demo, dsn: str, codes: dict[str, int | None], started_server: bool) -> str:
-    from pgsched.db import connect, translated
-    from pgsched.sql import Q
+    from pgsched.admin import Admin
+    from pgsched.client import Client
 
-    with translated(), connect(dsn) as conn:
-        by_status = {
-            r["status"]: r["n"] for r in Q.tasks_by_status_of.run(conn, {"ids": demo.producer.ids})
-        }
+    with Client(dsn) as client:
+        by_status = Admin(client).tasks_by_status(demo.producer.ids)
     order = ("succeeded", "failed", "retrying", "pending", "running", "cancelled", "blocked")
     outcome = ", ".join(f"{by_status[s]} {s}" for s in order if by_status.get(s)) or "none ran"
     clean = all(c == 0 for c in codes.values())

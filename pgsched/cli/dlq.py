@@ -3,7 +3,7 @@
 Entries are named by their task's id (the id `status`, `retry` and `list` use). Requeueing
 puts the task back to pending with a fresh attempt budget (``--attempts`` more tries, default
 the max_attempts setting) and deletes the entry: one task goes through Client.retry, `--all`
-through one set-based statement.
+through one set-based statement (pgsched.admin.Admin).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from rich.table import Table
 from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
 from pgsched.cli.tasks import ATTEMPTS_RANGE, ID_RANGE, parse_int
-from pgsched.cli.workers import connection
 from pgsched.durations import parse_duration
-from pgsched.errors import NotFound, TaskNotFound, UsageError
-from pgsched.sql import Q
+from pgsched.errors import UsageError
 
 dlq_app = typer.Typer(
     help="The dead letter: tasks whose attempts ran out. List, requeue, purge.",
@@ -30,10 +28,6 @@ app.add_typer(dlq_app, name="dlq")
 
 QueueOpt = typer.Option(None, "--queue", "-q", help="Only this queue.")
 TypeOpt = typer.Option(None, "--type", "-t", help="Only this task type.")
-
-
-def _filters(queue: str | None, task_type: str | None) -> dict[str, Any]:
-    return {"queue": queue, "task_type": task_type}
 
 
 @dlq_app.command("list")
@@ -46,8 +40,7 @@ def list_cmd(
 ) -> None:
     """List dead-letter entries, newest first (--json includes payloads)."""
     n = parse_int("--limit", limit, (1, 1_000_000))
-    with connection() as conn:
-        rows = Q.dlq_list.run(conn, {**_filters(queue, task_type), "limit": n})
+    rows = state.admin().dlq_list(queue=queue, task_type=task_type, limit=n)
     if json:
         print_json(rows)
         return
@@ -93,29 +86,17 @@ def requeue_cmd(
     if task_id is not None:
         tid = parse_int("ID", task_id, ID_RANGE)
         assert tid is not None
-        with connection() as conn:
-            if Q.dlq_entry.run(conn, {"task_id": tid}) is None:
-                raise NotFound(f"no dead-letter entry for task {tid} (pgsched dlq list shows them)")
-            try:
-                max_attempts = state.client().retry(tid, attempts=more)
-            except TaskNotFound:
-                raise NotFound(
-                    f"task {tid} no longer exists (pruned): pgsched dlq purge removes its entry"
-                ) from None
-            Q.dlq_wake.run(conn, {"ids": [tid]})
+        max_attempts = state.admin().dlq_requeue(tid, attempts=more)
         console.print(
             f"task {tid} is pending again (max attempts now {max_attempts})", highlight=False
         )
         return
-    with connection() as conn:
-        rows = Q.dlq_requeue_all.run(conn, {**_filters(queue, task_type), "extra": more})
-        if rows:
-            Q.dlq_wake.run(conn, {"ids": [r["id"] for r in rows]})
-    if not rows:
+    ids = state.admin().dlq_requeue_all(queue=queue, task_type=task_type, attempts=more)
+    if not ids:
         console.print("nothing to requeue")
         return
-    shown = ", ".join(str(r["id"]) for r in rows[:10]) + (", …" if len(rows) > 10 else "")
-    console.print(f"requeued {len(rows)} task(s): {shown}", highlight=False)
+    shown = ", ".join(str(i) for i in ids[:10]) + (", …" if len(ids) > 10 else "")
+    console.print(f"requeued {len(ids)} task(s): {shown}", highlight=False)
 
 
 @dlq_app.command("purge")
@@ -129,21 +110,21 @@ def purge_cmd(
     task_type: str = TypeOpt,
 ) -> None:
     """Delete dead-letter entries (the failed tasks stay until retention prunes them)."""
-    params: dict[str, Any] = {
-        **_filters(queue, task_type),
+    filters: dict[str, Any] = {
+        "queue": queue,
+        "task_type": task_type,
         "older_than": parse_duration(older_than, "--older-than") if older_than else None,
-        "now": None,
     }
-    with connection() as conn:
-        n = Q.dlq_purge_count.run(conn, params)["n"]
-        if n == 0:
-            console.print("nothing to purge")
-            return
-        what = f"{n} dead-letter entr{'y' if n == 1 else 'ies'}"
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(f"would delete {what}: add --yes to confirm")
-            if not typer.confirm(f"delete {what}?"):
-                raise typer.Exit(1)
-        deleted = Q.dlq_purge.run(conn, params)
+    admin = state.admin()
+    n = admin.dlq_purge_count(**filters)
+    if n == 0:
+        console.print("nothing to purge")
+        return
+    what = f"{n} dead-letter entr{'y' if n == 1 else 'ies'}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"would delete {what}: add --yes to confirm")
+        if not typer.confirm(f"delete {what}?"):
+            raise typer.Exit(1)
+    deleted = admin.dlq_purge(**filters)
     console.print(f"deleted {deleted} dead-letter entr{'y' if deleted == 1 else 'ies'}")

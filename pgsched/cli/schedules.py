@@ -22,15 +22,6 @@ schedules_app = typer.Typer(
 app.add_typer(schedules_app, name="schedules")
 
 
-def _conn():
-    from pgsched.db import check_schema, connect, translated
-
-    conn = connect(state.dsn(), timeout=state.settings.connect_timeout)
-    with translated():
-        check_schema(conn)
-    return conn
-
-
 @schedules_app.command("apply")
 @exits_on_error
 def apply_cmd(
@@ -40,11 +31,10 @@ def apply_cmd(
     json: bool = JsonOpt,
 ) -> None:
     """Sync the file's schedules into the database (all or nothing)."""
-    from pgsched.schedules import apply_schedules, load_schedules
+    from pgsched.schedules import load_schedules
 
     defs = load_schedules(file)
-    with _conn() as c:
-        report = apply_schedules(c, defs, prune=prune, dry_run=dry_run)
+    report = state.admin().apply_schedules(defs, prune=prune, dry_run=dry_run)
     if json:
         print_json(dict(report.as_dict(), dry_run=dry_run))
         return
@@ -68,10 +58,7 @@ def apply_cmd(
 @exits_on_error
 def list_cmd(json: bool = JsonOpt) -> None:
     """Every schedule with its state and last and next fire times."""
-    from pgsched.schedules import list_schedules
-
-    with _conn() as c:
-        rows = list_schedules(c)
+    rows = state.admin().schedules()
     if json:
         print_json(rows)
         return
@@ -108,10 +95,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
 @exits_on_error
 def pause_cmd(name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Stop creating tasks for a schedule (until resume)."""
-    from pgsched.schedules import pause_schedule
-
-    with _conn() as c:
-        pause_schedule(c, name)
+    state.admin().pause_schedule(name)
     console.print(f"paused {name}", highlight=False)
 
 
@@ -119,10 +103,7 @@ def pause_cmd(name: str = typer.Argument(..., metavar="NAME")) -> None:
 @exits_on_error
 def resume_cmd(name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Resume a paused schedule at its next tick (ticks missed while paused are skipped)."""
-    from pgsched.schedules import resume_schedule
-
-    with _conn() as c:
-        resume_schedule(c, name)
+    state.admin().resume_schedule(name)
     console.print(f"resumed {name}", highlight=False)
 
 

@@ -1,6 +1,7 @@
 """`pgsched top`: a live view of queues, workers, throughput and recent failures.
 
-One snapshot is a handful of read-only statements on one session (`snapshot`); `render` turns
+One snapshot is a handful of read-only statements on one session (`snapshot`, which is
+pgsched.admin.Admin.snapshot); `render` turns
 it into rich renderables; `run` refreshes them about once a second until Ctrl-C, a deadline,
 or a caller's stop event (the demo runs it in the foreground).
 """
@@ -11,10 +12,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-import psycopg
 import typer
 from rich import box
 from rich.console import Group, RenderableType
@@ -22,43 +21,22 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from pgsched.admin import Admin
 from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
-from pgsched.cli.workers import STATUS_STYLE, connection, heartbeat_style, list_workers
+from pgsched.cli.workers import STATUS_STYLE, heartbeat_style
 from pgsched.db import describe
 from pgsched.durations import format_duration
 from pgsched.errors import UsageError
 from pgsched.models import STATUSES
-from pgsched.sql import Q
 
 FAILURES_SHOWN = 8
 CORE = ("pending", "running", "succeeded", "failed")
 
 
-def snapshot(conn: psycopg.Connection, failures: int = FAILURES_SHOWN) -> dict[str, Any]:
-    """Everything one frame shows, read on one session."""
-    counts: dict[str, dict[str, int]] = {}
-    for r in Q.status_counts.run(conn):
-        counts.setdefault(r["queue"], {})[r["status"]] = r["n"]
-    oldest = {
-        r["queue"]: {"age_s": float(r["age_s"]), "ready": r["ready"]}
-        for r in Q.oldest_ready.run(conn)
-    }
-    tp = Q.top_throughput.run(conn, {"now": None})
-    return {
-        "at": datetime.now().astimezone(),
-        "queues": counts,
-        "oldest_ready": oldest,
-        "workers": list_workers(conn),
-        "throughput": {
-            "per_s_10s": round(tp["last_10s"] / 10.0, 2),
-            "per_s_1m": round(tp["last_1m"] / 60.0, 2),
-            "ok_1m": tp["ok_1m"],
-            "failed_1m": tp["failed_1m"],
-        },
-        "dead_letter": tp["dead_letter"],
-        "failures": Q.top_failures.run(conn, {"limit": failures}),
-    }
+def snapshot(admin: Admin, failures: int = FAILURES_SHOWN) -> dict[str, Any]:
+    """Everything one frame shows, read on one session (pgsched.admin.Admin.snapshot)."""
+    return admin.snapshot(failures=failures)
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -193,7 +171,7 @@ def render(
 
 
 def run(
-    conn: psycopg.Connection,
+    admin: Admin,
     *,
     title: str,
     heartbeat_timeout: float,
@@ -207,7 +185,7 @@ def run(
     stop = stop or threading.Event()
 
     def frame() -> RenderableType:
-        view = render(snapshot(conn), title=title, heartbeat_timeout=heartbeat_timeout)
+        view = render(snapshot(admin), title=title, heartbeat_timeout=heartbeat_timeout)
         more = extra() if extra else None
         return Group(view, more) if more is not None else view
 
@@ -231,13 +209,13 @@ def top_cmd(
         raise UsageError("--json needs --once (one snapshot)")
     settings = state.settings
     title = f"pgsched top · {describe(state.dsn())}"
-    with connection() as conn:
-        if once:
-            s = snapshot(conn)
-            if json:
-                print_json(s)
-            else:
-                console.print(render(s, title=title, heartbeat_timeout=settings.heartbeat_timeout))
-            return
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how `top` ends
-            run(conn, title=title, heartbeat_timeout=settings.heartbeat_timeout, interval=interval)
+    admin = state.admin()
+    if once:
+        s = snapshot(admin)
+        if json:
+            print_json(s)
+        else:
+            console.print(render(s, title=title, heartbeat_timeout=settings.heartbeat_timeout))
+        return
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how `top` ends
+        run(admin, title=title, heartbeat_timeout=settings.heartbeat_timeout, interval=interval)

@@ -65,6 +65,13 @@ def worker_cmd(
     no_load_weighting: bool = typer.Option(
         False, "--no-load-weighting", help="Claim free slots regardless of the cluster's load."
     ),
+    http_port: int = typer.Option(
+        None,
+        "--http-port",
+        min=0,
+        max=65535,
+        help="Serve /health/live and /health/ready on 127.0.0.1:PORT for a supervisor.",
+    ),
 ) -> None:
     """Run a worker: claim tasks from the queues and run them, until stopped."""
     from pgsched.logging import configure
@@ -99,6 +106,15 @@ def worker_cmd(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     scheduler = None
+    probe = None
+    if http_port is not None:
+        from pgsched.worker.probe import Probe
+
+        try:
+            probe = Probe(w, http_port)
+        except OSError as e:
+            fail(f"--http-port {http_port}: cannot listen: {e.strerror or e}", 1)
+        probe.start()
     w.start()
     try:
         if schedules is not None:
@@ -112,3 +128,5 @@ def worker_cmd(
         if scheduler is not None:
             scheduler.stop()
         w.stop()
+        if probe is not None:
+            probe.stop()

@@ -1,17 +1,14 @@
-"""`pgsched workers [--json]`, `pgsched workers pause|resume NAME`.
+"""`pgsched workers [--json]`, `pgsched workers pause|resume NAME` (pgsched.admin.Admin).
 
 Pausing is a row update plus a NOTIFY on ``pgsched_control`` in the same statement; the worker
 listens there and re-reads its row, so a paused worker stops claiming within a second and
-finishes what it runs. :func:`connection` is the database session the operator commands share.
+finishes what it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -19,24 +16,6 @@ from rich.text import Text
 from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
 from pgsched.durations import format_duration
-from pgsched.errors import InvalidState, NotFound
-from pgsched.sql import Q
-
-
-@contextlib.contextmanager
-def connection() -> Iterator[psycopg.Connection]:
-    """An autocommit session on the configured database, schema checked, errors translated."""
-    from pgsched.db import check_schema, connect, translated
-
-    settings = state.settings
-    with translated():
-        conn = connect(state.dsn(), timeout=settings.connect_timeout)
-        try:
-            check_schema(conn)
-            yield conn
-        finally:
-            conn.close()
-
 
 workers_app = typer.Typer(
     help="Workers: list them with their load, pause or resume one.",
@@ -44,10 +23,6 @@ workers_app = typer.Typer(
     no_args_is_help=False,
 )
 app.add_typer(workers_app, name="workers")
-
-
-def list_workers(conn: psycopg.Connection, *, all_: bool = False) -> list[dict[str, Any]]:
-    return Q.workers_list.run(conn, {"all": all_, "now": None})
 
 
 def heartbeat_style(row: dict[str, Any], timeout: float) -> str:
@@ -78,8 +53,7 @@ def workers_cmd(
     """List workers: status, host, pid, queues, CPU/memory, running/capacity, heartbeat age."""
     if ctx.invoked_subcommand is not None:
         return
-    with connection() as conn:
-        rows = list_workers(conn, all_=all_)
+    rows = state.admin().workers(all_=all_)
     if json:
         print_json(rows)
         return
@@ -109,24 +83,11 @@ def workers_cmd(
     console.print(table)
 
 
-def set_status(conn: psycopg.Connection, name: str, status: str) -> dict[str, Any]:
-    """Set an active or paused worker's status and notify it; one-line errors otherwise."""
-    row = Q.worker_set_status.run(conn, {"name": name, "status": status})
-    if row is not None:
-        return row
-    current = Q.worker_get.run(conn, {"name": name})
-    if current is None:
-        raise NotFound(f"no worker named {name!r} (pgsched workers lists them)")
-    verb = "pause" if status == "paused" else "resume"
-    raise InvalidState(f"cannot {verb} worker {name!r}: it is {current['status']}")
-
-
 @workers_app.command("pause")
 @exits_on_error
 def pause_cmd(name: str = typer.Argument(..., help="The worker's name.")) -> None:
     """Stop a worker from claiming; it finishes the tasks it runs."""
-    with connection() as conn:
-        set_status(conn, name, "paused")
+    state.admin().pause_worker(name)
     console.print(f"worker {name} paused (it finishes its running tasks)", highlight=False)
 
 
@@ -134,6 +95,5 @@ def pause_cmd(name: str = typer.Argument(..., help="The worker's name.")) -> Non
 @exits_on_error
 def resume_cmd(name: str = typer.Argument(..., help="The worker's name.")) -> None:
     """Let a paused worker claim again."""
-    with connection() as conn:
-        set_status(conn, name, "active")
+    state.admin().resume_worker(name)
     console.print(f"worker {name} active", highlight=False)

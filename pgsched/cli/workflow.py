@@ -1,5 +1,5 @@
 """Workflow commands' bodies. `pgsched submit|status|cancel|retry --workflow` (pgsched/cli/tasks.py)
-delegate here; the work itself is in pgsched.workflows."""
+delegate here; the work itself is in pgsched.admin.Admin (over pgsched.workflows)."""
 
 from __future__ import annotations
 
@@ -25,25 +25,19 @@ STATUS_STYLE = {
 }
 
 
-def _dsn() -> str:
-    return state.dsn()
-
-
 def submit_workflow(path: Path) -> None:
     """Validate the file, insert the workflow in one statement, print its id alone."""
     from pgsched import workflows
 
     definition = workflows.load_workflow(path)
-    wf_id = workflows.submit_workflow(_dsn(), definition)
+    wf_id = state.admin().submit_workflow(definition)
     sys.stdout.write(f"{wf_id}\n")
 
 
 def show_workflow(workflow_id: int, as_json: bool) -> None:
     """The DAG as a layered table (indent = longest path from a root), each task's state and
     timing; ``as_json``: the workflow and its tasks for scripts."""
-    from pgsched import workflows
-
-    wf = workflows.get_workflow(_dsn(), workflow_id)
+    wf = state.admin().workflow(workflow_id)
     if as_json:
         print_json(wf)
         return
@@ -89,9 +83,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
 
 
 def cancel_workflow(workflow_id: int) -> None:
-    from pgsched import workflows
-
-    counts = workflows.cancel_workflow(_dsn(), workflow_id)
+    counts = state.admin().cancel_workflow(workflow_id)
     msg = f"workflow {workflow_id}: cancelled {counts['cancelled']} task(s)"
     if counts["cancel_requested"]:
         msg += f", asked {counts['cancel_requested']} running task(s) to stop"
@@ -99,9 +91,7 @@ def cancel_workflow(workflow_id: int) -> None:
 
 
 def retry_workflow(workflow_id: int) -> None:
-    from pgsched import workflows
-
-    res = workflows.retry_workflow(_dsn(), workflow_id, attempts=state.settings.max_attempts)
+    res = state.admin().retry_workflow(workflow_id, attempts=state.settings.max_attempts)
     console.print(
         f"workflow {workflow_id}: retrying {res['retried']} task(s), "
         f"{res['pending']} ready now, the rest after their parents",

@@ -130,14 +130,18 @@ SELECT attempt, worker, started_at, finished_at, outcome, duration_ms, error
 FROM pgsched.task_executions WHERE task_id = %(id)s ORDER BY attempt;
 
 -- name: list_tasks :many
+-- Newest first. Keyset pagination: %(before)s is the last id of the previous page (NULL: the
+-- first page), so a page costs the same however deep it is; %(offset)s serves page numbers
+-- (page * size), which read and skip the rows before the page.
 SELECT id, queue, task_type, status, priority, attempts, max_attempts, run_at, created_at,
        started_at, finished_at, assigned_worker, last_error
 FROM pgsched.tasks
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task_type)s::text IS NULL OR task_type = %(task_type)s)
+  AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
 ORDER BY id DESC
-LIMIT %(limit)s;
+LIMIT %(limit)s OFFSET %(offset)s::bigint;
 
 -- name: cancel_task :one
 -- A task that has not started is cancelled at once; a running one gets a cancel request that

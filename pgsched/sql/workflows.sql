@@ -6,7 +6,8 @@
 -- The whole DAG in one statement: the workflow, its tasks (roots pending, the rest blocked)
 -- and the edges, matched by node name. The insert trigger wakes workers for the roots.
 WITH wf AS (
-    INSERT INTO pgsched.workflows (name) VALUES (%(name)s::text) RETURNING id
+    INSERT INTO pgsched.workflows (name, description)
+    VALUES (%(name)s::text, %(description)s::text) RETURNING id
 ), t AS (
     INSERT INTO pgsched.tasks
         (workflow_id, workflow_node, task_type, payload, queue, priority, max_attempts,
@@ -30,6 +31,19 @@ SELECT id FROM wf;
 
 -- name: workflow_get :one
 SELECT id, name, status, created_at, finished_at FROM pgsched.workflows WHERE id = %(id)s::bigint;
+
+-- name: workflow_summary :one
+-- A workflow with its task counts (GET /api/v1/dags/{id}).
+SELECT w.id, w.name, w.description, w.status, w.created_at, w.finished_at,
+       count(t.id) AS total_tasks,
+       count(t.id) FILTER (WHERE t.status = 'succeeded') AS completed_tasks,
+       count(t.id) FILTER (WHERE t.status = 'failed') AS failed_tasks,
+       count(t.id) FILTER (WHERE t.status = 'cancelled') AS cancelled_tasks,
+       count(t.id) FILTER (WHERE t.status = 'running') AS running_tasks
+FROM pgsched.workflows w
+LEFT JOIN pgsched.tasks t ON t.workflow_id = w.id
+WHERE w.id = %(id)s::bigint
+GROUP BY w.id;
 
 -- name: workflow_lock :one
 -- Serializes cancel/retry with the progress trigger, which takes the same row lock.

@@ -367,6 +367,17 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def ready(self) -> bool:
+        """Registered, its control connection up, and not stopping (the --http-port probe)."""
+        conn = self._direct
+        return (
+            self.worker_id is not None
+            and conn is not None
+            and not conn.closed
+            and not self._stopping.is_set()
+        )
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped (True) or ``timeout`` passed (False)."""
         return self._stopped.wait(timeout)

@@ -1,0 +1,360 @@
+"""What an operator does, as a Python API: the dead letter, workers, schedules, workflows,
+statistics, recovery and API tokens. The CLI's operator commands and `pgsched serve` are thin
+faces over it; tasks themselves (submit, get, list, cancel, retry) are pgsched.client.Client's.
+
+    from pgsched import Client
+    from pgsched.admin import Admin
+    admin = Admin(Client(dsn))
+    admin.dlq_requeue_all(queue="mail")
+    admin.pause_worker("host-1234")
+    admin.stats(window=timedelta(hours=24))
+
+Every method borrows one connection from the client for its statements (the client's own, or
+its pool's), with errors translated into pgsched.errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+
+from pgsched.client import Client
+from pgsched.errors import InvalidState, NotFound, TaskNotFound, ValidationError
+from pgsched.models import MAX_ATTEMPTS_MAX
+from pgsched.sql import Q
+
+SCOPES = ("read", "submit", "admin")
+TOKEN_PREFIX = "pgs_"
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Admin:
+    def __init__(self, client: Client, *, heartbeat_timeout: float = 15.0) -> None:
+        self.client = client
+        self.heartbeat_timeout = heartbeat_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Any, client: Client | None = None) -> Admin:
+        return cls(
+            client or Client.from_settings(settings),
+            heartbeat_timeout=settings.heartbeat_timeout,
+        )
+
+    def _attempts(self, attempts: int | None) -> int:
+        extra = self.client.default_max_attempts if attempts is None else attempts
+        if not 1 <= extra <= MAX_ATTEMPTS_MAX:
+            raise ValidationError(f"attempts: must be between 1 and {MAX_ATTEMPTS_MAX}", "attempts")
+        return extra
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def workers(self, *, all_: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Live workers with their load (and those gone in the last hour, or all with all_)."""
+        with self.client.connection() as c:
+            return Q.workers_list.run(c, {"all": all_, "now": now})
+
+    def pause_worker(self, name: str) -> dict[str, Any]:
+        """Stop a worker from claiming; it finishes what it runs (notified at once)."""
+        return self._set_worker_status(name, "paused")
+
+    def resume_worker(self, name: str) -> dict[str, Any]:
+        return self._set_worker_status(name, "active")
+
+    def _set_worker_status(self, name: str, status: str) -> dict[str, Any]:
+        with self.client.connection() as c:
+            row = Q.worker_set_status.run(c, {"name": name, "status": status})
+            if row is not None:
+                return {"name": row["name"], "status": row["status"]}
+            current = Q.worker_get.run(c, {"name": name})
+        if current is None:
+            raise NotFound(f"no worker named {name!r} (pgsched workers lists them)")
+        verb = "pause" if status == "paused" else "resume"
+        raise InvalidState(f"cannot {verb} worker {name!r}: it is {current['status']}")
+
+    # -- the dead letter -----------------------------------------------------------------------
+
+    def dlq_list(
+        self, *, queue: str | None = None, task_type: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Entries newest first, with their task's current status (None: pruned)."""
+        if limit < 1:
+            raise ValidationError("limit: must be at least 1", "limit")
+        with self.client.connection() as c:
+            return Q.dlq_list.run(c, {"queue": queue, "task_type": task_type, "limit": limit})
+
+    def dlq_requeue(self, task_id: int, *, attempts: int | None = None) -> int:
+        """One entry's task back to pending with ``attempts`` more tries; its new max_attempts."""
+        more = self._attempts(attempts)
+        with self.client.connection() as c:
+            if Q.dlq_entry.run(c, {"task_id": task_id}) is None:
+                raise NotFound(
+                    f"no dead-letter entry for task {task_id} (pgsched dlq list shows them)"
+                )
+            try:
+                max_attempts = self.client.retry(task_id, attempts=more)
+            except TaskNotFound:
+                raise NotFound(
+                    f"task {task_id} no longer exists (pruned): pgsched dlq purge removes its entry"
+                ) from None
+            Q.dlq_wake.run(c, {"ids": [task_id]})
+        return max_attempts
+
+    def dlq_requeue_all(
+        self,
+        *,
+        queue: str | None = None,
+        task_type: str | None = None,
+        attempts: int | None = None,
+    ) -> list[int]:
+        """Every matching entry's task back to pending, in one statement; their ids."""
+        more = self._attempts(attempts)
+        with self.client.connection() as c:
+            rows = Q.dlq_requeue_all.run(c, {"queue": queue, "task_type": task_type, "extra": more})
+            ids = [r["id"] for r in rows]
+            if ids:
+                Q.dlq_wake.run(c, {"ids": ids})
+        return ids
+
+    def _purge_params(
+        self, older_than: timedelta | None, queue: str | None, task_type: str | None
+    ) -> dict[str, Any]:
+        if older_than is not None and older_than < timedelta(0):
+            raise ValidationError("older_than: must not be negative", "older_than")
+        return {"older_than": older_than, "queue": queue, "task_type": task_type, "now": None}
+
+    def dlq_purge_count(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        queue: str | None = None,
+        task_type: str | None = None,
+    ) -> int:
+        """How many entries dlq_purge with the same filters would delete."""
+        with self.client.connection() as c:
+            return int(
+                Q.dlq_purge_count.run(c, self._purge_params(older_than, queue, task_type))["n"]
+            )
+
+    def dlq_purge(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        queue: str | None = None,
+        task_type: str | None = None,
+    ) -> int:
+        """Delete entries (the failed tasks stay until retention prunes them); how many."""
+        with self.client.connection() as c:
+            return int(Q.dlq_purge.run(c, self._purge_params(older_than, queue, task_type)))
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    def schedules(self) -> list[dict[str, Any]]:
+        from pgsched.schedules import list_schedules
+
+        with self.client.connection() as c:
+            return list_schedules(c)
+
+    def pause_schedule(self, name: str) -> None:
+        from pgsched.schedules import pause_schedule
+
+        with self.client.connection() as c:
+            pause_schedule(c, name)
+
+    def resume_schedule(self, name: str) -> None:
+        from pgsched.schedules import resume_schedule
+
+        with self.client.connection() as c:
+            resume_schedule(c, name)
+
+    def apply_schedules(self, defs: list[Any], *, prune: bool = False, dry_run: bool = False):
+        """Sync definitions (pgsched.schedules.ScheduleDef) into the database, all or nothing;
+        returns the ApplyReport."""
+        from pgsched.schedules import apply_schedules
+
+        with self.client.connection() as c:
+            return apply_schedules(c, defs, prune=prune, dry_run=dry_run)
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    def submit_workflow(self, definition: Mapping[str, Any] | Any) -> int:
+        from pgsched import workflows
+
+        wf = workflows.parse_workflow(definition)  # checked before any connection
+        with self.client.connection() as c:
+            return workflows.submit_workflow(c, wf)
+
+    def workflow(self, workflow_id: int) -> dict[str, Any]:
+        """The workflow with its tasks (each with depends_on and layer)."""
+        from pgsched import workflows
+
+        with self.client.connection() as c:
+            return workflows.get_workflow(c, workflow_id)
+
+    def workflow_summary(self, workflow_id: int) -> dict[str, Any]:
+        """The workflow row with its task counts by outcome."""
+        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            row = Q.workflow_summary.run(cur, {"id": workflow_id})
+        if row is None:
+            raise NotFound(f"no workflow with id {workflow_id}")
+        return row
+
+    def workflow_tasks(self, workflow_id: int) -> list[dict[str, Any]]:
+        return self.workflow(workflow_id)["tasks"]
+
+    def cancel_workflow(self, workflow_id: int) -> dict[str, int]:
+        from pgsched import workflows
+
+        with self.client.connection() as c:
+            return workflows.cancel_workflow(c, workflow_id)
+
+    def retry_workflow(self, workflow_id: int, *, attempts: int | None = None) -> dict[str, int]:
+        from pgsched import workflows
+
+        with self.client.connection() as c:
+            return workflows.retry_workflow(c, workflow_id, attempts=self._attempts(attempts))
+
+    # -- statistics and recovery ---------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{queue: {status: tasks}}."""
+        return self.client.summary()["counts"]
+
+    def snapshot(self, *, failures: int = 8, now: datetime | None = None) -> dict[str, Any]:
+        """What one frame of `pgsched top` shows, read on one session."""
+        with self.client.connection() as c:
+            counts: dict[str, dict[str, int]] = {}
+            for r in Q.status_counts.run(c):
+                counts.setdefault(r["queue"], {})[r["status"]] = r["n"]
+            oldest = {
+                r["queue"]: {"age_s": float(r["age_s"]), "ready": r["ready"]}
+                for r in Q.oldest_ready.run(c)
+            }
+            tp = Q.top_throughput.run(c, {"now": now})
+            return {
+                "at": datetime.now().astimezone(),
+                "queues": counts,
+                "oldest_ready": oldest,
+                "workers": Q.workers_list.run(c, {"all": False, "now": now}),
+                "throughput": {
+                    "per_s_10s": round(tp["last_10s"] / 10.0, 2),
+                    "per_s_1m": round(tp["last_1m"] / 60.0, 2),
+                    "ok_1m": tp["ok_1m"],
+                    "failed_1m": tp["failed_1m"],
+                },
+                "dead_letter": tp["dead_letter"],
+                "failures": Q.top_failures.run(c, {"limit": failures}),
+            }
+
+    def stats(self, *, window: timedelta = timedelta(hours=1), now: datetime | None = None):
+        """Counts by queue and status, oldest ready age per queue, and over ``window``: attempts
+        finished, throughput, failure rate and execution-time percentiles (ms)."""
+        if not timedelta(seconds=1) <= window <= timedelta(days=366):
+            raise ValidationError("window: must be between 1 second and 366 days", "window")
+        summary = self.client.summary()
+        with self.client.connection() as c:
+            w = Q.stats_window.run(c, {"window": window, "now": now})
+            dead_letter = Q.top_throughput.run(c, {"now": now})["dead_letter"]
+        finished = int(w["finished"])
+        seconds = window.total_seconds()
+        return {
+            "window_s": seconds,
+            "counts": summary["counts"],
+            "oldest_ready": summary["oldest_ready"],
+            "live_workers": sum(
+                w_["status"] in ("active", "paused", "draining") for w_ in summary["workers"]
+            ),
+            "dead_letter": dead_letter,
+            "finished": finished,
+            "succeeded": int(w["succeeded"]),
+            "failed": int(w["failed"]),
+            "cancelled": int(w["cancelled"]),
+            "throughput_per_s": finished / seconds,
+            "failure_rate": (int(w["failed"]) / finished) if finished else 0.0,
+            "duration_ms": {k: w[f"{k}_ms"] for k in ("p50", "p90", "p99", "max")},
+        }
+
+    def recover(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """Hand back now the tasks of workers that are dead (liveness lock gone or heartbeat
+        older than heartbeat_timeout), as a worker's recovery does."""
+        from pgsched.worker import reaper
+
+        with self.client.connection() as c:
+            dead, lost = reaper.reap(c, heartbeat_timeout=self.heartbeat_timeout, now=now)
+            if dead:
+                Q.notify_queue.run(c, {"payload": "!waker"})  # their waker lock may be gone
+        return {
+            "dead_workers": dead,
+            "tasks_recovered": [{"task_id": r["task_id"], "status": r["status"]} for r in lost],
+        }
+
+    def tasks_by_status(self, ids: Iterable[int]) -> dict[str, int]:
+        with self.client.connection() as c:
+            return {r["status"]: r["n"] for r in Q.tasks_by_status_of.run(c, {"ids": list(ids)})}
+
+    def health(self) -> dict[str, Any]:
+        """Database reachable, schema revision current, live workers: raises the error that
+        says what is wrong (DatabaseUnavailable, NotMigrated, SchemaTooNew)."""
+        from pgsched.db import check_schema
+
+        with self.client.connection() as c:
+            revision = check_schema(c)
+            with c.cursor(row_factory=tuple_row) as cur:
+                live = int(Q.live_workers.run(cur))
+        return {"database": "up", "schema_revision": revision, "live_workers": live}
+
+    def metrics(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """What /metrics shows, read in two statements (metrics_scrape and the workers)."""
+        with self.client.connection() as c, c.cursor(row_factory=tuple_row) as cur:
+            rows = Q.metrics_scrape.run(cur, {"now": now})
+            workers = Q.worker_rows.run(c)
+        return {"rows": rows, "workers": workers}
+
+    # -- API tokens ----------------------------------------------------------------------------
+
+    def create_token(self, name: str, scopes: Iterable[str]) -> tuple[str, dict[str, Any]]:
+        """A new token (shown once: only its hash is stored) and its row."""
+        scopes = list(dict.fromkeys(scopes))
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad or not scopes:
+            raise ValidationError(
+                f"scopes: {bad[0]!r} is not one of {', '.join(SCOPES)}"
+                if bad
+                else f"scopes: give at least one of {', '.join(SCOPES)}",
+                "scopes",
+            )
+        if not name or len(name) > 200 or "\x00" in name:
+            raise ValidationError("name: must be a non-empty name of at most 200 characters")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.client.connection() as c:
+            try:
+                row = Q.token_create.run(
+                    c, {"name": name, "hash": hash_token(token), "scopes": scopes}
+                )
+            except psycopg.errors.UniqueViolation:
+                msg = f"a live token named {name!r} exists (revoke it first)"
+                raise InvalidState(msg) from None
+        return token, row
+
+    def tokens(self, *, all_: bool = False) -> list[dict[str, Any]]:
+        with self.client.connection() as c:
+            return Q.token_list.run(c, {"all": all_})
+
+    def revoke_token(self, name: str) -> None:
+        with self.client.connection() as c:
+            if Q.token_revoke.run(c, {"name": name}) is None:
+                raise NotFound(f"no live token named {name!r} (pgsched tokens list shows them)")
+
+    def token_scopes(self, token: str) -> tuple[str, list[str]] | None:
+        """(name, scopes) of a live token, or None."""
+        with self.client.connection() as c:
+            row = Q.token_lookup.run(c, {"hash": hash_token(token)})
+        return None if row is None else (row["name"], list(row["scopes"]))

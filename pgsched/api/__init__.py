@@ -1,0 +1,1 @@
+"""`pgsched serve`: the HTTP API over pgsched.client.Client and pgsched.admin.Admin."""
