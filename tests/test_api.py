@@ -1,5 +1,5 @@
 """`pgsched serve` against the real thing: uvicorn on a free port, httpx, the test's database.
-Every route, the seeds' requests as written, and every refusal (with rows counted)."""
+Every route, the alias paths' requests as written, and every refusal (with rows counted)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pgsched.worker import heartbeat
 from tests.api import error_line, serving
 
-SEED_DAG = {
+ALIAS_DAG = {
     "dagName": "nightly-report",
     "description": "Fetch the numbers, build the report, mail it",
     "tasks": [
@@ -54,10 +54,10 @@ def task_row(conn: psycopg.Connection, task_id: int) -> dict[str, Any]:
     return dict(zip(names, cur.fetchone(), strict=True))
 
 
-# -- the seeds' requests -------------------------------------------------------------------------
+# -- requests on the alias paths ------------------------------------------------------------
 
 
-def test_seed_requests_work_as_written(dsn: str, conn: psycopg.Connection) -> None:
+def test_alias_requests_work_as_written(dsn: str, conn: psycopg.Connection) -> None:
     with serving(dsn) as http:
         # 000: POST /api/tasks {"taskType", "payload"}
         r = http.post("/api/tasks", json={"taskType": "email", "payload": {"to": "a@b.c"}})
@@ -79,7 +79,7 @@ def test_seed_requests_work_as_written(dsn: str, conn: psycopg.Connection) -> No
         assert r.status_code == 201, r.text
         http_id = r.json()["id"]
         row = task_row(conn, http_id)
-        assert row["task_type"] == "http"  # the built-in type, as the seed's HTTP means
+        assert row["task_type"] == "http"  # the built-in type, as the alias request's HTTP means
         assert row["max_attempts"] == 4  # three retries after the first attempt
         assert row["run_at"] == at
 
@@ -110,11 +110,11 @@ def test_seed_requests_work_as_written(dsn: str, conn: psycopg.Connection) -> No
         assert 3599 <= delay <= 3601
 
         # 001: POST /api/v1/dags with the DAG JSON, description and type names included
-        r = http.post("/api/v1/dags", json=SEED_DAG)
+        r = http.post("/api/v1/dags", json=ALIAS_DAG)
         assert r.status_code == 201, r.text
         dag = r.json()
         assert dag["dagName"] == "nightly-report" and dag["id"] == dag["dagId"]
-        assert dag["description"] == SEED_DAG["description"]
+        assert dag["description"] == ALIAS_DAG["description"]
         assert (dag["status"], dag["totalTasks"], dag["completedTasks"], dag["failedTasks"]) == (
             "running",
             3,
@@ -135,11 +135,11 @@ def test_seed_requests_work_as_written(dsn: str, conn: psycopg.Connection) -> No
         ]
 
 
-def test_the_seed_dag_file_is_accepted_by_the_cli_too(dsn: str, tmp_path) -> None:
+def test_the_alias_dag_file_is_accepted_by_the_cli_too(dsn: str, tmp_path) -> None:
     from tests.cli import ok
 
     f = tmp_path / "dag.json"
-    f.write_text(json.dumps(SEED_DAG))
+    f.write_text(json.dumps(ALIAS_DAG))
     wf_id = int(ok(dsn, "submit", "--workflow", str(f)).strip())
     shown = json.loads(ok(dsn, "status", "--workflow", str(wf_id), "--json"))
     assert shown["name"] == "nightly-report"

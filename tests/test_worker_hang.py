@@ -41,9 +41,7 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
     with psycopg.connect(dsn, autocommit=True) as c:
         Q.worker_set_status.run(c, {"name": "rescuer", "status": "paused"})
     rescuer_log = tmp_path / "worker1.log"
-    wait_until(
-        lambda: "worker_paused" in rescuer_log.read_text(), 30, message="the rescuer pauses"
-    )
+    wait_until(lambda: "worker_paused" in rescuer_log.read_text(), 30, message="the rescuer pauses")
     ids = [client.submit("dummy", {"sleepDurationMs": 1500}) for _ in range(2)]
     wait_until(
         lambda: (

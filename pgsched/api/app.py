@@ -41,7 +41,7 @@ from pgsched.models import STATUSES
 
 log = structlog.get_logger("pgsched.api")
 
-# Seed paths -> the canonical route serving them (the README's alias table says the same).
+# Alias path -> the canonical route serving it (the README's alias table says the same).
 ALIASES = {
     "POST /api/tasks": "POST /api/v1/tasks",
     "POST /tasks": "POST /api/v1/tasks",
@@ -225,13 +225,13 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(PgschedError, _on_pgsched)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
-    for router in (v1, seeds, health, metrics_router):
+    for router in (v1, aliases, health, metrics_router):
         app.include_router(router)
     return app
 
 
 v1 = APIRouter(prefix="/api/v1")
-seeds = APIRouter(include_in_schema=True, tags=["aliases"])
+aliases = APIRouter(include_in_schema=True, tags=["aliases"])
 
 # -- tasks ---------------------------------------------------------------------------------------
 
@@ -252,9 +252,9 @@ def submit_task(body: s.TaskIn, svc: Svc, _: Principal = Submit) -> s.SubmitOut:
     return _submit(svc, body)
 
 
-seeds.post("/api/tasks", status_code=201, response_model=s.SubmitOut)(submit_task)
-seeds.post("/tasks", status_code=201, response_model=s.SubmitOut)(submit_task)
-seeds.post("/tasks/schedule", status_code=201, response_model=s.SubmitOut)(submit_task)
+aliases.post("/api/tasks", status_code=201, response_model=s.SubmitOut)(submit_task)
+aliases.post("/tasks", status_code=201, response_model=s.SubmitOut)(submit_task)
+aliases.post("/tasks/schedule", status_code=201, response_model=s.SubmitOut)(submit_task)
 
 
 @v1.post("/tasks/batch", status_code=201, response_model=s.BatchOut, tags=["tasks"])
@@ -322,7 +322,7 @@ def list_tasks(
     return s.TaskPage(items=rows, page=page, size=size, next_cursor=nxt)  # type: ignore[arg-type]
 
 
-seeds.get("/tasks", response_model=s.TaskPage)(list_tasks)
+aliases.get("/tasks", response_model=s.TaskPage)(list_tasks)
 
 
 def _task_out(row: dict[str, Any]) -> s.TaskOut:
@@ -338,7 +338,7 @@ def get_task(task_id: int, svc: Svc, _: Principal = Read) -> s.TaskOut:
     return _task_out(svc.client.get(task_id))
 
 
-seeds.get("/tasks/{task_id}", response_model=s.TaskOut)(get_task)
+aliases.get("/tasks/{task_id}", response_model=s.TaskOut)(get_task)
 
 
 @v1.delete("/tasks/{task_id}", response_model=s.CancelOut, tags=["tasks"])
@@ -349,7 +349,7 @@ def cancel_task(task_id: int, svc: Svc, _: Principal = AdminScope) -> s.CancelOu
     return s.CancelOut(id=task_id, status=svc.client.cancel(task_id))  # type: ignore[arg-type]
 
 
-seeds.delete("/tasks/{task_id}", response_model=s.CancelOut)(cancel_task)
+aliases.delete("/tasks/{task_id}", response_model=s.CancelOut)(cancel_task)
 
 
 @v1.post("/tasks/{task_id}/retry", response_model=s.RetryOut, tags=["tasks"])
