@@ -55,6 +55,9 @@ the benchmark settings: `python bench/probes.py NAME`.
                 plain INSERT at a time, 20 ms apart (300) and back to back (3,000): Postgres
                 CPU (all backends) and worker CPU per task, 4 runs each (to compare two
                 versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
+  hog-threads   no database: 8 threads of bench F's task bodies (`spin`, a pure-Python loop;
+                `crunch`, hashing outside the GIL) in one process pinned to one CPU, with and
+                without a CPU hog in its own session on that CPU, 3 rounds taking turns
   sql-ceiling   the database alone, no client work: pgbench runs pgsched's own claim and
                 completion statements (500 a batch, each its own transaction, as the worker
                 commits them) on 1 and 2 connections; the least a queue can do per job (one
@@ -1068,10 +1071,64 @@ ON_SERVER = {
 }
 
 
+HOG_BODY = """import sys, time
+from concurrent.futures import ThreadPoolExecutor
+sys.path.insert(0, "adapters")
+from pgsched_worker import crunch, spin
+body, arg = (spin, {"n": 4_000_000}) if sys.argv[1] == "spin" else (crunch, {"n": 400})
+t = time.perf_counter()
+with ThreadPoolExecutor(8) as ex:
+    list(ex.map(body, [arg] * 8))
+print(time.perf_counter() - t)"""
+
+
+def hog_threads() -> None:
+    cpu = str(max(os.sched_getaffinity(0)))
+    times: dict[str, list[float]] = {}
+    for rnd in range(3):
+        for hogged in (False, True) if rnd % 2 == 0 else (True, False):
+            hog = None
+            if hogged:
+                hog = subprocess.Popen(
+                    ["taskset", "-c", cpu, sys.executable, "-c", "while True: pass"],
+                    start_new_session=True,
+                )
+            try:
+                for body in ("spin", "crunch"):
+                    out = subprocess.run(
+                        ["taskset", "-c", cpu, sys.executable, "-c", HOG_BODY, body],
+                        cwd=Path(__file__).parent,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    times.setdefault(f"{body} {'hog' if hogged else 'alone'}", []).append(
+                        float(out.stdout)
+                    )
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+    for name, t in times.items():
+        print(
+            f"8 x {name:14} min/median/max {min(t):6.2f}"
+            f" {statistics.median(t):6.2f} {max(t):6.2f} s"
+        )
+    for body in ("spin", "crunch"):
+        ratio = statistics.median(times[f"{body} hog"]) / statistics.median(times[f"{body} alone"])
+        print(f"{body}: with the hog / alone = {ratio:.2f}")
+
+
+NO_SERVER = {"hog-threads": hog_threads}
+
+
 def main() -> None:
-    names = [*PROBES, *ON_SERVER]
+    names = [*PROBES, *ON_SERVER, *NO_SERVER]
     if len(sys.argv) != 2 or sys.argv[1] not in names:
         raise SystemExit(f"usage: python bench/probes.py {{{','.join(names)}}}")
+    if sys.argv[1] in NO_SERVER:
+        NO_SERVER[sys.argv[1]]()
+        return
     with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
         if sys.argv[1] in ON_SERVER:
             ON_SERVER[sys.argv[1]](server)

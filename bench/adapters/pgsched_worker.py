@@ -1,12 +1,14 @@
 """The pgsched worker as the benchmarks run it: `pgsched.worker.Worker` in this process, with
 the built-in inline `noop` (or, with --trace, a `noop` that prints when its body starts) and a
-CPU-bound `spin` task (load weighting) and a `hold` task (crash recovery). Prints
+CPU-bound `spin` task, a CPU-bound `crunch` task that runs outside the GIL (load weighting)
+and a `hold` task (crash recovery). Prints
 `READY epoch` once started.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import signal
 import sys
 import time
@@ -40,6 +42,19 @@ def spin(payload: Any) -> int:
     return x
 
 
+CRUNCH_BLOCK = b"\x5a" * (1 << 20)
+
+
+def crunch(payload: Any) -> str:
+    """CPU-bound body outside the GIL: SHA-256 over payload n MiB (default 100). hashlib
+    releases the GIL for large buffers, as compression and numeric libraries do, so a
+    worker's tasks share its CPUs the way native work does, not one at a time."""
+    h = hashlib.sha256()
+    for _ in range(int(payload.get("n", 100))):
+        h.update(CRUNCH_BLOCK)
+    return h.hexdigest()
+
+
 def work(dsn: str, argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trace", action="store_true")
@@ -61,6 +76,7 @@ def work(dsn: str, argv: list[str]) -> None:
     if a.trace:
         reg.register(TaskType("noop", traced_noop, inline=True))
     reg.register(TaskType("spin", spin))
+    reg.register(TaskType("crunch", crunch))
     reg.register(TaskType("hold", hold))
     w = Worker(
         dsn,
