@@ -17,6 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pgsched.errors import ConfigError
+from pgsched.models import DURATION_MAX_S
+
+# Every duration setting: finite (no inf/nan), and at most DURATION_MAX_S (100 years), which
+# Python's timedelta and waits and PostgreSQL's intervals and timestamps can all hold. inf
+# passed before: the claim loop then died on "interval out of range" (poll_interval,
+# heartbeat_timeout), or the control loop logged an error every 0.7 s forever (retention).
+SECONDS: dict[str, Any] = {"allow_inf_nan": False, "le": DURATION_MAX_S}
 
 CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
 
@@ -41,28 +48,42 @@ class Settings(BaseModel):
         Path(".pgsched"), description="Directory of the embedded local server (cluster, log)"
     )
     connect_timeout: float = Field(
-        5.0, gt=0, le=300, description="Seconds to wait for a connection before giving up"
+        5.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds to wait for a connection before giving up",
     )
     queue: str = Field("default", min_length=1, description="Queue used when none is given")
     max_attempts: int = Field(3, ge=1, le=1000, description="Attempts per task by default")
     backoff_base: float = Field(
-        1.0, gt=0, description="Seconds: first retry delay; doubles per attempt, with jitter"
+        1.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds: first retry delay; doubles per attempt, with jitter",
     )
-    backoff_cap: float = Field(300.0, gt=0, description="Seconds: longest retry delay")
+    backoff_cap: float = Field(300.0, gt=0, **SECONDS, description="Seconds: longest retry delay")
     heartbeat_interval: float = Field(
-        2.0, gt=0, description="Seconds between a worker's heartbeats (load sample included)"
+        2.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds between a worker's heartbeats (load sample included)",
     )
     heartbeat_timeout: float = Field(
-        15.0, gt=0, description="Seconds without a heartbeat after which a worker is dead"
+        15.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds without a heartbeat after which a worker is dead",
     )
     idle_heartbeat_interval: float | None = Field(
         None,
         gt=0,
+        **SECONDS,
         description="Seconds between the heartbeats of a worker running no task; unset: "
         "heartbeat_timeout / 3, or heartbeat_interval if that is longer",
     )
     poll_interval: float = Field(
-        5.0, gt=0, description="Seconds: fallback poll when no notification arrives"
+        5.0, gt=0, **SECONDS, description="Seconds: fallback poll when no notification arrives"
     )
     concurrency: int = Field(10, ge=1, le=10000, description="Tasks a worker runs at once")
     batch_size: int = Field(
@@ -79,18 +100,24 @@ class Settings(BaseModel):
         100.0,
         gt=0,
         le=100,
+        allow_inf_nan=False,
         description="Percent of the worker's CPUs used by other processes (not the worker, not "
         "its own server backends) above which it claims nothing; 100: no ceiling",
     )
     memory_ceiling: float = Field(
-        95.0, gt=0, le=100, description="Percent memory above which a worker claims nothing"
+        95.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Percent memory above which a worker claims nothing",
     )
     grace: float = Field(
-        30.0, ge=0, description="Seconds a stopping worker lets running tasks finish"
+        30.0, ge=0, **SECONDS, description="Seconds a stopping worker lets running tasks finish"
     )
     retention: float = Field(
         7 * 86400.0,
         ge=0,
+        **SECONDS,
         description="Seconds finished tasks are kept before pruning (0 keeps them forever)",
     )
     log_format: str = Field(
@@ -219,7 +246,10 @@ def load_settings(
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         where = f" ({sources[loc]})" if loc in sources else ""
-        raise ConfigError(f"setting {loc}{where}: {err['msg']}") from None
+        msg = err["msg"]
+        if err["type"] == "less_than_equal" and err.get("ctx", {}).get("le") == DURATION_MAX_S:
+            msg = f"must be at most {DURATION_MAX_S:.0f} seconds (100 years)"
+        raise ConfigError(f"setting {loc}{where}: {msg}") from None
     for name in FIELDS:
         sources.setdefault(name, "default")
     return Loaded(settings, sources, profile, path)

@@ -90,6 +90,10 @@ CONSTRAINT_MESSAGES: dict[str, str] = {
     "tasks_backoff_base_positive": "backoff_base: must be positive",
     "tasks_backoff_cap_positive": "backoff_cap: must be positive",
     "tasks_progress_range": "progress: must be between 0 and 1",
+    "tasks_timeout_bounded": "timeout: must be at most 100 years",
+    "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
+    "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
+    "schedules_timeout_bounded": "timeout: must be at most 100 years",
 }
 
 

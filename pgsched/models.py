@@ -21,6 +21,13 @@ TASK_TYPE_MAX = 200
 QUEUE_MAX = 128
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 MAX_ATTEMPTS_MAX = 1000
+# The longest duration a task row, a retry delay or a setting may hold: 100 years (365-day
+# ones; the CHECKs of revision 0006 compare with interval '36500 days'). An interval and a
+# timedelta hold far more, but now() plus it must stay a time that both PostgreSQL and Python
+# can read (Python's datetime ends at 9999-12-31), and a wait of it must stay below
+# threading.TIMEOUT_MAX.
+DURATION_MAX_DAYS = 36500
+DURATION_MAX_S = DURATION_MAX_DAYS * 86400.0
 
 
 class TaskSpec(BaseModel):
@@ -67,6 +74,8 @@ class TaskSpec(BaseModel):
     def _positive(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v.total_seconds() <= 0:
             raise ValueError("must be positive")
+        if v is not None and v > timedelta(days=DURATION_MAX_DAYS):  # the CHECKs of 0006
+            raise ValueError("must be at most 100 years")
         return v
 
     @field_validator("delay")

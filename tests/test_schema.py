@@ -211,3 +211,26 @@ def test_a_server_older_than_supported_is_refused_in_one_line(dsn: str) -> None:
         major = c.info.server_version // 10000
         with pytest.raises(ServerTooOld, match=rf"^PostgreSQL {major}\.\d+ at .* is older than "):
             check_server_version(c, minimum=major + 1)
+
+
+def test_task_durations_are_bounded_to_100_years(empty_dsn: str) -> None:
+    """Revision 0006: timeout, backoff_base and backoff_cap at most 100 years (a worker adds
+    them to now() and waits on them); longer ones already there are lowered to the bound."""
+    migrate.upgrade(empty_dsn, "0005")
+    with connect(empty_dsn) as c:
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type, timeout, backoff_base, backoff_cap)"
+            " VALUES ('noop', '300 years', '1000000 years', '1000000 years')"
+        )
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        row = c.execute(
+            "SELECT timeout::text AS t, backoff_base::text AS b, backoff_cap::text AS c"
+            " FROM pgsched.tasks"
+        ).fetchone()
+        assert row == {"t": "36500 days", "b": "36500 days", "c": "36500 days"}
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("INSERT INTO pgsched.tasks (task_type, timeout) VALUES ('noop', '110 years')")
+    migrate.downgrade(empty_dsn, "0005")
+    with connect(empty_dsn) as c:
+        c.execute("INSERT INTO pgsched.tasks (task_type, timeout) VALUES ('noop', '110 years')")
