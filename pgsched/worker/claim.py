@@ -24,7 +24,9 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
 from pgsched.errors import DatabaseUnavailable
+from pgsched.models import DURATION_MAX_S
 from pgsched.sql import Q
+from pgsched.worker.supervision import CrashHook, bounded, guarded, safe_str
 
 
 def claim(
@@ -96,8 +98,26 @@ def next_due_in(
 _decode_json = json.JSONDecoder().decode
 
 
+class Undecodable:
+    """Stands for a jsonb value that PostgreSQL holds but Python cannot decode: an integer of
+    more than 4300 digits (ValueError), arrays or objects nested ~1000 deep (RecursionError).
+    Raising there failed the whole claim, after it had committed: every task of the batch
+    stayed running and the claim thread died. The executor fails such a task for good."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<undecodable JSON: {self.error}>"
+
+
 def _load_json(data: bytes | str) -> Any:
-    return _decode_json(data if isinstance(data, str) else data.decode())
+    try:
+        return _decode_json(data if isinstance(data, str) else data.decode())
+    except (ValueError, RecursionError, MemoryError) as e:
+        return Undecodable(bounded(f"{type(e).__name__}: {safe_str(e)}", 500))
 
 
 def fast_json(conn: psycopg.Connection) -> None:
@@ -166,6 +186,11 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     uniform in [d/2, d] with d = min(cap, base * 2**(attempt-1)). Half the delay is kept so
     retries never bunch at zero; the other half spreads a thundering herd."""
     d = min(cap, base * (2 ** max(0, min(attempt - 1, 62))))
+    # Bounded: run_at = now() + delay must be an interval and a timestamp that PostgreSQL and
+    # Python can both hold. A row's backoff of '1000000 years' (or a non-finite one) made the
+    # completion fail with "interval out of range", and the task stayed running.
+    if not d <= DURATION_MAX_S:  # also NaN
+        d = DURATION_MAX_S
     r = (rng or random).random()
     return d / 2 + r * d / 2
 
@@ -193,6 +218,7 @@ class Completer:
         on_error: Callable[[BaseException], None],
         max_batch: int = 1000,
         writers: int = 1,
+        on_crash: CrashHook | None = None,
     ) -> None:
         self._connect = connect
         self._worker = worker
@@ -206,7 +232,10 @@ class Completer:
         self._conns: list[psycopg.Connection | None] = [None] * writers
         self._threads = [
             threading.Thread(
-                target=self._run, args=(i,), name=f"pgsched-completer-{i}", daemon=True
+                target=guarded(self._run, on_crash),
+                args=(i,),
+                name=f"pgsched-completer-{i}",
+                daemon=True,
             )
             for i in range(writers)
         ]
@@ -214,6 +243,11 @@ class Completer:
     def start(self) -> None:
         for t in self._threads:
             t.start()
+
+    @property
+    def alive(self) -> bool:
+        """Every writer thread is running (a dead one leaves completions unwritten)."""
+        return all(t.is_alive() for t in self._threads)
 
     @property
     def backlog(self) -> int:
@@ -308,10 +342,30 @@ class Completer:
                 continue
             except Exception as e:  # psycopg.Error, or a result that cannot be JSON-dumped
                 if c.status == "succeeded":  # an unstorable result fails the attempt for good
-                    c.status, c.outcome, c.result = "failed", "failure", None
-                c.error = f"cannot store the outcome: {str(e).splitlines()[0]}"
+                    c.status, c.outcome = "failed", "failure"
+                c.result = None
+                c.error = bounded(f"cannot store the outcome: {_first_line(e)}")
+                self._reset(i)
+            try:
+                changed |= complete(self.connection(i), self._worker, [c])
+                continue
+            except Exception as e:
+                self._on_error(e)
+                self._reset(i)
+            # Last resort, so the task does not stay running: failed, with only the error.
+            c.status, c.outcome, c.delay = "failed", "failure", 0.0
             try:
                 changed |= complete(self.connection(i), self._worker, [c])
             except Exception as e:
                 self._on_error(e)
+                self._reset(i)
         return changed
+
+    def _reset(self, i: int) -> None:
+        if (c := self._conns[i]) is not None and c.broken:
+            c.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = safe_str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__
