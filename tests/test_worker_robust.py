@@ -5,6 +5,8 @@ delay or error text can only fail that task."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,9 +18,10 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.errors import ValidationError
+from pgsched.errors import PermanentError, ValidationError
 from pgsched.registry import Registry
 from pgsched.worker import Worker
+from pgsched.worker.runner import WorkerDied
 from pgsched.worker.supervision import ERROR_MAX
 from tests.conftest import FAST, wait_until
 
@@ -67,6 +70,155 @@ def start(dsn: str, started: list[Worker], registry: Registry, **kw: Any) -> Wor
     return w.start()
 
 
+# -- supervision -------------------------------------------------------------------------------
+
+
+class FragileLog:
+    """A logger (Worker's ``logger=``) that raises when the completion thread logs a failed
+    task: a logging failure on a service thread."""
+
+    def __getattr__(self, level: str) -> Any:
+        def log(event: str, **fields: Any) -> None:
+            if event == "task_failed":
+                raise RuntimeError("log sink broke")
+
+        return log
+
+
+def test_a_dead_service_thread_stops_the_worker_and_its_tasks_go_on(
+    dsn: str, workers: list[Worker]
+) -> None:
+    """Before: the completion thread died on the log call, the worker kept heartbeating with
+    its tasks running for good, and wait()/run() never returned."""
+    gate = threading.Event()
+    reg = Registry()
+
+    @reg.task("boom")
+    def boom(payload: Any) -> None:
+        raise PermanentError("boom")
+
+    @reg.task("held")
+    def held(payload: Any) -> str:
+        gate.wait(30)
+        return "done"
+
+    with Client(dsn) as c:
+        bad = c.submit("boom", queue="sv")
+        ids = [c.submit("held", queue="sv") for _ in range(3)]
+    a = start(dsn, workers, reg, name="a", queues=["sv"], concurrency=4, logger=FragileLog())
+    assert a.wait(30), "the worker stops once its completion thread died"
+    assert a.failure is not None
+    assert "pgsched-completer-0" in a.failure and "RuntimeError: log sink broke" in a.failure
+    with pytest.raises(WorkerDied, match="pgsched-completer-0"):
+        a.run()
+    assert one(dsn, "SELECT status FROM pgsched.workers WHERE name = 'a'") != "active"
+    assert one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", bad) == "failed"
+
+    gate.set()
+    start(dsn, workers, reg, name="b", queues=["sv"], concurrency=4)
+    wait_until(
+        lambda: statuses(dsn, ids) == ["succeeded"] * 3,
+        30,
+        message="another worker runs a's tasks",
+    )
+
+
+@pytest.fixture
+def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def run(*args: str, stdout: Any = None) -> subprocess.Popen[bytes]:
+        n = len(procs)
+        p = subprocess.Popen(
+            [PGSCHED, "--dsn", dsn, "worker", *args],
+            env=ENV,
+            stdout=stdout if stdout is not None else open(tmp_path / f"out{n}", "wb"),  # noqa: SIM115
+            stderr=open(tmp_path / f"err{n}", "wb"),  # noqa: SIM115
+            cwd=tmp_path,
+        )
+        procs.append(p)
+        return p
+
+    yield run
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+FRAGILE_APP = """
+import structlog
+from pgsched.errors import PermanentError
+from pgsched.registry import task
+
+
+def fragile(logger, method, event):
+    if event["event"] == "task_failed":
+        raise RuntimeError("log sink broke")
+    return event
+
+
+structlog.configure(processors=[fragile, structlog.processors.JSONRenderer()])
+
+
+@task("boom")
+def boom(payload):
+    raise PermanentError("boom")
+"""
+
+
+@pytest.mark.slow
+def test_pgsched_worker_exits_1_naming_the_dead_thread(
+    dsn: str, spawn: Any, tmp_path: Path
+) -> None:
+    """Before: the process lived on (or exited 0), its tasks running for good."""
+    (tmp_path / "fragile.py").write_text(FRAGILE_APP)
+    with Client(dsn) as c:
+        bad = c.submit("boom", queue="fq")
+        ids = [c.submit("dummy", {"sleepDurationMs": 1500}, queue="fq") for _ in range(3)]
+    p = spawn("--app", "fragile", "--queues", "fq", "--name", "fragile", "--concurrency", "4")
+    assert p.wait(timeout=60) == 1
+    err = (tmp_path / "err0").read_text().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: worker stopped: thread pgsched-completer-0 died:"), err
+    assert "RuntimeError: log sink broke" in err[0]
+    assert one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", bad) == "failed"
+
+    spawn("--queues", "fq", "--name", "healthy")
+    wait_until(
+        lambda: statuses(dsn, ids) == ["succeeded"] * 3,
+        30,
+        interval=0.1,
+        message="another worker runs the dead one's tasks",
+    )
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_stops_no_thread(dsn: str, spawn: Any, tmp_path: Path) -> None:
+    """`pgsched worker | head -c 10`: before, the first log line on the completion thread
+    killed it (tasks running for good, later submits too) and SIGTERM did not end the
+    process."""
+    p = spawn("--queues", "zq", stdout=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.close()  # the reader is gone: every write to stdout is EPIPE
+    with Client(dsn) as c:
+        ids = [c.submit("dummy", {"shouldFail": True}, queue="zq", max_attempts=1)]
+        ids += [c.submit("noop", queue="zq") for _ in range(3)]
+    wait_until(
+        lambda: statuses(dsn, ids) == ["failed"] + ["succeeded"] * 3,
+        30,
+        interval=0.1,
+        message="the failing task and the no-ops finish",
+    )
+    with Client(dsn) as c:
+        later = c.submit("noop", queue="zq")
+    wait_until(lambda: statuses(dsn, [later]) == ["succeeded"], 30, message="a later task runs")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    err = (tmp_path / "err0").read_text()
+    assert "log output dropped" in err and "Traceback" not in err, err
+
+
 # -- one task's data fails that task only ------------------------------------------------------
 
 
@@ -95,7 +247,7 @@ def test_poison_payloads_fail_their_task_only(dsn: str, workers: list[Worker]) -
     with Client(dsn) as c:
         later = c.submit("noop", queue="bq")
     wait_until(lambda: statuses(dsn, [later]) == ["succeeded"], 20, message="it claims on")
-    assert not w.stopping
+    assert w.failure is None and not w.stopping
 
 
 def test_a_timeout_beyond_what_python_waits_for_keeps_timeouts_working(
@@ -162,6 +314,7 @@ def test_an_exception_whose_str_raises_fails_its_task_only(dsn: str, workers: li
         ids.append(c.submit("fine", queue="xq"))
     w = start(dsn, workers, reg, queues=["xq"], concurrency=1, burst=True)
     assert w.wait(30), "the burst worker exits"
+    assert w.failure is None
     assert statuses(dsn, ids) == ["failed", "succeeded", "failed", "succeeded"]
     error = one(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", ids[0])
     assert error.startswith("BadStr: <str() of the exception raised RuntimeError>"), error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import sys
@@ -12,6 +13,10 @@ import typer
 
 from pgsched.cli.app import app
 from pgsched.cli.common import exits_on_error, fail, state
+
+# Seconds a worker whose thread died gets to hand its tasks back before the process exits 1
+# anyway (what it leaves running, recovery hands on: the process's liveness lock goes with it).
+FAILED_STOP_WAIT = 15.0
 
 
 def _import_app(module: str) -> None:
@@ -93,8 +98,10 @@ def worker_cmd(
     )
 
     def on_signal(signum: int, frame: Any) -> None:
-        w.emit("signal_received", signal=signal.Signals(signum).name, immediate=w.stopping)
-        w.request_stop()
+        immediate = w.stopping
+        w.request_stop()  # first: a failing log line must not keep the signal from working
+        with contextlib.suppress(Exception):
+            w.emit("signal_received", signal=signal.Signals(signum).name, immediate=immediate)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -107,8 +114,13 @@ def worker_cmd(
             scheduler = Scheduler(dsn, Path(schedules))
             scheduler.start()
         while not w.wait(0.5):
-            pass
+            if w.failure is not None:  # a service thread died: the worker is stopping
+                w.wait(FAILED_STOP_WAIT)
+                break
     finally:
         if scheduler is not None:
             scheduler.stop()
-        w.stop()
+        if w.failure is None:
+            w.stop()
+    if w.failure is not None:
+        fail(f"worker stopped: {w.failure}", 1)

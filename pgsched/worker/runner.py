@@ -40,7 +40,7 @@ from psycopg import sql as psql
 
 from pgsched.config import Settings
 from pgsched.db import connect, direct_dsn
-from pgsched.errors import DatabaseUnavailable
+from pgsched.errors import DatabaseUnavailable, PgschedError
 from pgsched.registry import Registry, TaskContext, default_registry
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
@@ -48,6 +48,7 @@ from pgsched.worker import heartbeat, reaper, share
 from pgsched.worker.claim import Completer, Completion
 from pgsched.worker.executor import Executor, Job, RetryPolicy
 from pgsched.worker.load import LoadSampler
+from pgsched.worker.supervision import bounded, guarded, safe_str
 
 EventHook = Callable[[str, dict[str, Any]], None]
 # Session settings of the worker's connections. jit = off: every statement a worker runs is
@@ -78,6 +79,10 @@ def _is_local(conn: psycopg.Connection) -> bool:
     """Whether ``conn``'s server runs on this host (a Unix socket or a loopback address)."""
     host = conn.info.hostaddr or conn.info.host
     return host.startswith("/") or host in ("localhost", "::1") or host.startswith("127.")
+
+
+class WorkerDied(PgschedError):
+    """A service thread of the worker died; the worker stopped (the CLI exits 1)."""
 
 
 class _Wake:
@@ -203,10 +208,13 @@ class Worker:
         # last heartbeat (share.capacity).
         self.capacity = self.concurrency
         self._threads: list[threading.Thread] = []
+        # Why the worker stopped on its own, if a service thread died ("thread X died: ...").
+        self.failure: str | None = None
         self.executor = Executor(
             self.concurrency,
             RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap),
             self._job_finished,
+            on_crash=self._thread_died,
         )
         self.completer = Completer(
             self._connect_completer,
@@ -215,6 +223,7 @@ class Worker:
             self._completion_error,
             max_batch=max(self.settings.batch_size, 100),
             writers=self.settings.completion_writers,
+            on_crash=self._thread_died,
         )
 
     # -- events --------------------------------------------------------------------------------
@@ -323,8 +332,8 @@ class Worker:
         self.executor.start()
         self.completer.start()
         for target, tname in (
-            (self._control_loop, "pgsched-control"),
-            (self._claim_loop, "pgsched-claim"),
+            (guarded(self._control_loop, self._thread_died), "pgsched-control"),
+            (self._claim_loop, "pgsched-claim"),  # its own guard: it runs the shutdown
         ):
             t = threading.Thread(target=target, name=tname, daemon=True)
             self._threads.append(t)
@@ -358,10 +367,34 @@ class Worker:
         self._holds_waker = False
 
     def run(self) -> None:
-        """Start and block until stopped (by stop(), a signal handler, or --burst)."""
+        """Start and block until stopped (by stop(), a signal handler, or --burst). Raises
+        WorkerDied if the worker stopped because one of its threads died."""
         if not self._threads:
             self.start()
         self._stopped.wait()
+        if self.failure is not None:
+            raise WorkerDied(f"worker stopped: {self.failure}")
+
+    def _thread_died(self, thread: str, exc: BaseException) -> None:
+        """A service thread ended on an exception: the worker stops, as a failure. Its
+        heartbeat stops at once (the control thread ends), running tasks get no grace: they
+        are handed back, and what the shutdown cannot hand back (a dead completer's unwritten
+        completions) the other workers' recovery does, within heartbeat_timeout of the last
+        beat. Never raises: it runs on the dying thread."""
+        text = safe_str(exc).strip()
+        line = text.splitlines()[0] if text else ""
+        if self.failure is None:
+            self.failure = bounded(
+                f"thread {thread} died: {type(exc).__name__}" + (f": {line}" if line else ""), 500
+            )
+        self._control_stop.set()
+        self._force.set()
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            self._wake.set()
+            self._poke()
+        with contextlib.suppress(Exception):  # logging may be what failed
+            self.log.error("worker_thread_died", thread=thread, error=self.failure, exc_info=exc)
 
     @property
     def stopping(self) -> bool:
@@ -398,7 +431,8 @@ class Worker:
                 rest = list(self._running.values())
             for job in rest:
                 self.executor.stop_job(job, "shutdown")
-            self.completer.flush(timeout=10)
+            # A dead completer writes nothing more: recovery takes what it left running.
+            self.completer.flush(timeout=10 if self.completer.alive else 0)
             self._control_stop.set()
             self._poke()
             for t in self._threads:
@@ -417,16 +451,19 @@ class Worker:
                         released=j.id in released,
                     )
         except Exception as e:
-            self.emit("shutdown_error", "error", error=str(e))
+            with contextlib.suppress(Exception):
+                self.emit("shutdown_error", "error", error=safe_str(e))
         finally:
-            self.completer.stop()
-            self.executor.close()
-            self._close_direct(final=True)
-            if self._aux is not None:
-                self._aux.close()
-            self._wake.close()
-            self.emit("worker_stopped")
-            self._stopped.set()
+            try:
+                self.completer.stop()
+                self.executor.close()
+                self._close_direct(final=True)
+                if self._aux is not None:
+                    self._aux.close()
+                self._wake.close()
+                self.emit("worker_stopped", failure=self.failure)
+            finally:
+                self._stopped.set()  # whatever failed above: run() and the CLI must return
 
     def _set_status(self, status: str) -> None:
         try:
@@ -667,8 +704,8 @@ class Worker:
     def _claim_loop(self) -> None:
         try:
             self._claim_loop_inner()
-        except Exception as e:  # a bug: say so, then stop cleanly rather than hang
-            self.log.exception("claim_loop_crashed", error=str(e))
+        except BaseException as e:  # a bug: stop, as a failure (exit 1), rather than hang
+            self._thread_died("pgsched-claim", e)
         finally:
             self._claim_done.set()
             self._shutdown()
