@@ -168,6 +168,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -175,8 +179,13 @@ def _read_file(path: Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError(f"config file {path}: nested too deeply to read") from None
     except Exception as e:  # tomllib.TOMLDecodeError / yaml.YAMLError
-        raise ConfigError(f"config file {path}: {str(e).splitlines()[0]}") from None
+        text = str(e).strip()
+        raise ConfigError(
+            f"config file {path}: {text.splitlines()[0] if text else type(e).__name__}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table of settings at the top")
     return data
@@ -214,6 +223,17 @@ def load_settings(
     if path is not None:
         data = _read_file(path)
         profiles = data.pop("profiles", {}) or {}
+        if not isinstance(profiles, dict):
+            raise ConfigError(
+                f"config file {path}: profiles must be a table of named profiles, "
+                f"not {type(profiles).__name__} {profiles!r}"
+            )
+        for pname, chosen in profiles.items():
+            if not isinstance(chosen, dict | None):
+                raise ConfigError(
+                    f"config file {path}: profiles.{pname} must be a table of settings, "
+                    f"not {type(chosen).__name__} {chosen!r}"
+                )
         for k, v in data.items():
             values[k], sources[k] = v, f"file {path}"
         if profile:

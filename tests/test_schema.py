@@ -99,15 +99,22 @@ def test_insert_notifies_once_per_transaction_and_queue(dsn: str, conn: psycopg.
 def test_delayed_and_blocked_inserts_do_not_notify_ready_work(
     dsn: str, conn: psycopg.Connection
 ) -> None:
+    # Only a workflow's task can be blocked (revision 0006).
+    wf = conn.execute("INSERT INTO pgsched.workflows (name) VALUES ('w') RETURNING id").fetchone()
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
-        conn.execute("INSERT INTO pgsched.tasks (task_type, status) VALUES ('noop', 'blocked')")
+        conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, workflow_id)"
+            " VALUES ('noop', 'blocked', %s)",
+            wf,
+        )
         got = [n.payload for n in listener.notifies(timeout=0.3)]
         assert got == []
         # One statement, ready and blocked rows of different queues: only the ready one wakes.
         conn.execute(
-            "INSERT INTO pgsched.tasks (task_type, status, queue) VALUES ('noop',"
-            " 'blocked', 'b'), ('noop', 'pending', 'a'), ('noop', 'retrying', 'a')"
+            "INSERT INTO pgsched.tasks (task_type, status, queue, workflow_id) VALUES ('noop',"
+            " 'blocked', 'b', %s), ('noop', 'pending', 'a', NULL), ('noop', 'retrying', 'a', NULL)",
+            wf,
         )
         got = [n.payload for n in listener.notifies(timeout=0.3)]
     assert got == ["a"]

@@ -8,6 +8,7 @@ or a caller's stop event (the demo runs it in the foreground).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
 from pgsched.cli.workers import STATUS_STYLE, connection, heartbeat_style, list_workers
 from pgsched.db import describe
 from pgsched.durations import format_duration
@@ -35,13 +36,21 @@ FAILURES_SHOWN = 8
 CORE = ("pending", "running", "succeeded", "failed")
 
 
+def _finite(value: Any) -> float | None:
+    """A float read from the database, None for NULL, NaN or infinity."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def snapshot(conn: psycopg.Connection, failures: int = FAILURES_SHOWN) -> dict[str, Any]:
     """Everything one frame shows, read on one session."""
     counts: dict[str, dict[str, int]] = {}
     for r in Q.status_counts.run(conn):
         counts.setdefault(r["queue"], {})[r["status"]] = r["n"]
     oldest = {
-        r["queue"]: {"age_s": float(r["age_s"]), "ready": r["ready"]}
+        r["queue"]: {"age_s": _finite(r["age_s"]), "ready": r["ready"]}
         for r in Q.oldest_ready.run(conn)
     }
     tp = Q.top_throughput.run(conn, {"now": None})
@@ -164,7 +173,7 @@ def _failures_table(s: dict[str, Any]) -> RenderableType:
     lines: list[RenderableType] = [Text("recent failures", style="italic")]
     for f in s["failures"]:
         err = (f["error"] or "-").strip().splitlines()
-        line = Text(f["finished_at"].astimezone().strftime("%H:%M:%S "), style="dim")
+        line = Text(fmt_time(f["finished_at"], "%H:%M:%S "), style="dim")
         line.append(f"task {f['task_id']} {f['task_type'] or '?'} #{f['attempt']} ")
         line.append(f["outcome"], style="red" if f["outcome"] == "failure" else "yellow")
         line.append(f" on {f['worker'] or '-'} → {f['status'] or 'gone'}: ", style="dim")

@@ -31,11 +31,12 @@ def connection() -> Iterator[psycopg.Connection]:
     settings = state.settings
     with translated():
         conn = connect(state.dsn(), timeout=settings.connect_timeout)
-        try:
+    try:
+        with translated(conn):
             check_schema(conn)
             yield conn
-        finally:
-            conn.close()
+    finally:
+        conn.close()
 
 
 workers_app = typer.Typer(
