@@ -4,6 +4,7 @@ delay or error text can only fail that task."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -384,3 +385,93 @@ def test_durations_over_100_years_are_refused_at_the_door(dsn: str) -> None:
                 f"INSERT INTO pgsched.tasks (task_type, {column}) VALUES ('noop', '300 years')"
             )
     assert one(dsn, "SELECT count(*) FROM pgsched.tasks") == 1
+
+
+# -- threads beside the worker, and writes that never end ---------------------------------------
+
+
+class SchedulerClockBroke(BaseException):
+    """Not an Exception: the scheduler's loop, which logs and retries those, cannot keep it."""
+
+
+def test_a_dead_scheduler_thread_stops_the_worker(
+    dsn: str, workers: list[Worker], tmp_path: Path
+) -> None:
+    """`pgsched worker --schedules`: before, the scheduler's thread could die and the worker
+    went on without it, its schedules never firing again."""
+    from pgsched.schedules import Scheduler
+
+    (tmp_path / "s.yaml").write_text("- {name: s, every: 1h, task_type: noop}\n")
+    w = start(dsn, workers, Registry(), name="with-scheduler", queues=["sch"])
+
+    def broken_clock() -> Any:
+        raise SchedulerClockBroke("clock broke")
+
+    sched = Scheduler(dsn, tmp_path / "s.yaml", clock=broken_clock, on_crash=w.report_crash)
+    with contextlib.suppress(SchedulerClockBroke):
+        sched.apply()  # the clock is read by apply too
+    sched.defs = None  # applied (or not): tick only
+    sched.start()
+    try:
+        assert w.wait(30), "the worker stops once the scheduler's thread died"
+        assert w.failure is not None and "pgsched-scheduler" in w.failure
+        assert "clock broke" in w.failure
+        with pytest.raises(WorkerDied, match="pgsched-scheduler"):
+            w.run()
+    finally:
+        sched.stop()
+
+
+def test_a_hung_completion_stops_the_worker_non_zero(dsn: str, workers: list[Worker]) -> None:
+    """A completion that waits for good (here on a row lock another session holds) used to
+    leave the worker heartbeating over a task it could not finish, and run() never returned."""
+    gate = threading.Event()
+    started = threading.Event()
+    reg = Registry()
+
+    @reg.task("gated")
+    def gated(payload: Any) -> str:
+        started.set()
+        gate.wait(30)
+        return "done"
+
+    with Client(dsn) as c:
+        tid = c.submit("gated", queue="hang")
+    w = Worker(dsn, settings=FAST, registry=reg, name="hung", queues=["hang"])
+    w.completion_hang_s = 1.0
+    workers.append(w)
+    w.start()
+    assert started.wait(30)
+    with psycopg.connect(dsn) as locker:  # a transaction that holds the task's row
+        locker.execute("SELECT 1 FROM pgsched.tasks WHERE id = %s FOR UPDATE", (tid,))
+        gate.set()
+        assert w.wait(40), "the worker stops once its completion hung"
+        assert w.failure is not None and "hung" in w.failure
+        with pytest.raises(WorkerDied, match="hung"):
+            w.run()
+        locker.rollback()
+    assert one(dsn, "SELECT status FROM pgsched.workers WHERE name = 'hung'") == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("task_type", "payload", "expected"),
+    [
+        ("dummy", {"sleepDurationMs": 10**300}, "sleepDurationMs"),
+        ("dummy", {"sleepDurationMs": 1e300}, "sleepDurationMs"),
+        ("shell", {"command": "true", "env": {"A=B": "x"}}, "env"),
+    ],
+)
+def test_a_payload_no_attempt_can_run_fails_for_good(
+    dsn: str, workers: list[Worker], task_type: str, payload: Any, expected: str
+) -> None:
+    """The README says a bad payload fails permanently: these were retried."""
+    with Client(dsn) as c:
+        tid = c.submit(task_type, payload, queue="perm", max_attempts=5)
+    start(dsn, workers, Registry(), name="perm", queues=["perm"], allow_shell=True)
+    wait_until(
+        lambda: one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "failed",
+        20,
+        message="the task fails",
+    )
+    assert one(dsn, "SELECT attempts FROM pgsched.tasks WHERE id = %s", tid) == 1
+    assert expected in one(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", tid)

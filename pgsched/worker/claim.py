@@ -9,6 +9,7 @@ Blocking psycopg on threads rather than asyncio: ~31k against ~26k/s (same drain
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import random
@@ -227,6 +228,9 @@ class Completer:
         self._max_batch = max_batch
         self._q: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._inflight = [0] * writers  # size of the batch each writer is writing
+        self._since = [0.0] * writers  # monotonic start of each writer's write, 0: idle
+        self._abandoned = False  # stop(): a hung writer writes nothing more
+        self._spares: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._conns: list[psycopg.Connection | None] = [None] * writers
@@ -249,6 +253,21 @@ class Completer:
         """Every writer thread is running (a dead one leaves completions unwritten)."""
         return all(t.is_alive() for t in self._threads)
 
+    def hung_for(self, now: float | None = None) -> tuple[str, float] | None:
+        """(writer thread, seconds) of the longest write in flight, if any."""
+        now = time.monotonic() if now is None else now
+        starts = [(t, self._threads[i].name) for i, t in enumerate(self._since) if t]
+        if not starts:
+            return None
+        t, name = min(starts)
+        return name, now - t
+
+    @property
+    def healthy(self) -> bool:
+        """Every writer runs, and none has been writing for more than a minute."""
+        hung = self.hung_for()
+        return self.alive and (hung is None or hung[1] < 60)
+
     @property
     def backlog(self) -> int:
         """Completions submitted but not yet written."""
@@ -270,14 +289,38 @@ class Completer:
                 self._idle.wait(left)
         return True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the writers once what is queued is written. A writer still busy after
+        ``timeout`` has its statement cancelled and writes nothing more (its tasks stay
+        running for recovery to hand on)."""
         for _ in self._threads:
             self._q.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join()
-        for c in self._conns:
-            if c is not None:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        stuck = [i for i, t in enumerate(self._threads) if t.is_alive()]
+        if stuck:
+            self._abandoned = True
+            for i in stuck:
+                if (c := self._conns[i]) is not None:
+                    with contextlib.suppress(Exception):
+                        c.cancel_safe(timeout=2)
+            for i in stuck:
+                self._threads[i].join(2)
+        for i, c in enumerate(self._conns):
+            if c is not None and not self._threads[i].is_alive():
                 c.close()
+        for c in self._spares:
+            c.close()
+
+    def spare_connection(self) -> psycopg.Connection:
+        """Writer 0's connection when its thread is idle (the worker's shutdown hand-back), or
+        a new one while that writer is stuck in a write."""
+        if self._since[0] and time.monotonic() - self._since[0] > 1.0:
+            c = self._connect()
+            self._spares.append(c)
+            return c
+        return self.connection(0)
 
     def connection(self, i: int = 0) -> psycopg.Connection:
         """Writer i's connection (0 also serves the worker's shutdown hand-back, once the
@@ -305,7 +348,11 @@ class Completer:
                     break
                 batch.append(nxt)
             self._inflight[i] = len(batch)
-            changed = self._write(i, batch)
+            self._since[i] = time.monotonic()
+            try:
+                changed = self._write(i, batch)
+            finally:
+                self._since[i] = 0.0
             with self._idle:
                 self._inflight[i] = 0
                 self._idle.notify_all()
@@ -315,6 +362,8 @@ class Completer:
     def _write(self, i: int, batch: list[Completion]) -> set[int]:
         delay = 0.05
         while True:
+            if self._abandoned:
+                return set()
             try:
                 changed = complete(self.connection(i), self._worker, batch)
             except (psycopg.OperationalError, DatabaseUnavailable) as e:
@@ -337,6 +386,8 @@ class Completer:
     def _write_one_by_one(self, i: int, batch: list[Completion]) -> set[int]:
         changed: set[int] = set()
         for c in batch:
+            if self._abandoned:
+                break
             try:
                 changed |= complete(self.connection(i), self._worker, [c])
                 continue

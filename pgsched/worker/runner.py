@@ -40,7 +40,8 @@ from psycopg import sql as psql
 
 from pgsched.config import Settings
 from pgsched.db import connect, direct_dsn
-from pgsched.errors import DatabaseUnavailable, PgschedError
+from pgsched.errors import DatabaseUnavailable, PgschedError, ValidationError
+from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, default_registry
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
@@ -67,6 +68,11 @@ SESSION = "-c plan_cache_mode=force_custom_plan -c jit=off"
 # (tests/test_worker_plan.py asserts it for each of them), and with jit off no cost could
 # make them compile.
 CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
+# The least time a completion write may take before the worker counts it as hung.
+COMPLETION_HANG_MIN_S = 60.0
+# Seconds run() waits, once a thread died, for the shutdown to hand tasks back before it
+# raises WorkerDied anyway (what is left running, recovery hands on).
+FAILED_STOP_WAIT = 15.0
 _TERMINAL_EVENTS = {
     "succeeded": "task_succeeded",
     "failed": "task_failed",
@@ -169,6 +175,16 @@ class Worker:
         self.weighted = weighted
         self.burst = burst
         self.grace = self.settings.grace if grace is None else grace
+        if not 0 <= self.grace <= DURATION_MAX_S:  # also NaN
+            raise ValidationError(
+                f"grace: {self.grace} is not a number of seconds from 0 to "
+                f"{DURATION_MAX_S:.0f} (100 years)",
+                "grace",
+            )
+        # A completion write in flight for longer than this is hung (a lock that is never
+        # released, a server that stopped answering): the worker stops as a failure, as for a
+        # dead thread, rather than heartbeat over tasks whose outcomes it cannot write.
+        self.completion_hang_s = max(COMPLETION_HANG_MIN_S, 2 * self.settings.heartbeat_timeout)
         self.on_event = on_event
         self.log = logger or get_logger(worker=self.name)
         self._debug = self.settings.log_level == "debug"
@@ -287,8 +303,8 @@ class Worker:
         if not self.settings.prepared_statements:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
-            return {"timeout": self.settings.connect_timeout, "prepare": False}
-        return {"timeout": self.settings.connect_timeout, "options": options}
+            return {"timeout": self.settings.connect_timeout, "prepare": False, "lenient": False}
+        return {"timeout": self.settings.connect_timeout, "options": options, "lenient": False}
 
     def _aux_conn(self) -> psycopg.Connection:
         if self._aux is None or self._aux.closed:
@@ -371,9 +387,22 @@ class Worker:
         WorkerDied if the worker stopped because one of its threads died."""
         if not self._threads:
             self.start()
-        self._stopped.wait()
+        failed_at: float | None = None
+        while not self._stopped.wait(0.5):
+            if self.failure is None:
+                continue
+            # A thread died: the shutdown is bounded, but must not hold run() for good if
+            # what died is what it waits on (a hung completion).
+            failed_at = failed_at or time.monotonic()
+            if time.monotonic() - failed_at > FAILED_STOP_WAIT:
+                break
         if self.failure is not None:
             raise WorkerDied(f"worker stopped: {self.failure}")
+
+    def report_crash(self, thread: str, exc: BaseException) -> None:
+        """A thread running alongside the worker (the CLI's scheduler) died: stop as a
+        failure, as for one of the worker's own threads."""
+        self._thread_died(thread, exc)
 
     def _thread_died(self, thread: str, exc: BaseException) -> None:
         """A service thread ended on an exception: the worker stops, as a failure. Its
@@ -431,15 +460,15 @@ class Worker:
                 rest = list(self._running.values())
             for job in rest:
                 self.executor.stop_job(job, "shutdown")
-            # A dead completer writes nothing more: recovery takes what it left running.
-            self.completer.flush(timeout=10 if self.completer.alive else 0)
+            # A dead or hung completer writes nothing more: recovery takes what it left running.
+            self.completer.flush(timeout=10 if self.completer.healthy else 0)
             self._control_stop.set()
             self._poke()
             for t in self._threads:
                 if t.name == "pgsched-control" and t is not threading.current_thread():
                     t.join(timeout=5)
             if self._handback:
-                conn = self.completer.connection()
+                conn = self.completer.spare_connection()
                 ids = [j.id for j in self._handback]
                 released = claims.release(conn, ids, [j.row["version"] for j in self._handback])
                 for j in self._handback:
@@ -455,7 +484,7 @@ class Worker:
                 self.emit("shutdown_error", "error", error=safe_str(e))
         finally:
             try:
-                self.completer.stop()
+                self.completer.stop(timeout=5)
                 self.executor.close()
                 self._close_direct(final=True)
                 if self._aux is not None:
@@ -567,6 +596,13 @@ class Worker:
                     if recovery.due(now):
                         self._reap(conn)
                         recovery.ran(now)
+                    hung = self.completer.hung_for(now)
+                    if hung is not None and hung[1] > self.completion_hang_s:
+                        self._thread_died(
+                            hung[0],
+                            TimeoutError(f"a completion write hung for {hung[1]:.0f} s"),
+                        )
+                        return
                     if now >= next_prune:
                         pruned = reaper.prune(conn, retention=s.retention)
                         next_prune = now + (
