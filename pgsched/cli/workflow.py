@@ -70,7 +70,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
     for t in sorted(tasks, key=lambda t: (t["layer"], t["name"])):
         status = t["status"] + (" (cancel requested)" if t["cancel_requested"] else "")
         table.add_row(
-            ("  " * t["layer"]) + t["name"],
+            _indent(t["layer"]) + t["name"],
             str(t["id"]),
             t["task_type"],
             Text(status, style=STATUS_STYLE.get(t["status"], "")),
@@ -80,12 +80,29 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
             ", ".join(t["depends_on"]) or "-",
         )
     console.print(table)
-    for t in tasks:
-        if t["status"] in ("failed", "cancelled") and t["last_error"]:
-            console.print(
-                Text(f"{t['name']}: {t['last_error'].splitlines()[0]}", style="dim"),
-                highlight=False,
-            )
+    errors = [t for t in tasks if t["status"] in ("failed", "cancelled") and t["last_error"]]
+    for t in errors[:ERRORS_SHOWN]:
+        console.print(
+            Text(f"{t['name']}: {t['last_error'].splitlines()[0]}", style="dim"),
+            highlight=False,
+        )
+    if len(errors) > ERRORS_SHOWN:
+        console.print(
+            Text(f"... and {len(errors) - ERRORS_SHOWN} more (--json lists them all)", "dim")
+        )
+
+
+# Indentation shows a task's layer up to this depth; deeper ones (a long chain) are indented
+# no further and say their layer: each row as wide as its depth made a 10k-task chain a
+# table of 20k-character rows, which took rich most of a minute to lay out.
+INDENT_MAX = 12
+ERRORS_SHOWN = 20
+
+
+def _indent(layer: int) -> str:
+    if layer <= INDENT_MAX:
+        return "  " * layer
+    return "  " * INDENT_MAX + f"[{layer}] "
 
 
 def cancel_workflow(workflow_id: int) -> None:

@@ -50,6 +50,35 @@ ORDER BY t.id;
 UPDATE pgsched.workflows SET status = 'cancelled'
 WHERE id = %(id)s::bigint AND status = 'running';
 
+-- name: workflow_bulk :scalar
+-- For the rest of the transaction, the progress trigger leaves this workflow's rows to the
+-- statements that follow (revision 0007): they settle it set-based.
+SELECT set_config('pgsched.workflow_bulk', %(on)s::text, true);
+
+-- name: workflow_watch_client :scalar
+-- For the rest of the transaction, a statement whose client has gone stops within 2 s
+-- (PostgreSQL 14+ polls the socket during a statement) instead of running on to its end:
+-- a large workflow's cancel went on after its client was killed. A setting of the
+-- transaction only, so it passes PgBouncer in transaction mode too.
+SELECT set_config('client_connection_check_interval', '2000', true);
+
+-- name: workflow_settle :exec
+-- After a set-based change: once no task of the workflow is unfinished, its final status and
+-- finish time, as the progress trigger gives them.
+UPDATE pgsched.workflows w
+SET finished_at = coalesce(w.finished_at, now()),
+    status = CASE WHEN w.status <> 'running' THEN w.status
+                  WHEN EXISTS (SELECT 1 FROM pgsched.tasks t
+                               WHERE t.workflow_id = w.id AND t.status = 'failed') THEN 'failed'
+                  WHEN EXISTS (SELECT 1 FROM pgsched.tasks t
+                               WHERE t.workflow_id = w.id AND t.status = 'cancelled')
+                       THEN 'cancelled'
+                  ELSE 'succeeded' END
+WHERE w.id = %(id)s::bigint
+  AND NOT EXISTS (SELECT 1 FROM pgsched.tasks t
+                  WHERE t.workflow_id = w.id
+                    AND t.status NOT IN ('succeeded', 'failed', 'cancelled'));
+
 -- name: workflow_cancel_tasks :one
 -- Unstarted tasks are cancelled now; running ones get a cancel request their worker honours.
 WITH c AS (
@@ -81,8 +110,9 @@ WITH r AS (
                  THEN 'blocked' ELSE 'pending' END,
         run_at = now(), max_attempts = least(1000, t.attempts + %(extra)s::int),
         finished_at = NULL, cancel_requested = false, assigned_worker = NULL,
-        version = t.version + 1
+        last_error = NULL, version = t.version + 1
     WHERE t.workflow_id = %(id)s::bigint AND t.status IN ('failed', 'cancelled')
+      AND t.attempts < 1000  -- one that has used every attempt a task may have stays as it is
     RETURNING t.id, t.status, t.queue
 ), dl AS (
     DELETE FROM pgsched.dead_letter WHERE task_id IN (SELECT id FROM r)
