@@ -245,3 +245,21 @@ def test_every_read_survives_times_python_cannot_hold(dsn: str) -> None:
         json.loads(ok(dsn, *args))  # strict JSON: no NaN or Infinity
     shown = json.loads(ok(dsn, "status", str(tid), "--json"))
     assert shown["started_at"] == "infinity" and shown["created_at"] == "-infinity"
+
+
+def test_status_of_a_long_chain_prints_plain_rows(dsn: str, tmp_path: Path) -> None:
+    """Past 300 tasks the rows are plain text (rich took 27 s for 10k), indented at most 12
+    layers, the deeper ones saying their layer."""
+    n = 400
+    lines = ["name: long", "tasks:"]
+    for i in range(n):
+        after = f", depends_on: [t{i - 1}]" if i else ""
+        lines.append(f"  - {{name: t{i}, task_type: noop{after}}}")
+    f = tmp_path / "long.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    wid = ok(dsn, "submit", "--workflow", str(f)).strip()
+    out = ok(dsn, "status", "--workflow", wid).splitlines()
+    rows = [ln for ln in out if ln.lstrip().startswith(("t", "[")) and " noop " in ln]
+    assert len(rows) == n
+    deepest = next(ln for ln in rows if "t399 " in ln)
+    assert "[399] t399" in deepest and len(deepest) - len(deepest.lstrip()) == 24
