@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench bench-quick clean pgbouncer pg15
+.PHONY: setup demo test fuzz lint bench bench-quick clean pgbouncer pg15
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ test: $(STAMP) pgbouncer pg15
 		echo "== the whole suite on PostgreSQL 15 ($(PG15_BIN), jit on)"; \
 		PGSCHED_PG_BIN=$(PG15_BIN) $(BIN)/python -m pytest -q; \
 	fi
+
+# The fuzz suite (tests/test_fuzz.py) at length: `make test` runs a fixed slice of 15
+# examples per property; this runs FUZZ_EXAMPLES (300) random ones on the bundled server.
+FUZZ_EXAMPLES ?= 300
+
+fuzz: $(STAMP)
+	PGSCHED_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -63,6 +63,10 @@ the benchmark settings: `python bench/probes.py NAME`.
                 commits them) on 1 and 2 connections; the least a queue can do per job (one
                 DELETE ... SKIP LOCKED of 500); 1,000-row INSERTs of server-made rows into
                 pgsched.tasks and into a bare table; 3 alternated runs of 3 s
+  workflow-10k  workflows of 10,000 tasks (a chain, a fan-out of one root, independent
+                tasks): the wall time of `status --workflow` (pgsched.workflows.get_workflow
+                and the table the CLI prints) and of `cancel --workflow`, 3 runs each; the
+                target is under 1 s for both
 """
 
 from __future__ import annotations
@@ -344,6 +348,48 @@ def listen_claim(url: str) -> None:
             )
         listening.close()
         other.close()
+
+
+def workflow_10k(url: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from pgsched import workflows
+    from pgsched.cli import common, workflow
+
+    n = 10_000
+    shapes = {
+        "chain": lambda i: [f"t{i - 1}"] if i else [],
+        "fan-out": lambda i: ["t0"] if i else [],
+        "independent": lambda i: [],
+    }
+    for shape, deps in shapes.items():
+        show, cancel = [], []
+        for _ in range(3):
+            wf = {
+                "name": f"{shape}-{n}",
+                "tasks": [
+                    {"name": f"t{i}", "task_type": "noop", "depends_on": deps(i)} for i in range(n)
+                ],
+            }
+            wid = workflows.submit_workflow(url, wf)
+            common.console = workflow.console = Console(file=io.StringIO(), width=200)
+            common.state.reset({"dsn": url, "home": None}, None, None)
+            t0 = time.perf_counter()
+            workflow.show_workflow(wid, as_json=False)
+            show.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            workflows.cancel_workflow(url, wid)
+            cancel.append(time.perf_counter() - t0)
+            with psycopg.connect(url, autocommit=True) as c:
+                st = c.execute("SELECT status FROM pgsched.workflows WHERE id = %s", (wid,))
+                assert st.fetchone()[0] == "cancelled"
+        print(
+            f"{shape:12s} {n} tasks: status --workflow median {statistics.median(show):.3f} s"
+            f" (max {max(show):.3f}), cancel --workflow median {statistics.median(cancel):.3f} s"
+            f" (max {max(cancel):.3f})"
+        )
 
 
 def commit_idle(url: str) -> None:
@@ -1057,7 +1103,8 @@ PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_cla
           "claim-parts": claim_parts,
           "commit-idle": commit_idle,
           "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call,
-          "completion-arbiter": completion_arbiter}  # fmt: skip
+          "completion-arbiter": completion_arbiter,
+          "workflow-10k": workflow_10k}  # fmt: skip
 ON_SERVER = {
     "schema-ab": schema_ab,
     "writers-ab": writers_ab,

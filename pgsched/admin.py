@@ -16,6 +16,7 @@ its pool's), with errors translated into pgsched.errors.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -36,6 +37,15 @@ TOKEN_PREFIX = "pgs_"
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
+
+
+def _finite(value: Any) -> float | None:
+    """A float read from the database: None for NULL, NaN or infinity (a row the schema allows,
+    e.g. a run_at of -infinity, must not break a read)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 class Admin:
     def __init__(self, client: Client, *, heartbeat_timeout: float = 15.0) -> None:
@@ -235,7 +245,7 @@ class Admin:
             for r in Q.status_counts.run(c):
                 counts.setdefault(r["queue"], {})[r["status"]] = r["n"]
             oldest = {
-                r["queue"]: {"age_s": float(r["age_s"]), "ready": r["ready"]}
+                r["queue"]: {"age_s": _finite(r["age_s"]), "ready": r["ready"]}
                 for r in Q.oldest_ready.run(c)
             }
             tp = Q.top_throughput.run(c, {"now": now})

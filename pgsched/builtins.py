@@ -15,10 +15,11 @@ import threading
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from pgsched.errors import PermanentError
+from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
 
 TAIL = 4000  # characters of stdout/stderr/body kept in a result
@@ -30,7 +31,18 @@ class ShellPayload(BaseModel):
     # `workingDirectory`: the name other schedulers' shell tasks give it.
     cwd: str | None = Field(None, alias="workingDirectory")
     env: dict[str, str] | None = None
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, le=DURATION_MAX_S, allow_inf_nan=False)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        # What execve refuses (Popen raised ValueError, and the task was retried for nothing).
+        for k, x in (v or {}).items():
+            if not k or "=" in k or "\x00" in k:
+                raise ValueError(f"{k!r} is not an environment variable name")
+            if "\x00" in x:
+                raise ValueError(f"{k}: a value must not contain the NUL character")
+        return v
 
 
 class HttpPayload(BaseModel):
@@ -39,12 +51,12 @@ class HttpPayload(BaseModel):
     method: str = Field("GET", pattern=r"^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)$")
     headers: dict[str, str] | None = None
     body: Any = None
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=DURATION_MAX_S, allow_inf_nan=False)
 
 
 class DummyPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    sleepDurationMs: int = Field(0, ge=0)
+    sleepDurationMs: int = Field(0, ge=0, le=int(DURATION_MAX_S * 1000))
     shouldFail: bool = False
 
 
@@ -79,7 +91,7 @@ def run_shell(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str
                 stderr=err,
                 start_new_session=True,  # its own process group: a stop kills all of it
             )
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: NUL in the command or its cwd
             raise PermanentError(f"shell: cannot start command: {e}") from None
         timed_out = False
         while True:

@@ -110,8 +110,21 @@ def _payloads_json(conn: psycopg.Connection, payloads: list[Any]) -> bytes:
     20 calls of 1,000 on the benchmark server, 10 rounds alternated with the walk: 142.2k ->
     171.2k rows/s (medians)."""
     cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
-    data = bytes(cls(Jsonb, conn).dump(Jsonb(payloads)) or b"[]")
-    if b"\\u0000" in data or b"\x00" in data:
+    try:
+        data = bytes(cls(Jsonb, conn).dump(Jsonb(payloads)) or b"[]")
+    except (TypeError, ValueError, RecursionError):  # a date, a huge integer, depth
+        for i, p in enumerate(payloads):
+            check_payload(p, f"payload {i}")  # names the payload and what is wrong
+        raise
+    # Walked too when the text may hold NaN/Infinity (json writes them bare, jsonb refuses
+    # them) or a surrogate escape (\\ud800-\\udfff: only a lone one is refused).
+    if (
+        b"\\u0000" in data
+        or b"\x00" in data
+        or b"NaN" in data
+        or b"Infinity" in data
+        or b"\\ud" in data
+    ):
         for i, p in enumerate(payloads):
             check_payload(p, f"payload {i}")
     return data
@@ -176,15 +189,17 @@ class Client:
     @contextlib.contextmanager
     def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
         """The caller's connection (its transaction, untouched) or ours (autocommit)."""
-        with translated():
-            if conn is not None:
+        if conn is not None:
+            with translated():
                 yield conn
-                return
-            if self.pool is not None:
-                with self._pooled() as c:
-                    yield c
-                return
+            return
+        if self.pool is not None:
+            with translated(), self._pooled() as c, translated(c):
+                yield c
+            return
+        with translated():
             own = self._connection()
+        with translated(own):
             try:
                 yield own
             except psycopg.OperationalError:
@@ -536,6 +551,13 @@ class Client:
         with self._use(None) as c:
             row = Q.retry_task.run(c, {"id": task_id, "extra": extra})
             if row is None:
+                with c.cursor(row_factory=tuple_row) as cur:
+                    used = Q.task_attempts.run(cur, {"id": task_id})
+                if used is not None and used >= MAX_ATTEMPTS_MAX:
+                    raise InvalidState(
+                        f"cannot retry task {task_id}: it has used {used} attempts, the most a "
+                        "task may have (submit it again as a new task)"
+                    )
                 return self._refuse(c, task_id, "retry")
         return int(_tuple(row)[2])
 

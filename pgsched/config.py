@@ -17,6 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pgsched.errors import ConfigError
+from pgsched.models import DURATION_MAX_S
+
+# Every duration setting: finite (no inf/nan), and at most DURATION_MAX_S (100 years), which
+# Python's timedelta and waits and PostgreSQL's intervals and timestamps can all hold. inf
+# passed before: the claim loop then died on "interval out of range" (poll_interval,
+# heartbeat_timeout), or the control loop logged an error every 0.7 s forever (retention).
+SECONDS: dict[str, Any] = {"allow_inf_nan": False, "le": DURATION_MAX_S}
 
 CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
 
@@ -41,28 +48,42 @@ class Settings(BaseModel):
         Path(".pgsched"), description="Directory of the embedded local server (cluster, log)"
     )
     connect_timeout: float = Field(
-        5.0, gt=0, le=300, description="Seconds to wait for a connection before giving up"
+        5.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds to wait for a connection before giving up",
     )
     queue: str = Field("default", min_length=1, description="Queue used when none is given")
     max_attempts: int = Field(3, ge=1, le=1000, description="Attempts per task by default")
     backoff_base: float = Field(
-        1.0, gt=0, description="Seconds: first retry delay; doubles per attempt, with jitter"
+        1.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds: first retry delay; doubles per attempt, with jitter",
     )
-    backoff_cap: float = Field(300.0, gt=0, description="Seconds: longest retry delay")
+    backoff_cap: float = Field(300.0, gt=0, **SECONDS, description="Seconds: longest retry delay")
     heartbeat_interval: float = Field(
-        2.0, gt=0, description="Seconds between a worker's heartbeats (load sample included)"
+        2.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds between a worker's heartbeats (load sample included)",
     )
     heartbeat_timeout: float = Field(
-        15.0, gt=0, description="Seconds without a heartbeat after which a worker is dead"
+        15.0,
+        gt=0,
+        **SECONDS,
+        description="Seconds without a heartbeat after which a worker is dead",
     )
     idle_heartbeat_interval: float | None = Field(
         None,
         gt=0,
+        **SECONDS,
         description="Seconds between the heartbeats of a worker running no task; unset: "
         "heartbeat_timeout / 3, or heartbeat_interval if that is longer",
     )
     poll_interval: float = Field(
-        5.0, gt=0, description="Seconds: fallback poll when no notification arrives"
+        5.0, gt=0, **SECONDS, description="Seconds: fallback poll when no notification arrives"
     )
     concurrency: int = Field(10, ge=1, le=10000, description="Tasks a worker runs at once")
     batch_size: int = Field(
@@ -79,18 +100,24 @@ class Settings(BaseModel):
         100.0,
         gt=0,
         le=100,
+        allow_inf_nan=False,
         description="Percent of the worker's CPUs used by other processes (not the worker, not "
         "its own server backends) above which it claims nothing; 100: no ceiling",
     )
     memory_ceiling: float = Field(
-        95.0, gt=0, le=100, description="Percent memory above which a worker claims nothing"
+        95.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Percent memory above which a worker claims nothing",
     )
     grace: float = Field(
-        30.0, ge=0, description="Seconds a stopping worker lets running tasks finish"
+        30.0, ge=0, **SECONDS, description="Seconds a stopping worker lets running tasks finish"
     )
     retention: float = Field(
         7 * 86400.0,
         ge=0,
+        **SECONDS,
         description="Seconds finished tasks are kept before pruning (0 keeps them forever)",
     )
     log_format: str = Field(
@@ -169,6 +196,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -176,8 +207,13 @@ def _read_file(path: Path) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text) or {}
+    except RecursionError:
+        raise ConfigError(f"config file {path}: nested too deeply to read") from None
     except Exception as e:  # tomllib.TOMLDecodeError / yaml.YAMLError
-        raise ConfigError(f"config file {path}: {str(e).splitlines()[0]}") from None
+        text = str(e).strip()
+        raise ConfigError(
+            f"config file {path}: {text.splitlines()[0] if text else type(e).__name__}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a table of settings at the top")
     return data
@@ -215,6 +251,17 @@ def load_settings(
     if path is not None:
         data = _read_file(path)
         profiles = data.pop("profiles", {}) or {}
+        if not isinstance(profiles, dict):
+            raise ConfigError(
+                f"config file {path}: profiles must be a table of named profiles, "
+                f"not {type(profiles).__name__} {profiles!r}"
+            )
+        for pname, chosen in profiles.items():
+            if not isinstance(chosen, dict | None):
+                raise ConfigError(
+                    f"config file {path}: profiles.{pname} must be a table of settings, "
+                    f"not {type(chosen).__name__} {chosen!r}"
+                )
         for k, v in data.items():
             values[k], sources[k] = v, f"file {path}"
         if profile:
@@ -247,7 +294,10 @@ def load_settings(
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         where = f" ({sources[loc]})" if loc in sources else ""
-        raise ConfigError(f"setting {loc}{where}: {err['msg']}") from None
+        msg = err["msg"]
+        if err["type"] == "less_than_equal" and err.get("ctx", {}).get("le") == DURATION_MAX_S:
+            msg = f"must be at most {DURATION_MAX_S:.0f} seconds (100 years)"
+        raise ConfigError(f"setting {loc}{where}: {msg}") from None
     for name in FIELDS:
         sources.setdefault(name, "default")
     return Loaded(settings, sources, profile, path)

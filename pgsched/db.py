@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
 
 from pgsched.config import Settings
 from pgsched.errors import (
     DatabaseUnavailable,
     NotMigrated,
+    PermissionDenied,
     SchemaTooNew,
     ServerTooOld,
     translate,
@@ -36,10 +39,21 @@ def resolve_dsn(settings: Settings, *, start_embedded: bool = True) -> str:
         return settings.dsn
     from pgsched.server import Cluster
 
+    global EMBEDDED_STARTED
     cluster = Cluster(settings.home)
     if start_embedded:
-        return cluster.start()
+        was_running = cluster.initialized() and cluster.running()
+        url = cluster.start()
+        if not was_running:
+            EMBEDDED_STARTED = cluster.home
+        return url
     return cluster.url()
+
+
+# The embedded server's home when this process started it (resolve_dsn): an error such as
+# "no pgsched schema" then says where that server is and how to stop it, rather than leave
+# a server the user did not know of running.
+EMBEDDED_STARTED: Path | None = None
 
 
 def direct_dsn(settings: Settings, dsn: str) -> str:
@@ -55,13 +69,42 @@ def describe(dsn: str) -> str:
     return f"{host}:{d.get('port') or 5432}"
 
 
+# What a read gives for a timestamp Python's datetime cannot hold ('infinity', '-infinity', a
+# year past 9999 or before 1): the latest and earliest datetime, shown as "infinity" and
+# "-infinity". The tables' CHECKs keep such times out of run_at; other columns a user may
+# write from SQL still reach reads, which must not fail on them.
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+FAR_PAST = datetime.min.replace(tzinfo=UTC)
+
+
+class _LenientTimestamptz(TimestamptzLoader):
+    def load(self, data: Any) -> datetime:
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            raw = bytes(data)
+            return FAR_PAST if raw.startswith(b"-") or raw.endswith(b" BC") else FAR_FUTURE
+
+
+def lenient_times(conn: psycopg.Connection) -> None:
+    """Read out-of-range timestamptz values as FAR_FUTURE / FAR_PAST instead of failing."""
+    conn.adapters.register_loader("timestamptz", _LenientTimestamptz)
+
+
 def connect(
-    dsn: str, *, timeout: float = 5.0, autocommit: bool = True, prepare: bool = True, **kw: Any
+    dsn: str,
+    *,
+    timeout: float = 5.0,
+    autocommit: bool = True,
+    prepare: bool = True,
+    lenient: bool = True,
+    **kw: Any,
 ) -> psycopg.Connection:
     """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds.
 
     ``prepare=False``: no server-side prepared statements (psycopg prepares a statement after
-    5 runs), for PgBouncer < 1.21 in transaction mode."""
+    5 runs), for PgBouncer < 1.21 in transaction mode. ``lenient``: timestamps Python cannot
+    hold read as FAR_FUTURE / FAR_PAST (lenient_times); the worker's hot path turns it off."""
     try:
         conn = psycopg.connect(
             dsn,
@@ -72,6 +115,8 @@ def connect(
         )
         if not prepare:
             conn.prepare_threshold = None
+        if lenient:
+            lenient_times(conn)
         return conn
     except psycopg.OperationalError as e:
         raise DatabaseUnavailable(
@@ -90,15 +135,65 @@ def failure_reason(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Turn psycopg errors into the domain errors of pgsched.errors at one boundary."""
+def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
+    """Turn psycopg errors into the domain errors of pgsched.errors at one boundary. With the
+    connection the statement ran on, a permission error names the privilege the role lacks."""
     try:
         yield
     except psycopg.Error as e:
         mapped = translate(e)
         if mapped is None:
             raise
+        if isinstance(e, psycopg.errors.InsufficientPrivilege) and conn is not None:
+            mapped = PermissionDenied(missing_privilege(conn, e))
         raise mapped from None
+
+
+# "permission denied for <kind> <name>" -> the privileges that kind of object has.
+_PRIVILEGES = {
+    "table": ("has_table_privilege", ("SELECT", "INSERT", "UPDATE", "DELETE")),
+    "view": ("has_table_privilege", ("SELECT",)),
+    "sequence": ("has_sequence_privilege", ("USAGE", "UPDATE")),
+    "function": ("has_function_privilege", ("EXECUTE",)),
+    "schema": ("has_schema_privilege", ("USAGE", "CREATE")),
+}
+
+
+def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
+    """The server's "permission denied for table tasks", with what the role lacks on it
+    ("role ro lacks INSERT, UPDATE, DELETE on table pgsched.tasks"), read from the catalog.
+    Falls back to the server's line alone when it cannot be looked up."""
+    primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+    words = primary.removeprefix("permission denied for ").split(" ", 1)
+    if len(words) != 2 or words[0] not in _PRIVILEGES:
+        return primary
+    kind, name = words
+    fn, privs = _PRIVILEGES[kind]
+    qualified = name if kind == "schema" or "." in name else f"pgsched.{name}"
+    if kind == "function":
+        # has_function_privilege needs the argument types: the name's first overload.
+        target = (
+            "(SELECT p.oid FROM pg_proc p WHERE p.proname = %(name)s"
+            " AND p.pronamespace = 'pgsched'::regnamespace LIMIT 1)"
+        )
+    else:
+        target = "%(qualified)s"
+    query = (
+        f"SELECT current_user AS who, array_agg(p ORDER BY o) FILTER (WHERE NOT {fn}({target}, p))"
+        " AS missing FROM unnest(%(privs)s::text[]) WITH ORDINALITY AS u(p, o)"
+    )
+    try:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return primary
+        row = conn.execute(
+            query, {"name": name, "qualified": qualified, "privs": list(privs)}
+        ).fetchone()
+    except psycopg.Error:
+        return primary
+    who, missing = (row["who"], row["missing"]) if isinstance(row, dict) else row
+    if not missing:
+        return primary
+    return f"{primary}: role {who} lacks {', '.join(missing)} on {kind} {qualified}"
 
 
 def migrations_dir() -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
 from pgsched.errors import ValidationError
+from pgsched.models import DURATION_MAX_S, TIME_MAX, TIME_MIN
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -29,8 +31,13 @@ def parse_duration(text: str, field: str = "duration") -> timedelta:
             raise ValidationError(
                 f"{field}: {text!r} is not a duration (examples: 30s, 5m, 2h, 1h30m, 250ms)", field
             ) from None
+    if not math.isfinite(seconds):
+        raise ValidationError(f"{field}: {text!r} is not a finite duration", field)
     if seconds < 0:
         raise ValidationError(f"{field}: must not be negative", field)
+    # Checked before building the timedelta, which overflows past 999999999 days.
+    if seconds > DURATION_MAX_S:
+        raise ValidationError(f"{field}: {text!r} is longer than 100 years (the most)", field)
     return timedelta(seconds=seconds)
 
 
@@ -46,13 +53,33 @@ def parse_instant(text: str, field: str = "at") -> datetime:
             f"{field}: {text!r} is not an ISO-8601 time (example: 2026-01-31T09:30:00+01:00)",
             field,
         ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    check_instant(dt, field)
+    return dt
+
+
+def check_instant(dt: datetime, field: str = "at") -> None:
+    """Refuse a time outside TIME_MIN..TIME_MAX (the range the tables' CHECKs allow)."""
+    try:
+        ok = TIME_MIN <= dt <= TIME_MAX
+    except (TypeError, OverflowError):  # naive, or an offset that leaves datetime's range
+        ok = False
+    if not ok:
+        raise ValidationError(
+            f"{field}: {dt.isoformat()} is not between {TIME_MIN:%Y-%m-%d} and "
+            f"{TIME_MAX:%Y-%m-%d} (UTC)",
+            field,
+        )
 
 
 def format_duration(td: timedelta | float | None) -> str:
     if td is None:
         return "-"
     seconds = td.total_seconds() if isinstance(td, timedelta) else float(td)
+    if not math.isfinite(seconds):  # a read of any row must print something
+        return "-" if math.isnan(seconds) else ("∞" if seconds > 0 else "-∞")
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:

@@ -51,6 +51,10 @@ class ServerError(PgschedError):
     """The embedded local server could not be found, started or stopped."""
 
 
+class PermissionDenied(PgschedError):
+    """The database role lacks a privilege the command needs (exit 1)."""
+
+
 class NotFound(PgschedError):
     pass
 
@@ -90,6 +94,15 @@ CONSTRAINT_MESSAGES: dict[str, str] = {
     "tasks_backoff_base_positive": "backoff_base: must be positive",
     "tasks_backoff_cap_positive": "backoff_cap: must be positive",
     "tasks_progress_range": "progress: must be between 0 and 1",
+    "tasks_timeout_bounded": "timeout: must be at most 100 years",
+    "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
+    "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
+    "schedules_timeout_bounded": "timeout: must be at most 100 years",
+    "schedules_every_bounded": "every: must be at most 100 years",
+    "tasks_run_at_range": "run_at: must be between 1900-01-01 and 9999-01-01 (UTC)",
+    "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
+    "(attempts below max_attempts)",
+    "tasks_blocked_in_workflow": "status: only a workflow's task can be blocked",
 }
 
 
@@ -100,6 +113,12 @@ def translate(exc: BaseException) -> PgschedError | None:
 
     if isinstance(exc, PgschedError):
         return exc
+    if isinstance(exc, pge.InsufficientPrivilege):
+        # Without the connection at hand (db.translated names the privilege when it has it).
+        return PermissionDenied(
+            (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+            + ": the role lacks a privilege this command needs"
+        )
     missing = pge.UndefinedTable | pge.InvalidSchemaName | pge.UndefinedFunction
     if isinstance(exc, missing) and "pgsched" in str(exc):
         return NotMigrated()

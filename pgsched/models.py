@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +23,38 @@ TASK_TYPE_MAX = 200
 QUEUE_MAX = 128
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 MAX_ATTEMPTS_MAX = 1000
+# An idempotency key is a btree index entry, which holds at most ~2.7 kB: longer keys made the
+# insert fail as "index row size ... exceeds" (reported as a lost connection).
+KEY_MAX_BYTES = 1000
+
+
+def check_queue_name(v: str) -> str:
+    """A queue `pgsched worker --queues a,b` can name: no comma, no space at either end."""
+    if "," in v:
+        raise ValueError("must not contain a comma (worker --queues separates names with it)")
+    if v != v.strip():
+        raise ValueError("must not start or end with a space")
+    return v
+
+
+# The longest duration a task row, a retry delay or a setting may hold: 100 years (365-day
+# ones; the CHECKs of revision 0007 compare with interval '36500 days'). An interval and a
+# timedelta hold far more, but now() plus it must stay a time that both PostgreSQL and Python
+# can read (Python's datetime ends at 9999-12-31), and a wait of it must stay below
+# threading.TIMEOUT_MAX.
+DURATION_MAX_DAYS = 36500
+DURATION_MAX_S = DURATION_MAX_DAYS * 86400.0
+# The times a task may be set to run at (the CHECK tasks_run_at_range of revision 0007): finite,
+# and far enough inside Python's datetime range (years 1..9999) that any time zone and the
+# arithmetic of a read (ages, local time) stay within it.
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(9999, 1, 1, tzinfo=UTC)
+# Payload limits that every part holds: Python's json (the client's dump, the worker's decode)
+# gives up near 1000 levels of nesting and on integers of more than 4300 digits (jsonb itself
+# goes much further). The size of a payload is limited by the table (max_payload_bytes).
+PAYLOAD_DEPTH_MAX = 256
+INT_DIGITS_MAX = 4300
+_INT_BITS_MAX = int(INT_DIGITS_MAX * math.log2(10))  # under it, at most 4300 digits
 
 
 class TaskSpec(BaseModel):
@@ -47,12 +81,27 @@ class TaskSpec(BaseModel):
             raise ValueError("must not contain the NUL character")
         return v
 
+    @field_validator("queue")
+    @classmethod
+    def _nameable(cls, v: str) -> str:
+        return check_queue_name(v)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _indexable(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode("utf-8", "surrogatepass")) > KEY_MAX_BYTES:
+            raise ValueError(f"too long: at most {KEY_MAX_BYTES} bytes (UTF-8)")
+        return v
+
     @field_validator("payload")
     @classmethod
     def _jsonb_storable(cls, v: Any) -> Any:
-        # jsonb refuses \u0000 in any string; say so here rather than fail in the database.
-        if has_nul(v):
-            raise ValueError(PAYLOAD_NUL)
+        # What jsonb or Python's json cannot carry (NUL, a lone surrogate, NaN, nesting past
+        # PAYLOAD_DEPTH_MAX, a huge integer, a date): said here, not by the database or a
+        # traceback. The message names the place inside the payload.
+        problem = payload_problem(v, strict=False)
+        if problem is not None:
+            raise ValueError(problem)  # "payload...: what": make_spec prints it as it is
         return v
 
     @field_validator("run_at")
@@ -60,6 +109,15 @@ class TaskSpec(BaseModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("must include a time zone offset")
+        if v is not None:
+            try:
+                ok = TIME_MIN <= v <= TIME_MAX
+            except OverflowError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)"
+                )
         return v
 
     @field_validator("timeout", "backoff_base", "backoff_cap")
@@ -67,6 +125,8 @@ class TaskSpec(BaseModel):
     def _positive(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v.total_seconds() <= 0:
             raise ValueError("must be positive")
+        if v is not None and v > timedelta(days=DURATION_MAX_DAYS):  # the CHECKs of 0007
+            raise ValueError("must be at most 100 years")
         return v
 
     @field_validator("delay")
@@ -74,6 +134,8 @@ class TaskSpec(BaseModel):
     def _not_negative(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v.total_seconds() < 0:
             raise ValueError("must not be negative")
+        if v is not None and v > timedelta(days=DURATION_MAX_DAYS):
+            raise ValueError("must be at most 100 years")
         return v
 
 
@@ -90,12 +152,88 @@ def builtin_type_name(name: str) -> str:
 
 
 PAYLOAD_NUL = "must not contain the NUL character (\\u0000): jsonb cannot store it"
+# One search per string: NUL (jsonb refuses it) or a surrogate code point (not UTF-8: a lone
+# one cannot be stored, and a str never holds a valid pair).
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 
 
 def check_payload(v: Any, name: str = "payload") -> None:
-    """The payload check of TaskSpec, for payloads submitted without one (submit_batch)."""
-    if has_nul(v):
-        raise ValidationError(f"{name}: {PAYLOAD_NUL}", "payload")
+    """The payload check of TaskSpec, for payloads submitted without one (submit_batch):
+    "payload 3: payload.a: ..." names the payload, then the place in it."""
+    problem = payload_problem(v, strict=False)
+    if problem is not None:
+        raise ValidationError(problem if name == "payload" else f"{name}: {problem}", "payload")
+
+
+def payload_problem(v: Any, name: str = "payload", *, strict: bool = True) -> str | None:
+    """Why jsonb or Python's json cannot carry ``v``, as one line naming the place
+    ("payload.a[2]: ..."); None when it can. Walks without recursion, so depth itself cannot
+    break the check; the place is spelled out only for the bad value. ``strict``: a value of
+    another type (a date, bytes, a Decimal) is refused too, as for input from YAML or the
+    command line; the Python API leaves those to the connection's JSON dumper
+    (psycopg's set_json_dumps may know them)."""
+    # Entries: (value, parent entry, key in the parent, depth).
+    stack: list[tuple[Any, Any, Any, int]] = [(v, None, None, 0)]
+    while stack:
+        node = stack.pop()
+        x, _, _, depth = node
+        t = type(x)
+        if t is str:
+            m = _BAD_CHAR.search(x)
+            if m is not None:
+                return _char_problem(_path(node, name), m.group())
+        elif t is dict:
+            if depth >= PAYLOAD_DEPTH_MAX:
+                return f"{_path(node, name)}: nested deeper than {PAYLOAD_DEPTH_MAX} levels"
+            for k, item in x.items():
+                if type(k) is str:
+                    m = _BAD_CHAR.search(k)
+                    if m is not None:
+                        return _char_problem(f"{_path(node, name)} key {k!r}", m.group())
+                elif type(k) is not int and strict:
+                    return f"{_path(node, name)}: key {k!r} is a {type(k).__name__}, not a string"
+                stack.append((item, node, k, depth + 1))
+        elif t is list or t is tuple:
+            if depth >= PAYLOAD_DEPTH_MAX:
+                return f"{_path(node, name)}: nested deeper than {PAYLOAD_DEPTH_MAX} levels"
+            stack.extend((item, node, i, depth + 1) for i, item in enumerate(x))
+        elif t is int:
+            if x.bit_length() > _INT_BITS_MAX:
+                return f"{_path(node, name)}: an integer of more than {INT_DIGITS_MAX} digits"
+        elif t is float:
+            if not math.isfinite(x):
+                return f"{_path(node, name)}: {x} is not a JSON number"
+        elif x is None or t is bool:
+            pass
+        elif isinstance(x, str | dict | list | tuple | int | float):  # subclasses: as the base
+            stack.append((_base(x), node[1], node[2], depth))
+        elif strict:
+            return f"{_path(node, name)}: a {t.__name__} is not JSON (write it as a string)"
+    return None
+
+
+def _path(node: Any, name: str) -> str:
+    parts: list[str] = []
+    while node is not None and node[1] is not None:
+        key = node[2]
+        parts.append(f"[{key}]" if type(node[1][0]) is not dict else f".{key}")
+        node = node[1]
+    if len(parts) > 6:  # a deep place: its start and end
+        parts = [*parts[-3:], f"...({len(parts) - 6} more)", *parts[:3]]
+    return name + "".join(reversed(parts))
+
+
+def _base(x: Any) -> Any:
+    for base in (bool, int, float, str, dict, list, tuple):
+        if isinstance(x, base):
+            return base(x)
+    return x
+
+
+def _char_problem(where: str, ch: str) -> str:
+    if ch == "\x00":
+        return f"{where}: {PAYLOAD_NUL}"
+    return f"{where}: holds the lone surrogate \\u{ord(ch):04x}, which is not UTF-8"
 
 
 def fits_common(task_type: Any, payload: Any, queue: Any, priority: Any, max_attempts: Any) -> bool:
@@ -108,21 +246,29 @@ def fits_common(task_type: Any, payload: Any, queue: Any, priority: Any, max_att
         and type(queue) is str
         and 0 < len(queue) <= QUEUE_MAX
         and "\x00" not in queue
+        and "," not in queue
+        and queue == queue.strip()
         and type(priority) is int
         and PRIORITY_MIN <= priority <= PRIORITY_MAX
         and type(max_attempts) is int
         and 1 <= max_attempts <= MAX_ATTEMPTS_MAX
-        and not has_nul(payload)
+        and payload_problem(payload, strict=False) is None
     )
 
 
 def has_nul(v: Any) -> bool:
-    if isinstance(v, str):
-        return "\x00" in v
-    if isinstance(v, dict):
-        return any(has_nul(k) or has_nul(x) for k, x in v.items())
-    if isinstance(v, list | tuple):
-        return any(has_nul(x) for x in v)
+    """Whether a NUL is in any string of ``v`` (without recursion)."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if "\x00" in x:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
     return False
 
 
@@ -136,7 +282,8 @@ def make_spec(**fields: Any) -> TaskSpec:
         err = e.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "task"
         msg = err["msg"].removeprefix("Value error, ")
-        raise ValidationError(f"{name}: {msg}", name) from None
+        line = msg if msg.startswith((name + ":", name + ".", name + "[")) else f"{name}: {msg}"
+        raise ValidationError(line, name) from None
     if spec.run_at is not None and spec.delay is not None:
         raise ValidationError("run_at and delay: give one or the other, not both", "run_at")
     return spec

@@ -35,7 +35,16 @@ from pgsched.db import ADMIN_LOCK_NAMESPACE, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import NotFound, UsageError
 from pgsched.errors import ValidationError as PgValidationError
-from pgsched.models import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_MAX, TASK_TYPE_MAX
+from pgsched.models import (
+    DURATION_MAX_DAYS,
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_MAX,
+    TASK_TYPE_MAX,
+    check_queue_name,
+    payload_problem,
+)
 from pgsched.sql import Q
 
 log = structlog.get_logger("pgsched.scheduler")
@@ -82,7 +91,27 @@ class ScheduleDef(BaseModel):
         td = _duration(v, info.field_name)
         if td is not None and td <= timedelta(0):
             raise ValueError("must be positive")
+        if td is not None and td > timedelta(days=DURATION_MAX_DAYS):  # CHECKs of 0007
+            raise ValueError("must be at most 100 years")
         return td
+
+    @field_validator("name", "task_type", "queue", "timezone")
+    @classmethod
+    def _text(cls, v: str, info: Any) -> str:
+        if "\x00" in v:
+            raise ValueError("must not contain the NUL character")
+        if info.field_name == "queue" and v is not None:
+            check_queue_name(v)
+        return v
+
+    @field_validator("payload")
+    @classmethod
+    def _payload(cls, v: Any) -> Any:
+        # YAML gives dates, binary (!!binary) and NaN (.nan) that JSON has no place for.
+        problem = payload_problem(v)
+        if problem is not None:
+            raise ValueError(problem.removeprefix("payload: "))
+        return v
 
     @field_validator("cron", mode="before")
     @classmethod
@@ -124,6 +153,8 @@ def load_schedules(path: Path | str) -> list[ScheduleDef]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return parse_schedules(text, str(path))
 
 
@@ -137,6 +168,8 @@ def parse_schedules(text: str, source: str = "<schedules>") -> list[ScheduleDef]
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         raise UsageError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: nested too deeply to read") from None
     if root is None:
         return []
     items_node = root
@@ -202,7 +235,8 @@ def _validate(
             msg = str(cause)
             key = "timezone" if "timezone" in msg else ("cron" if item.get("cron") else "every")
         at = lines.get(key, (line, line))[1]
-        prefix = f"{key}: " if key and key not in ("cron", "timezone") else ""
+        nested = msg.startswith((key + ".", key + "["))  # the message names the place already
+        prefix = f"{key}: " if key and key not in ("cron", "timezone") and not nested else ""
         raise UsageError(f"{src}{at}: {label}: {prefix}{msg}") from None
 
 
@@ -237,7 +271,7 @@ def apply_schedules(
 ) -> ApplyReport:
     """Sync definitions into the table in one transaction; ``dry_run`` only reports."""
     report = ApplyReport()
-    with translated(), conn.transaction():
+    with translated(conn), conn.transaction():
         Q.schedule_apply_lock.run(conn, {"ns": ADMIN_LOCK_NAMESPACE})
         current = {r["name"]: r for r in _dicts(conn, Q.schedule_rows)}
         db_now = _scalar(conn, Q.db_now, {"now": now})
@@ -267,18 +301,18 @@ def apply_schedules(
 
 
 def list_schedules(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    with translated():
+    with translated(conn):
         return _dicts(conn, Q.schedule_rows)
 
 
 def pause_schedule(conn: psycopg.Connection, name: str) -> None:
-    with translated():
+    with translated(conn):
         if Q.schedule_pause.run(conn, {"name": name}) is None:
             raise NotFound(f"no schedule named {name!r}")
 
 
 def resume_schedule(conn: psycopg.Connection, name: str, now: datetime | None = None) -> None:
-    with translated(), conn.transaction():
+    with translated(conn), conn.transaction():
         row = _dict(conn, Q.schedule_by_name, {"name": name})
         if row is None:
             raise NotFound(f"no schedule named {name!r}")
@@ -322,8 +356,11 @@ class Scheduler:
         *,
         settings: Settings | None = None,
         clock: Callable[[], datetime] | None = None,
+        on_crash: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.dsn = dsn
+        # Told if the ticking thread dies (`pgsched worker --schedules` stops, non-zero).
+        self.on_crash = on_crash
         self.settings = settings or Settings()
         self.clock = clock
         self.defs = load_schedules(path) if path is not None else None
@@ -339,13 +376,22 @@ class Scheduler:
         if self.defs is not None:
             self.apply()
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="pgsched-scheduler")
+        from pgsched.worker.supervision import guarded
+
+        self._thread = threading.Thread(
+            target=guarded(self.run, self.on_crash), name="pgsched-scheduler", daemon=True
+        )
         self._thread.start()
         return self
 
     def request_stop(self) -> None:
         """Ask run() to return after its current look (safe from a signal handler)."""
         self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        """The ticking thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float | None = 10.0) -> None:
         self._stop.set()

@@ -36,12 +36,15 @@ from pgsched.db import check_schema, connect, translated
 from pgsched.durations import parse_duration
 from pgsched.errors import CycleError, InvalidState, NotFound, UsageError, ValidationError
 from pgsched.models import (
+    DURATION_MAX_DAYS,
     MAX_ATTEMPTS_MAX,
     PRIORITY_MAX,
     PRIORITY_MIN,
     QUEUE_MAX,
     TASK_TYPE_MAX,
     builtin_type_name,
+    check_queue_name,
+    payload_problem,
 )
 from pgsched.sql import Q
 
@@ -61,12 +64,37 @@ class WorkflowTask(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, v: Any) -> Any:
-        if v is None or isinstance(v, timedelta):
+        if v is None:
             return v
-        td = parse_duration(str(v), "timeout")
+        if isinstance(v, timedelta):
+            td = v
+        else:
+            try:
+                td = parse_duration(str(v), "timeout")
+            except ValidationError as e:
+                raise ValueError(str(e).split(": ", 1)[-1]) from None
         if td <= timedelta(0):
             raise ValueError("must be positive")
+        if td > timedelta(days=DURATION_MAX_DAYS):
+            raise ValueError("must be at most 100 years")
         return td
+
+    @field_validator("name", "task_type", "queue")
+    @classmethod
+    def _text(cls, v: str | None, info: Any) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("must not contain the NUL character")
+        if info.field_name == "queue" and v is not None:
+            check_queue_name(v)
+        return v
+
+    @field_validator("payload")
+    @classmethod
+    def _payload(cls, v: Any) -> Any:
+        problem = payload_problem(v)
+        if problem is not None:
+            raise ValueError(problem.removeprefix("payload: "))
+        return v
 
     @field_validator("depends_on", mode="before")
     @classmethod
@@ -80,6 +108,13 @@ class WorkflowDef(BaseModel):
     name: str = Field(min_length=1)
     description: str | None = Field(None, max_length=10_000)
     tasks: list[WorkflowTask] = Field(min_length=1)
+
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, v: str | None, info: Any) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("must not contain the NUL character")
+        return v
 
 
 # -- reading and checking definitions -----------------------------------------------------------
@@ -127,6 +162,8 @@ def parse_workflow(data: Mapping[str, Any] | WorkflowDef) -> WorkflowDef:
                 loc = loc[2:]
             field = ".".join(str(p) for p in loc)
             msg = str(err["msg"]).removeprefix("Value error, ")
+            if field and msg.startswith((field + ".", field + "[")):
+                field = ""  # the message names the place inside the field
             raise ValidationError(f"{where}: {field + ': ' if field else ''}{msg}") from None
     seen: set[str] = set()
     for t in wf.tasks:
@@ -154,12 +191,16 @@ def load_workflow(path: Path | str) -> WorkflowDef:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
         raise UsageError(
             f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {str(e).splitlines()[0]}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to read") from None
     try:
         return parse_workflow(data)
     except CycleError:
@@ -201,12 +242,14 @@ def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
 
 @contextlib.contextmanager
 def _connection(conn_or_dsn: psycopg.Connection | str) -> Iterator[psycopg.Connection]:
-    with translated():
-        if isinstance(conn_or_dsn, str):
-            with connect(conn_or_dsn) as c:
-                check_schema(c)
-                yield c
-        else:
+    if isinstance(conn_or_dsn, str):
+        with translated():
+            c = connect(conn_or_dsn)
+        with c, translated(c):
+            check_schema(c)
+            yield c
+    else:
+        with translated(conn_or_dsn):
             yield conn_or_dsn
 
 
@@ -237,7 +280,8 @@ def submit_workflow(
 
 def get_workflow(conn_or_dsn: psycopg.Connection | str, workflow_id: int) -> dict[str, Any]:
     """The workflow row with its tasks (each with ``depends_on`` and ``layer``)."""
-    with _connection(conn_or_dsn) as c, c.cursor(row_factory=dict_row) as cur:
+    with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
+        Q.workflow_watch_client.run(cur)
         wf = Q.workflow_get.run(cur, {"id": workflow_id})
         if wf is None:
             raise NotFound(f"no workflow with id {workflow_id}")
@@ -266,7 +310,13 @@ def cancel_workflow(conn_or_dsn: psycopg.Connection | str, workflow_id: int) -> 
         if wf is None:
             raise NotFound(f"no workflow with id {workflow_id}")
         Q.workflow_mark_cancelled.run(cur, {"id": workflow_id})
+        # Set-based: the progress trigger stands aside for this transaction (every unfinished
+        # task is cancelled here anyway), and the workflow is settled once, below.
+        Q.workflow_watch_client.run(cur)
+        Q.workflow_bulk.run(cur, {"on": "on"})
         counts = Q.workflow_cancel_tasks.run(cur, {"id": workflow_id})
+        Q.workflow_bulk.run(cur, {"on": "off"})
+        Q.workflow_settle.run(cur, {"id": workflow_id})
         if not counts["cancelled"] and not counts["cancel_requested"]:
             raise InvalidState(f"cannot cancel workflow {workflow_id}: it is {wf['status']}")
     return dict(counts)
@@ -282,6 +332,7 @@ def retry_workflow(
         wf = Q.workflow_lock.run(cur, {"id": workflow_id})
         if wf is None:
             raise NotFound(f"no workflow with id {workflow_id}")
+        Q.workflow_watch_client.run(cur)
         res = Q.workflow_retry.run(cur, {"id": workflow_id, "extra": attempts})
         if not res["retried"]:
             raise InvalidState(

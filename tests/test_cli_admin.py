@@ -81,3 +81,22 @@ def test_migrate_sql_prints_the_schema_without_a_server(home: Path) -> None:
 def test_migrate_against_a_dsn(empty_dsn: str) -> None:
     assert "(already)" not in run("--dsn", empty_dsn, "migrate")
     assert "(already)" in run("--dsn", empty_dsn, "migrate")
+
+
+def test_a_command_that_started_the_embedded_server_says_so(home: Path) -> None:
+    """Before: a command in a directory without a server started one silently, left it
+    running, and said only "no pgsched schema"."""
+    import pgsched.db
+
+    pgsched.db.EMBEDDED_STARTED = None
+    result = runner.invoke(cli_app.app, ["--home", str(home), "list"])
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "no pgsched schema" in lines[0], lines
+    assert f"started an embedded server in {home}" in lines[0]
+    assert f"pgsched --home {home} db stop" in lines[0]
+    pgsched.db.EMBEDDED_STARTED = None
+    # Already running: nothing was started by this command, so no such hint.
+    result = runner.invoke(cli_app.app, ["--home", str(home), "list"])
+    assert result.exit_code == 1 and "started an embedded server" not in result.stderr
+    assert run("--home", str(home), "db", "stop").strip() == "stopped"

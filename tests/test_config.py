@@ -130,3 +130,50 @@ def test_idle_heartbeat_interval_defaults_to_a_third_of_the_timeout() -> None:
     assert Settings().idle_beat_every == 5.0  # 15 s timeout, 2 s busy interval
     assert Settings(heartbeat_interval=8, heartbeat_timeout=15).idle_beat_every == 8.0
     assert Settings(idle_heartbeat_interval=3).idle_beat_every == 3.0
+
+
+DURATIONS = (
+    "connect_timeout",
+    "backoff_base",
+    "backoff_cap",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "idle_heartbeat_interval",
+    "poll_interval",
+    "grace",
+    "retention",
+    "cpu_ceiling",
+    "memory_ceiling",
+)
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e300"])
+def test_durations_must_be_finite_and_bounded(tmp_path: Path, name: str, value: str) -> None:
+    """inf passed before: the worker's claim loop then died on "interval out of range"
+    (poll_interval, heartbeat_timeout), or its control loop logged an error every 0.7 s
+    forever (retention); 1e300 made every retry's completion fail (backoff_base)."""
+    key = f"PGSCHED_{name.upper()}"
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={key: value}, cwd=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"setting {name} (env {key}): ") and "\n" not in message
+    if value == "1e300" and name not in ("connect_timeout", "cpu_ceiling", "memory_ceiling"):
+        assert message.endswith("must be at most 3153600000 seconds (100 years)")
+
+
+def test_the_longest_durations_are_accepted(tmp_path: Path) -> None:
+    env = {f"PGSCHED_{n.upper()}": "3153600000" for n in ("backoff_cap", "retention", "grace")}
+    s = load_settings(env=env, cwd=tmp_path).settings
+    assert s.backoff_cap == s.retention == s.grace == 3153600000
+
+
+def test_config_command_refuses_inf_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli_app.app, ["config"], env={"PGSCHED_POLL_INTERVAL": "inf"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: setting poll_interval (env PGSCHED_POLL_INTERVAL): Input should be a finite number"
+    )

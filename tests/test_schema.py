@@ -99,15 +99,22 @@ def test_insert_notifies_once_per_transaction_and_queue(dsn: str, conn: psycopg.
 def test_delayed_and_blocked_inserts_do_not_notify_ready_work(
     dsn: str, conn: psycopg.Connection
 ) -> None:
+    # Only a workflow's task can be blocked (revision 0007).
+    wf = conn.execute("INSERT INTO pgsched.workflows (name) VALUES ('w') RETURNING id").fetchone()
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched")
-        conn.execute("INSERT INTO pgsched.tasks (task_type, status) VALUES ('noop', 'blocked')")
+        conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, status, workflow_id)"
+            " VALUES ('noop', 'blocked', %s)",
+            wf,
+        )
         got = [n.payload for n in listener.notifies(timeout=0.3)]
         assert got == []
         # One statement, ready and blocked rows of different queues: only the ready one wakes.
         conn.execute(
-            "INSERT INTO pgsched.tasks (task_type, status, queue) VALUES ('noop',"
-            " 'blocked', 'b'), ('noop', 'pending', 'a'), ('noop', 'retrying', 'a')"
+            "INSERT INTO pgsched.tasks (task_type, status, queue, workflow_id) VALUES ('noop',"
+            " 'blocked', 'b', %s), ('noop', 'pending', 'a', NULL), ('noop', 'retrying', 'a', NULL)",
+            wf,
         )
         got = [n.payload for n in listener.notifies(timeout=0.3)]
     assert got == ["a"]
@@ -211,3 +218,26 @@ def test_a_server_older_than_supported_is_refused_in_one_line(dsn: str) -> None:
         major = c.info.server_version // 10000
         with pytest.raises(ServerTooOld, match=rf"^PostgreSQL {major}\.\d+ at .* is older than "):
             check_server_version(c, minimum=major + 1)
+
+
+def test_task_durations_are_bounded_to_100_years(empty_dsn: str) -> None:
+    """Revision 0007: timeout, backoff_base and backoff_cap at most 100 years (a worker adds
+    them to now() and waits on them); longer ones already there are lowered to the bound."""
+    migrate.upgrade(empty_dsn, "0005")
+    with connect(empty_dsn) as c:
+        c.execute(
+            "INSERT INTO pgsched.tasks (task_type, timeout, backoff_base, backoff_cap)"
+            " VALUES ('noop', '300 years', '1000000 years', '1000000 years')"
+        )
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        row = c.execute(
+            "SELECT timeout::text AS t, backoff_base::text AS b, backoff_cap::text AS c"
+            " FROM pgsched.tasks"
+        ).fetchone()
+        assert row == {"t": "36500 days", "b": "36500 days", "c": "36500 days"}
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("INSERT INTO pgsched.tasks (task_type, timeout) VALUES ('noop', '110 years')")
+    migrate.downgrade(empty_dsn, "0005")
+    with connect(empty_dsn) as c:
+        c.execute("INSERT INTO pgsched.tasks (task_type, timeout) VALUES ('noop', '110 years')")

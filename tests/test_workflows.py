@@ -278,6 +278,43 @@ def test_cancel_workflow(conn: psycopg.Connection) -> None:
     assert retry_workflow(conn, wf)["retried"] == 4
 
 
+def test_a_large_workflow_is_cancelled_and_settled_set_based(conn: psycopg.Connection) -> None:
+    """Revision 0008: the cancel's statement runs the progress trigger for none of its rows
+    and settles the workflow itself (a finished time as soon as nothing is unfinished);
+    another transaction's completions still run it."""
+    n = 2000
+    chain = {
+        "name": "chain",
+        "tasks": [
+            {"name": f"t{i}", "task_type": "noop", "depends_on": [f"t{i - 1}"] if i else []}
+            for i in range(n)
+        ],
+    }
+    wf = submit_workflow(conn, chain)
+    assert cancel_workflow(conn, wf) == {"cancelled": n, "cancel_requested": 0}
+    row = conn.execute(
+        "SELECT status, finished_at IS NOT NULL AS done FROM pgsched.workflows WHERE id = %s",
+        (wf,),
+    ).fetchone()
+    assert tuple(row) == ("cancelled", True)
+    by_status = conn.execute(
+        "SELECT status, count(*) FROM pgsched.tasks WHERE workflow_id = %s GROUP BY status",
+        (wf,),
+    ).fetchall()
+    assert [tuple(r) for r in by_status] == [("cancelled", n)]
+    # Outside that transaction the trigger runs again: a failure cancels what is below it.
+    other = submit_workflow(conn, DIAMOND)
+    conn.execute(
+        "UPDATE pgsched.tasks SET status = 'failed', version = version + 1"
+        " WHERE workflow_id = %s AND workflow_node = 'a'",
+        (other,),
+    )
+    assert _wf_status(conn, other) == "failed"
+    shown = get_workflow(conn, wf)
+    assert [t["depends_on"] for t in shown["tasks"][:3]] == [[], ["t0"], ["t1"]]
+    assert shown["tasks"][-1]["layer"] == n - 1
+
+
 def test_cycle_refused_with_no_rows(conn: psycopg.Connection) -> None:
     bad = {
         "name": "bad",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pgsched.cli.common import err_console, error_line, state
+from pgsched.cli.common import err_console, error_line, state, with_server_hint
 
 app = typer.Typer(
     name="pgsched",
@@ -71,7 +71,7 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except PgschedError as e:
-        err_console.print(error_line(str(e)), markup=False)
+        err_console.print(error_line(with_server_hint(e)), markup=False)
         sys.exit(e.exit_code)
     except typer.Abort:
         err_console.print("aborted", markup=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,9 +99,24 @@ def exits_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except PgschedError as e:
-            fail(str(e), e.exit_code)
+            fail(with_server_hint(e), e.exit_code)
 
     return wrapper
+
+
+def with_server_hint(e: Exception) -> str:
+    """The error's line; when this command started the embedded server and found no schema
+    there, also where that server is and how to stop it."""
+    from pgsched import db
+    from pgsched.errors import NotMigrated
+
+    if isinstance(e, NotMigrated) and db.EMBEDDED_STARTED is not None:
+        home = db.EMBEDDED_STARTED
+        return (
+            f"{e} (this command started an embedded server in {home}; "
+            f"`pgsched --home {home} db stop` stops it)"
+        )
+    return str(e)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -108,10 +124,16 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [to_jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return time_text(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or Infinity
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, Path):
@@ -123,7 +145,24 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n")
 
 
-def fmt_time(value: datetime | None) -> str:
+def time_text(value: datetime) -> str:
+    """ISO-8601, or "infinity" / "-infinity" for the times a read gives for what Python cannot
+    hold (db.FAR_FUTURE, db.FAR_PAST)."""
+    if value.year == 9999 and value.month == 12 and value.day == 31 and value.hour == 23:
+        return "infinity"
+    if value.year == 1 and value.month == 1 and value.day == 1 and value.hour == 0:
+        return "-infinity"
+    return value.isoformat()
+
+
+def fmt_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Local time; a time at either end of datetime's range as "infinity" / "-infinity"."""
     if value is None:
         return "-"
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    text = time_text(value)
+    if text.endswith("infinity"):
+        return text
+    try:
+        return value.astimezone().strftime(fmt)
+    except (OverflowError, ValueError):  # a local time past year 9999 or before year 1
+        return value.strftime(fmt + " UTC")

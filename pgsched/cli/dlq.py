@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
 from pgsched.cli.tasks import ATTEMPTS_RANGE, ID_RANGE, parse_int
 from pgsched.durations import parse_duration
 from pgsched.errors import UsageError
@@ -57,7 +57,7 @@ def list_cmd(
             r["queue"],
             r["task_type"],
             str(r["attempts"]),
-            r["failed_at"].astimezone().strftime("%m-%d %H:%M:%S"),
+            fmt_time(r["failed_at"], "%m-%d %H:%M:%S"),
             r["task_status"] or "pruned",
             (r["last_error"] or "-").splitlines()[0] if r["last_error"] else "-",
         )

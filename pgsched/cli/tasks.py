@@ -18,6 +18,7 @@ from pgsched.cli.app import app
 from pgsched.cli.common import (
     JsonOpt,
     console,
+    err_console,
     exits_on_error,
     fmt_time,
     print_json,
@@ -25,7 +26,13 @@ from pgsched.cli.common import (
 )
 from pgsched.durations import format_duration, parse_duration, parse_instant
 from pgsched.errors import UsageError
-from pgsched.models import STATUSES
+from pgsched.models import (
+    INT_DIGITS_MAX,
+    KEY_MAX_BYTES,
+    PAYLOAD_DEPTH_MAX,
+    STATUSES,
+    payload_problem,
+)
 
 PRIORITY_RANGE = (-1000, 1000)
 ATTEMPTS_RANGE = (1, 1000)
@@ -34,26 +41,50 @@ ATTEMPTS_RANGE = (1, 1000)
 # -- input -------------------------------------------------------------------------------------
 
 
-def parse_payload(text: str | None) -> Any:
-    """``--payload``: inline JSON, or ``@path`` to a JSON file; errors say where."""
+# The most of a --payload @FILE read: past it the file is refused, not read on (/dev/zero,
+# a log file by mistake). The table's own limit on a payload's size may be lower.
+PAYLOAD_FILE_MAX = 64 * 1024 * 1024
+
+
+def parse_payload(text: str | None, option: str = "--payload") -> Any:
+    """``--payload``: inline JSON, or ``@path`` to a JSON file; errors say where. Whatever
+    jsonb or Python's json cannot carry (NUL, a lone surrogate, NaN, nesting past
+    PAYLOAD_DEPTH_MAX, integers of more than 4300 digits) is refused in one line too."""
     if text is None:
         return None
-    source = "--payload"
+    source = option
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as f:
+                raw = f.read(PAYLOAD_FILE_MAX + 1)
         except FileNotFoundError:
-            raise UsageError(f"--payload: file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--payload: cannot read {path}: {e}") from None
-        source = f"--payload {path}"
+            raise UsageError(f"{option}: file {path} does not exist") from None
+        except OSError as e:
+            raise UsageError(f"{option}: cannot read {path}: {e.strerror or e}") from None
+        if len(raw) > PAYLOAD_FILE_MAX:
+            raise UsageError(
+                f"{option}: {path} is larger than {PAYLOAD_FILE_MAX // (1024 * 1024)} MiB"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"{option}: cannot read {path}: not UTF-8 ({e.reason})") from None
+        source = f"{option} {path}"
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise UsageError(
             f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"{source}: nested deeper than {PAYLOAD_DEPTH_MAX} levels") from None
+    except ValueError:  # int() of a literal past sys.get_int_max_str_digits()
+        raise UsageError(f"{source}: an integer of more than {INT_DIGITS_MAX} digits") from None
+    problem = payload_problem(value, "payload")
+    if problem is not None:
+        raise UsageError(f"{source}: {problem}")
+    return value
 
 
 def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None:
@@ -121,9 +152,38 @@ def submit_cmd(
         options["queue"] = queue
     client = state.client()
     # Validate before connecting, so bad input never touches the database.
+    if key is not None and len(key.encode("utf-8", "surrogatepass")) > KEY_MAX_BYTES:
+        raise UsageError(f"--key: too long: at most {KEY_MAX_BYTES} bytes (UTF-8)")
     spec = client.spec(task_type, parse_payload(payload), **options)
-    task_id, _created = client.submit_spec(spec)
+    task_id, created = client.submit_spec(spec)
+    if not created:
+        _warn_if_key_differs(client, task_id, spec)
     print(task_id)
+
+
+def _warn_if_key_differs(client: Any, task_id: int, spec: Any) -> None:
+    """The key already named a task: say so on stderr when that task is not this one (another
+    type, queue or payload), since nothing was submitted."""
+    try:
+        have = client.get(task_id)
+    except Exception:  # the warning is a courtesy; the id printed is right either way
+        return
+    differs = [
+        name
+        for name, mine in (
+            ("type", spec.task_type),
+            ("queue", spec.queue),
+            ("payload", spec.payload),
+        )
+        if have.get({"type": "task_type"}.get(name, name)) != mine
+    ]
+    if differs:
+        err_console.print(
+            f"warning: --key {spec.idempotency_key!r} already names task {task_id}, whose "
+            f"{' and '.join(differs)} differ from this submission: nothing was submitted",
+            markup=False,
+            highlight=False,
+        )
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -191,7 +251,7 @@ def _print_summary(s: dict[str, Any]) -> None:
                 f"{w['current_task_count']}/{w['max_task_capacity']}",
                 f"{w['cpu_usage']:.0f}",
                 f"{w['memory_usage']:.0f}",
-                format_duration(float(w["heartbeat_age_s"])) + " ago",
+                format_duration(w["heartbeat_age_s"]) + " ago",
             )
         console.print(table)
     else:
@@ -284,7 +344,7 @@ def list_cmd(
             r["status"],
             str(r["priority"]),
             f"{r['attempts']}/{r['max_attempts']}",
-            r["run_at"].astimezone().strftime("%m-%d %H:%M:%S"),
+            fmt_time(r["run_at"], "%m-%d %H:%M:%S"),
             (r["last_error"] or "-").splitlines()[0] if r["last_error"] else "-",
         )
     console.print(table)

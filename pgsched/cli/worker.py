@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import signal
 import sys
@@ -12,6 +13,12 @@ import typer
 
 from pgsched.cli.app import app
 from pgsched.cli.common import exits_on_error, fail, state
+from pgsched.durations import parse_duration
+from pgsched.worker.supervision import safe_str
+
+# Seconds a worker whose thread died gets to hand its tasks back before the process exits 1
+# anyway (what it leaves running, recovery hands on: the process's liveness lock goes with it).
+FAILED_STOP_WAIT = 15.0
 
 
 def _import_app(module: str) -> None:
@@ -24,8 +31,11 @@ def _import_app(module: str) -> None:
         sys.path.insert(0, "")
     try:
         importlib.import_module(module)
+    except SystemExit as e:  # sys.exit() in the module: one line, and exit 1, not its code
+        fail(f"--app {module}: cannot import: it called sys.exit({e.code!r})", 1)
     except Exception as e:  # ImportError, or any error raised while importing it
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        text = safe_str(e).strip()
+        detail = text.splitlines()[0] if text else type(e).__name__
         fail(f"--app {module}: cannot import: {type(e).__name__}: {detail}", 1)
 
 
@@ -53,11 +63,11 @@ def worker_cmd(
         False, "--allow-shell", help="Run `shell` tasks (arbitrary commands)."
     ),
     burst: bool = typer.Option(False, "--burst", help="Exit once nothing is left to run."),
-    grace: float = typer.Option(
+    grace: str = typer.Option(
         None,
         "--grace",
-        min=0,
-        help="Seconds running tasks get to finish on SIGTERM/SIGINT [settings.grace].",
+        help="How long running tasks get to finish on SIGTERM/SIGINT: 30, 30s, 2m "
+        "[settings.grace].",
     ),
     schedules: Path = typer.Option(
         None, "--schedules", help="YAML schedules file to run an in-process scheduler for."
@@ -86,6 +96,13 @@ def worker_cmd(
         fail("--queues: give at least one queue name", 2)
     if schedules is not None and not schedules.is_file():
         fail(f"--schedules: file {schedules} does not exist", 2)
+    # Parsed here, not by typer: nan, inf or 1e12 are one line naming --grace.
+    grace_s = parse_duration(grace, "--grace").total_seconds() if grace is not None else None
+    scheduler = None
+    if schedules is not None:
+        from pgsched.schedules import load_schedules
+
+        load_schedules(schedules)  # a bad file: one line, exit 2, before the worker starts
     dsn = state.dsn()
     w = Worker(
         dsn,
@@ -96,16 +113,17 @@ def worker_cmd(
         allow_shell=allow_shell,
         weighted=not no_load_weighting,
         burst=burst,
-        grace=grace,
+        grace=grace_s,
     )
 
     def on_signal(signum: int, frame: Any) -> None:
-        w.emit("signal_received", signal=signal.Signals(signum).name, immediate=w.stopping)
-        w.request_stop()
+        immediate = w.stopping
+        w.request_stop()  # first: a failing log line must not keep the signal from working
+        with contextlib.suppress(Exception):
+            w.emit("signal_received", signal=signal.Signals(signum).name, immediate=immediate)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    scheduler = None
     probe = None
     if http_port is not None:
         from pgsched.worker.probe import Probe
@@ -120,13 +138,20 @@ def worker_cmd(
         if schedules is not None:
             from pgsched.schedules import Scheduler
 
-            scheduler = Scheduler(dsn, Path(schedules))
+            # The scheduler's thread is supervised like the worker's own: its death stops
+            # the worker, exit 1.
+            scheduler = Scheduler(dsn, Path(schedules), on_crash=w.report_crash)
             scheduler.start()
         while not w.wait(0.5):
-            pass
+            if w.failure is not None:  # a service thread died: the worker is stopping
+                w.wait(FAILED_STOP_WAIT)
+                break
     finally:
         if scheduler is not None:
             scheduler.stop()
-        w.stop()
+        if w.failure is None:
+            w.stop()
         if probe is not None:
             probe.stop()
+    if w.failure is not None:
+        fail(f"worker stopped: {w.failure}", 1)

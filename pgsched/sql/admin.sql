@@ -6,8 +6,9 @@
 -- of them with %(all)s. Live ones first.
 SELECT w.name, w.host, w.pid, w.status, w.queues, w.task_types, w.cpu_usage, w.memory_usage,
        w.current_task_count, w.max_task_capacity, w.last_heartbeat, w.started_at, w.stopped_at,
-       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - w.last_heartbeat)::float8
-           AS heartbeat_age_s
+       CASE WHEN isfinite(w.last_heartbeat)  -- a row set to 'infinity' from SQL: NULL
+            THEN extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - w.last_heartbeat)::float8
+       END AS heartbeat_age_s
 FROM pgsched.workers w
 WHERE %(all)s::boolean
    OR w.status NOT IN ('stopped', 'dead')

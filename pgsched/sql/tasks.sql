@@ -156,13 +156,15 @@ WHERE t.id = %(id)s AND t.status IN ('blocked', 'pending', 'retrying', 'running'
 RETURNING t.id, t.status, t.cancel_requested;
 
 -- name: retry_task :one
--- A failed or cancelled task runs again with `extra` more attempts; its dead-letter row goes.
+-- A failed or cancelled task runs again with `extra` more attempts (up to 1000 in all: one
+-- that has used 1000 is refused, see Client.retry); its dead-letter row goes. Its last error
+-- is the previous run's: cleared, so a run that succeeds does not keep "cancelled by user".
 WITH t AS (
     UPDATE pgsched.tasks
     SET status = 'pending', run_at = now(), max_attempts = least(1000, attempts + %(extra)s),
         finished_at = NULL, cancel_requested = false, assigned_worker = NULL,
-        version = version + 1
-    WHERE id = %(id)s AND status IN ('failed', 'cancelled')
+        last_error = NULL, version = version + 1
+    WHERE id = %(id)s AND status IN ('failed', 'cancelled') AND attempts < 1000
     RETURNING id, status, max_attempts
 ), d AS (
     DELETE FROM pgsched.dead_letter WHERE task_id IN (SELECT id FROM t)
@@ -172,12 +174,20 @@ SELECT id, status, max_attempts FROM t;
 -- name: task_status :scalar
 SELECT status FROM pgsched.tasks WHERE id = %(id)s;
 
+-- name: task_attempts :scalar
+SELECT attempts FROM pgsched.tasks WHERE id = %(id)s;
+
 -- name: status_counts :many
 SELECT queue, status, count(*) AS n FROM pgsched.tasks GROUP BY queue, status ORDER BY queue, status;
 
 -- name: oldest_ready :many
 -- Per queue: how long the oldest task that could run now has been waiting.
-SELECT queue, extract(epoch FROM now() - min(run_at)) AS age_s, count(*) AS ready
+-- isfinite: an infinite time (which no CHECK keeps out of every column) gives NULL, not an
+-- error (PostgreSQL before 17 cannot subtract it) or an infinite age.
+SELECT queue,
+       CASE WHEN isfinite(min(run_at)) THEN extract(epoch FROM now() - min(run_at))::float8 END
+           AS age_s,
+       count(*) AS ready
 FROM pgsched.tasks
 WHERE status IN ('pending', 'retrying') AND run_at <= now()
 GROUP BY queue ORDER BY queue;
@@ -185,7 +195,8 @@ GROUP BY queue ORDER BY queue;
 -- name: worker_rows :many
 SELECT w.name, w.host, w.pid, w.status, w.queues, w.task_types, w.cpu_usage, w.memory_usage,
        w.current_task_count, w.max_task_capacity, w.last_heartbeat, w.started_at,
-       extract(epoch FROM now() - w.last_heartbeat) AS heartbeat_age_s
+       CASE WHEN isfinite(w.last_heartbeat)
+            THEN extract(epoch FROM now() - w.last_heartbeat)::float8 END AS heartbeat_age_s
 FROM pgsched.workers w
 WHERE w.status <> 'stopped' OR w.stopped_at > now() - interval '1 hour'
 ORDER BY w.name;

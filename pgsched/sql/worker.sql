@@ -343,7 +343,10 @@ WITH gate AS (
     INSERT INTO pgsched.task_executions
         (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
     SELECT id, attempts, owner, started_at, lost_at,
-           'lost', extract(epoch FROM lost_at - started_at) * 1000, last_error
+           'lost',
+           CASE WHEN isfinite(started_at)  -- a started_at set to infinity by hand
+                THEN extract(epoch FROM lost_at - started_at) * 1000 END,
+           last_error
     FROM lost
     ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING
 ), dl AS (

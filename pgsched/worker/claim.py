@@ -9,6 +9,7 @@ Blocking psycopg on threads rather than asyncio: ~31k against ~26k/s (same drain
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import random
@@ -24,7 +25,9 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_loads
 
 from pgsched.errors import DatabaseUnavailable
+from pgsched.models import DURATION_MAX_S
 from pgsched.sql import Q
+from pgsched.worker.supervision import CrashHook, bounded, guarded, safe_str
 
 
 def claim(
@@ -96,8 +99,26 @@ def next_due_in(
 _decode_json = json.JSONDecoder().decode
 
 
+class Undecodable:
+    """Stands for a jsonb value that PostgreSQL holds but Python cannot decode: an integer of
+    more than 4300 digits (ValueError), arrays or objects nested ~1000 deep (RecursionError).
+    Raising there failed the whole claim, after it had committed: every task of the batch
+    stayed running and the claim thread died. The executor fails such a task for good."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<undecodable JSON: {self.error}>"
+
+
 def _load_json(data: bytes | str) -> Any:
-    return _decode_json(data if isinstance(data, str) else data.decode())
+    try:
+        return _decode_json(data if isinstance(data, str) else data.decode())
+    except (ValueError, RecursionError, MemoryError) as e:
+        return Undecodable(bounded(f"{type(e).__name__}: {safe_str(e)}", 500))
 
 
 def fast_json(conn: psycopg.Connection) -> None:
@@ -166,6 +187,11 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     uniform in [d/2, d] with d = min(cap, base * 2**(attempt-1)). Half the delay is kept so
     retries never bunch at zero; the other half spreads a thundering herd."""
     d = min(cap, base * (2 ** max(0, min(attempt - 1, 62))))
+    # Bounded: run_at = now() + delay must be an interval and a timestamp that PostgreSQL and
+    # Python can both hold. A row's backoff of '1000000 years' (or a non-finite one) made the
+    # completion fail with "interval out of range", and the task stayed running.
+    if not d <= DURATION_MAX_S:  # also NaN
+        d = DURATION_MAX_S
     r = (rng or random).random()
     return d / 2 + r * d / 2
 
@@ -193,6 +219,7 @@ class Completer:
         on_error: Callable[[BaseException], None],
         max_batch: int = 1000,
         writers: int = 1,
+        on_crash: CrashHook | None = None,
     ) -> None:
         self._connect = connect
         self._worker = worker
@@ -201,12 +228,18 @@ class Completer:
         self._max_batch = max_batch
         self._q: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._inflight = [0] * writers  # size of the batch each writer is writing
+        self._since = [0.0] * writers  # monotonic start of each writer's write, 0: idle
+        self._abandoned = False  # stop(): a hung writer writes nothing more
+        self._spares: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._conns: list[psycopg.Connection | None] = [None] * writers
         self._threads = [
             threading.Thread(
-                target=self._run, args=(i,), name=f"pgsched-completer-{i}", daemon=True
+                target=guarded(self._run, on_crash),
+                args=(i,),
+                name=f"pgsched-completer-{i}",
+                daemon=True,
             )
             for i in range(writers)
         ]
@@ -214,6 +247,26 @@ class Completer:
     def start(self) -> None:
         for t in self._threads:
             t.start()
+
+    @property
+    def alive(self) -> bool:
+        """Every writer thread is running (a dead one leaves completions unwritten)."""
+        return all(t.is_alive() for t in self._threads)
+
+    def hung_for(self, now: float | None = None) -> tuple[str, float] | None:
+        """(writer thread, seconds) of the longest write in flight, if any."""
+        now = time.monotonic() if now is None else now
+        starts = [(t, self._threads[i].name) for i, t in enumerate(self._since) if t]
+        if not starts:
+            return None
+        t, name = min(starts)
+        return name, now - t
+
+    @property
+    def healthy(self) -> bool:
+        """Every writer runs, and none has been writing for more than a minute."""
+        hung = self.hung_for()
+        return self.alive and (hung is None or hung[1] < 60)
 
     @property
     def backlog(self) -> int:
@@ -236,14 +289,38 @@ class Completer:
                 self._idle.wait(left)
         return True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the writers once what is queued is written. A writer still busy after
+        ``timeout`` has its statement cancelled and writes nothing more (its tasks stay
+        running for recovery to hand on)."""
         for _ in self._threads:
             self._q.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join()
-        for c in self._conns:
-            if c is not None:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        stuck = [i for i, t in enumerate(self._threads) if t.is_alive()]
+        if stuck:
+            self._abandoned = True
+            for i in stuck:
+                if (c := self._conns[i]) is not None:
+                    with contextlib.suppress(Exception):
+                        c.cancel_safe(timeout=2)
+            for i in stuck:
+                self._threads[i].join(2)
+        for i, c in enumerate(self._conns):
+            if c is not None and not self._threads[i].is_alive():
                 c.close()
+        for c in self._spares:
+            c.close()
+
+    def spare_connection(self) -> psycopg.Connection:
+        """Writer 0's connection when its thread is idle (the worker's shutdown hand-back), or
+        a new one while that writer is stuck in a write."""
+        if self._since[0] and time.monotonic() - self._since[0] > 1.0:
+            c = self._connect()
+            self._spares.append(c)
+            return c
+        return self.connection(0)
 
     def connection(self, i: int = 0) -> psycopg.Connection:
         """Writer i's connection (0 also serves the worker's shutdown hand-back, once the
@@ -271,7 +348,11 @@ class Completer:
                     break
                 batch.append(nxt)
             self._inflight[i] = len(batch)
-            changed = self._write(i, batch)
+            self._since[i] = time.monotonic()
+            try:
+                changed = self._write(i, batch)
+            finally:
+                self._since[i] = 0.0
             with self._idle:
                 self._inflight[i] = 0
                 self._idle.notify_all()
@@ -281,6 +362,8 @@ class Completer:
     def _write(self, i: int, batch: list[Completion]) -> set[int]:
         delay = 0.05
         while True:
+            if self._abandoned:
+                return set()
             try:
                 changed = complete(self.connection(i), self._worker, batch)
             except (psycopg.OperationalError, DatabaseUnavailable) as e:
@@ -303,15 +386,37 @@ class Completer:
     def _write_one_by_one(self, i: int, batch: list[Completion]) -> set[int]:
         changed: set[int] = set()
         for c in batch:
+            if self._abandoned:
+                break
             try:
                 changed |= complete(self.connection(i), self._worker, [c])
                 continue
             except Exception as e:  # psycopg.Error, or a result that cannot be JSON-dumped
                 if c.status == "succeeded":  # an unstorable result fails the attempt for good
-                    c.status, c.outcome, c.result = "failed", "failure", None
-                c.error = f"cannot store the outcome: {str(e).splitlines()[0]}"
+                    c.status, c.outcome = "failed", "failure"
+                c.result = None
+                c.error = bounded(f"cannot store the outcome: {_first_line(e)}")
+                self._reset(i)
+            try:
+                changed |= complete(self.connection(i), self._worker, [c])
+                continue
+            except Exception as e:
+                self._on_error(e)
+                self._reset(i)
+            # Last resort, so the task does not stay running: failed, with only the error.
+            c.status, c.outcome, c.delay = "failed", "failure", 0.0
             try:
                 changed |= complete(self.connection(i), self._worker, [c])
             except Exception as e:
                 self._on_error(e)
+                self._reset(i)
         return changed
+
+    def _reset(self, i: int) -> None:
+        if (c := self._conns[i]) is not None and c.broken:
+            c.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = safe_str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__

@@ -28,7 +28,14 @@ from typing import Any
 
 from pgsched.errors import PermanentError
 from pgsched.registry import TaskContext, TaskTimeout, TaskType
-from pgsched.worker.claim import Completion, backoff
+from pgsched.worker.claim import Completion, Undecodable, backoff
+from pgsched.worker.supervision import CrashHook, bounded, guarded, safe_str
+
+# The longest the timeout monitor sleeps at once. A deadline further away (a timeout of
+# centuries, from a row or a task type) is simply not reached: Condition.wait() raises
+# OverflowError beyond threading.TIMEOUT_MAX, and that killed the monitor, so no later task
+# timed out either.
+_MAX_TIMER_WAIT = 3600.0
 
 
 @dataclass(eq=False)
@@ -62,10 +69,12 @@ class Executor:
         concurrency: int,
         policy: RetryPolicy,
         on_finished: Callable[[Job, Completion | None], None],
+        on_crash: CrashHook | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.policy = policy
         self._on_finished = on_finished
+        self._on_crash = on_crash
         self._lock = threading.Lock()
         self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -75,7 +84,9 @@ class Executor:
         self._timer_cv = threading.Condition()
         self._seq = itertools.count()
         self._closing = False
-        self._monitor = threading.Thread(target=self._watch, name="pgsched-timeouts", daemon=True)
+        self._monitor = threading.Thread(
+            target=guarded(self._watch, on_crash), name="pgsched-timeouts", daemon=True
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -85,7 +96,9 @@ class Executor:
         self._monitor.start()
 
     def _spawn(self) -> None:
-        t = threading.Thread(target=self._pool_loop, name="pgsched-task", daemon=True)
+        t = threading.Thread(
+            target=guarded(self._pool_loop, self._on_crash), name="pgsched-task", daemon=True
+        )
         self._threads.append(t)
         t.start()
 
@@ -126,6 +139,8 @@ class Executor:
         if tt is None:
             name = job.row["task_type"]
             self.finalize(job, exc=PermanentError(f"no handler for task type {name!r}"))
+        elif bad := _undecodable(job.row):
+            self.finalize(job, exc=PermanentError(bad))
         elif tt.inline:
             self._run_sync(job)
         elif tt.is_async:
@@ -153,6 +168,14 @@ class Executor:
             self.finalize(job, result=result)
 
     async def _run_async(self, job: Job) -> None:
+        try:
+            await self._run_async_inner(job)
+        except BaseException as e:  # the bookkeeping after the body, not the body itself
+            if self._on_crash is None:
+                raise
+            self._on_crash("pgsched-async", e)
+
+    async def _run_async_inner(self, job: Job) -> None:
         job.ctx.async_task = asyncio.current_task()
         try:
             result = await self._call(job)
@@ -201,7 +224,7 @@ class Executor:
                     if self._timers and self._timers[0][0] <= now:
                         _, _, job = heapq.heappop(self._timers)
                         break
-                    wait = self._timers[0][0] - now if self._timers else None
+                    wait = min(self._timers[0][0] - now, _MAX_TIMER_WAIT) if self._timers else None
                     self._timer_cv.wait(wait)
                 else:
                     return
@@ -220,7 +243,20 @@ class Executor:
             job.handback = True
             self._on_finished(job, None)
             return
-        self._on_finished(job, self.outcome(job, exc, result))
+        try:
+            completion = self.outcome(job, exc, result)
+        except Exception as e:  # what the task left cannot be described: fail that task only
+            completion = Completion(
+                id=job.row["id"],
+                version=job.row["version"],
+                status="failed",
+                outcome="failure",
+                error=bounded(f"cannot record the outcome: {type(e).__name__}: {safe_str(e)}"),
+                queue=job.row["queue"],
+                task_type=job.row["task_type"],
+                attempt=job.row["attempts"],
+            )
+        self._on_finished(job, completion)
 
     def outcome(self, job: Job, exc: BaseException | None, result: Any) -> Completion:
         row, tt = job.row, job.tt
@@ -239,7 +275,7 @@ class Executor:
             return c
         if job.stop_reason == "timeout" or isinstance(exc, TaskTimeout):
             c.outcome = "timeout"
-            c.error = str(exc) if exc else f"timed out after {row.get('timeout_s')}s"
+            c.error = bounded(safe_str(exc)) if exc else f"timed out after {row.get('timeout_s')}s"
         elif exc is None:
             c.result = result
             return c
@@ -264,8 +300,20 @@ class Executor:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The error text of a failed attempt: bounded, and made even when the exception's own
+    __str__ raises (that used to kill the task's thread, stranding the task and its slot)."""
+    text = safe_str(exc).strip()
     name = type(exc).__name__
     if isinstance(exc, PermanentError) or type(exc).__module__ == "pgsched.builtins":
-        return text or name
-    return f"{name}: {text}" if text else name
+        return bounded(text or name)
+    return bounded(f"{name}: {text}" if text else name)
+
+
+def _undecodable(row: dict[str, Any]) -> str | None:
+    """Why this claimed row's payload or checkpoint cannot be handed to a task (None: it can).
+    Such a task fails for good: another attempt would read the same value."""
+    for column in ("payload", "checkpoint"):
+        v = row.get(column)
+        if isinstance(v, Undecodable):
+            return f"the task's {column} cannot be decoded: {v.error}"
+    return None

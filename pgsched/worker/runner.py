@@ -40,7 +40,8 @@ from psycopg import sql as psql
 
 from pgsched.config import Settings
 from pgsched.db import connect, direct_dsn
-from pgsched.errors import DatabaseUnavailable
+from pgsched.errors import DatabaseUnavailable, PgschedError, ValidationError
+from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, default_registry
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
@@ -48,6 +49,7 @@ from pgsched.worker import heartbeat, reaper, share
 from pgsched.worker.claim import Completer, Completion
 from pgsched.worker.executor import Executor, Job, RetryPolicy
 from pgsched.worker.load import LoadSampler
+from pgsched.worker.supervision import bounded, guarded, safe_str
 
 EventHook = Callable[[str, dict[str, Any]], None]
 # Session settings of the worker's connections. jit = off: every statement a worker runs is
@@ -66,6 +68,11 @@ SESSION = "-c plan_cache_mode=force_custom_plan -c jit=off"
 # (tests/test_worker_plan.py asserts it for each of them), and with jit off no cost could
 # make them compile.
 CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
+# The least time a completion write may take before the worker counts it as hung.
+COMPLETION_HANG_MIN_S = 60.0
+# Seconds run() waits, once a thread died, for the shutdown to hand tasks back before it
+# raises WorkerDied anyway (what is left running, recovery hands on).
+FAILED_STOP_WAIT = 15.0
 _TERMINAL_EVENTS = {
     "succeeded": "task_succeeded",
     "failed": "task_failed",
@@ -78,6 +85,10 @@ def _is_local(conn: psycopg.Connection) -> bool:
     """Whether ``conn``'s server runs on this host (a Unix socket or a loopback address)."""
     host = conn.info.hostaddr or conn.info.host
     return host.startswith("/") or host in ("localhost", "::1") or host.startswith("127.")
+
+
+class WorkerDied(PgschedError):
+    """A service thread of the worker died; the worker stopped (the CLI exits 1)."""
 
 
 class _Wake:
@@ -164,6 +175,16 @@ class Worker:
         self.weighted = weighted
         self.burst = burst
         self.grace = self.settings.grace if grace is None else grace
+        if not 0 <= self.grace <= DURATION_MAX_S:  # also NaN
+            raise ValidationError(
+                f"grace: {self.grace} is not a number of seconds from 0 to "
+                f"{DURATION_MAX_S:.0f} (100 years)",
+                "grace",
+            )
+        # A completion write in flight for longer than this is hung (a lock that is never
+        # released, a server that stopped answering): the worker stops as a failure, as for a
+        # dead thread, rather than heartbeat over tasks whose outcomes it cannot write.
+        self.completion_hang_s = max(COMPLETION_HANG_MIN_S, 2 * self.settings.heartbeat_timeout)
         self.on_event = on_event
         self.log = logger or get_logger(worker=self.name)
         self._debug = self.settings.log_level == "debug"
@@ -203,10 +224,13 @@ class Worker:
         # last heartbeat (share.capacity).
         self.capacity = self.concurrency
         self._threads: list[threading.Thread] = []
+        # Why the worker stopped on its own, if a service thread died ("thread X died: ...").
+        self.failure: str | None = None
         self.executor = Executor(
             self.concurrency,
             RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap),
             self._job_finished,
+            on_crash=self._thread_died,
         )
         self.completer = Completer(
             self._connect_completer,
@@ -215,6 +239,7 @@ class Worker:
             self._completion_error,
             max_batch=max(self.settings.batch_size, 100),
             writers=self.settings.completion_writers,
+            on_crash=self._thread_died,
         )
 
     # -- events --------------------------------------------------------------------------------
@@ -278,8 +303,8 @@ class Worker:
         if not self.settings.prepared_statements:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
-            return {"timeout": self.settings.connect_timeout, "prepare": False}
-        return {"timeout": self.settings.connect_timeout, "options": options}
+            return {"timeout": self.settings.connect_timeout, "prepare": False, "lenient": False}
+        return {"timeout": self.settings.connect_timeout, "options": options, "lenient": False}
 
     def _aux_conn(self) -> psycopg.Connection:
         if self._aux is None or self._aux.closed:
@@ -323,8 +348,8 @@ class Worker:
         self.executor.start()
         self.completer.start()
         for target, tname in (
-            (self._control_loop, "pgsched-control"),
-            (self._claim_loop, "pgsched-claim"),
+            (guarded(self._control_loop, self._thread_died), "pgsched-control"),
+            (self._claim_loop, "pgsched-claim"),  # its own guard: it runs the shutdown
         ):
             t = threading.Thread(target=target, name=tname, daemon=True)
             self._threads.append(t)
@@ -358,10 +383,47 @@ class Worker:
         self._holds_waker = False
 
     def run(self) -> None:
-        """Start and block until stopped (by stop(), a signal handler, or --burst)."""
+        """Start and block until stopped (by stop(), a signal handler, or --burst). Raises
+        WorkerDied if the worker stopped because one of its threads died."""
         if not self._threads:
             self.start()
-        self._stopped.wait()
+        failed_at: float | None = None
+        while not self._stopped.wait(0.5):
+            if self.failure is None:
+                continue
+            # A thread died: the shutdown is bounded, but must not hold run() for good if
+            # what died is what it waits on (a hung completion).
+            failed_at = failed_at or time.monotonic()
+            if time.monotonic() - failed_at > FAILED_STOP_WAIT:
+                break
+        if self.failure is not None:
+            raise WorkerDied(f"worker stopped: {self.failure}")
+
+    def report_crash(self, thread: str, exc: BaseException) -> None:
+        """A thread running alongside the worker (the CLI's scheduler) died: stop as a
+        failure, as for one of the worker's own threads."""
+        self._thread_died(thread, exc)
+
+    def _thread_died(self, thread: str, exc: BaseException) -> None:
+        """A service thread ended on an exception: the worker stops, as a failure. Its
+        heartbeat stops at once (the control thread ends), running tasks get no grace: they
+        are handed back, and what the shutdown cannot hand back (a dead completer's unwritten
+        completions) the other workers' recovery does, within heartbeat_timeout of the last
+        beat. Never raises: it runs on the dying thread."""
+        text = safe_str(exc).strip()
+        line = text.splitlines()[0] if text else ""
+        if self.failure is None:
+            self.failure = bounded(
+                f"thread {thread} died: {type(exc).__name__}" + (f": {line}" if line else ""), 500
+            )
+        self._control_stop.set()
+        self._force.set()
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            self._wake.set()
+            self._poke()
+        with contextlib.suppress(Exception):  # logging may be what failed
+            self.log.error("worker_thread_died", thread=thread, error=self.failure, exc_info=exc)
 
     @property
     def stopping(self) -> bool:
@@ -409,14 +471,15 @@ class Worker:
                 rest = list(self._running.values())
             for job in rest:
                 self.executor.stop_job(job, "shutdown")
-            self.completer.flush(timeout=10)
+            # A dead or hung completer writes nothing more: recovery takes what it left running.
+            self.completer.flush(timeout=10 if self.completer.healthy else 0)
             self._control_stop.set()
             self._poke()
             for t in self._threads:
                 if t.name == "pgsched-control" and t is not threading.current_thread():
                     t.join(timeout=5)
             if self._handback:
-                conn = self.completer.connection()
+                conn = self.completer.spare_connection()
                 ids = [j.id for j in self._handback]
                 released = claims.release(conn, ids, [j.row["version"] for j in self._handback])
                 for j in self._handback:
@@ -428,16 +491,19 @@ class Worker:
                         released=j.id in released,
                     )
         except Exception as e:
-            self.emit("shutdown_error", "error", error=str(e))
+            with contextlib.suppress(Exception):
+                self.emit("shutdown_error", "error", error=safe_str(e))
         finally:
-            self.completer.stop()
-            self.executor.close()
-            self._close_direct(final=True)
-            if self._aux is not None:
-                self._aux.close()
-            self._wake.close()
-            self.emit("worker_stopped")
-            self._stopped.set()
+            try:
+                self.completer.stop(timeout=5)
+                self.executor.close()
+                self._close_direct(final=True)
+                if self._aux is not None:
+                    self._aux.close()
+                self._wake.close()
+                self.emit("worker_stopped", failure=self.failure)
+            finally:
+                self._stopped.set()  # whatever failed above: run() and the CLI must return
 
     def _set_status(self, status: str) -> None:
         try:
@@ -541,6 +607,13 @@ class Worker:
                     if recovery.due(now):
                         self._reap(conn)
                         recovery.ran(now)
+                    hung = self.completer.hung_for(now)
+                    if hung is not None and hung[1] > self.completion_hang_s:
+                        self._thread_died(
+                            hung[0],
+                            TimeoutError(f"a completion write hung for {hung[1]:.0f} s"),
+                        )
+                        return
                     if now >= next_prune:
                         pruned = reaper.prune(conn, retention=s.retention)
                         next_prune = now + (
@@ -680,8 +753,8 @@ class Worker:
     def _claim_loop(self) -> None:
         try:
             self._claim_loop_inner()
-        except Exception as e:  # a bug: say so, then stop cleanly rather than hang
-            self.log.exception("claim_loop_crashed", error=str(e))
+        except BaseException as e:  # a bug: stop, as a failure (exit 1), rather than hang
+            self._thread_died("pgsched-claim", e)
         finally:
             self._claim_done.set()
             self._shutdown()

@@ -1,0 +1,10 @@
+ALTER TABLE pgsched.schedules
+    DROP CONSTRAINT schedules_timeout_bounded,
+    DROP CONSTRAINT schedules_every_bounded;
+ALTER TABLE pgsched.tasks
+    DROP CONSTRAINT tasks_timeout_bounded,
+    DROP CONSTRAINT tasks_backoff_base_bounded,
+    DROP CONSTRAINT tasks_backoff_cap_bounded,
+    DROP CONSTRAINT tasks_run_at_range,
+    DROP CONSTRAINT tasks_ready_has_attempts,
+    DROP CONSTRAINT tasks_blocked_in_workflow;
