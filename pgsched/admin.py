@@ -38,7 +38,6 @@ def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-
 def _finite(value: Any) -> float | None:
     """A float read from the database: None for NULL, NaN or infinity (a row the schema allows,
     e.g. a run_at of -infinity, must not break a read)."""
@@ -46,6 +45,7 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
 
 class Admin:
     def __init__(self, client: Client, *, heartbeat_timeout: float = 15.0) -> None:

@@ -12,6 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from pgsched.client import Client
+from pgsched.errors import PermissionDenied
 
 _n = itertools.count()
 
@@ -76,7 +77,7 @@ def test_submit_may_only_insert_tasks(login_as, conn: psycopg.Connection, dsn: s
     with Client(submit_dsn) as client:
         new_id = client.submit("lib", {"a": 1})
         assert client.submit_batch("lib", [{}, {}])
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(PermissionDenied, match="lacks SELECT"):  # named, in one line
             client.get(new_id)
     assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 6
 
