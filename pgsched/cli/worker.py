@@ -62,6 +62,11 @@ def worker_cmd(
     schedules: Path = typer.Option(
         None, "--schedules", help="YAML schedules file to run an in-process scheduler for."
     ),
+    no_alerts: bool = typer.Option(
+        False,
+        "--no-alerts",
+        help="Run no alert ticker here (alert rules still need one somewhere in the fleet).",
+    ),
     no_load_weighting: bool = typer.Option(
         False, "--no-load-weighting", help="Claim free slots regardless of the cluster's load."
     ),
@@ -106,6 +111,7 @@ def worker_cmd(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     scheduler = None
+    ticker = None
     probe = None
     if http_port is not None:
         from pgsched.worker.probe import Probe
@@ -122,9 +128,15 @@ def worker_cmd(
 
             scheduler = Scheduler(dsn, Path(schedules))
             scheduler.start()
+        if not no_alerts and not burst:
+            from pgsched.alerts.ticker import AlertTicker
+
+            ticker = AlertTicker(dsn, settings=settings).start()
         while not w.wait(0.5):
             pass
     finally:
+        if ticker is not None:
+            ticker.stop()
         if scheduler is not None:
             scheduler.stop()
         w.stop()
