@@ -130,7 +130,7 @@ class SmtpServer:
             )
             if ok:
                 outer.logins.append(user)
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # False: the server answers 535
 
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert), str(key))

@@ -316,7 +316,7 @@ def test_a_storm_of_10000_failures_is_one_notification_per_interval_with_its_cou
     ).fetchall()
     assert [(r["id"], r["count"]) for r in rows] == [(n1, 10000), (n2, 5)]
     body = rows[0]["body"]
-    assert body["summary"].endswith("failed for good after 1 attempts: smtp down (+9999 more)")
+    assert body["summary"].endswith("failed for good after 1 attempt: smtp down (+9999 more)")
     assert len(body["recent"]) == dispatching.RECENT and body["details"] == body["recent"][0]
     tasks = db.execute(
         "SELECT task_type, idempotency_key, payload FROM pgsched.tasks"

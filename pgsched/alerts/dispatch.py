@@ -43,7 +43,8 @@ def summary(event: str, d: dict[str, Any], count: int = 1) -> str:
     task = f"task {d.get('task_id')} ({d.get('task_type')} on {d.get('queue')})"
     error = (d.get("error") or "").splitlines()[0][:200] if d.get("error") else ""
     if event == "task.dead_lettered":
-        s = f"{task} failed for good after {d.get('attempts')} attempts"
+        n = d.get("attempts")
+        s = f"{task} failed for good after {n} attempt{'' if n == 1 else 's'}"
         s += f": {error}" if error else ""
     elif event == "task.retrying":
         s = f"{task} failed attempt {d.get('attempts')} of {d.get('max_attempts')}, retrying"

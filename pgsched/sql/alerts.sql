@@ -68,7 +68,7 @@ FROM pgsched.alert_rules r WHERE r.name = %(name)s::text;
 -- name: alert_notifications_recent :many
 -- The latest notifications, each with the state of its delivery tasks (one per channel;
 -- 'gone' once retention pruned a finished task).
-SELECT n.id, n.uid, n.rule, n.event, n.key, n.count, n.created_at,
+SELECT n.id, n.uid::text AS uid, n.rule, n.event, n.key, n.count, n.created_at,
        n.body ->> 'summary' AS summary,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                      'channel', ch.name, 'task_id', t.id, 'status', coalesce(t.status, 'gone'),
