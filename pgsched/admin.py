@@ -193,6 +193,72 @@ class Admin:
         with self.client.connection() as c:
             return apply_schedules(c, defs, prune=prune, dry_run=dry_run)
 
+    # -- alerts --------------------------------------------------------------------------------
+
+    def apply_alerts(self, spec: Any, *, prune: bool = False, dry_run: bool = False):
+        """Sync an alerts file (pgsched.alerts.config.AlertsFile) into the database, all or
+        nothing; returns the AlertsReport."""
+        from pgsched.alerts.store import apply_alerts
+
+        with self.client.connection() as c:
+            return apply_alerts(c, spec, prune=prune, dry_run=dry_run)
+
+    def alert_rules(self) -> list[dict[str, Any]]:
+        from pgsched.alerts.store import list_rules
+
+        with self.client.connection() as c:
+            return list_rules(c)
+
+    def alert_channels(self) -> list[dict[str, Any]]:
+        from pgsched.alerts.store import list_channels
+
+        with self.client.connection() as c:
+            return list_channels(c)
+
+    def pause_alert(self, name: str) -> None:
+        from pgsched.alerts.store import set_paused
+
+        with self.client.connection() as c:
+            set_paused(c, name, True)
+
+    def resume_alert(self, name: str) -> None:
+        from pgsched.alerts.store import set_paused
+
+        with self.client.connection() as c:
+            set_paused(c, name, False)
+
+    def alert_notifications(
+        self, *, limit: int = 20, rule: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest notifications, newest first, each with its deliveries' state."""
+        from pgsched.alerts.store import recent_notifications
+
+        with self.client.connection() as c:
+            return recent_notifications(c, limit=limit, rule=rule)
+
+    def test_alert(self, name: str) -> list[dict[str, Any]]:
+        """Send a sample notification of rule ``name`` to each of its channels, now, from this
+        process (its environment holds the secrets); one result per channel."""
+        from datetime import UTC
+
+        from pgsched.alerts.deliver import send
+        from pgsched.alerts.dispatch import sample_body
+        from pgsched.alerts.store import rule_for_test
+
+        with self.client.connection() as c:
+            rule = rule_for_test(c, name)
+        body = sample_body(rule, datetime.now(UTC))
+        results = []
+        for ch in rule["channel_defs"]:
+            try:
+                send(ch["type"], ch["config"], body)
+                results.append({"channel": ch["name"], "ok": True, "error": None})
+            except Exception as e:
+                results.append({"channel": ch["name"], "ok": False, "error": str(e)})
+        missing = sorted(set(rule["channels"]) - {ch["name"] for ch in rule["channel_defs"]})
+        results += [{"channel": m, "ok": False, "error": "no such channel"} for m in missing]
+        return results
+
     # -- workflows -----------------------------------------------------------------------------
 
     def submit_workflow(self, definition: Mapping[str, Any] | Any) -> int:

@@ -1,4 +1,5 @@
-"""Built-in task types: shell (only with --allow-shell), http, dummy, noop.
+"""Built-in task types: shell (only with --allow-shell), http, dummy, noop, and pgsched.alert
+(delivers an alert notification: pgsched/alerts/deliver.py).
 
 A payload of the wrong shape fails that attempt permanently with an error naming the field
 (pydantic validation); it never stops the worker.
@@ -167,6 +168,12 @@ def run_noop(payload: Any) -> None:
     return None
 
 
+def run_alert(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+    from pgsched.alerts.deliver import run_alert as deliver
+
+    return deliver(payload, ctx, stop)
+
+
 def builtin_registry(*, allow_shell: bool) -> Registry:
     r = Registry()
     if allow_shell:
@@ -174,4 +181,5 @@ def builtin_registry(*, allow_shell: bool) -> Registry:
     r.register(TaskType("http", run_http, stoppable=True))
     r.register(TaskType("dummy", run_dummy, stoppable=True))
     r.register(TaskType("noop", run_noop, inline=True))
+    r.register(TaskType("pgsched.alert", run_alert, stoppable=True))
     return r

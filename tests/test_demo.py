@@ -118,6 +118,10 @@ def test_demo_runs_and_leaves_nothing_behind(demo_home: Path) -> None:
     done = re.search(r"(\d+) succeeded", m[2])
     assert int(m[1]) >= 10 and done and int(done[1]) >= 5, summary
     assert summary.endswith("; server stopped")
+    # the example alert rules were applied, their webhook pointed at the demo's receiver
+    assert re.search(r"^alerts: examples/alerts\.yaml applied; its webhook posts to http://127",
+                     r.stdout, re.M), r.stdout  # fmt: skip
+    assert re.search(r"; \d+ alert notifications received", summary), summary
     # pgsched serve ran beside the workers, with a read token printed for it
     assert re.search(r"^API: http://127\.0\.0\.1:\d+ .* read token: pgs_\S+$", r.stdout, re.M)
     # nothing left running: no worker, no server

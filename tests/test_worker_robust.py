@@ -422,6 +422,26 @@ def test_a_dead_scheduler_thread_stops_the_worker(
         sched.stop()
 
 
+def test_a_dead_alert_ticker_stops_the_worker(dsn: str, workers: list[Worker]) -> None:
+    """Every `pgsched worker` runs an alert ticker beside it: its death stops the worker,
+    non-zero, instead of leaving alerts undelivered while the worker looks healthy."""
+    from pgsched.alerts.ticker import AlertTicker
+
+    w = start(dsn, workers, Registry(), name="with-alerts", queues=["alr"])
+
+    def broken_clock() -> Any:
+        raise SchedulerClockBroke("alert clock broke")
+
+    ticker = AlertTicker(dsn, clock=broken_clock, on_crash=w.report_crash).start()
+    try:
+        assert w.wait(30), "the worker stops once the ticker's thread died"
+        assert w.failure is not None and "pgsched-alerts" in w.failure
+        with pytest.raises(WorkerDied, match="pgsched-alerts"):
+            w.run()
+    finally:
+        ticker.stop()
+
+
 def test_a_hung_completion_stops_the_worker_non_zero(dsn: str, workers: list[Worker]) -> None:
     """A completion that waits for good (here on a row lock another session holds) used to
     leave the worker heartbeating over a task it could not finish, and run() never returned."""

@@ -53,6 +53,7 @@ def _register() -> None:
     # Each module adds its commands to `app` (one module per command group).
     from pgsched.cli import (  # noqa: F401
         admin,
+        alerts,
         demo,
         dlq,
         schedules,

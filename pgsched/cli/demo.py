@@ -61,6 +61,54 @@ def schedules_file() -> Path | None:
     return None
 
 
+def alerts_file() -> Path | None:
+    """examples/alerts.yaml, found as schedules_file() finds its file."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        f = base / "examples" / "alerts.yaml"
+        if f.is_file():
+            return f
+    return None
+
+
+def start_alerts(dsn: str, home: Path) -> Any:
+    """Apply examples/alerts.yaml with its webhook pointed at a local receiver that checks
+    each signature and appends what arrives to HOME/alerts.log; the workers get the secret
+    through the environment (PGSCHED_WEBHOOK_SECRET), as in a deployment."""
+    import secrets
+
+    from pgsched.admin import Admin
+    from pgsched.alerts.config import WebhookChannel, load_alerts
+    from pgsched.alerts.receiver import DemoReceiver
+    from pgsched.client import Client
+
+    path = alerts_file()
+    if path is None:
+        return None
+    secret = os.environ.get("PGSCHED_WEBHOOK_SECRET") or secrets.token_hex(16)
+    os.environ["PGSCHED_WEBHOOK_SECRET"] = secret  # inherited by the workers
+    log = home / "alerts.log"
+    lock = threading.Lock()
+
+    def record(line: str) -> None:
+        with lock, open(log, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        receiver.last = line
+
+    receiver = DemoReceiver(secret, record)
+    receiver.last = ""
+    spec = load_alerts(path)
+    spec.channels = [
+        c.model_copy(update={"url": receiver.url, "url_env": None})
+        if isinstance(c, WebhookChannel)
+        else c
+        for c in spec.channels
+    ]
+    with Client(dsn) as client:
+        Admin(client).apply_alerts(spec)
+    receiver.log = log
+    return receiver.start()
+
+
 def _die_with_parent() -> None:  # in the child: a killed demo takes its workers with it
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
@@ -132,6 +180,7 @@ class Demo:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.started = time.monotonic()
+        self.receiver: Any = None
 
     def start_workers(self) -> None:
         env = {
@@ -342,6 +391,16 @@ def demo_cmd(
     try:
         migrate.upgrade(dsn)
         demo = Demo(dsn, Path(settings.home).absolute(), rate)
+        demo.home.mkdir(parents=True, exist_ok=True)
+        # Before the workers: they inherit the webhook's secret from this process.
+        demo.receiver = start_alerts(dsn, demo.home)
+        if demo.receiver is not None:
+            console.print(
+                f"alerts: examples/alerts.yaml applied; its webhook posts to {demo.receiver.url},"
+                f" which writes what arrives to {demo.receiver.log}",
+                highlight=False,
+                soft_wrap=True,
+            )
         demo.start_workers()
         console.print(
             "workers: "
@@ -366,6 +425,8 @@ def demo_cmd(
             demo.producer.join(timeout=10)
             codes = demo.stop_workers()
             demo.stop_api()
+            if demo.receiver is not None:
+                demo.receiver.stop()
         summary = _summary(demo, dsn, codes, started_server)
     except KeyboardInterrupt:
         err_console.print("interrupted: workers killed; a restarted worker recovers their tasks")
@@ -397,9 +458,13 @@ def _foreground(
 
             def extra() -> Text:
                 demo.check_workers()
+                alerts = ""
+                if demo.receiver is not None and demo.receiver.received:
+                    alerts = f"\nalerts received: {demo.receiver.received} · last: "
+                    alerts += demo.receiver.last
                 return Text(
                     f"demo: {len(demo.producer.ids)} tasks submitted in "
-                    f"{format_duration(demo.elapsed())} · worker logs in {demo.home}",
+                    f"{format_duration(demo.elapsed())} · worker logs in {demo.home}" + alerts,
                     style="dim",
                 )
 
@@ -416,6 +481,12 @@ def _foreground(
             demo.check_workers()
             line = demo.status_line(top.snapshot(admin, failures=0))
             console.print(line, highlight=False, soft_wrap=True)
+            if demo.receiver is not None and demo.receiver.received:
+                console.print(
+                    f"alerts: {demo.receiver.received} received, last: {demo.receiver.last}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             wait = 2.0 if until is None else max(0.0, min(2.0, until - time.monotonic()))
             time.sleep(wait)
             if wait == 0:
@@ -432,7 +503,10 @@ def _summary(demo: Demo, dsn: str, codes: dict[str, int | None], started_server:
     outcome = ", ".join(f"{by_status[s]} {s}" for s in order if by_status.get(s)) or "none ran"
     clean = all(c == 0 for c in codes.values())
     workers = "workers stopped cleanly" if clean else f"worker exit codes {codes}"
+    alerts = ""
+    if demo.receiver is not None:
+        alerts = f"; {demo.receiver.received} alert notifications received"
     return (
         f"demo: {len(demo.producer.ids)} tasks submitted in {format_duration(demo.elapsed())}: "
-        f"{outcome}; {workers}" + ("; server stopped" if started_server else "")
+        f"{outcome}; {workers}{alerts}" + ("; server stopped" if started_server else "")
     )

@@ -213,10 +213,16 @@ def status_cmd(
             _print_task(task)
         return
     summary = client.summary()
+    # The latest alert notifications and their delivery state (none without alert rules).
+    summary["notifications"] = state.admin().alert_notifications(limit=5)
     if json:
         print_json(summary)
     else:
         _print_summary(summary)
+        if summary["notifications"]:
+            from pgsched.cli.alerts import print_notifications
+
+            print_notifications(summary["notifications"], title="recent notifications")
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -72,6 +72,11 @@ def worker_cmd(
     schedules: Path = typer.Option(
         None, "--schedules", help="YAML schedules file to run an in-process scheduler for."
     ),
+    no_alerts: bool = typer.Option(
+        False,
+        "--no-alerts",
+        help="Run no alert ticker here (alert rules still need one somewhere in the fleet).",
+    ),
     no_load_weighting: bool = typer.Option(
         False, "--no-load-weighting", help="Claim free slots regardless of the cluster's load."
     ),
@@ -124,6 +129,7 @@ def worker_cmd(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    ticker = None
     probe = None
     if http_port is not None:
         from pgsched.worker.probe import Probe
@@ -142,11 +148,18 @@ def worker_cmd(
             # the worker, exit 1.
             scheduler = Scheduler(dsn, Path(schedules), on_crash=w.report_crash)
             scheduler.start()
+        if not no_alerts and not burst:
+            from pgsched.alerts.ticker import AlertTicker
+
+            # Supervised like the scheduler: its death stops the worker, exit 1.
+            ticker = AlertTicker(dsn, settings=settings, on_crash=w.report_crash).start()
         while not w.wait(0.5):
             if w.failure is not None:  # a service thread died: the worker is stopping
                 w.wait(FAILED_STOP_WAIT)
                 break
     finally:
+        if ticker is not None:
+            ticker.stop()
         if scheduler is not None:
             scheduler.stop()
         if w.failure is None:

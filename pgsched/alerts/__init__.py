@@ -1,0 +1,6 @@
+"""Alerts: rules over events and thresholds, notifications to webhooks, Slack and email,
+delivered durably as pgsched tasks. See README "Alerts"."""
+
+from pgsched.alerts.config import DELIVERY_TYPE, EVENTS, THRESHOLDS, load_alerts, parse_alerts
+
+__all__ = ["DELIVERY_TYPE", "EVENTS", "THRESHOLDS", "load_alerts", "parse_alerts"]

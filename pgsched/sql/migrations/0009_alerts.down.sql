@@ -1,0 +1,14 @@
+DROP TRIGGER schedules_alert ON pgsched.schedules;
+DROP FUNCTION pgsched.alert_schedule_misfired();
+DROP TRIGGER workers_alert ON pgsched.workers;
+DROP FUNCTION pgsched.alert_worker_dead();
+DROP TRIGGER workflows_alert ON pgsched.workflows;
+DROP FUNCTION pgsched.alert_workflow_changed();
+DROP TRIGGER tasks_alert ON pgsched.tasks;
+DROP FUNCTION pgsched.alert_task_changed();
+DROP FUNCTION pgsched.alert_record(text, text[], text, text, jsonb);
+DROP TABLE pgsched.alert_notifications;
+DROP TABLE pgsched.alert_state;
+DROP TABLE pgsched.alert_events;
+DROP TABLE pgsched.alert_rules;
+DROP TABLE pgsched.alert_channels;
