@@ -306,7 +306,7 @@ def test_sign_in_scopes_and_revocation(dsn: str, conn: psycopg.Connection, seede
         assert f'hx-post="/ui/actions/dead-letter/{task}/requeue"' in says(r)
         r = http.post(f"/ui/actions/dead-letter/{task}/requeue", headers=HX)
         assert r.status_code == 200 and f"Task {task} requeued" in says(r)
-        assert r.headers["HX-Trigger"] == "pgsched-refresh"
+        assert r.headers["HX-Trigger-After-Settle"] == "pgsched-refresh"
 
         # Revoked: the next page asks to sign in again.
         with Client(dsn) as c:

@@ -5,8 +5,8 @@ routes call, so a button does exactly what `DELETE /api/v1/tasks/{id}` or
 
 Pages are rendered whole; live parts poll their own URL every 2 s and htmx swaps in the part
 it selects (``hx-select``), so a refresh costs what a page load costs and nothing else.
-Actions answer with one line for the page's notice area and an ``HX-Trigger`` that makes the
-page refresh at once.
+Actions answer with one line for the page's notice area and an ``HX-Trigger-After-Settle``
+header that makes the page refresh at once.
 """
 
 from __future__ import annotations
@@ -493,7 +493,9 @@ def action(request: Request, do: Callable[[], str]) -> Response:
     except PgschedError as e:
         message, status, kind = _line(e), 503, "error"
     html = f'<p class="flash {kind}" role="status" data-outcome="{kind}">{_esc(message)}</p>'
-    return HTMLResponse(html, status_code=status, headers={"HX-Trigger": "pgsched-refresh"})
+    return HTMLResponse(
+        html, status_code=status, headers={"HX-Trigger-After-Settle": "pgsched-refresh"}
+    )
 
 
 def _line(e: Exception) -> str:
