@@ -172,6 +172,11 @@ def overview(request: Request, who: Principal) -> Response:
         (s for s in admin.schedules() if s["enabled"] and not s["paused"] and s["next_tick"]),
         key=lambda s: s["next_tick"],
     )[:8]
+    # The rate now: attempts finished in the last five minute-buckets, over the time they span
+    # (the newest bucket is the minute in progress).
+    recent = hour[-5:]
+    span = (datetime.now(UTC) - recent[0]["at"]).total_seconds() if recent else 0
+    recent_per_s = sum(p["finished"] for p in recent) / span if span > 0 else 0.0
     totals = {
         k: sum(q[k] for q in queues)
         for k in ("ready", "scheduled", "retrying", "running", "blocked", "dead_letter")
@@ -189,6 +194,7 @@ def overview(request: Request, who: Principal) -> Response:
         ],
         workers=workers,
         schedules=schedules,
+        recent_per_s=recent_per_s,
     )
 
 
