@@ -149,9 +149,9 @@ def _plans(url: str, samples: dict[str, int]) -> list[tuple[str, str, float]]:
     cases = [
         ("dash_queues", Q.dash_queues.sql, {"now": None}),
         (
-            "dash_series (24 h by 30 min)",
+            "dash_series (24 h by 1 min, work_mem 32MB as Admin.throughput_series sets it)",
             Q.dash_series.sql,
-            {"now": None, "window": timedelta(hours=24), "bucket": timedelta(minutes=30)},
+            {"now": None, "window": timedelta(hours=24), "bucket": timedelta(minutes=1)},
         ),
         (
             "dash_tasks (newest page, no filter)",
@@ -183,6 +183,7 @@ def _plans(url: str, samples: dict[str, int]) -> list[tuple[str, str, float]]:
     out = []
     with psycopg.connect(url, autocommit=True) as c:
         for name, sql, params in cases:
+            c.execute("SET work_mem = '32MB'" if "work_mem" in name else "RESET work_mem")
             rows = c.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) " + sql, params).fetchall()
             text = "\n".join(r[0] for r in rows)
             ms = sum(

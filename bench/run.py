@@ -49,6 +49,8 @@ ONCE = "GHIJ"
 
 def versions() -> dict:
     out = {}
+    if not Path(PEERS_PY).exists():  # `--systems pgsched` runs without the peers installed
+        return _own_versions(out)
     res = subprocess.run(
         [
             PEERS_PY,
@@ -68,6 +70,10 @@ def versions() -> dict:
         out["graphile-worker"] = json.loads(pkg.read_text())["version"]
     node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=False)
     out["node"] = node.stdout.strip()
+    return _own_versions(out)
+
+
+def _own_versions(out: dict) -> dict:
     import importlib.metadata as m
 
     out["pgsched"] = m.version("pgsched")

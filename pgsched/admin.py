@@ -333,9 +333,17 @@ class Admin:
         every bucket present (zeros where nothing finished)."""
         if not timedelta(seconds=1) <= bucket <= window <= timedelta(days=31):
             raise ValidationError("window: buckets of 1 s up to a window of 31 days", "window")
-        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+        with (
+            self.client.connection() as c,
+            c.transaction(),
+            c.cursor(row_factory=dict_row) as cur,
+        ):
             if now is None:
                 now = cur.execute("SELECT now() AS n").fetchone()["n"]
+            # The planner takes every attempt for a group of its own (it cannot know that the
+            # buckets are at most window/bucket), so with the default work_mem it sorts the
+            # window's attempts on disk; with room for its estimate it hashes them in memory.
+            cur.execute("SET LOCAL work_mem = '32MB'")
             rows = Q.dash_series.run(cur, {"window": window, "bucket": bucket, "now": now})
         got = {r["at"]: r for r in rows}
         origin = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin in dash_series

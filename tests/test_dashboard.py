@@ -15,6 +15,7 @@ import pytest
 
 from pgsched.admin import Admin
 from pgsched.client import Client
+from pgsched.web import draw
 from tests.api import serving
 from tests.dashboard import Gates, seed
 
@@ -226,6 +227,10 @@ def test_throughput_series_has_every_bucket(dsn: str, conn: psycopg.Connection) 
     assert (series[-1]["finished"], series[-1]["failed"]) == (1, 0)
     assert (series[-2]["finished"], series[-2]["failed"]) == (2, 1)
     assert sum(p["finished"] for p in series) == 3
+    # The overview's day chart: the same minutes summed by half hour, aligned on the hour.
+    halves = draw.regroup(series, minutes=30)
+    assert [h["at"].strftime("%H:%M") for h in halves] == ["11:30", "12:00", "12:30"]
+    assert [(h["finished"], h["failed"]) for h in halves] == [(0, 0), (2, 1), (1, 0)]
 
 
 # -- sign-in and scopes ------------------------------------------------------------------------

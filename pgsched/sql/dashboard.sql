@@ -4,20 +4,24 @@
 -- Time-dependent statements take an optional %(now)s (NULL: the server's now()).
 
 -- name: dash_queues :many
--- Per queue: tasks ready now, scheduled for later, retrying (waiting out a backoff), running,
--- blocked (workflow tasks waiting on parents), in the dead letter, and the age of the oldest
--- ready one. Finished rows are never read: each count uses its status's partial index
--- (tasks_ready_idx, tasks_running_idx, tasks_blocked_idx) and the dead letter its own table.
+-- Per queue: tasks ready now, waiting for later (scheduled ahead or backing off before a retry),
+-- retrying (due or not), running, blocked (workflow tasks waiting on parents), in the dead
+-- letter, and the age of the oldest ready one. Finished rows are never read: the waiting counts
+-- and ages are index-only scans of tasks_ready_idx (queue, run_at are its keys), retrying of
+-- tasks_retrying_idx and blocked of tasks_blocked_idx (0007, 0006), running reads its few rows
+-- through tasks_running_idx, and the dead letter is counted in its own table.
 WITH c AS (SELECT coalesce(%(now)s::timestamptz, now()) AS n),
 waiting AS (
     SELECT t.queue,
-           count(*) FILTER (WHERE t.run_at <= c.n) AS ready,
-           count(*) FILTER (WHERE t.status = 'pending' AND t.run_at > c.n) AS scheduled,
-           count(*) FILTER (WHERE t.status = 'retrying') AS retrying,
-           min(t.run_at) FILTER (WHERE t.run_at <= c.n) AS oldest
-    FROM pgsched.tasks t, c
+           count(*) FILTER (WHERE t.run_at <= (SELECT n FROM c)) AS ready,
+           count(*) FILTER (WHERE t.run_at > (SELECT n FROM c)) AS later,
+           min(t.run_at) AS oldest
+    FROM pgsched.tasks t
     WHERE t.status IN ('pending', 'retrying')
     GROUP BY t.queue
+),
+retrying AS (
+    SELECT queue, count(*) AS n FROM pgsched.tasks WHERE status = 'retrying' GROUP BY queue
 ),
 running AS (
     SELECT queue, count(*) AS n FROM pgsched.tasks WHERE status = 'running' GROUP BY queue
@@ -34,14 +38,16 @@ queues AS (
 )
 SELECT q.queue,
        coalesce(w.ready, 0) AS ready,
-       coalesce(w.scheduled, 0) AS scheduled,
-       coalesce(w.retrying, 0) AS retrying,
+       coalesce(w.later, 0) AS later,
+       coalesce(rt.n, 0) AS retrying,
        coalesce(r.n, 0) AS running,
        coalesce(b.n, 0) AS blocked,
        coalesce(d.n, 0) AS dead_letter,
-       extract(epoch FROM (SELECT n FROM c) - w.oldest)::float8 AS oldest_ready_s
+       CASE WHEN w.ready > 0
+            THEN extract(epoch FROM (SELECT n FROM c) - w.oldest)::float8 END AS oldest_ready_s
 FROM queues q
 LEFT JOIN waiting w ON w.queue = q.queue
+LEFT JOIN retrying rt ON rt.queue = q.queue
 LEFT JOIN running r ON r.queue = q.queue
 LEFT JOIN blocked b ON b.queue = q.queue
 LEFT JOIN dead d ON d.queue = q.queue

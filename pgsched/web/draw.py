@@ -58,6 +58,20 @@ def bars(series: list[dict[str, Any]], label: str) -> dict[str, Any]:
     }
 
 
+def regroup(series: list[dict[str, Any]], *, minutes: int) -> list[dict[str, Any]]:
+    """Minute buckets summed into buckets of ``minutes`` (aligned on the hour, UTC)."""
+    from datetime import UTC
+
+    out: dict[Any, dict[str, Any]] = {}
+    for p in series:
+        at = p["at"].astimezone(UTC)
+        key = at.replace(minute=at.minute - at.minute % minutes, second=0, microsecond=0)
+        b = out.setdefault(key, {"at": key, "finished": 0, "failed": 0})
+        b["finished"] += p["finished"]
+        b["failed"] += p["failed"]
+    return list(out.values())
+
+
 NODE_W, NODE_H, COL_W, ROW_H, PAD = 170.0, 46.0, 230.0, 64.0, 12.0
 
 

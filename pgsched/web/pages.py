@@ -165,8 +165,11 @@ def overview(request: Request, who: Principal) -> Response:
     svc = request.app.state.service
     admin = svc.admin
     queues = admin.queue_overview()
-    hour = admin.throughput_series(window=timedelta(hours=1), bucket=timedelta(minutes=1))
-    day = admin.throughput_series(window=timedelta(hours=24), bucket=timedelta(minutes=30))
+    # One read of the day's attempts by minute: the hour chart is its last 60 minutes, the
+    # day chart the same minutes summed by half hour.
+    minutes = admin.throughput_series(window=timedelta(hours=24), bucket=timedelta(minutes=1))
+    hour = minutes[-60:]
+    day = draw.regroup(minutes, minutes=30)
     workers = [w for w in admin.workers() if w["status"] in ("active", "paused", "draining")]
     schedules = sorted(
         (s for s in admin.schedules() if s["enabled"] and not s["paused"] and s["next_tick"]),
@@ -179,7 +182,7 @@ def overview(request: Request, who: Principal) -> Response:
     recent_per_s = sum(p["finished"] for p in recent) / span if span > 0 else 0.0
     totals = {
         k: sum(q[k] for q in queues)
-        for k in ("ready", "scheduled", "retrying", "running", "blocked", "dead_letter")
+        for k in ("ready", "later", "retrying", "running", "blocked", "dead_letter")
     }
     return render(
         request,
