@@ -399,3 +399,38 @@ def test_requeue_all_matching_and_purge(dsn: str, conn: psycopg.Connection, seed
         assert conn.execute("SELECT count(*) FROM pgsched.dead_letter").fetchone()[0] == 0
         r = http.post("/ui/actions/dead-letter/purge", headers=HX)
         assert r.status_code == 200 and "0 dead-letter entries purged" in says(r)
+
+
+def test_cancel_pause_and_workflow_actions_change_their_rows(
+    dsn: str, conn: psycopg.Connection, seeded: dict
+) -> None:
+    def one(sql: str, *args: object) -> object:
+        return conn.execute(sql, args).fetchone()[0]
+
+    task, wf = seeded["pending"][0], seeded["workflow"]
+    with serving(dsn) as http:
+        r = http.post(f"/ui/actions/tasks/{task}/cancel", headers=HX)
+        assert r.status_code == 200 and says(r) == (
+            f'<p class="flash ok" role="status" data-outcome="ok">Task {task} cancelled</p>'
+        )
+        assert one("SELECT status FROM pgsched.tasks WHERE id = %s", task) == "cancelled"
+        r = http.post(f"/ui/actions/tasks/{task}/retry", headers=HX)
+        assert r.status_code == 200 and f"Task {task} queued again" in says(r)
+        assert one("SELECT status FROM pgsched.tasks WHERE id = %s", task) == "pending"
+
+        r = http.post("/ui/actions/schedules/hourly-report/pause", headers=HX)
+        assert r.status_code == 200 and "Schedule hourly-report paused" in says(r)
+        assert one("SELECT paused FROM pgsched.schedules WHERE name = 'hourly-report'") is True
+        page = says(http.get("/ui/schedules"))
+        assert 'hx-post="/ui/actions/schedules/hourly-report/resume"' in page
+        r = http.post("/ui/actions/schedules/hourly-report/resume", headers=HX)
+        assert r.status_code == 200
+        assert one("SELECT paused FROM pgsched.schedules WHERE name = 'hourly-report'") is False
+
+        r = http.post(f"/ui/actions/workflows/{wf}/cancel", headers=HX)
+        assert r.status_code == 200 and f"Workflow {wf} cancelled (3 cancelled" in says(r)
+        assert one("SELECT status FROM pgsched.workflows WHERE id = %s", wf) == "cancelled"
+        r = http.post(f"/ui/actions/workflows/{wf}/cancel", headers=HX)  # again: stale
+        assert r.status_code == 409 and "nothing was changed" in says(r)
+        r = http.post(f"/ui/actions/workflows/{wf}/retry", headers=HX)
+        assert r.status_code == 200 and f"Workflow {wf}: 3 task(s) run again" in says(r)
