@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test fuzz lint bench bench-quick clean pgbouncer pg15
+.PHONY: setup demo test fuzz lint bench bench-quick clean pgbouncer pg15 chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,17 @@ pgbouncer:
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1; }; }; } || \
 	  echo "pgbouncer is not installed: tests/test_pgbouncer.py will be skipped"
 
-test: $(STAMP) pgbouncer pg15
+# Chromium (Debian's package) for the dashboard's browser tests (tests/test_dashboard_browser.py),
+# driven by Playwright from .venv; Playwright's own browser download is never used. Installed only
+# as root with apt-get; anywhere else without it those tests are skipped and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium is not installed: tests/test_dashboard_browser.py will be skipped"
+
+test: $(STAMP) pgbouncer pg15 chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@echo "== the whole suite on the bundled PostgreSQL 18"

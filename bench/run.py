@@ -35,18 +35,22 @@ WORKLOADS = {
     "G": "g_backlog",
     "H": "h_idle",
     "I": "i_api",
+    "J": "j_dashboard",
 }
 
 
 # G (1M-row tables) and H (100 worker processes) are called once per full run: building G's
 # tables and starting H's fleet three times would take `make bench` well past 20 min. G builds
 # its tables once and repeats its drains and pickups inside (three rounds); H's samples are its
-# three 10 s windows. I (1M rows for the scrape) likewise. E and F run three times like the rest.
-ONCE = "GHI"
+# three 10 s windows. I (1M rows for the scrape) and J (1M rows for the dashboard) likewise.
+# E and F run three times like the rest.
+ONCE = "GHIJ"
 
 
 def versions() -> dict:
     out = {}
+    if not Path(PEERS_PY).exists():  # `--systems pgsched` runs without the peers installed
+        return _own_versions(out)
     res = subprocess.run(
         [
             PEERS_PY,
@@ -66,6 +70,10 @@ def versions() -> dict:
         out["graphile-worker"] = json.loads(pkg.read_text())["version"]
     node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=False)
     out["node"] = node.stdout.strip()
+    return _own_versions(out)
+
+
+def _own_versions(out: dict) -> dict:
     import importlib.metadata as m
 
     out["pgsched"] = m.version("pgsched")
@@ -76,7 +84,7 @@ def versions() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer tasks, one repetition")
-    ap.add_argument("--only", default="ABCDEFGHI", help="workloads, e.g. ABD")
+    ap.add_argument("--only", default="ABCDEFGHIJ", help="workloads, e.g. ABD")
     ap.add_argument("--systems", default=",".join(["pgsched", *PEERS]))
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-report", action="store_true")

@@ -19,7 +19,7 @@ import hashlib
 import math
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -393,6 +393,104 @@ class Admin:
             rows = Q.metrics_scrape.run(cur, {"now": now})
             workers = Q.worker_rows.run(c)
         return {"rows": rows, "workers": workers}
+
+    # -- what the web dashboard reads (pgsched/web) ------------------------------------------
+
+    def queue_overview(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Per queue: ready, scheduled, retrying, running, blocked, dead_letter counts and
+        oldest_ready_s (None: nothing ready)."""
+        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            return Q.dash_queues.run(cur, {"now": now})
+
+    def throughput_series(
+        self, *, window: timedelta, bucket: timedelta, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Attempts finished and failed per ``bucket`` over the last ``window``, oldest first,
+        every bucket present (zeros where nothing finished)."""
+        if not timedelta(seconds=1) <= bucket <= window <= timedelta(days=31):
+            raise ValidationError("window: buckets of 1 s up to a window of 31 days", "window")
+        with (
+            self.client.connection() as c,
+            c.transaction(),
+            c.cursor(row_factory=dict_row) as cur,
+        ):
+            if now is None:
+                now = cur.execute("SELECT now() AS n").fetchone()["n"]
+            # The planner takes every attempt for a group of its own (it cannot know that the
+            # buckets are at most window/bucket), so with the default work_mem it sorts the
+            # window's attempts on disk; with room for its estimate it hashes them in memory.
+            cur.execute("SET LOCAL work_mem = '32MB'")
+            rows = Q.dash_series.run(cur, {"window": window, "bucket": bucket, "now": now})
+        got = {r["at"]: r for r in rows}
+        origin = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin in dash_series
+        step = bucket.total_seconds()
+        last = origin + timedelta(seconds=((now - origin).total_seconds() // step) * step)
+        n = max(1, int(window.total_seconds() // step))
+        out = []
+        for i in range(n - 1, -1, -1):
+            at = last - bucket * i
+            r = got.get(at)
+            out.append(
+                {"at": at, "finished": r["finished"] if r else 0, "failed": r["failed"] if r else 0}
+            )
+        return out
+
+    def search_tasks(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: str | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        span: int = 200_000,
+    ) -> dict[str, Any]:
+        """One page of tasks newest first, searching at most ``span`` ids below ``before``
+        (None: from the newest). Returns items, next_cursor (pass as ``before`` for the next
+        page, None at the end) and searched_to (the lowest id this page looked at): a page with
+        fewer than ``limit`` items and a next_cursor means "no more matches down to
+        searched_to; search older from next_cursor"."""
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit: must be between 1 and 1000", "limit")
+        if span < limit:
+            raise ValidationError("span: must be at least limit", "span")
+        pattern = None
+        if error:
+            escaped = error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            bounds = Q.dash_task_id_bounds.run(cur)
+            if bounds["hi"] is None:
+                return {"items": [], "next_cursor": None, "searched_to": None}
+            top = min(before, bounds["hi"] + 1) if before is not None else bounds["hi"] + 1
+            floor = max(bounds["lo"], top - span)
+            items = Q.dash_tasks.run(
+                cur,
+                {
+                    "before": top,
+                    "floor": floor,
+                    "status": status,
+                    "queue": queue,
+                    "task_type": task_type,
+                    "since": since,
+                    "until": until,
+                    "error": pattern,
+                    "limit": limit,
+                },
+            )
+        # A full page goes on below its last row; a short one below the window it searched.
+        nxt = items[-1]["id"] if len(items) == limit else (floor if floor > bounds["lo"] else None)
+        return {"items": items, "next_cursor": nxt, "searched_to": floor}
+
+    def workflows_page(
+        self, *, status: str | None = None, before: int | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Workflows newest first (keyset: ``before`` = the last id of the previous page)."""
+        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            return Q.dash_workflows.run(cur, {"status": status, "before": before, "limit": limit})
 
     # -- API tokens ----------------------------------------------------------------------------
 

@@ -124,6 +124,7 @@ def test_demo_runs_and_leaves_nothing_behind(demo_home: Path) -> None:
     assert re.search(r"; \d+ alert notifications received", summary), summary
     # pgsched serve ran beside the workers, with a read token printed for it
     assert re.search(r"^API: http://127\.0\.0\.1:\d+ .* read token: pgs_\S+$", r.stdout, re.M)
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/ui/ ", r.stdout, re.M)
     # nothing left running: no worker, no server
     assert not Cluster(demo_home).running()
     assert processes_of(demo_home) == []

@@ -227,6 +227,9 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     app.add_exception_handler(Exception, _on_unexpected)
     for router in (v1, aliases, health, metrics_router):
         app.include_router(router)
+    from pgsched.web import install as install_dashboard
+
+    install_dashboard(app)  # the web dashboard at / (pgsched/web)
     return app
 
 

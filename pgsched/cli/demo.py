@@ -411,7 +411,8 @@ def demo_cmd(
         url, token = demo.start_api(_free_port(api_port))
         console.print(
             f"API: {url} (docs {url}/docs, metrics {url}/metrics) · read token: {token}\n"
-            f"  try: curl -H 'Authorization: Bearer {token}' {url}/api/v1/stats",
+            f"  try: curl -H 'Authorization: Bearer {token}' {url}/api/v1/stats\n"
+            f"dashboard: {url}/ui/ (sign in with the read token)",
             highlight=False,
             soft_wrap=True,
         )
