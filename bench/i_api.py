@@ -137,7 +137,7 @@ def scrape(ctx: Ctx, rep: int) -> None:
             done = ROWS - 10_000
             c.execute(
                 "INSERT INTO pgsched.tasks (queue, task_type, status, attempts, finished_at,"
-                " started_at) SELECT 'q' || (g % 4), 'noop', 'succeeded', 1, now(), now()"
+                " started_at) SELECT 'q' || (g %% 4), 'noop', 'succeeded', 1, now(), now()"
                 " FROM generate_series(1, %s) g",
                 (done,),
             )
