@@ -99,13 +99,12 @@ class AlertTicker:
                 )
                 delay = MAX_SLEEP if delay is None else min(MAX_SLEEP, max(delay, 0.05))
                 backoff = 0.5
+                self._wait(delay)  # reads notifications: a lost connection surfaces here too
             except Exception as e:  # keep ticking through a lost connection
                 log.warning("alerts_error", error=str(e).splitlines()[0] if str(e) else repr(e))
                 self._close()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_SLEEP)
-                continue
-            self._wait(delay)
         self._close()
 
     def _wait(self, delay: float) -> None:
