@@ -299,7 +299,7 @@ WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
 -- Recovery, run by any worker, one at a time (pgsched.try_recovery_gate(): a lock on the table
 -- pgsched.recovery_gate for the statement's transaction, so it also works through a pooler;
 -- only roles with UPDATE on that table can take it, unlike an advisory lock, which any
--- session can, and hold forever: revision 0010). A worker is dead when its session-level
+-- session can, and hold forever: revision 0011). A worker is dead when its session-level
 -- liveness lock (ns, workers.id) is no longer held in this database (kill -9, lost session)
 -- or its heartbeat is older than heartbeat_timeout (hung, SIGSTOP). Its running tasks, and
 -- any running task whose owner is not a live worker, go back to retrying (failed + dead letter

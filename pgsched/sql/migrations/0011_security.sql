@@ -1,4 +1,4 @@
--- pgsched schema, revision 0010: limits and gates a submitter cannot get around.
+-- pgsched schema, revision 0011: limits and gates a submitter cannot get around.
 
 -- The recovery gate: a table that the recovery statement locks (EXCLUSIVE, NOWAIT) for its
 -- transaction, so one recovery runs at a time. The gate before was an advisory lock, which
