@@ -627,11 +627,16 @@ class Cluster:
     def _own_home(self, mode: int) -> None:
         """Take the home as ours (never through a link). A home an older pgsched gave to the
         server user may hold links planted there: every entry but the data directory that is
-        not our own regular file is removed."""
+        not our own regular file is removed. Another user's home is refused."""
         fd = _open_dir(self.home)
         try:
             st = os.fstat(fd)
             foreign = st.st_uid != os.geteuid()
+            if foreign and (self.user is None or st.st_uid != self.user.pw_uid):
+                raise ServerError(
+                    f"{self.home} belongs to uid {st.st_uid}: run pgsched as that user, or use "
+                    f"another PGSCHED_HOME"
+                )
             if foreign:
                 os.fchown(fd, os.geteuid(), os.getegid())
             if stat.S_IMODE(st.st_mode) != mode or foreign:

@@ -213,6 +213,19 @@ def test_root_does_not_follow_links_planted_in_the_home(cluster_home: Path, tmp_
     assert out.returncode != 0
 
 
+@needs_root
+def test_root_does_not_take_another_users_home(
+    cluster_home: Path, intruder: pwd.struct_passwd
+) -> None:
+    cluster_home.mkdir(mode=0o755)
+    os.chown(cluster_home, intruder.pw_uid, intruder.pw_gid)
+    res = _cli(cluster_home, "db", "start")
+    assert res.returncode == 1 and res.stdout == ""
+    assert f"belongs to uid {intruder.pw_uid}" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert cluster_home.stat().st_uid == intruder.pw_uid
+    assert sorted(os.listdir(cluster_home)) == []
+
+
 def test_a_log_is_never_opened_through_a_link(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("keep\n")
