@@ -6,14 +6,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test fuzz lint bench bench-quick clean pgbouncer pg15 chromium
+.PHONY: setup lock demo test fuzz lint bench bench-quick clean pgbouncer pg15 chromium
 
-$(STAMP): pyproject.toml
+# The packages come from requirements.lock (pinned, hashes checked) when it was made for this
+# Python and platform; elsewhere from pyproject.toml's bounded ranges, saying so.
+LOCK_TAG = $(shell $(BIN)/python -c 'import sys, sysconfig; print(f"cp{sys.version_info.major}{sys.version_info.minor}-{sysconfig.get_platform()}")' 2>/dev/null)
+
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools
+	@if head -1 requirements.lock | grep -qx "# lock: $(LOCK_TAG)"; then \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+			--no-deps -r requirements.lock && \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e '.[test]' && \
+		{ $(BIN)/python -m pip check >/dev/null || \
+		  { echo "requirements.lock does not satisfy pyproject.toml: run make lock"; exit 1; }; }; \
+	else \
+		echo "requirements.lock is not for $(LOCK_TAG): installing from pyproject.toml's ranges"; \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'; \
+	fi
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Pin again what pyproject.toml's ranges resolve to now (commit the result).
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python tools/lock.py
 
 demo: $(STAMP)
 	$(BIN)/pgsched demo

@@ -67,6 +67,10 @@ the benchmark settings: `python bench/probes.py NAME`.
                 tasks): the wall time of `status --workflow` (pgsched.workflows.get_workflow
                 and the table the CLI prints) and of `cancel --workflow`, 3 runs each; the
                 target is under 1 s for both
+  recovery-gate the recovery statement (100 workers rows, none dead) with the table lock of
+                pgsched.try_recovery_gate() and with the advisory lock it replaced, taking
+                turns 20 times: the first call on a new session (PL/pgSQL compiles then) and
+                20 calls after it, medians
 """
 
 from __future__ import annotations
@@ -1099,12 +1103,47 @@ def sql_ceiling(server: EphemeralServer) -> None:
         )
 
 
+def recovery_gate(url: str) -> None:
+    from pgsched.db import ADVISORY_NAMESPACE
+    from pgsched.sql import Q
+    from pgsched.worker.reaper import WORKER_LOCK_NS
+
+    table = Q.reap_dead_workers.sql
+    advisory = table.replace(
+        "SELECT pgsched.try_recovery_gate() AS ok",
+        "SELECT pg_try_advisory_xact_lock(%(reaper_ns)s::int, 0) AS ok",
+    )
+    assert advisory != table
+    params = {
+        "ns": ADVISORY_NAMESPACE,
+        "reaper_ns": WORKER_LOCK_NS,
+        "heartbeat_timeout": 3600.0,
+        "now": None,
+    }
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO pgsched.workers (name, host, pid, status)"
+            " SELECT 'w' || i, 'h', i, 'stopped' FROM generate_series(1, 100) i"
+        )
+    times: dict[str, list[float]] = {}
+    for _ in range(20):
+        for label, sql in (("table lock", table), ("advisory lock", advisory)):
+            with psycopg.connect(url, autocommit=True) as c:
+                for i in range(21):
+                    t0 = time.perf_counter()
+                    c.execute(sql, params).fetchall()
+                    key = f"{label}, {'first call' if i == 0 else 'later calls'}"
+                    times.setdefault(key, []).append(time.perf_counter() - t0)
+    for key, ts in times.items():
+        print(f"recovery statement, {key:28} median {statistics.median(ts) * 1000:.3f} ms")
+
+
 PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
           "claim-parts": claim_parts,
           "commit-idle": commit_idle,
           "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call,
           "completion-arbiter": completion_arbiter,
-          "workflow-10k": workflow_10k}  # fmt: skip
+          "workflow-10k": workflow_10k, "recovery-gate": recovery_gate}  # fmt: skip
 ON_SERVER = {
     "schema-ab": schema_ab,
     "writers-ab": writers_ab,

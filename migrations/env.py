@@ -30,6 +30,9 @@ def run_online() -> None:
         with context.begin_transaction():
             # Ten hosts running `pgsched migrate` at once: one migrates, the others wait and
             # then find nothing to do (READ COMMITTED: they read the version after the wait).
+            # The wait has a limit (lock_timeout); pgsched.migrate then names who holds it.
+            wait_ms = round(float(config.attributes.get("lock_timeout", 30.0)) * 1000)
+            connection.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:ns, :k)"),
                 {"ns": ADMIN_LOCK_NAMESPACE, "k": MIGRATE_LOCK},

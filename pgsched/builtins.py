@@ -8,22 +8,29 @@ A payload of the wrong shape fails that attempt permanently with an error naming
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ipaddress
 import os
+import selectors
 import signal
+import socket
 import subprocess
-import tempfile
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
+from pgsched.config import Settings
 from pgsched.errors import PermanentError
 from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
 
-TAIL = 4000  # characters of stdout/stderr/body kept in a result
+TAIL = 4000  # bytes of an http body kept in a result
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ShellPayload(BaseModel):
@@ -72,57 +79,144 @@ def parse(model: type[BaseModel], payload: Any, type_name: str) -> Any:
         raise PermanentError(f"invalid {type_name} payload: {loc}: {msg}") from None
 
 
-def _tail(b: bytes) -> str:
-    return b[-TAIL:].decode("utf-8", "replace")
+def _tail(b: bytes | bytearray, limit: int = TAIL) -> str:
+    return bytes(b[-limit:] if limit else b"").decode("utf-8", "replace")
 
 
-def run_shell(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
-    p = parse(ShellPayload, payload, "shell")
-    env = None if p.env is None else {**os.environ, **p.env}
-    deadline = None if p.timeout is None else time.monotonic() + p.timeout
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+class _Tail:
+    """The last ``limit`` bytes of a stream, however much passes through."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.buf += chunk
+        if len(self.buf) > 2 * self.limit + 65536:
+            del self.buf[: len(self.buf) - self.limit]
+
+    def text(self) -> str:
+        return _tail(self.buf, self.limit)
+
+
+def task_environment(settings: Settings, extra: dict[str, str] | None) -> dict[str, str]:
+    """What a shell task's process sees: the allowlisted variables of the worker
+    (``settings.task_env``) and the payload's own, nothing else."""
+    env = {k: os.environ[k] for k in settings.task_env if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return {**env, **(extra or {})}
+
+
+def _set_subreaper() -> None:  # in the child, before exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned descendants come back to it
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command and every descendant, including those that left its process group
+    with setsid. The command is a child subreaper (kept across exec), so a descendant whose
+    parent dies comes back to it rather than to init: stopped, it keeps them all in its tree
+    while they are killed round after round."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        top = psutil.Process(proc.pid)
+        for _ in range(100):  # each round kills what the last one orphaned
+            live = [
+                c
+                for c in top.children(recursive=True)
+                if _status(c) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+            ]
+            if not live:
+                break
+            for c in live:
+                with contextlib.suppress(psutil.Error):
+                    c.kill()
+            psutil.wait_procs(live, timeout=0.5)
+    except psutil.Error:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(proc.pid, signal.SIGKILL)
+
+
+def _status(p: psutil.Process) -> str:
+    try:
+        return p.status()
+    except psutil.Error:
+        return psutil.STATUS_DEAD
+
+
+class ShellRunner:
+    """The ``shell`` task type: only from ``settings.shell_queues``, in a minimal environment,
+    stdout and stderr read as bounded tails, a timeout or stop killing the whole tree."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+        p = parse(ShellPayload, payload, "shell")
+        queue = ctx.task.get("queue")
+        if queue not in self.settings.shell_queues:
+            allowed = ", ".join(self.settings.shell_queues) or "none"
+            raise PermanentError(
+                f"shell: tasks of queue {queue!r} may not run commands (shell_queues: {allowed})"
+            )
+        deadline = None if p.timeout is None else time.monotonic() + p.timeout
+        limit = self.settings.shell_output_bytes
         try:
             proc = subprocess.Popen(
                 p.command,
                 shell=isinstance(p.command, str),
                 cwd=p.cwd,
-                env=env,
+                env=task_environment(self.settings, p.env),
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a stop kills all of it
+                preexec_fn=_set_subreaper,
             )
         except (OSError, ValueError) as e:  # ValueError: NUL in the command or its cwd
             raise PermanentError(f"shell: cannot start command: {e}") from None
+        out, err = _Tail(limit), _Tail(limit)
         timed_out = False
-        while True:
-            try:
-                proc.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if deadline is not None and time.monotonic() > deadline:
-                timed_out = True
-            if timed_out or stop.is_set():
-                _kill_group(proc)
-                proc.wait()
-                break
-        out.seek(0)
-        err.seek(0)
-        result = {
-            "exit_code": proc.returncode,
-            "stdout": _tail(out.read()),
-            "stderr": _tail(err.read()),
-        }
-    if timed_out:
-        raise TaskTimeout(f"shell: command timed out after {p.timeout}s")
-    if stop.is_set():
+        with selectors.DefaultSelector() as sel:
+            assert proc.stdout is not None and proc.stderr is not None
+            sel.register(proc.stdout, selectors.EVENT_READ, out)
+            sel.register(proc.stderr, selectors.EVENT_READ, err)
+            ended: float | None = None
+            while sel.get_map():
+                for key, _ in sel.select(timeout=0.05):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        key.data.add(chunk)
+                    else:
+                        sel.unregister(key.fileobj)
+                now = time.monotonic()
+                if ended is None:
+                    if deadline is not None and now > deadline:
+                        timed_out = True
+                    if timed_out or stop.is_set():
+                        kill_tree(proc)
+                        ended = now
+                    elif proc.poll() is not None:
+                        ended = now
+                elif now - ended > 0.5:
+                    break  # a descendant left behind holds the pipes: stop reading
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        result = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": err.text()}
+        if timed_out:
+            raise TaskTimeout(f"shell: command timed out after {p.timeout}s")
+        if stop.is_set():
+            return result
+        if proc.returncode != 0:
+            raise FailedWithResult(
+                f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
+            )
         return result
-    if proc.returncode != 0:
-        raise FailedWithResult(
-            f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
-        )
-    return result
 
 
 class FailedWithResult(Exception):
@@ -131,28 +225,144 @@ class FailedWithResult(Exception):
         self.result = result
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def run_http(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
-    import httpx
-
-    p = parse(HttpPayload, payload, "http")
-    kw: dict[str, Any] = {"headers": p.headers}
-    if isinstance(p.body, str):
-        kw["content"] = p.body
-    elif p.body is not None:
-        kw["json"] = p.body
+def redact_url(url: str) -> str:
+    """``url`` without its user info and query (where credentials travel), for errors and logs."""
     try:
-        r = httpx.request(p.method, p.url, timeout=p.timeout, **kw)
-    except httpx.HTTPError as e:
-        raise RuntimeError(f"http: {type(e).__name__}: {e}") from None
-    result = {"status": r.status_code, "body": r.text[-TAIL:]}
-    if not 200 <= r.status_code < 300:
-        raise FailedWithResult(f"http: {p.method} {p.url} answered {r.status_code}", result)
-    return result
+        u = urlsplit(url)
+        host = u.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{u.port}" if u.port else "")
+        return urlunsplit((u.scheme, netloc, u.path, "", ""))
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def _not_global(ip: IPAddress) -> str | None:
+    """Why ``ip`` is refused by default (loopback, private, link-local: the cloud metadata
+    service at 169.254.169.254 is one), or None for a global address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-global"
+
+
+class HttpRunner:
+    """The ``http`` task type. The host is resolved here and every address it resolves to is
+    checked (no loopback, private, link-local or other non-global address unless
+    ``settings.http_allow`` lists it); the request then goes to the checked address (Host and
+    TLS name kept), so a second resolution cannot swap it. No proxies from the environment, no
+    redirects, at most ``settings.http_max_bytes`` of body, one deadline for the whole attempt,
+    and the connection is shut down when the attempt ends (timeout, cancel, worker stop), so
+    the thread returns at once. Errors name the URL without its credentials."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.hosts: set[str] = set()
+        for entry in settings.http_allow:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    def _address(self, host: str, port: int) -> str:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as e:
+            raise RuntimeError(f"http: cannot resolve {host}: {e}") from None
+        ips = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        if host.lower().rstrip(".") not in self.hosts:
+            for ip in ips:
+                kind = _not_global(ip)
+                if kind and not any(ip in net for net in self.networks):
+                    raise PermanentError(
+                        f"http: {host} is {ip}, a {kind} address: refused (http_allow lists "
+                        f"the addresses http tasks may reach besides global ones)"
+                    )
+        return str(ips[0])
+
+    def __call__(self, payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+        import httpx
+
+        p = parse(HttpPayload, payload, "http")
+        shown = redact_url(p.url)
+        try:
+            url = httpx.URL(p.url)
+        except httpx.InvalidURL as e:
+            raise PermanentError(f"http: invalid url {shown}: {e}") from None
+        if not url.host:
+            raise PermanentError(f"http: no host in {shown}")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = self._address(url.host, port)
+        headers = {k: v for k, v in (p.headers or {}).items() if k.lower() != "host"}
+        headers["Host"] = url.netloc.decode("ascii").rsplit("@", 1)[-1]
+        kw: dict[str, Any] = {"headers": headers}
+        if isinstance(p.body, str):
+            kw["content"] = p.body
+        elif p.body is not None:
+            kw["json"] = p.body
+        if url.scheme == "https":
+            kw["extensions"] = {"sni_hostname": url.host}
+        deadline = time.monotonic() + p.timeout
+        done = threading.Event()
+        body = _Tail(TAIL)
+        size = 0
+        try:
+            with (
+                httpx.Client(
+                    trust_env=False, follow_redirects=False, timeout=httpx.Timeout(p.timeout)
+                ) as client,
+                client.stream(p.method, url.copy_with(host=address), **kw) as r,
+            ):
+                watchdog = threading.Thread(
+                    target=_watch, args=(r, deadline, stop, done), daemon=True
+                )
+                watchdog.start()
+                try:
+                    for chunk in r.iter_bytes():
+                        size += len(chunk)
+                        if size > self.settings.http_max_bytes:
+                            raise PermanentError(
+                                f"http: {p.method} {shown}: body larger than "
+                                f"{self.settings.http_max_bytes} bytes (http_max_bytes)"
+                            )
+                        body.add(chunk)
+                        if time.monotonic() > deadline or stop.is_set():
+                            break
+                finally:
+                    done.set()
+                    watchdog.join()
+        except httpx.HTTPError as e:
+            if stop.is_set():
+                return {"status": None, "body": ""}
+            if time.monotonic() > deadline:
+                msg = f"http: {p.method} {shown}: no answer within {p.timeout}s"
+                raise TaskTimeout(msg) from None
+            raise RuntimeError(f"http: {p.method} {shown}: {type(e).__name__}") from None
+        if stop.is_set():
+            return {"status": r.status_code, "body": body.text()}
+        if time.monotonic() > deadline:
+            raise TaskTimeout(f"http: {p.method} {shown}: no answer within {p.timeout}s")
+        result = {"status": r.status_code, "body": body.text()}
+        if not 200 <= r.status_code < 300:
+            raise FailedWithResult(f"http: {p.method} {shown} answered {r.status_code}", result)
+        return result
+
+
+def _watch(r: Any, deadline: float, stop: threading.Event, done: threading.Event) -> None:
+    """Shut the response's socket down when the attempt's deadline passes or it is stopped:
+    a read blocked on a server that trickles its body returns at once."""
+    while not done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+        if stop.is_set() or time.monotonic() > deadline:
+            stream = r.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
 
 
 def run_dummy(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
@@ -174,11 +384,12 @@ def run_alert(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str
     return deliver(payload, ctx, stop)
 
 
-def builtin_registry(*, allow_shell: bool) -> Registry:
+def builtin_registry(*, allow_shell: bool, settings: Settings | None = None) -> Registry:
+    settings = settings or Settings()
     r = Registry()
     if allow_shell:
-        r.register(TaskType("shell", run_shell, stoppable=True))
-    r.register(TaskType("http", run_http, stoppable=True))
+        r.register(TaskType("shell", ShellRunner(settings), stoppable=True))
+    r.register(TaskType("http", HttpRunner(settings), stoppable=True))
     r.register(TaskType("dummy", run_dummy, stoppable=True))
     r.register(TaskType("noop", run_noop, inline=True))
     r.register(TaskType("pgsched.alert", run_alert, stoppable=True))

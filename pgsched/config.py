@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pgsched.errors import ConfigError
 from pgsched.models import DURATION_MAX_S
@@ -53,6 +60,23 @@ class Settings(BaseModel):
         le=300,
         allow_inf_nan=False,
         description="Seconds to wait for a connection before giving up",
+    )
+    statement_timeout: float = Field(
+        60.0, ge=0, le=86400, description="Seconds any statement of pgsched's may run; 0: no limit"
+    )
+    lock_timeout: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="Seconds a statement of pgsched's waits for a lock; 0: no "
+        "limit (pgsched migrate waits this long for another migration)",
+    )
+    idle_in_transaction_timeout: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="Seconds a session of pgsched's may stay idle inside a transaction; 0: no "
+        "limit",
     )
     queue: str = Field("default", min_length=1, description="Queue used when none is given")
     max_attempts: int = Field(3, ge=1, le=1000, description="Attempts per task by default")
@@ -120,6 +144,27 @@ class Settings(BaseModel):
         **SECONDS,
         description="Seconds finished tasks are kept before pruning (0 keeps them forever)",
     )
+    task_env: list[str] = Field(
+        ["PATH", "LANG", "LC_ALL", "TZ"],
+        description="Environment variables of the worker that shell tasks see (comma-separated); "
+        "every other variable (the DSN, cloud keys) is withheld",
+    )
+    shell_queues: list[str] = Field(
+        ["shell"],
+        description="Queues a worker started with --allow-shell runs shell tasks from "
+        "(comma-separated); a shell task in any other queue fails without running",
+    )
+    shell_output_bytes: int = Field(
+        4000, ge=0, le=10_000_000, description="Bytes of a shell task's stdout/stderr kept (tail)"
+    )
+    http_allow: list[str] = Field(
+        [],
+        description="Addresses (CIDR) or host names http tasks may reach although they are "
+        "loopback, private, link-local or otherwise not global (comma-separated)",
+    )
+    http_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, le=2**31, description="Largest response body an http task reads"
+    )
     log_format: str = Field(
         "auto", pattern="^(auto|console|json)$", description="auto: JSON lines unless a TTY"
     )
@@ -155,6 +200,13 @@ class Settings(BaseModel):
         description="pgsched serve: largest request body accepted, bytes (413 above it)",
     )
 
+    @field_validator("task_env", "shell_queues", "http_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.backoff_cap < self.backoff_base:
@@ -168,6 +220,16 @@ class Settings(BaseModel):
                 " heartbeat_timeout"
             )
         return self
+
+    @property
+    def session_options(self) -> str:
+        """libpq ``options`` setting this session's time limits on the server."""
+        limits = {
+            "statement_timeout": self.statement_timeout,
+            "lock_timeout": self.lock_timeout,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout,
+        }
+        return " ".join(f"-c {k}={round(v * 1000)}" for k, v in limits.items())
 
     @property
     def idle_beat_every(self) -> float:
@@ -193,6 +255,7 @@ class Loaded:
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
+        st = path.stat()
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config file {path}: {e.strerror}") from None
@@ -200,6 +263,13 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {path}: not UTF-8 text ({e.reason} at byte {e.start})"
         ) from None
+    # It names the database and the settings a worker runs with: a file another user may
+    # change is refused, as ssh refuses such a config.
+    if st.st_mode & 0o022 or st.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"config file {path}: writable by other users (owner uid {st.st_uid}, mode "
+            f"{st.st_mode & 0o777:o}): chmod go-w it"
+        )
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

@@ -60,6 +60,17 @@ def direct_dsn(settings: Settings, dsn: str) -> str:
     return settings.direct_dsn or dsn
 
 
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with its password (in a URL's user info, a ``password`` query parameter or a
+    ``password=`` key) written as ``***``."""
+    import re
+
+    if re.match(r"^[a-z+]+://", dsn, flags=re.I):
+        masked = re.sub(r"^([a-z+]+://[^:/@?#]*:)[^@/?#]*@", r"\1***@", dsn, flags=re.I)
+        return re.sub(r"([?&]password=)[^&#]*", r"\1***", masked, flags=re.I)
+    return re.sub(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn, flags=re.I)
+
+
 def describe(dsn: str) -> str:
     try:
         d = conninfo_to_dict(dsn)

@@ -103,6 +103,12 @@ CONSTRAINT_MESSAGES: dict[str, str] = {
     "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
     "(attempts below max_attempts)",
     "tasks_blocked_in_workflow": "status: only a workflow's task can be blocked",
+    "tasks_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), 1 MiB "
+    "unless changed)",
+    "schedules_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), "
+    "1 MiB unless changed)",
+    "schedules_every_minimum": "every: must be at least 1s",
+    "schedules_misfire_cap_range": "misfire_cap: must be at most 10000",
 }
 
 
@@ -113,6 +119,10 @@ def translate(exc: BaseException) -> PgschedError | None:
 
     if isinstance(exc, PgschedError):
         return exc
+    if isinstance(exc, pge.InsufficientPrivilege) and exc.diag.constraint_name == (
+        "shell_needs_pgsched_shell"
+    ):
+        return PermissionDenied(str(exc.diag.message_primary))  # the trigger's own line
     if isinstance(exc, pge.InsufficientPrivilege):
         # Without the connection at hand (db.translated names the privilege when it has it).
         return PermissionDenied(

@@ -10,13 +10,40 @@ from pgsched.db import describe, failure_reason, migrations_dir
 from pgsched.errors import DatabaseUnavailable, PgschedError, SchemaTooNew
 
 
-def _config(dsn: str, output: io.StringIO | None = None):
+def _config(dsn: str, output: io.StringIO | None = None, lock_timeout: float = 30.0):
     from alembic.config import Config
 
     cfg = Config(output_buffer=output) if output is not None else Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["pgsched_dsn"] = dsn
+    cfg.attributes["lock_timeout"] = lock_timeout
     return cfg
+
+
+def _lock_holders(dsn: str) -> str:
+    """Who holds the migration lock: pid, role, application and client address."""
+    from pgsched.db import ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK, connect
+
+    try:
+        with connect(dsn) as conn:
+            rows = conn.execute(
+                "SELECT a.pid, a.usename, a.application_name, a.client_addr::text AS addr,"
+                "       now() - a.xact_start AS held"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::int::oid"
+                "   AND l.objid = %s::int::oid AND l.database = (SELECT oid FROM pg_database"
+                "                                  WHERE datname = current_database())",
+                (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK),
+            ).fetchall()
+    except PgschedError:
+        rows = []
+    if not rows:
+        return "no session now (the wait was for a table a running worker uses?)"
+    return ", ".join(
+        f"pid {r['pid']} (role {r['usename']}, application {r['application_name'] or '-'}, "
+        f"from {r['addr'] or 'local'}, for {r['held']})"
+        for r in rows
+    )
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -70,6 +97,13 @@ def _wrap(dsn: str, fn) -> None:
             ) from None
         raise PgschedError(f"migration failed: {e}") from None
     except sqlalchemy.exc.OperationalError as e:
+        import psycopg
+
+        if isinstance(e.orig, psycopg.errors.LockNotAvailable):
+            raise PgschedError(
+                f"migration gave up waiting for a lock (lock_timeout); the migration lock is "
+                f"held by {_lock_holders(dsn)}"
+            ) from None
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e.orig or e)}"
         ) from None
@@ -77,10 +111,12 @@ def _wrap(dsn: str, fn) -> None:
         raise PgschedError(f"migration failed: {str(e.orig).strip().splitlines()[0]}") from None
 
 
-def upgrade(dsn: str, revision: str = "head") -> None:
+def upgrade(dsn: str, revision: str = "head", lock_timeout: float = 30.0) -> None:
+    """Migrate to ``revision``, waiting at most ``lock_timeout`` seconds for a migration that
+    another session runs (0: no limit)."""
     from alembic import command
 
-    _wrap(dsn, lambda: command.upgrade(_config(dsn), revision))
+    _wrap(dsn, lambda: command.upgrade(_config(dsn, lock_timeout=lock_timeout), revision))
 
 
 def downgrade(dsn: str, revision: str) -> None:

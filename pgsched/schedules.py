@@ -66,6 +66,9 @@ def _duration(v: Any, field_name: str) -> timedelta | None:
         raise ValueError(str(e).split(": ", 1)[-1]) from None
 
 
+MIN_EVERY = timedelta(seconds=1)
+
+
 class ScheduleDef(BaseModel):
     """One schedule as written in YAML. Limits mirror the tasks table's CHECK constraints."""
 
@@ -93,6 +96,9 @@ class ScheduleDef(BaseModel):
             raise ValueError("must be positive")
         if td is not None and td > timedelta(days=DURATION_MAX_DAYS):  # CHECKs of 0007
             raise ValueError("must be at most 100 years")
+        if info.field_name == "every" and td is not None and td < MIN_EVERY:
+            # the table's schedules_every_minimum says the same to a direct INSERT
+            raise ValueError(f"must be at least {MIN_EVERY.total_seconds():g}s")
         return td
 
     @field_validator("name", "task_type", "queue", "timezone")

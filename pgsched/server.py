@@ -5,10 +5,17 @@ dependency of pgsched, so ``pip install`` is enough on any machine); the system'
 (``/usr/lib/postgresql/*/bin``, ``pg_config --bindir``). ``initdb`` and ``postgres`` refuse to run
 as root, so as root the server runs as the unprivileged system user ``pgsched`` (created when
 missing). The server listens on 127.0.0.1 only, on a free port kept in ``server.json``.
+
+Authentication: SCRAM passwords on 127.0.0.1 and nothing else (no Unix socket, no replication
+lines, no trust). The superuser's and the application role's random passwords are kept in a
+0600 libpq password file in the home (``passfile``), named in every URL pgsched hands out;
+pgsched itself connects as the application role ``pgsched``, which owns the ``pgsched``
+database and nothing more (no superuser, no CREATEROLE, no CREATEDB).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import glob
@@ -17,6 +24,7 @@ import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -24,15 +32,28 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from pgsched.errors import ServerError
 
 SYSTEM_USER = "pgsched"
 DATABASE = "pgsched"
 SUPERUSER = "postgres"
+APP_ROLE = "pgsched"  # the login role pgsched connects as: owns the pgsched database only
+# NOLOGIN group roles the migrations grant privileges to; the cluster's superuser creates them,
+# since the application role may not create roles.
+GROUP_ROLES = ("pgsched_submit", "pgsched_worker", "pgsched_read", "pgsched_admin", "pgsched_shell")
+PASSFILE = "passfile"
+# Who may connect, and how: a password (SCRAM) over 127.0.0.1 for every role; no Unix socket
+# (unix_socket_directories is empty), no replication. Written over initdb's pg_hba.conf.
+HBA = (
+    "# pgsched: SCRAM password logins over the loopback address; nothing else\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+)
 
 
 # -- binaries ---------------------------------------------------------------------------------
@@ -340,13 +361,112 @@ def _make_owned_dir(path: Path, user: pwd.struct_passwd, mode: int) -> None:
         os.close(fd)
 
 
+def _private_entry(dir_path: Path, name: str, owner: int) -> bool:
+    """Whether ``dir_path/name`` is a regular file owned by ``owner`` with one link. Anything
+    else there (a symbolic or hard link planted while the directory was another user's) is
+    removed, never followed, so the caller creates the file afresh."""
+    path = dir_path / name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode) and st.st_uid == owner and st.st_nlink == 1:
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+    return False
+
+
 def _touch_owned(path: Path, user: pwd.struct_passwd) -> None:
-    """Create the file ``path`` if missing (not through a symbolic link) and give it to ``user``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    """Create the file ``path`` for ``user`` in a directory of ours (``O_EXCL``: never through
+    a link, never an existing file), unless it already is ``user``'s own regular file."""
+    if _private_entry(path.parent, path.name, user.pw_uid):
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchown(fd, user.pw_uid, user.pw_gid)
     finally:
         os.close(fd)
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with a file of ours holding ``text``: written to a new name with
+    ``O_EXCL`` and renamed over the old entry, so whatever was there (a link to another file)
+    is replaced, never written through."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def open_private_log(path: Path) -> int:
+    """A log file of ours, 0600, opened for appending: an existing entry is used only if it is
+    our own regular file (no link followed), else it is replaced."""
+    if not _private_entry(path.parent, path.name, os.geteuid()):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        os.fchmod(fd, 0o600)
+    os.lseek(fd, 0, os.SEEK_END)
+    return fd
+
+
+def _write_as(user: pwd.struct_passwd | None, path: Path, text: str, append: bool) -> None:
+    """Write a file of the server's own (in its data directory) as the server user: root never
+    opens a path inside a directory another user owns."""
+    if user is None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+        with os.fdopen(os.open(path, flags, 0o600), "w") as f:
+            f.write(text)
+        return
+    redirect = ">>" if append else ">"
+    _run(["/bin/sh", "-c", f'umask 077; cat {redirect} "$1"', "sh", str(path)], user, input=text)
+
+
+def _initdb(bin_dir: Path, data: Path, user: pwd.struct_passwd | None, password: str) -> None:
+    """initdb with SCRAM for every connection and ``password`` for the superuser, then our own
+    pg_hba.conf (no replication lines, no Unix socket lines). The password reaches initdb in an
+    anonymous memory file (no path anyone could read), readable by the server user."""
+    fd = os.memfd_create("pgsched-pw")
+    try:
+        os.write(fd, f"{password}\n".encode())
+        if user is not None:
+            os.fchown(fd, user.pw_uid, user.pw_gid)
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile=/proc/self/fd/{fd}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            user,
+            pass_fds=(fd,),
+        )
+    finally:
+        os.close(fd)
+    _write_as(user, data / "pg_hba.conf", HBA, append=False)
+
+
+def scram_verifier(conn, password: str, role: str) -> str:
+    """The SCRAM verifier of ``password``, computed by libpq here: the server never sees the
+    password itself (nor its log, whatever log_statement says)."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
 def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
@@ -407,7 +527,7 @@ FAST_UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_
 
 
 class Cluster:
-    """A PostgreSQL cluster in ``home/data``, listening on 127.0.0.1 with trust authentication.
+    """A PostgreSQL cluster in ``home/data``, listening on 127.0.0.1 with SCRAM passwords.
 
     As root, when the server user cannot reach ``home`` (a checkout in root's home or in a
     ``mktemp -d``), the cluster lives in ``SYSTEM_DIR/homes/<hash of home's path>`` instead: the
@@ -456,11 +576,18 @@ class Cluster:
     def port(self) -> int | None:
         return self._state().get("port")
 
-    def url(self, database: str = DATABASE) -> str:
+    @property
+    def passfile(self) -> Path:
+        return self.home / PASSFILE
+
+    def url(self, database: str = DATABASE, role: str = APP_ROLE) -> str:
+        """The URL of ``database`` as ``role`` (the application role unless told), with the
+        password file it needs; the password itself is never in a URL."""
         port = self.port
         if port is None:
             raise ServerError(f"no embedded server in {self.home}: run pgsched db start")
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+        passfile = quote(str(self.passfile), safe="/")
+        return f"postgresql://{role}@127.0.0.1:{port}/{database}?passfile={passfile}"
 
     def initialized(self) -> bool:
         return (self.data / "PG_VERSION").exists()
@@ -475,54 +602,91 @@ class Cluster:
             )
 
     def _prepare_home(self) -> None:
+        """The home is ours (root's, or the user's): only its ``data`` directory (0700) and the
+        server's log are the server user's. Root writes nothing in a directory that user owns."""
         if self.user is not None and self.relocated:
-            # root's, 0755, with only the data directory the server user's
-            _system_dir("homes", self.home.name)
+            _system_dir("homes", self.home.name)  # root's, 0755
             _make_owned_dir(self.data, self.user, 0o700)
-            (self.home / "checkout").write_text(f"{self.requested_home}\n")
+            write_private(self.home / "checkout", f"{self.requested_home}\n", 0o644)
             return
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ServerError(f"cannot create {self.home}: {e.strerror}") from None
+        # 0711 as root: the server user passes through to its data directory and log, and no
+        # other user can list or read the home (the password file, the state).
+        self._own_home(0o711 if self.user is not None else 0o700)
         if self.user is not None:
-            _make_owned_dir(self.home, self.user, 0o755)
-            if not _can_access_as(self.user, self.home, "w"):
+            _make_owned_dir(self.data, self.user, 0o700)
+            if not _can_access_as(self.user, self.data, "w"):
                 raise ServerError(
                     f"user {SYSTEM_USER!r} cannot reach {self.home} (a parent directory is "
                     f"not traversable): set PGSCHED_HOME to a path under /tmp or /var/lib"
                 )
 
+    def _own_home(self, mode: int) -> None:
+        """Take the home as ours (never through a link). A home an older pgsched gave to the
+        server user may hold links planted there: every entry but the data directory that is
+        not our own regular file is removed. Another user's home is refused."""
+        fd = _open_dir(self.home)
+        try:
+            st = os.fstat(fd)
+            foreign = st.st_uid != os.geteuid()
+            if foreign and (self.user is None or st.st_uid != self.user.pw_uid):
+                raise ServerError(
+                    f"{self.home} belongs to uid {st.st_uid}: run pgsched as that user, or use "
+                    f"another PGSCHED_HOME"
+                )
+            if foreign:
+                os.fchown(fd, os.geteuid(), os.getegid())
+            if stat.S_IMODE(st.st_mode) != mode or foreign:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        if foreign:
+            for name in ("server.json", PASSFILE, "checkout"):
+                _private_entry(self.home, name, os.geteuid())
+
     def init(self, settings: dict[str, str] | None = None) -> None:
         if self.initialized():
             return
         self._prepare_home()
-        _run(
-            [
-                str(self.bin_dir / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            self.user,
-        )
+        passwords = {SUPERUSER: secrets.token_urlsafe(32), APP_ROLE: secrets.token_urlsafe(32)}
+        _initdb(self.bin_dir, self.data, self.user, passwords[SUPERUSER])
         conf = {**DEV_SETTINGS, **(settings or {})}
-        with open(self.data / "postgresql.auto.conf", "a") as f:
-            for k, v in conf.items():
-                f.write(f"{k} = {v}\n")
+        text = "".join(f"{k} = {v}\n" for k, v in conf.items())
+        _write_as(self.user, self.data / "postgresql.auto.conf", text, append=True)
+        # libpq's password file: host:port:database:user:password; any port, since the port
+        # may change from one start to the next.
+        write_private(
+            self.passfile, "".join(f"127.0.0.1:*:*:{r}:{pw}\n" for r, pw in passwords.items())
+        )
         self._write_state({"port": free_port()})
 
+    def _check_secured(self) -> None:
+        """Refuse a cluster made by an older pgsched: it trusts every local connection."""
+        try:
+            st = os.lstat(self.passfile)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise ServerError(
+                f"the cluster in {self.data} has no password file (it was made with trust "
+                f"authentication, which lets any local user in as superuser): stop it, move "
+                f"{self.home} aside and run pgsched db start again"
+            )
+        if st.st_mode & 0o077:
+            os.chmod(self.passfile, 0o600, follow_symlinks=False)
+
+    def _app_password(self) -> str:
+        for line in self.passfile.read_text().splitlines():
+            parts = line.split(":", 4)
+            if len(parts) == 5 and parts[3] == APP_ROLE:
+                return parts[4]
+        raise ServerError(f"{self.passfile} holds no password for role {APP_ROLE!r}")
+
     def _write_state(self, state: dict) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        with os.fdopen(os.open(self.state_file, flags, 0o644), "w") as f:
-            f.write(json.dumps(state))
+        write_private(self.state_file, json.dumps(state), 0o644)
 
     def _pid(self) -> int | None:
         try:
@@ -541,16 +705,22 @@ class Cluster:
         return self._pid() is not None
 
     def start(self, timeout: float = 60) -> str:
-        """Start the server (idempotent) and make sure the pgsched database exists."""
+        """Start the server (idempotent) and make sure the application role and the pgsched
+        database exist."""
         self.init()
+        self._check_secured()
         self._check_major()
         if not self.running():
+            if not self.relocated:
+                self._own_home(0o711 if self.user is not None else 0o700)
             port = self.port or free_port()
             if port_in_use(port):
                 port = free_port()
             self._write_state({"port": port, "bin_dir": str(self.bin_dir)})
             if self.user is not None:
                 _touch_owned(self.log, self.user)
+            else:
+                os.close(open_private_log(self.log))
             _run(
                 [
                     str(self.bin_dir / "pg_ctl"),
@@ -572,18 +742,41 @@ class Cluster:
         return self.url()
 
     def ensure_database(self, name: str) -> None:
+        """As the superuser: the group roles, the application role (password from the password
+        file, sent as a SCRAM verifier) and ``name``, owned by the application role."""
         import psycopg
+        from psycopg import sql
 
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as c:
+                url = self.url("postgres", role=SUPERUSER)
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as c:
+                    roles = {r for (r,) in c.execute("SELECT rolname FROM pg_roles")}
+                    for group in GROUP_ROLES:
+                        if group not in roles:
+                            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                                c.execute(
+                                    sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group))
+                                )
+                    if APP_ROLE not in roles:
+                        verifier = scram_verifier(c, self._app_password(), APP_ROLE)
+                        with contextlib.suppress(psycopg.errors.DuplicateObject):
+                            c.execute(
+                                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                                    sql.Identifier(APP_ROLE), sql.Literal(verifier)
+                                )
+                            )
                     exists = c.execute(
                         "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
                     ).fetchone()
                     if not exists:
                         with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                            c.execute(f'CREATE DATABASE "{name}"')
+                            c.execute(
+                                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                                    sql.Identifier(name), sql.Identifier(APP_ROLE)
+                                )
+                            )
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
@@ -631,6 +824,38 @@ class Cluster:
         )
 
 
+_passfile_lock = threading.Lock()
+_passwords: dict[int, str] = {}
+
+
+def password_file() -> Path:
+    """This process's password file for throwaway servers (0600, in a 0700 directory of ours),
+    named by $PGPASSFILE so that child processes (the workers of tests, the benchmarks'
+    clients) inherit it; made on first call. Call it early where the environment is copied
+    before a server starts (a test module's env for its subprocesses)."""
+    path = os.environ.get("PGPASSFILE", "")
+    if not path.endswith("/pgsched-passfile") or not os.path.exists(path):
+        path = os.path.join(tempfile.mkdtemp(prefix="pgsched-pw-"), "pgsched-passfile")
+        write_private(Path(path), "")
+        os.environ["PGPASSFILE"] = path
+        atexit.register(shutil.rmtree, os.path.dirname(path), True)
+    return Path(path)
+
+
+def _register_password(port: int, password: str | None) -> None:
+    """Keep the superuser passwords of this process's throwaway servers in its password file.
+    A URL that names its own password or passfile (the embedded server's) takes precedence
+    over it."""
+    with _passfile_lock:
+        path = password_file()
+        if password is None:
+            _passwords.pop(port, None)
+        else:
+            _passwords[port] = password
+        text = "".join(f"127.0.0.1:{p}:*:{SUPERUSER}:{pw}\n" for p, pw in _passwords.items())
+        write_private(path, text)
+
+
 class EphemeralServer:
     """A throwaway cluster for tests and benchmarks: a child process that dies with its parent.
 
@@ -645,6 +870,7 @@ class EphemeralServer:
         self.dir = _scratch_dir(self.user)
         self.data = self.dir / "data"
         self.port = free_port()
+        self.password = secrets.token_urlsafe(32)
         self.proc: subprocess.Popen | None = None
         self.settings = {
             **DEV_SETTINGS,
@@ -653,28 +879,18 @@ class EphemeralServer:
         }
 
     def url(self, database: str = "postgres") -> str:
+        """The superuser's URL: tests and benchmarks (and the other queues' clients the
+        benchmarks run) create databases and roles with it. No password in it: URLs end up on
+        command lines, which every local user can read; libpq, asyncpg and node-postgres find
+        it in the process's password file ($PGPASSFILE, see _register_password)."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> EphemeralServer:
         if self.user is not None:
             _make_owned_dir(self.data, self.user, 0o700)
-        _run(
-            [
-                str(self.bin_dir / "initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            self.user,
-        )
-        self.log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - closed in stop()
+        _initdb(self.bin_dir, self.data, self.user, self.password)
+        _register_password(self.port, self.password)
+        self.log = os.fdopen(open_private_log(self.dir / "postgres.log"), "wb")
         self._spawn()
         self._wait_ready()
         return self
@@ -728,6 +944,7 @@ class EphemeralServer:
 
     def stop(self) -> None:
         self._shutdown()
+        _register_password(self.port, None)
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -48,6 +48,8 @@ from pgsched.models import (
 )
 from pgsched.sql import Q
 
+MAX_WORKFLOW_TASKS = 10_000  # tasks in one workflow
+
 
 class WorkflowTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -107,7 +109,9 @@ class WorkflowDef(BaseModel):
 
     name: str = Field(min_length=1)
     description: str | None = Field(None, max_length=10_000)
-    tasks: list[WorkflowTask] = Field(min_length=1)
+    # One statement inserts the whole DAG: a bound keeps one submission from holding a
+    # transaction (and the workflow trigger's work) without limit.
+    tasks: list[WorkflowTask] = Field(min_length=1, max_length=MAX_WORKFLOW_TASKS)
 
     @field_validator("name", "description")
     @classmethod

@@ -14,7 +14,11 @@ import pytest
 
 from pgsched import migrate
 from pgsched.config import Settings
-from pgsched.server import EphemeralServer
+from pgsched.server import EphemeralServer, password_file
+
+# The test server's password reaches child processes through $PGPASSFILE: set it before any
+# test module copies os.environ for its subprocesses.
+password_file()
 
 # Worker settings for in-process worker tests: quick heartbeats and retries, no load ceiling.
 FAST = Settings(

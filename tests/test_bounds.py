@@ -160,12 +160,12 @@ def test_a_read_only_role_is_told_which_privilege_it_lacks(dsn: str) -> None:
     role = "pgsched_reader"
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute(f"DROP ROLE IF EXISTS {role}")
-        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")  # the server wants one (SCRAM)
         c.execute(f"GRANT USAGE ON SCHEMA pgsched TO {role}")
         c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA pgsched TO {role}")
     try:
         params = conninfo_to_dict(dsn)
-        params["user"] = role
+        params["user"], params["password"] = role, "pw"
         ro = make_conninfo(**params)
         before = count(dsn)
         line = refused(ro, "submit", "noop", code=1)

@@ -46,7 +46,8 @@ def test_db_lifecycle(home: Path) -> None:
     h = str(home)
     assert "no embedded server" in run("--home", h, "db", "status", code=1)
     first = run("--home", h, "db", "start")
-    assert first.startswith("running: postgresql://postgres@127.0.0.1:")
+    assert first.startswith("running: postgresql://pgsched@127.0.0.1:")
+    assert f"?passfile={home}/passfile" in first  # the password is in the file, not the URL
     assert run("--home", h, "db", "start") == first  # idempotent: same server, same port
     url = run("--home", h, "db", "url").strip()
     assert first.strip() == f"running: {url}"

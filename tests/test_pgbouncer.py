@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.server import _set_pdeathsig, ensure_system_user, free_port
+from pgsched.server import EphemeralServer, _set_pdeathsig, ensure_system_user, free_port
 from tests.conftest import wait_until
 from tests.test_worker import FAST, Events
 
@@ -27,26 +27,31 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def bouncer_dsn(dsn: str) -> Iterator[str]:
+def bouncer_dsn(dsn: str, pg_server: EphemeralServer) -> Iterator[str]:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
+    password = pg_server.password
     # Directly under /tmp: as root, pgbouncer runs as the unprivileged user, which cannot
     # traverse pytest's 0700 temp directories.
     d = Path(tempfile.mkdtemp(prefix="pgsched-bouncer-"))
-    d.chmod(0o777)
+    d.chmod(0o755)
     user = ensure_system_user() if os.geteuid() == 0 else None
     port = free_port()
-    (d / "users.txt").write_text('"postgres" ""\n')
+    # The server wants the superuser's password (SCRAM); clients give the bouncer the same
+    # one, so the auth file (0600, the bouncer's) is the only place it is written.
+    (d / "users.txt").write_text(f'"{info["user"]}" "{password}"\n')
     (d / "pgbouncer.ini").write_text(
         "[databases]\n"
         f"* = host=127.0.0.1 port={info['port']}\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {d}/users.txt\n"
+        f"auth_type = scram-sha-256\nauth_file = {d}/users.txt\n"
         "pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 100\n"
         "ignore_startup_parameters = extra_float_digits\n"
     )
     for f in d.iterdir():
-        f.chmod(0o644)
+        f.chmod(0o600)
+        if user is not None:
+            os.chown(f, user.pw_uid, user.pw_gid)
     log = open(d / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [PGBOUNCER, str(d / "pgbouncer.ini")],
@@ -57,7 +62,10 @@ def bouncer_dsn(dsn: str) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
     )
-    url = f"postgresql://postgres@127.0.0.1:{port}/{info['dbname']}"
+    url = f"postgresql://{info['user']}@127.0.0.1:{port}/{info['dbname']}"
+    # the client's password for the bouncer: the same, from this process's password file
+    with open(os.environ["PGPASSFILE"], "a") as f:
+        f.write(f"127.0.0.1:{port}:*:{info['user']}:{password}\n")
 
     def accepts() -> bool:
         try:

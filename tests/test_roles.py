@@ -48,6 +48,7 @@ def test_the_roles_exist_and_cannot_log_in(conn: psycopg.Connection) -> None:
     assert dict(rows) == {
         "pgsched_admin": False,
         "pgsched_read": False,
+        "pgsched_shell": False,  # who may submit shell tasks (revision 0011)
         "pgsched_submit": False,
         "pgsched_worker": False,
     }

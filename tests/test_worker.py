@@ -201,11 +201,11 @@ def test_sql_insert_wakes_idle_worker_and_delayed_task_is_on_time(
 
 def test_shell_only_on_allow_shell_worker(dsn: str, make_worker: Any) -> None:
     c = Client(dsn)
-    tid = c.submit("shell", {"command": "echo hello; echo oops >&2; exit 0"})
-    _w1, ev1 = make_worker(name="plain")
+    tid = c.submit("shell", {"command": "echo hello; echo oops >&2; exit 0"}, queue="shell")
+    _w1, ev1 = make_worker(name="plain", queues=["shell"])
     wait_until(lambda: ev1.count("worker_started"), 5)
     assert c.get(tid)["status"] == "pending"
-    _w2, ev2 = make_worker(name="shell-ok", allow_shell=True)
+    _w2, ev2 = make_worker(name="shell-ok", allow_shell=True, queues=["shell"])
     wait_until(lambda: ev2.count("task_succeeded", task_id=tid), 10)
     t = c.get(tid)
     assert t["result"]["exit_code"] == 0 and t["result"]["stdout"] == "hello\n"
@@ -220,8 +220,9 @@ def test_shell_timeout_kills_process_group(dsn: str, make_worker: Any, tmp_path:
         {"command": f"(sleep 1.5; touch {marker}) & sleep 30"},
         timeout="PT0.3S",
         max_attempts=1,
+        queue="shell",
     )
-    _w, ev = make_worker(allow_shell=True)
+    _w, ev = make_worker(allow_shell=True, queues=["shell"])
     wait_until(lambda: ev.count("task_failed", task_id=tid), 10)
     assert [h["outcome"] for h in c.get(tid)["history"]] == ["timeout"]
     import time

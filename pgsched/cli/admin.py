@@ -25,7 +25,7 @@ def _cluster():
 def db_start() -> None:
     """Start the embedded server (creating it on first use); idempotent."""
     url = _cluster().start()
-    console.print(f"running: {url}", highlight=False)
+    console.print(f"running: {url}", highlight=False, soft_wrap=True)  # one line: a URL
 
 
 @db_app.command("stop")
@@ -99,7 +99,7 @@ def migrate_cmd(
         console.print(f"downgraded to {downgrade}")
         return
     before = migrate.current(dsn)
-    migrate.upgrade(dsn)
+    migrate.upgrade(dsn, lock_timeout=state.settings.lock_timeout)
     after = migrate.current(dsn)
     console.print(
         f"schema at revision {after}" + ("" if before != after else " (already)"), highlight=False
@@ -111,9 +111,13 @@ def migrate_cmd(
 def config_cmd(json: bool = JsonOpt) -> None:
     """Print the effective settings and where each came from."""
     from pgsched.config import Settings
+    from pgsched.db import mask_dsn
 
     loaded = state.loaded()
     values = loaded.settings.model_dump()
+    for key in ("dsn", "direct_dsn"):  # the password is not shown, nor kept in a scrollback
+        if values[key]:
+            values[key] = mask_dsn(values[key])
     if json:
         print_json({k: {"value": v, "source": loaded.sources[k]} for k, v in values.items()})
         return

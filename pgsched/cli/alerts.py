@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pgsched.cli.app import app
@@ -41,13 +42,19 @@ def apply_cmd(
     verb = "would be " if dry_run else ""
     for kind, ch in (("channel", report.channels), ("rule", report.rules)):
         for name in ch.added:
-            console.print(f"[green]+[/] {kind} {name} {verb}added", highlight=False)
+            console.print(
+                f"[green]+[/] {kind} {escape(name)} {verb}added", highlight=False, markup=True
+            )
         for name, fields in ch.changed.items():
             console.print(
-                f"[yellow]~[/] {kind} {name} {verb}changed ({', '.join(fields)})", highlight=False
+                f"[yellow]~[/] {kind} {escape(name)} {verb}changed ({', '.join(fields)})",
+                highlight=False,
+                markup=True,
             )
         for name in ch.removed:
-            console.print(f"[red]-[/] {kind} {name} {verb}removed", highlight=False)
+            console.print(
+                f"[red]-[/] {kind} {escape(name)} {verb}removed", highlight=False, markup=True
+            )
         for name in ch.kept:
             console.print(
                 f"  {kind} {name} not in the file, kept (use --prune to remove)", highlight=False
@@ -150,9 +157,15 @@ def test_cmd(name: str = typer.Argument(..., metavar="RULE"), json: bool = JsonO
     else:
         for r in results:
             if r["ok"]:
-                console.print(f"[green]sent[/] {r['channel']}", highlight=False)
+                console.print(
+                    f"[green]sent[/] {escape(r['channel'])}", highlight=False, markup=True
+                )
             else:
-                console.print(f"[red]failed[/] {r['channel']}: {r['error']}", highlight=False)
+                console.print(
+                    f"[red]failed[/] {escape(r['channel'])}: {escape(str(r['error']))}",
+                    highlight=False,
+                    markup=True,
+                )
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
     return 0

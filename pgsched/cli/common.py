@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,29 @@ from rich.console import Console
 
 from pgsched.config import Loaded, load_settings
 
-console = Console()
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` with its control characters written out (``\\x1b``): text from the database
+    (a task's error, a queue's name) cannot move the cursor or retitle the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class SafeConsole(Console):
+    """A console for text that may come from the database: strings are not read as rich
+    markup unless a call asks for it (a stored ``[link=...]`` prints as written) and control
+    characters are escaped (clean)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(markup=False, **kw)
+
+    def render_str(self, text: str, **kw: Any) -> Any:
+        return super().render_str(clean(text), **kw)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
 

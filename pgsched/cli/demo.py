@@ -2,11 +2,11 @@
 
 Starts the embedded local server (unless a DSN is configured), migrates, starts two worker
 processes and `pgsched serve --auth` (printing its URL and a read token), feeds them a stream
-of sample tasks from a producer thread (quick and slow `dummy`
-tasks, some that fail until they reach the dead letter, `noop`s, and `http` calls to a closed
-local port), and shows `pgsched top` until Ctrl-C or ``--duration``. Then it stops the producer,
-sends SIGTERM to the workers (they finish or hand back their tasks), stops the server if it
-started it, and prints a one-line summary.
+of sample tasks from a producer thread (quick and slow `dummy` tasks, some that fail until they
+reach the dead letter, `noop`s, and `http` calls to a local address, which http tasks refuse),
+and shows `pgsched top` until Ctrl-C or ``--duration``. Then it stops the producer, sends
+SIGTERM to the workers (they finish or hand back their tasks), stops the server if it started
+it, and prints a one-line summary.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pgsched.cli.app import app
 from pgsched.cli.common import console, err_console, exits_on_error, state
 from pgsched.durations import format_duration, parse_duration
 from pgsched.errors import PgschedError, UsageError
+from pgsched.server import open_private_log
 
 WORKERS = (("demo-1", 4), ("demo-2", 4))
 WORKER_GRACE = 5.0  # seconds a stopping demo worker lets running tasks finish
@@ -133,7 +134,8 @@ def sample_task(rng: random.Random) -> tuple[str, dict[str, Any], dict[str, Any]
         return "dummy", {"sleepDurationMs": rng.randint(3000, 6000)}, {"priority": -5}
     if r < 0.95:
         return "noop", {}, {"priority": 10}
-    # Port 9 (discard) on localhost: refused at once, no network involved.
+    # A loopback address: http tasks refuse it before connecting (they reach only global
+    # addresses unless http_allow says otherwise), so it fails at once, no network involved.
     return (
         "http",
         {"url": "http://127.0.0.1:9/demo", "method": "GET"},
@@ -191,13 +193,14 @@ class Demo:
         }
         env.pop("DATABASE_URL", None)
         schedules = schedules_file()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, (name, concurrency) in enumerate(WORKERS):
             cmd = [*worker_command(), "worker", "--name", name, "--concurrency", str(concurrency)]
             if i == 0 and schedules is not None:
                 cmd += ["--schedules", str(schedules)]
             log = self.home / f"{name}.log"
-            with open(log, "ab") as out:
+            # 0600, and never through a link planted in the home
+            with os.fdopen(open_private_log(log), "ab") as out:
                 self.procs[name] = subprocess.Popen(
                     cmd,
                     stdin=subprocess.DEVNULL,
@@ -223,7 +226,7 @@ class Demo:
         env = {**os.environ, "PGSCHED_DSN": self.dsn, "PGSCHED_HOME": str(self.home)}
         env.pop("DATABASE_URL", None)
         log = self.home / "serve.log"
-        with open(log, "ab") as out:
+        with os.fdopen(open_private_log(log), "ab") as out:
             self.api = subprocess.Popen(
                 [*worker_command(), "serve", "--auth", "--port", str(port)],
                 stdin=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pgsched.cli.app import app
@@ -40,11 +41,15 @@ def apply_cmd(
         return
     verb = "would be " if dry_run else ""
     for name in report.added:
-        console.print(f"[green]+[/] {name} {verb}added", highlight=False)
+        console.print(f"[green]+[/] {escape(name)} {verb}added", highlight=False, markup=True)
     for name, fields in report.changed.items():
-        console.print(f"[yellow]~[/] {name} {verb}changed ({', '.join(fields)})", highlight=False)
+        console.print(
+            f"[yellow]~[/] {escape(name)} {verb}changed ({', '.join(fields)})",
+            highlight=False,
+            markup=True,
+        )
     for name in report.removed:
-        console.print(f"[red]-[/] {name} {verb}removed", highlight=False)
+        console.print(f"[red]-[/] {escape(name)} {verb}removed", highlight=False, markup=True)
     for name in report.kept:
         console.print(f"  {name} not in the file, kept (use --prune to remove)", highlight=False)
     console.print(

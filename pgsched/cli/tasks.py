@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pgsched.cli.app import app
@@ -264,10 +265,11 @@ def _print_summary(s: dict[str, Any]) -> None:
         console.print("no workers")
     for u in s["unserved"]:
         console.print(
-            f"[yellow]warning:[/] {u['n']} ready task(s) of type {u['task_type']!r} in queue "
-            f"{u['queue']!r}: no live worker runs them",
+            f"[yellow]warning:[/] {u['n']} ready task(s) of type {escape(repr(u['task_type']))} "
+            f"in queue {escape(repr(u['queue']))}: no live worker runs them",
             highlight=False,
             soft_wrap=True,
+            markup=True,
         )
 
 

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from pgsched.admin import Admin
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import JsonOpt, clean, console, exits_on_error, fmt_time, print_json, state
 from pgsched.cli.workers import STATUS_STYLE, heartbeat_style
 from pgsched.db import describe
 from pgsched.durations import format_duration
@@ -143,10 +143,10 @@ def _failures_table(s: dict[str, Any]) -> RenderableType:
     for f in s["failures"]:
         err = (f["error"] or "-").strip().splitlines()
         line = Text(fmt_time(f["finished_at"], "%H:%M:%S "), style="dim")
-        line.append(f"task {f['task_id']} {f['task_type'] or '?'} #{f['attempt']} ")
+        line.append(clean(f"task {f['task_id']} {f['task_type'] or '?'} #{f['attempt']} "))
         line.append(f["outcome"], style="red" if f["outcome"] == "failure" else "yellow")
-        line.append(f" on {f['worker'] or '-'} → {f['status'] or 'gone'}: ", style="dim")
-        line.append(err[-1] if err else "-")
+        line.append(clean(f" on {f['worker'] or '-'} → {f['status'] or 'gone'}: "), style="dim")
+        line.append(clean(err[-1]) if err else "-")
         line.no_wrap, line.overflow = True, "ellipsis"
         lines.append(line)
     return Group(*lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import signal
 import sys
 from pathlib import Path
@@ -22,14 +23,25 @@ FAILED_STOP_WAIT = 15.0
 
 
 def _import_app(module: str) -> None:
-    """Import the module whose functions register task types; a failure is one clear line."""
-    if module.endswith(".py") or "/" in module:
-        path = Path(module)
-        sys.path.insert(0, str(path.parent.resolve()))
-        module = path.stem
-    elif "" not in sys.path:
-        sys.path.insert(0, "")
+    """Import the module whose functions register task types; a failure is one clear line.
+
+    The current directory (or the file's) goes at the end of sys.path, never ahead of the
+    installed packages: a stray file named like one of them in the working directory is not
+    imported in its place. A file is loaded from exactly that path."""
     try:
+        if module.endswith(".py") or "/" in module:
+            path = Path(module).resolve()
+            if str(path.parent) not in sys.path:
+                sys.path.append(str(path.parent))  # for the file's own sibling imports
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"no module at {path}")
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = mod
+            spec.loader.exec_module(mod)
+            return
+        if "" not in sys.path:
+            sys.path.append("")
         importlib.import_module(module)
     except SystemExit as e:  # sys.exit() in the module: one line, and exit 1, not its code
         fail(f"--app {module}: cannot import: it called sys.exit({e.code!r})", 1)

@@ -185,6 +185,26 @@ FROM pri CROSS JOIN LATERAL (
     LIMIT 1
 ) d;
 
+-- name: left_behind :scalar
+-- The fallback poll of an idle worker that is not the waker: has a task it could run been due
+-- for more than %(age)s seconds? Then the waker is not claiming (its advisory lock held by a
+-- session outside the fleet, or it hangs) and this worker claims. A probe, not an empty
+-- claim: it locks nothing, and one insert still makes at most ~2 workers claim.
+SELECT EXISTS (
+    SELECT 1
+    FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM pgsched.tasks c
+        WHERE c.status IN ('pending', 'retrying')
+          AND c.queue = qn.queue
+          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.run_at <= coalesce(%(now)s::timestamptz, now())
+                          - make_interval(secs => %(age)s::float8)
+          AND c.attempts < c.max_attempts
+        LIMIT 1
+    ) due
+);
+
 -- name: complete_tasks :many
 -- Batched, version-guarded acknowledgement of N tasks from parallel arrays. Joins on id +
 -- version only: every state change bumps version, so a match implies still running and same
@@ -276,8 +296,10 @@ SET progress = coalesce(%(progress)s::real, progress),
 WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
 
 -- name: reap_dead_workers :many
--- Recovery, run by any worker, one at a time (transaction-level advisory lock in the same
--- statement, so it also works through a pooler). A worker is dead when its session-level
+-- Recovery, run by any worker, one at a time (pgsched.try_recovery_gate(): a lock on the table
+-- pgsched.recovery_gate for the statement's transaction, so it also works through a pooler;
+-- only roles with UPDATE on that table can take it, unlike an advisory lock, which any
+-- session can, and hold forever: revision 0011). A worker is dead when its session-level
 -- liveness lock (ns, workers.id) is no longer held in this database (kill -9, lost session)
 -- or its heartbeat is older than heartbeat_timeout (hung, SIGSTOP). Its running tasks, and
 -- any running task whose owner is not a live worker, go back to retrying (failed + dead letter
@@ -288,7 +310,7 @@ WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
 -- Only backends whose role this session may signal (same role, or pg_signal_backend).
 -- wake: handed-back tasks are due now, but an UPDATE fires no insert trigger: notify.
 WITH gate AS (
-    SELECT pg_try_advisory_xact_lock(%(reaper_ns)s::int, 0) AS ok
+    SELECT pgsched.try_recovery_gate() AS ok
 ), dead AS (
     UPDATE pgsched.workers w
     SET status = 'dead', stopped_at = coalesce(%(now)s::timestamptz, now()),

@@ -80,6 +80,19 @@ def claim_limit(
     )
 
 
+def left_behind(
+    conn: psycopg.Connection,
+    *,
+    queues: list[str],
+    task_types: list[str],
+    age: float,
+    now: datetime | None = None,
+) -> bool:
+    """Whether a task this worker could run has been due for more than ``age`` seconds."""
+    params = {"queues": queues, "task_types": task_types, "age": age, "now": now}
+    return bool(Q.left_behind.run(conn, params))
+
+
 def next_due_in(
     conn: psycopg.Connection,
     *,

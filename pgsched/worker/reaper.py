@@ -27,7 +27,6 @@ def reap(
         conn,
         {
             "ns": ADVISORY_NAMESPACE,
-            "reaper_ns": WORKER_LOCK_NS,
             "heartbeat_timeout": heartbeat_timeout,
             "now": now,
         },

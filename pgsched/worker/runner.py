@@ -170,7 +170,8 @@ class Worker:
         user = registry if registry is not None else default_registry
         if not allow_shell:
             user = user.without("shell")
-        self.registry = builtin_registry(allow_shell=allow_shell).merged(user)
+        builtins = builtin_registry(allow_shell=allow_shell, settings=self.settings)
+        self.registry = builtins.merged(user)
         self.task_types = self.registry.names()
         self.weighted = weighted
         self.burst = burst
@@ -304,6 +305,7 @@ class Worker:
             # Behind PgBouncer in transaction mode: no prepared statements, and no startup
             # `options` (it refuses them); unprepared statements always get custom plans.
             return {"timeout": self.settings.connect_timeout, "prepare": False, "lenient": False}
+        options = f"{options} {self.settings.session_options}"  # time limits (settings)
         return {"timeout": self.settings.connect_timeout, "options": options, "lenient": False}
 
     def _aux_conn(self) -> psycopg.Connection:
@@ -799,17 +801,32 @@ class Worker:
                             self._wake.wait(left)
                             continue
                     elif not self._holds_waker:
-                        if not self._waker_handoff:
+                        left = next_claim_at - time.monotonic()
+                        if not self._waker_handoff and left > 0:
                             # Not the waker: the heartbeat tries the lock, and sets _wake if
                             # it got it; a handoff ('!waker') makes us try at once.
                             self._wants_waker = True
                             self._claim_listen(conn, False)
-                            self._wake.wait(s.poll_interval)
+                            self._wake.wait(left)
                             continue
-                        self._waker_handoff = False
-                        if not self._try_waker():
-                            self._wants_waker = True
-                            continue
+                        if not self._waker_handoff:
+                            # The fallback poll, every poll_interval: the waker lock is an
+                            # advisory lock any session can hold, and a waker can hang with
+                            # it. A task due for half an interval was left behind: claim.
+                            next_claim_at = time.monotonic() + s.poll_interval
+                            if not claims.left_behind(
+                                conn,
+                                queues=self.queues,
+                                task_types=self.task_types,
+                                age=s.poll_interval / 2,
+                            ):
+                                continue
+                        else:
+                            self._waker_handoff = False
+                            if not self._try_waker():
+                                self._wants_waker = True
+                                next_claim_at = time.monotonic() + s.poll_interval
+                                continue
                     elif not self._notified:
                         left = next_claim_at - time.monotonic()
                         if left > 0:
@@ -851,7 +868,9 @@ class Worker:
                     burst_check = True
                 if self.burst:
                     next_claim_at = time.monotonic() + 0.01  # look again soon, then exit
-                elif self._try_waker():
+                elif not self._try_waker():
+                    next_claim_at = time.monotonic() + s.poll_interval  # the fallback poll
+                else:
                     due = claims.next_due_in(
                         conn,
                         queues=self.queues,

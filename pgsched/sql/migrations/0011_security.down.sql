@@ -1,0 +1,10 @@
+ALTER TABLE pgsched.schedules DROP CONSTRAINT IF EXISTS schedules_misfire_cap_range;
+ALTER TABLE pgsched.schedules DROP CONSTRAINT IF EXISTS schedules_every_minimum;
+ALTER TABLE pgsched.schedules DROP CONSTRAINT IF EXISTS schedules_payload_size;
+ALTER TABLE pgsched.tasks DROP CONSTRAINT IF EXISTS tasks_payload_size;
+DROP FUNCTION IF EXISTS pgsched.max_payload_bytes();
+DROP TRIGGER IF EXISTS schedules_shell_submitter ON pgsched.schedules;
+DROP TRIGGER IF EXISTS tasks_shell_submitter ON pgsched.tasks;
+DROP FUNCTION IF EXISTS pgsched.check_shell_submitter();
+DROP FUNCTION IF EXISTS pgsched.try_recovery_gate();
+DROP TABLE IF EXISTS pgsched.recovery_gate;
