@@ -47,6 +47,33 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def encode_dlq_cursor(entry: Mapping[str, Any]) -> str:
+    """A dead-letter page's cursor: its last entry's failed_at (microseconds since 1970, UTC)
+    and dead-letter id, as '<microseconds>.<id>'."""
+    return f"{(entry['failed_at'] - _EPOCH) // _US}.{entry['dead_letter_id']}"
+
+
+def decode_dlq_cursor(text: str) -> tuple[datetime, int]:
+    """The (failed_at, id) a cursor names; ValidationError (field 'cursor') if it does not
+    parse or is out of range."""
+    micros, dot, ident = text.strip().partition(".")
+    bad = ValidationError("cursor: not a dead-letter page cursor", "cursor")
+    if not dot or len(micros) > 20 or len(ident) > 19:
+        raise bad
+    try:
+        us, n = int(micros), int(ident)
+        at = _EPOCH + us * _US
+    except (ValueError, OverflowError):
+        raise bad from None
+    if not 1 <= n < 2**63 or not micros.lstrip("-").isdigit() or not ident.isdigit():
+        raise bad
+    return at, n
+
+
 class Admin:
     def __init__(self, client: Client, *, heartbeat_timeout: float = 15.0) -> None:
         self.client = client
@@ -484,6 +511,39 @@ class Admin:
         # A full page goes on below its last row; a short one below the window it searched.
         nxt = items[-1]["id"] if len(items) == limit else (floor if floor > bounds["lo"] else None)
         return {"items": items, "next_cursor": nxt, "searched_to": floor}
+
+    def dead_letter_page(
+        self,
+        *,
+        queue: str | None = None,
+        task_type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """One page of dead-letter entries newest first, strictly older than ``cursor`` (None:
+        from the newest). Returns items and next_cursor (pass it back for the next page; None
+        on the last page). The cursor names the page's last entry by (failed_at, id), so a page
+        stays right while entries are requeued or purged meanwhile."""
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit: must be between 1 and 1000", "limit")
+        at: Any = "infinity"
+        last_id = 2**63 - 1
+        if cursor is not None:
+            at, last_id = decode_dlq_cursor(cursor)
+        with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            rows = Q.dash_dead_letter.run(
+                cur,
+                {
+                    "at": at,
+                    "id": last_id,
+                    "queue": queue,
+                    "task_type": task_type,
+                    "limit": limit + 1,
+                },
+            )
+        items = rows[:limit]
+        nxt = encode_dlq_cursor(items[-1]) if len(rows) > limit else None
+        return {"items": items, "next_cursor": nxt}
 
     def workflows_page(
         self, *, status: str | None = None, before: int | None = None, limit: int = 50

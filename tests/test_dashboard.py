@@ -434,3 +434,117 @@ def test_cancel_pause_and_workflow_actions_change_their_rows(
         assert r.status_code == 409 and "nothing was changed" in says(r)
         r = http.post(f"/ui/actions/workflows/{wf}/retry", headers=HX)
         assert r.status_code == 200 and f"Workflow {wf}: 3 task(s) run again" in says(r)
+
+
+# -- the dead letter's pages -----------------------------------------------------------------
+
+
+def _dead_letter(conn: psycopg.Connection, queue: str, n: int, base: datetime) -> list[int]:
+    """``n`` failed tasks of ``queue`` with their dead-letter entries, two by two failed at the
+    same instant (the page order breaks the tie by entry id); their task ids."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "INSERT INTO pgsched.tasks (task_type, queue, status, attempts, max_attempts,"
+            " last_error, finished_at)"
+            " SELECT 'boom', %s, 'failed', 1, 1, 'boom ' || g, now()"
+            " FROM generate_series(1, %s) g RETURNING id",
+            (queue, n),
+        ).fetchall()
+    ]
+    conn.execute(
+        "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts,"
+        " last_error, failed_at)"
+        " SELECT t.id, t.queue, t.task_type, t.payload, 1, t.last_error,"
+        "        %s::timestamptz - ((row_number() OVER (ORDER BY t.id)) / 2) * interval '1 s'"
+        " FROM pgsched.tasks t WHERE t.id = ANY(%s)",
+        (base, ids),
+    )
+    return ids
+
+
+def _walk(http: httpx.Client, params: dict) -> list[list[int]]:
+    """Every page from the first, following the page's own "older" link."""
+    pages: list[list[int]] = []
+    url, query = "/ui/dead-letter", params
+    while True:
+        r = http.get(url, params=query)
+        assert r.status_code == 200, r.text
+        no_trace(r)
+        pages.append([int(x) for x in re.findall(r'<tr data-task="(\d+)"', r.text)])
+        m = re.search(r'<a href="(/ui/dead-letter\?[^"]*)" rel="next">', r.text)
+        if m is None:
+            return pages
+        url, query = html.unescape(m.group(1)), None
+        assert len(pages) < 20
+
+
+def test_dead_letter_pages_walk_every_entry_and_actions_take_every_match(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    base = datetime.now(UTC)
+    mail = _dead_letter(conn, "mail", 70, base)
+    web = _dead_letter(conn, "web", 61, base - timedelta(minutes=5))
+    newest_first = [
+        r[0]
+        for r in conn.execute(
+            "SELECT task_id FROM pgsched.dead_letter ORDER BY failed_at DESC, id DESC"
+        ).fetchall()
+    ]
+    assert len(newest_first) == 131
+    with serving(dsn) as http:
+        pages = _walk(http, {})
+        assert [len(p) for p in pages] == [50, 50, 31]
+        assert [t for p in pages for t in p] == newest_first  # each once, in order
+        pages = _walk(http, {"queue": "mail"})
+        assert [len(p) for p in pages] == [50, 20]
+        assert sorted(t for p in pages for t in p) == mail
+
+        # A deep page: its count and its buttons are the filter's, not the page's.
+        first = http.get("/ui/dead-letter", params={"queue": "mail"}).text
+        cursor = html.unescape(re.search(r'cursor=([^"&]+)" rel="next"', first).group(1))
+        deep = says(http.get("/ui/dead-letter", params={"queue": "mail", "cursor": cursor}))
+        assert 'data-k="dead-letter-total">70<' in deep and "« newest" in deep
+        assert 'hx-post="/ui/actions/dead-letter/requeue?queue=mail"' in deep
+        assert 'hx-post="/ui/actions/dead-letter/purge?queue=mail"' in deep
+        # The cursor names an entry by (failed_at, id): requeueing the first page's newest
+        # entry meanwhile leaves the second page as it was.
+        second = re.findall(r'<tr data-task="(\d+)"', deep)
+        r = http.post(f"/ui/actions/dead-letter/{pages[0][0]}/requeue", headers=HX)
+        assert r.status_code == 200
+        again = http.get("/ui/dead-letter", params={"queue": "mail", "cursor": cursor}).text
+        assert re.findall(r'<tr data-task="(\d+)"', again) == second
+
+        r = http.post("/ui/actions/dead-letter/requeue?queue=mail", headers=HX)
+        assert r.status_code == 200 and "69 task(s) requeued" in says(r)
+        counts = dict(
+            conn.execute(
+                "SELECT queue, count(*) FROM pgsched.dead_letter GROUP BY queue"
+            ).fetchall()
+        )
+        assert counts == {"web": 61}
+        pending = conn.execute(
+            "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s) AND status = 'pending'",
+            (mail,),
+        ).fetchone()[0]
+        assert pending == 70
+        r = http.post("/ui/actions/dead-letter/purge?queue=web", headers=HX)
+        assert r.status_code == 200 and "61 dead-letter entries purged" in says(r)
+        assert conn.execute("SELECT count(*) FROM pgsched.dead_letter").fetchone()[0] == 0
+        failed = conn.execute(
+            "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s) AND status = 'failed'",
+            (web,),
+        ).fetchone()[0]
+        assert failed == 61  # purge deletes entries; the failed tasks stay
+
+
+@pytest.mark.parametrize("cursor", ["abc", "12", "1.0", "-1.-1", "1e400.5", "9" * 30 + ".1"])
+def test_a_dead_letter_cursor_that_does_not_parse_is_shown_next_to_the_field(
+    dsn: str, conn: psycopg.Connection, cursor: str
+) -> None:
+    _dead_letter(conn, "mail", 2, datetime.now(UTC))
+    with serving(dsn) as http:
+        r = http.get("/ui/dead-letter", params={"cursor": cursor})
+    assert r.status_code == 422, r.text
+    no_trace(r)
+    assert 'id="err-cursor"' in r.text and 'data-task="' not in r.text

@@ -106,3 +106,17 @@ WHERE (%(before)s::bigint IS NULL OR w.id < %(before)s::bigint)
   AND (%(status)s::text IS NULL OR w.status = %(status)s::text)
 ORDER BY w.id DESC
 LIMIT %(limit)s::bigint;
+
+-- name: dash_dead_letter :many
+-- One page of dead-letter entries, newest first, strictly older than the cursor entry
+-- (%(at)s, %(id)s): keyset down dead_letter_failed_at_idx (failed_at, id), so a deep page
+-- costs what the first one does. The first page passes 'infinity' and the largest id. The
+-- caller asks for one row more than it shows, to know whether an older page exists.
+SELECT d.task_id, d.id AS dead_letter_id, d.queue, d.task_type, d.attempts, d.last_error,
+       d.failed_at, t.status AS task_status
+FROM pgsched.dead_letter d LEFT JOIN pgsched.tasks t ON t.id = d.task_id
+WHERE (d.failed_at, d.id) < (%(at)s::timestamptz, %(id)s::bigint)
+  AND (%(queue)s::text IS NULL OR d.queue = %(queue)s::text)
+  AND (%(task_type)s::text IS NULL OR d.task_type = %(task_type)s::text)
+ORDER BY d.failed_at DESC, d.id DESC
+LIMIT %(limit)s::bigint;

@@ -22,9 +22,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
+from pgsched.admin import decode_dlq_cursor
 from pgsched.api.auth import Principal
 from pgsched.durations import format_duration, parse_duration, parse_instant
-from pgsched.errors import InvalidState, NotFound, PgschedError, UsageError
+from pgsched.errors import InvalidState, NotFound, PgschedError, UsageError, ValidationError
 from pgsched.models import STATUSES
 from pgsched.web import draw
 from pgsched.web.session import (
@@ -323,32 +324,47 @@ def dead_letter(
     who: Principal,
     queue: Annotated[str | None, Query()] = None,
     type: Annotated[str | None, Query()] = None,
+    cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
+    """Keyset pages of PAGE_SIZE entries, newest first. The count and the requeue-all and
+    purge buttons follow the filter only: they act on every matching entry, whatever page
+    is shown."""
     admin = request.app.state.service.admin
     errors = {}
     q = (queue or "").strip() or None
     t = (type or "").strip() or None
+    cur = (cursor or "").strip() or None
     for key, v in (("queue", q), ("type", t)):
         if v is not None and ("\x00" in v or len(v) > 200):
             errors[key] = "contains a NUL character" if "\x00" in v else "too long"
-    entries: list[dict[str, Any]] = []
+    if cur is not None:
+        try:
+            decode_dlq_cursor(cur)
+        except ValidationError as e:
+            errors["cursor"] = str(e).removeprefix("cursor: ")
+    result: dict[str, Any] = {"items": [], "next_cursor": None}
     total = 0
     if not errors:
-        entries = admin.dlq_list(queue=q, task_type=t, limit=PAGE_SIZE)
+        result = admin.dead_letter_page(queue=q, task_type=t, cursor=cur, limit=PAGE_SIZE)
         total = admin.dlq_purge_count(queue=q, task_type=t)
-    filt = urlencode({k: v for k, v in (("queue", q), ("type", t)) if v})
+    pairs = [(k, v) for k, v in (("queue", q), ("type", t)) if v]
+    filt = urlencode(pairs)
+    nxt = result["next_cursor"]
     return render(
         request,
         "dead_letter.html",
         who,
         status=422 if errors else 200,
         nav="dead-letter",
-        entries=entries,
+        entries=result["items"],
         total=total,
         queue=q or "",
         type=t or "",
         errors=errors,
         filt=filt,
+        deep=cur is not None,
+        live_url="/ui/dead-letter?" + urlencode([*pairs, *([("cursor", cur)] if cur else [])]),
+        next_page=urlencode([*pairs, ("cursor", nxt)]) if nxt else None,
     )
 
 
