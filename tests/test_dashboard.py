@@ -548,3 +548,79 @@ def test_a_dead_letter_cursor_that_does_not_parse_is_shown_next_to_the_field(
     assert r.status_code == 422, r.text
     no_trace(r)
     assert 'id="err-cursor"' in r.text and 'data-task="' not in r.text
+
+
+# -- alert notifications on the overview ---------------------------------------------------------
+
+
+def test_the_overview_shows_alert_notifications_and_each_channels_delivery(
+    dsn: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from pgsched.alerts import dispatch as dispatching
+    from pgsched.alerts.config import parse_alerts
+    from pgsched.alerts.lane import AlertLane
+    from pgsched.alerts.store import apply_alerts
+    from pgsched.db import connect
+    from tests.alert_receivers import WebhookReceiver
+    from tests.conftest import FAST, wait_until
+
+    with serving(dsn) as http:
+        r = http.get("/ui/")
+        assert "No alert notification sent" in says(r)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("HOOK_SECRET", "s")  # the delivering lane reads it
+    receiver = WebhookReceiver().start()
+    hook = "type: webhook, secret_env: HOOK_SECRET, backoff_base: 50ms"
+    text = (
+        "channels:\n"
+        f"  - {{name: good, url: '{receiver.url}', {hook}}}\n"
+        f"  - {{name: down, url: 'http://127.0.0.1:{closed}/x', max_attempts: 1, {hook}}}\n"
+        "rules:\n"
+        "  - {name: dead, event: task.dead_lettered, channels: [good, down]}\n"
+    )
+    with connect(dsn) as db:
+        apply_alerts(db, parse_alerts(text, "alerts.yaml", {"HOOK_SECRET": "s"}))
+        tid = db.execute(
+            "INSERT INTO pgsched.tasks (task_type, queue, status, attempts)"
+            " VALUES ('email', 'mail', 'running', 1) RETURNING id"
+        ).fetchone()["id"]
+        db.execute(
+            "UPDATE pgsched.tasks SET status = 'failed', last_error = 'smtp down' WHERE id = %s",
+            (tid,),
+        )
+        [note] = dispatching.dispatch(db)
+        uid = db.execute(
+            "SELECT uid::text FROM pgsched.alert_notifications WHERE id = %s", (note,)
+        ).fetchone()["uid"]
+    try:
+        with serving(dsn) as http:
+            r = http.get("/ui/")
+            row = re.search(rf'<tr data-notification="{uid}">.*?</tr>', says(r), re.S)
+            assert row is not None, r.text
+            assert re.findall(r'data-channel="(\w+)" data-delivery="(\w+)"', row.group(0)) == [
+                ("down", "pending"),
+                ("good", "pending"),
+            ]
+            assert f"task {tid} (email on mail) failed for good" in row.group(0)
+            lane = AlertLane(dsn, FAST, name="dash").start()
+            try:
+                receiver.wait_for(1)
+                wait_until(
+                    lambda: (
+                        re.findall(
+                            r'data-channel="(\w+)" data-delivery="(\w+)"', says(http.get("/ui/"))
+                        )
+                        == [("down", "failed"), ("good", "succeeded")]
+                    ),
+                    timeout=20,
+                    message="both deliveries' outcomes on the overview",
+                )
+            finally:
+                lane.stop(timeout=15)
+    finally:
+        receiver.stop()

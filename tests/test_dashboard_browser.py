@@ -87,8 +87,22 @@ def _no_horizontal_scroll(page) -> None:
 
 
 def test_every_page_at_both_widths(dsn: str, conn: psycopg.Connection, page_at) -> None:
+    from pgsched.alerts import dispatch as dispatching
+    from pgsched.alerts.config import parse_alerts
+    from pgsched.alerts.store import apply_alerts
+    from pgsched.db import connect
+
+    alerts = (
+        "channels:\n  - {name: hook, type: webhook, url: 'http://127.0.0.1:9/x',"
+        " secret_env: HOOK_SECRET}\n"
+        "rules:\n  - {name: dead, event: task.dead_lettered, channels: [hook]}\n"
+    )
+    with connect(dsn) as db:  # the seed's two failures become one notification
+        apply_alerts(db, parse_alerts(alerts, "alerts.yaml", {"HOOK_SECRET": "s"}))
     gates = Gates()
     ids = seed(dsn, conn, gates)
+    with connect(dsn) as db:
+        assert len(dispatching.dispatch(db)) == 1
     pages = {
         "overview": "/ui/",
         "tasks": "/ui/tasks",
@@ -119,6 +133,8 @@ def test_every_page_at_both_widths(dsn: str, conn: psycopg.Connection, page_at) 
             expect(page.locator('[data-k="dead-letter"]')).to_have_text("2")
             expect(page.locator("tr[data-worker='shown-worker']")).to_be_visible()
             expect(page.locator(".chart svg")).to_have_count(2)
+            # The notification, with its delivery's state (no alert lane runs: pending).
+            expect(page.locator("tr[data-notification] .delivery")).to_have_text("hook: pending")
 
 
 def test_overview_updates_without_reload(dsn: str, page_at) -> None:

@@ -39,6 +39,7 @@ from pgsched.web.session import (
 )
 
 PAGE_SIZE = 50
+NOTIFICATIONS = 8  # alert notifications on the overview
 POLL = "every 2s"
 WORKFLOW_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
@@ -176,6 +177,9 @@ def overview(request: Request, who: Principal) -> Response:
         (s for s in admin.schedules() if s["enabled"] and not s["paused"] and s["next_tick"]),
         key=lambda s: s["next_tick"],
     )[:8]
+    # The latest alert notifications with each channel's delivery task state (none without
+    # alert rules): what `pgsched status` and `pgsched alerts history` show.
+    notifications = admin.alert_notifications(limit=NOTIFICATIONS)
     # The rate now: attempts finished in the last five minute-buckets, over the time they span
     # (the newest bucket is the minute in progress).
     recent = hour[-5:]
@@ -198,6 +202,7 @@ def overview(request: Request, who: Principal) -> Response:
         ],
         workers=workers,
         schedules=schedules,
+        notifications=notifications,
         recent_per_s=recent_per_s,
     )
 
