@@ -259,15 +259,45 @@ def targets(m: dict) -> list[str]:
         10,
         "ms",
     )
-    bound_row(
-        "J slowest dashboard page < 300 ms (1M tasks, 100k attempts)",
-        g("J", "pgsched", "slowest page p50 (1M tasks, 100k attempts)"),
-        300,
-        "ms",
-    )
+    rows.append(dashboard_row(m))
     out = ["| target | measured (medians) | verdict |", "| --- | --- | --- |"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return out
+
+
+J_LIMIT_MS = 300.0
+J_PAGE = "page p50 "
+
+
+def dashboard_row(m: dict) -> tuple[str, str, str]:
+    """J's target: every dashboard page under 300 ms on 1M task rows and 100k attempt rows.
+    Each page's p50 is its wall time over loopback from a keep-alive client, so an upper bound
+    on its server time; the row names the slowest page and how many pages are under."""
+    label = (
+        "J every dashboard page's server time < 300 ms (1M task rows, 100k attempts; "
+        "p50 wall time over loopback, an upper bound)"
+    )
+    pages = {
+        metric.removeprefix(J_PAGE): v
+        for (w, s, metric), v in m.items()
+        if w == "J" and s == "pgsched" and metric.startswith(J_PAGE)
+    }
+    if not pages:
+        worst = m.get(("J", "pgsched", "slowest page p50 (1M tasks, 100k attempts)"))
+        if worst is None:
+            return (label, "not measured", "–")
+        return (label, f"slowest page {fmt(worst, 'ms')} ms", _verdict(worst < J_LIMIT_MS))
+    name, worst = max(pages.items(), key=lambda kv: kv[1])
+    under = sum(v < J_LIMIT_MS for v in pages.values())
+    return (
+        label,
+        f"{under} of {len(pages)} pages under; slowest: {name} {fmt(worst, 'ms')} ms",
+        _verdict(under == len(pages)),
+    )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
 
 
 def timing_line(meta: dict) -> str:
@@ -336,6 +366,13 @@ def across_servers(runs: list[tuple[Path, dict, list[dict]]]) -> list[str]:
         ("F hogged: plain", "F", "pgsched", "total_hogged_plain", "s"),
         ("F even: weighted", "F", "pgsched", "total_even_weighted", "s"),
         ("F even: plain", "F", "pgsched", "total_even_plain", "s"),
+        (
+            "J slowest dashboard page p50 (1M tasks)",
+            "J",
+            "pgsched",
+            "slowest page p50 (1M tasks, 100k attempts)",
+            "ms",
+        ),
     ]
     for label, w, system, metric, unit in figures:
         vals = [m.get((w, system, metric)) for _, m in ms]
