@@ -560,9 +560,9 @@ def test_the_overview_shows_alert_notifications_and_each_channels_delivery(
 
     from pgsched.alerts import dispatch as dispatching
     from pgsched.alerts.config import parse_alerts
-    from pgsched.alerts.lane import AlertLane
     from pgsched.alerts.store import apply_alerts
     from pgsched.db import connect
+    from pgsched.worker import Worker
     from tests.alert_receivers import WebhookReceiver
     from tests.conftest import FAST, wait_until
 
@@ -573,7 +573,7 @@ def test_the_overview_shows_alert_notifications_and_each_channels_delivery(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    monkeypatch.setenv("HOOK_SECRET", "s")  # the delivering lane reads it
+    monkeypatch.setenv("HOOK_SECRET", "s")  # the delivering worker reads it
     receiver = WebhookReceiver().start()
     hook = "type: webhook, secret_env: HOOK_SECRET, backoff_base: 50ms"
     text = (
@@ -607,7 +607,7 @@ def test_the_overview_shows_alert_notifications_and_each_channels_delivery(
                 ("good", "pending"),
             ]
             assert f"task {tid} (email on mail) failed for good" in row.group(0)
-            lane = AlertLane(dsn, FAST, name="dash").start()
+            lane = Worker(dsn, FAST, name="dash").start()  # serves the channels' queue
             try:
                 receiver.wait_for(1)
                 wait_until(
