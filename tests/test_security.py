@@ -58,9 +58,30 @@ def intruder() -> Iterator[pwd.struct_passwd]:
         subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
-def as_user(user: pwd.struct_passwd, code: str, *args: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def readable_psycopg() -> Iterator[Path]:
+    """This environment's psycopg, copied where any user can read it: the checkout and its
+    virtualenv may sit in a directory only their owner can enter (root's home, mktemp -d)."""
+    site = Path(psycopg.__file__).parents[1]
+    dest = Path(tempfile.mkdtemp(prefix="pgs-sec-site-", dir="/tmp"))
+    dest.chmod(0o755)
+    for name in ("psycopg", "psycopg_binary", "psycopg_binary.libs", "typing_extensions.py"):
+        src = site / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644 | (path.stat().st_mode & 0o111))
+    yield dest
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+def as_user(
+    user: pwd.struct_passwd, code: str, *args: str, site: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run ``code`` as ``user``: an interpreter of this version it can run, with psycopg from
-    this environment."""
+    ``site`` (a copy it can read) or this environment."""
     python = _python_for(user)
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that user {user.pw_name} can run")
@@ -73,7 +94,7 @@ def as_user(user: pwd.struct_passwd, code: str, *args: str) -> subprocess.Comple
         text=True,
         timeout=60,
         cwd="/",
-        env={"PATH": os.defpath, "PYTHONPATH": str(Path(psycopg.__file__).parents[1])},
+        env={"PATH": os.defpath, "PYTHONPATH": str(site or Path(psycopg.__file__).parents[1])},
         check=False,
     )
 
@@ -123,7 +144,7 @@ for attempt in (url, url.split("?")[0], url.split("?")[0].replace("pgsched@", "p
 
 @needs_root
 def test_another_local_user_cannot_connect_to_the_embedded_server(
-    cluster_home: Path, intruder: pwd.struct_passwd
+    cluster_home: Path, intruder: pwd.struct_passwd, readable_psycopg: Path
 ) -> None:
     res = _cli(cluster_home, "db", "start")
     assert res.returncode == 0, res.stderr
@@ -133,7 +154,7 @@ def test_another_local_user_cannot_connect_to_the_embedded_server(
     st = passfile.stat()
     assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
 
-    out = as_user(intruder, ATTACK, url)
+    out = as_user(intruder, ATTACK, url, site=readable_psycopg)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("REFUSED") for line in lines), lines
