@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
 
 from pgsched.errors import ValidationError
 
@@ -57,86 +64,141 @@ INT_DIGITS_MAX = 4300
 _INT_BITS_MAX = int(INT_DIGITS_MAX * math.log2(10))  # under it, at most 4300 digits
 
 
+def _no_nul(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("must not contain the NUL character")
+    return v
+
+
+def _indexable(v: str) -> str:
+    if len(v.encode("utf-8", "surrogatepass")) > KEY_MAX_BYTES:
+        raise ValueError(f"too long: at most {KEY_MAX_BYTES} bytes (UTF-8)")
+    return v
+
+
+def _jsonb_storable(v: Any) -> Any:
+    # What jsonb or Python's json cannot carry (NUL, a lone surrogate, NaN, nesting past
+    # PAYLOAD_DEPTH_MAX, a huge integer, a date): said here, not by the database or a
+    # traceback. The message names the place inside the payload.
+    problem = payload_problem(v, strict=False)
+    if problem is not None:
+        raise ValueError(problem)  # "payload...: what": make_spec prints it as it is
+    return v
+
+
+def _in_time_range(v: datetime) -> datetime:
+    if v.tzinfo is None:
+        raise ValueError("must include a time zone offset (Z or +hh:mm)")
+    try:
+        ok = TIME_MIN <= v <= TIME_MAX
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValueError(f"must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)")
+    return v
+
+
+def _bounded(v: timedelta) -> timedelta:
+    if v > timedelta(days=DURATION_MAX_DAYS):  # the CHECKs of revision 0007
+        raise ValueError("must be at most 100 years")
+    return v
+
+
+def _positive(v: timedelta) -> timedelta:
+    if v.total_seconds() <= 0:
+        raise ValueError("must be positive")
+    return _bounded(v)
+
+
+def _not_negative(v: timedelta) -> timedelta:
+    if v.total_seconds() < 0:
+        raise ValueError("must not be negative")
+    return _bounded(v)
+
+
+def _seconds(v: float) -> float:
+    if v < 0:
+        raise ValueError("must not be negative")
+    if v > DURATION_MAX_S:
+        raise ValueError("must be at most 100 years")
+    return v
+
+
+def _positive_seconds(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be positive")
+    return _seconds(v)
+
+
+def _json_only(v: Any) -> Any:
+    # YAML and JSON files give dates, binary (!!binary) and NaN (.nan) that JSON has no place
+    # for; the message names the place inside the payload ("a[2]: ...").
+    problem = payload_problem(v)
+    if problem is not None:
+        raise ValueError(problem.removeprefix("payload: "))
+    return v
+
+
+def text_duration(v: Any, name: str) -> timedelta | None:
+    """A duration as a file or a form writes it ("90s", "5m", "1h30m") or a timedelta; a
+    ValueError (for a pydantic validator) says what is wrong with it."""
+    if v is None or isinstance(v, timedelta):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("not a duration")
+    from pgsched.durations import parse_duration  # it imports this module's limits
+
+    try:
+        return parse_duration(str(v), name)
+    except ValidationError as e:
+        raise ValueError(str(e).split(": ", 1)[-1]) from None
+
+
+def _text_duration(v: Any, info: ValidationInfo) -> Any:
+    return text_duration(v, info.field_name or "duration")
+
+
+# A task's fields with their limits and checks, one definition each: TaskSpec (the Python API
+# and the CLI), the workflow and schedule definitions (pgsched.workflows, pgsched.schedules)
+# and the HTTP API's request models (pgsched.api.schemas) are built from them.
+NoNul = AfterValidator(_no_nul)
+Name = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+TaskTypeName = Annotated[str, Field(min_length=1, max_length=TASK_TYPE_MAX), NoNul]
+QueueName = Annotated[
+    str, Field(min_length=1, max_length=QUEUE_MAX), NoNul, AfterValidator(check_queue_name)
+]
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
+MaxAttempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS_MAX)]
+IdempotencyKey = Annotated[
+    str, Field(min_length=1), AfterValidator(_no_nul), AfterValidator(_indexable)
+]
+Payload = Annotated[Any, AfterValidator(_jsonb_storable)]
+JsonPayload = Annotated[Any, AfterValidator(_json_only)]  # from a file: JSON types only
+RunAt = Annotated[datetime, AfterValidator(_in_time_range)]
+PositiveDuration = Annotated[timedelta, AfterValidator(_positive)]
+Delay = Annotated[timedelta, AfterValidator(_not_negative)]
+# The same durations as a number of seconds (JSON bodies): finite.
+Seconds = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_seconds)]
+PositiveSeconds = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_positive_seconds)]
+TextDuration = Annotated[timedelta, BeforeValidator(_text_duration), AfterValidator(_positive)]
+
+
 class TaskSpec(BaseModel):
     """One task to submit. Field limits mirror the CHECK constraints of ``pgsched.tasks``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
-    payload: Any = Field(default_factory=dict)
-    queue: str = Field("default", min_length=1, max_length=QUEUE_MAX)
-    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    run_at: datetime | None = None
-    delay: timedelta | None = None
-    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS_MAX)
-    timeout: timedelta | None = None
-    idempotency_key: str | None = Field(None, min_length=1)
-    backoff_base: timedelta | None = None
-    backoff_cap: timedelta | None = None
-
-    @field_validator("task_type", "queue", "idempotency_key")
-    @classmethod
-    def _no_nul(cls, v: str | None) -> str | None:
-        if v is not None and "\x00" in v:
-            raise ValueError("must not contain the NUL character")
-        return v
-
-    @field_validator("queue")
-    @classmethod
-    def _nameable(cls, v: str) -> str:
-        return check_queue_name(v)
-
-    @field_validator("idempotency_key")
-    @classmethod
-    def _indexable(cls, v: str | None) -> str | None:
-        if v is not None and len(v.encode("utf-8", "surrogatepass")) > KEY_MAX_BYTES:
-            raise ValueError(f"too long: at most {KEY_MAX_BYTES} bytes (UTF-8)")
-        return v
-
-    @field_validator("payload")
-    @classmethod
-    def _jsonb_storable(cls, v: Any) -> Any:
-        # What jsonb or Python's json cannot carry (NUL, a lone surrogate, NaN, nesting past
-        # PAYLOAD_DEPTH_MAX, a huge integer, a date): said here, not by the database or a
-        # traceback. The message names the place inside the payload.
-        problem = payload_problem(v, strict=False)
-        if problem is not None:
-            raise ValueError(problem)  # "payload...: what": make_spec prints it as it is
-        return v
-
-    @field_validator("run_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("must include a time zone offset")
-        if v is not None:
-            try:
-                ok = TIME_MIN <= v <= TIME_MAX
-            except OverflowError:
-                ok = False
-            if not ok:
-                raise ValueError(
-                    f"must be between {TIME_MIN:%Y-%m-%d} and {TIME_MAX:%Y-%m-%d} (UTC)"
-                )
-        return v
-
-    @field_validator("timeout", "backoff_base", "backoff_cap")
-    @classmethod
-    def _positive(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v.total_seconds() <= 0:
-            raise ValueError("must be positive")
-        if v is not None and v > timedelta(days=DURATION_MAX_DAYS):  # the CHECKs of 0007
-            raise ValueError("must be at most 100 years")
-        return v
-
-    @field_validator("delay")
-    @classmethod
-    def _not_negative(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v.total_seconds() < 0:
-            raise ValueError("must not be negative")
-        if v is not None and v > timedelta(days=DURATION_MAX_DAYS):
-            raise ValueError("must be at most 100 years")
-        return v
+    task_type: TaskTypeName
+    payload: Payload = Field(default_factory=dict)
+    queue: QueueName = "default"
+    priority: Priority = 0
+    run_at: RunAt | None = None
+    delay: Delay | None = None
+    max_attempts: MaxAttempts = 3
+    timeout: PositiveDuration | None = None
+    idempotency_key: IdempotencyKey | None = None
+    backoff_base: PositiveDuration | None = None
+    backoff_cap: PositiveDuration | None = None
 
 
 # Built-in task types as the DAG and REST shapes of other schedulers spell them (HTTP, SHELL):
@@ -218,8 +280,8 @@ def _path(node: Any, name: str) -> str:
         key = node[2]
         parts.append(f"[{key}]" if type(node[1][0]) is not dict else f".{key}")
         node = node[1]
-    if len(parts) > 6:  # a deep place: its start and end
-        parts = [*parts[-3:], f"...({len(parts) - 6} more)", *parts[:3]]
+    if len(parts) > 6:  # a deep place: its start and end (parts run from the place upwards)
+        parts = [*parts[:3], f"...({len(parts) - 6} more)", *parts[-3:]]
     return name + "".join(reversed(parts))
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
 import structlog
@@ -32,18 +32,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pgsched.config import Settings
 from pgsched.cron import CronError, TickRule
 from pgsched.db import ADMIN_LOCK_NAMESPACE, connect, translated
-from pgsched.durations import parse_duration
 from pgsched.errors import NotFound, UsageError
-from pgsched.errors import ValidationError as PgValidationError
 from pgsched.models import (
-    DURATION_MAX_DAYS,
-    MAX_ATTEMPTS_MAX,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    QUEUE_MAX,
-    TASK_TYPE_MAX,
-    check_queue_name,
-    payload_problem,
+    JsonPayload,
+    MaxAttempts,
+    Name,
+    NoNul,
+    Priority,
+    QueueName,
+    TaskTypeName,
+    TextDuration,
 )
 from pgsched.sql import Q
 
@@ -55,17 +53,6 @@ MAX_SLEEP = 5.0  # seconds a scheduler sleeps at most between looks (also: setti
 # -- definitions ---------------------------------------------------------------------------------
 
 
-def _duration(v: Any, field_name: str) -> timedelta | None:
-    if v is None or isinstance(v, timedelta):
-        return v
-    if isinstance(v, bool):
-        raise ValueError("not a duration")
-    try:
-        return parse_duration(str(v), field_name)
-    except PgValidationError as e:
-        raise ValueError(str(e).split(": ", 1)[-1]) from None
-
-
 MIN_EVERY = timedelta(seconds=1)
 
 
@@ -74,49 +61,26 @@ class ScheduleDef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     cron: str | None = None
-    every: timedelta | None = None
-    timezone: str = "UTC"
-    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
-    payload: Any = Field(default_factory=dict)
-    queue: str = Field("default", min_length=1, max_length=QUEUE_MAX)
-    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS_MAX)
-    timeout: timedelta | None = None
+    every: TextDuration | None = None
+    timezone: Annotated[str, NoNul] = "UTC"
+    task_type: TaskTypeName
+    payload: JsonPayload = Field(default_factory=dict)
+    queue: QueueName = "default"
+    priority: Priority = 0
+    max_attempts: MaxAttempts = 3
+    timeout: TextDuration | None = None
     enabled: bool = True
     misfire: Literal["skip", "once", "all"] = "once"
     misfire_cap: int = Field(100, ge=1, le=10000)
 
-    @field_validator("every", "timeout", mode="before")
+    @field_validator("every")
     @classmethod
-    def _durations(cls, v: Any, info: Any) -> timedelta | None:
-        td = _duration(v, info.field_name)
-        if td is not None and td <= timedelta(0):
-            raise ValueError("must be positive")
-        if td is not None and td > timedelta(days=DURATION_MAX_DAYS):  # CHECKs of 0007
-            raise ValueError("must be at most 100 years")
-        if info.field_name == "every" and td is not None and td < MIN_EVERY:
+    def _every(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < MIN_EVERY:
             # the table's schedules_every_minimum says the same to a direct INSERT
             raise ValueError(f"must be at least {MIN_EVERY.total_seconds():g}s")
-        return td
-
-    @field_validator("name", "task_type", "queue", "timezone")
-    @classmethod
-    def _text(cls, v: str, info: Any) -> str:
-        if "\x00" in v:
-            raise ValueError("must not contain the NUL character")
-        if info.field_name == "queue" and v is not None:
-            check_queue_name(v)
-        return v
-
-    @field_validator("payload")
-    @classmethod
-    def _payload(cls, v: Any) -> Any:
-        # YAML gives dates, binary (!!binary) and NaN (.nan) that JSON has no place for.
-        problem = payload_problem(v)
-        if problem is not None:
-            raise ValueError(problem.removeprefix("payload: "))
         return v
 
     @field_validator("cron", mode="before")

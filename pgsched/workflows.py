@@ -23,9 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
@@ -33,18 +32,18 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pgsched.db import check_schema, connect, translated
-from pgsched.durations import parse_duration
 from pgsched.errors import CycleError, InvalidState, NotFound, UsageError, ValidationError
 from pgsched.models import (
-    DURATION_MAX_DAYS,
     MAX_ATTEMPTS_MAX,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    QUEUE_MAX,
-    TASK_TYPE_MAX,
+    JsonPayload,
+    MaxAttempts,
+    Name,
+    NoNul,
+    Priority,
+    QueueName,
+    TaskTypeName,
+    TextDuration,
     builtin_type_name,
-    check_queue_name,
-    payload_problem,
 )
 from pgsched.sql import Q
 
@@ -54,49 +53,14 @@ MAX_WORKFLOW_TASKS = 10_000  # tasks in one workflow
 class WorkflowTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    task_type: str = Field(min_length=1, max_length=TASK_TYPE_MAX)
-    payload: Any = Field(default_factory=dict)
-    queue: str | None = Field(None, min_length=1, max_length=QUEUE_MAX)
-    priority: int | None = Field(None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_MAX)
-    timeout: timedelta | None = None
+    name: Name
+    task_type: TaskTypeName
+    payload: JsonPayload = Field(default_factory=dict)
+    queue: QueueName | None = None
+    priority: Priority | None = None
+    max_attempts: MaxAttempts | None = None
+    timeout: TextDuration | None = None
     depends_on: list[str] = Field(default_factory=list)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        if isinstance(v, timedelta):
-            td = v
-        else:
-            try:
-                td = parse_duration(str(v), "timeout")
-            except ValidationError as e:
-                raise ValueError(str(e).split(": ", 1)[-1]) from None
-        if td <= timedelta(0):
-            raise ValueError("must be positive")
-        if td > timedelta(days=DURATION_MAX_DAYS):
-            raise ValueError("must be at most 100 years")
-        return td
-
-    @field_validator("name", "task_type", "queue")
-    @classmethod
-    def _text(cls, v: str | None, info: Any) -> str | None:
-        if v is not None and "\x00" in v:
-            raise ValueError("must not contain the NUL character")
-        if info.field_name == "queue" and v is not None:
-            check_queue_name(v)
-        return v
-
-    @field_validator("payload")
-    @classmethod
-    def _payload(cls, v: Any) -> Any:
-        problem = payload_problem(v)
-        if problem is not None:
-            raise ValueError(problem.removeprefix("payload: "))
-        return v
 
     @field_validator("depends_on", mode="before")
     @classmethod
@@ -107,18 +71,11 @@ class WorkflowTask(BaseModel):
 class WorkflowDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
-    description: str | None = Field(None, max_length=10_000)
+    name: Annotated[str, Field(min_length=1), NoNul]
+    description: Annotated[str, Field(max_length=10_000), NoNul] | None = None
     # One statement inserts the whole DAG: a bound keeps one submission from holding a
     # transaction (and the workflow trigger's work) without limit.
     tasks: list[WorkflowTask] = Field(min_length=1, max_length=MAX_WORKFLOW_TASKS)
-
-    @field_validator("name", "description")
-    @classmethod
-    def _text(cls, v: str | None, info: Any) -> str | None:
-        if v is not None and "\x00" in v:
-            raise ValueError("must not contain the NUL character")
-        return v
 
 
 # -- reading and checking definitions -----------------------------------------------------------

@@ -399,6 +399,45 @@ def test_bad_task_bodies_are_refused_with_the_fields_path(
     assert counts(conn) == before
 
 
+# Bodies each refused by one of the shared field checks (pgsched.models): the HTTP API and the
+# Python API give the same reason. (wire name, Python name, value)
+SHARED_REFUSALS = [
+    ("queue", "queue", "a,b"),
+    ("queue", "queue", " padded"),
+    ("payload", "payload", {"a": [[[[1]]]] * 2, "b": json.loads("[" * 300 + "]" * 300)}),
+    ("payload", "payload", {"n": float("nan")}),
+    ("payload", "payload", {"s": "\ud800"}),
+    ("idempotencyKey", "idempotency_key", "é" * 501),
+    ("scheduleAt", "run_at", "1800-01-01T00:00:00Z"),
+    ("timeoutSeconds", "timeout", 101 * 366 * 86400),
+]
+
+
+def test_the_http_and_python_apis_refuse_alike(dsn: str, conn: psycopg.Connection) -> None:
+    from pgsched.errors import ValidationError
+    from pgsched.models import make_spec
+
+    before = counts(conn)
+    with serving(dsn) as http:
+        for wire, name, value in SHARED_REFUSALS:
+            text = json.dumps({"taskType": "x", wire: value}, ensure_ascii=True)
+            r = http.post(
+                "/api/v1/tasks", content=text, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 422, (wire, r.text)
+            line = error_line(r)
+            assert line.startswith(f"body.{wire}"), (wire, line)
+            if name == "run_at":
+                value = datetime.fromisoformat(value)
+            elif name == "timeout":
+                value = timedelta(seconds=value)
+            with pytest.raises(ValidationError) as e:
+                make_spec(task_type="x", **{name: value})
+            reason = str(e.value).rsplit(": ", 1)[-1]
+            assert line.endswith(reason), (wire, line, str(e.value))
+    assert counts(conn) == before
+
+
 def test_bad_workflows_name_the_tasks(dsn: str, conn: psycopg.Connection) -> None:
     before = counts(conn)
     with serving(dsn) as http:

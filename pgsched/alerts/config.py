@@ -27,10 +27,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pgsched.durations import parse_duration
 from pgsched.errors import UsageError
-from pgsched.errors import ValidationError as PgValidationError
-from pgsched.models import MAX_ATTEMPTS_MAX, QUEUE_MAX, TASK_TYPE_MAX
+from pgsched.models import MaxAttempts, NoNul, QueueName, TaskTypeName, text_duration
 
 DELIVERY_TYPE = "pgsched.alert"  # the built-in task type that delivers a notification
 
@@ -64,17 +62,6 @@ RULE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _duration(v: Any, name: str) -> timedelta | None:
-    if v is None or isinstance(v, timedelta):
-        return v
-    if isinstance(v, bool):
-        raise ValueError("not a duration")
-    try:
-        return parse_duration(str(v), name)
-    except PgValidationError as e:
-        raise ValueError(str(e).split(": ", 1)[-1]) from None
 
 
 def _env_name(v: str) -> str:
@@ -119,8 +106,8 @@ class _Channel(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     # Each notification is one task per channel: its queue, attempts and backoff.
-    queue: str = Field("default", min_length=1, max_length=QUEUE_MAX)
-    max_attempts: int = Field(10, ge=1, le=MAX_ATTEMPTS_MAX)
+    queue: QueueName = "default"
+    max_attempts: MaxAttempts = 10
     backoff_base: timedelta = timedelta(seconds=5)
     backoff_cap: timedelta = timedelta(minutes=10)
     timeout: timedelta = timedelta(seconds=10)
@@ -128,7 +115,7 @@ class _Channel(BaseModel):
     @field_validator("backoff_base", "backoff_cap", "timeout", mode="before")
     @classmethod
     def _durations(cls, v: Any, info: Any) -> timedelta | None:
-        td = _duration(v, info.field_name)
+        td = text_duration(v, info.field_name)
         if td is not None and td <= timedelta(0):
             raise ValueError("must be positive")
         if td is not None and td > timedelta(days=1):
@@ -323,9 +310,9 @@ class RuleDef(BaseModel):
     above: float | None = None
     window: timedelta | None = None
     min_attempts: int = Field(1, ge=1, le=1_000_000)
-    queue: list[Annotated[str, Field(min_length=1, max_length=QUEUE_MAX)]] | None = None
-    task_type: list[Annotated[str, Field(min_length=1, max_length=TASK_TYPE_MAX)]] | None = None
-    workflow: list[Annotated[str, Field(min_length=1, max_length=1000)]] | None = None
+    queue: list[QueueName] | None = None
+    task_type: list[TaskTypeName] | None = None
+    workflow: list[Annotated[str, Field(min_length=1, max_length=1000), NoNul]] | None = None
     group_by: str | None = None
     min_interval: timedelta = timedelta(minutes=1)
     channels: list[str] = Field(min_length=1, max_length=50)
@@ -343,7 +330,7 @@ class RuleDef(BaseModel):
     @field_validator("window", "min_interval", mode="before")
     @classmethod
     def _durations(cls, v: Any, info: Any) -> timedelta | None:
-        td = _duration(v, info.field_name)
+        td = text_duration(v, info.field_name)
         if td is not None and td > timedelta(days=7):
             raise ValueError("must be at most 7 days")
         if info.field_name == "window" and td is not None and td <= timedelta(0):
@@ -360,7 +347,7 @@ class RuleDef(BaseModel):
             if s.endswith("%"):
                 return s[:-1]
             if s and not re.match(r"^[-+0-9.eE]+$", s):  # a duration: oldest_ready_age
-                td = _duration(s, "above")
+                td = text_duration(s, "above")
                 return td.total_seconds() if td is not None else v
         return v
 

@@ -14,14 +14,17 @@ from pydantic.alias_generators import to_camel
 
 from pgsched.models import (
     MAX_ATTEMPTS_MAX,
-    PAYLOAD_NUL,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    QUEUE_MAX,
     STATUSES,
-    TASK_TYPE_MAX,
+    IdempotencyKey,
+    MaxAttempts,
+    Payload,
+    PositiveSeconds,
+    Priority,
+    QueueName,
+    RunAt,
+    Seconds,
+    TaskTypeName,
     builtin_type_name,
-    has_nul,
 )
 
 
@@ -40,25 +43,22 @@ def _alias(*names: str) -> AliasChoices:
 
 
 class TaskIn(ApiModel):
-    """One task. ``maxRetries``/``retries`` count retries (max_attempts = retries + 1);
-    ``delaySeconds`` and ``scheduleAt`` are other names of a delay and of run_at."""
+    """One task, with the limits and checks of TaskSpec's fields (pgsched.models).
+    ``maxRetries``/``retries`` count retries (max_attempts = retries + 1); ``delaySeconds`` and
+    ``scheduleAt`` are other names of a delay and of run_at."""
 
-    task_type: str = Field(
-        min_length=1,
-        max_length=TASK_TYPE_MAX,
-        validation_alias=_alias("taskType", "task_type", "type"),
-    )
-    payload: Any = Field(default_factory=dict)
-    queue: str | None = Field(None, min_length=1, max_length=QUEUE_MAX)
-    priority: int | None = Field(None, ge=PRIORITY_MIN, le=PRIORITY_MAX)
-    run_at: datetime | None = Field(
+    task_type: TaskTypeName = Field(validation_alias=_alias("taskType", "task_type", "type"))
+    payload: Payload = Field(default_factory=dict)
+    queue: QueueName | None = None
+    priority: Priority | None = None
+    run_at: RunAt | None = Field(
         None, validation_alias=_alias("runAt", "run_at", "scheduleAt", "scheduledAt")
     )
-    delay_seconds: float | None = Field(
-        None, ge=0, le=366 * 86400, validation_alias=_alias("delaySeconds", "delay_seconds")
+    delay_seconds: Seconds | None = Field(
+        None, validation_alias=_alias("delaySeconds", "delay_seconds")
     )
-    max_attempts: int | None = Field(
-        None, ge=1, le=MAX_ATTEMPTS_MAX, validation_alias=_alias("maxAttempts", "max_attempts")
+    max_attempts: MaxAttempts | None = Field(
+        None, validation_alias=_alias("maxAttempts", "max_attempts")
     )
     max_retries: int | None = Field(
         None,
@@ -66,43 +66,17 @@ class TaskIn(ApiModel):
         le=MAX_ATTEMPTS_MAX - 1,
         validation_alias=_alias("maxRetries", "max_retries", "retries"),
     )
-    timeout_seconds: float | None = Field(
-        None, gt=0, le=366 * 86400, validation_alias=_alias("timeoutSeconds", "timeout_seconds")
+    timeout_seconds: PositiveSeconds | None = Field(
+        None, validation_alias=_alias("timeoutSeconds", "timeout_seconds")
     )
-    idempotency_key: str | None = Field(
-        None,
-        min_length=1,
-        max_length=1000,
-        validation_alias=_alias("idempotencyKey", "idempotency_key", "key"),
+    idempotency_key: IdempotencyKey | None = Field(
+        None, validation_alias=_alias("idempotencyKey", "idempotency_key", "key")
     )
-
-    @field_validator("task_type", "queue", "idempotency_key")
-    @classmethod
-    def _no_nul(cls, v: str | None) -> str | None:
-        if v is not None and "\x00" in v:
-            raise ValueError("must not contain the NUL character")
-        return v
 
     @field_validator("task_type")
     @classmethod
     def _builtin(cls, v: str) -> str:
         return builtin_type_name(v)
-
-    @field_validator("payload")
-    @classmethod
-    def _payload(cls, v: Any) -> Any:
-        if has_nul(v):
-            raise ValueError(PAYLOAD_NUL)
-        return v
-
-    @field_validator("run_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("must include a time zone offset (Z or +hh:mm)")
-        if v is not None and not 1 < v.year < 9999:
-            raise ValueError("must be a finite time between the years 2 and 9998")
-        return v
 
     def options(self) -> dict[str, Any]:
         """Client.spec's options (the client's defaults fill what is missing)."""
@@ -135,15 +109,13 @@ class TaskBatchIn(ApiModel):
 
 
 class RetryIn(ApiModel):
-    attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_MAX)
+    attempts: MaxAttempts | None = None
 
 
 class RequeueIn(ApiModel):
-    queue: str | None = Field(None, min_length=1, max_length=QUEUE_MAX)
-    task_type: str | None = Field(
-        None, min_length=1, max_length=TASK_TYPE_MAX, validation_alias=_alias("taskType", "type")
-    )
-    attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS_MAX)
+    queue: QueueName | None = None
+    task_type: TaskTypeName | None = Field(None, validation_alias=_alias("taskType", "type"))
+    attempts: MaxAttempts | None = None
 
 
 class SchedulesIn(ApiModel):
