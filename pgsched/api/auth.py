@@ -55,14 +55,16 @@ class Auth:
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             self._refuse(request, 401, "missing bearer token (Authorization: Bearer ...)")
-        principal = self._identify(request, token.strip())
+        principal = self.identify(request, token.strip())
         if not principal.allows(scope):
             self._refuse(
                 request, 403, f"{principal.kind} {principal.name!r} lacks the {scope!r} scope"
             )
         return principal
 
-    def _identify(self, request: Request, token: str) -> Principal:
+    def identify(self, request: Request, token: str) -> Principal:
+        """Who a token names: an API token by its hash, else a JWT by the configured key.
+        HTTPException 401 when it names no one (the dashboard's sign-in uses it too)."""
         if token.startswith(TOKEN_PREFIX):
             found = self.admin.token_scopes(token)
             if found is None:

@@ -47,7 +47,7 @@ def principal(request: Request) -> Principal:
         raise LoginRequired("sign in with an API token")
     try:
         # The API's own checker: API tokens by hash, JWTs by key, each refusal logged.
-        return auth._identify(request, token)
+        return auth.identify(request, token)
     except HTTPException as e:
         raise LoginRequired(str(e.detail)) from None
 
@@ -57,7 +57,7 @@ def check_token(request: Request, token: str) -> Principal:
     auth = request.app.state.service.auth
     if not auth.enabled:
         return ANONYMOUS
-    principal = auth._identify(request, token)
+    principal = auth.identify(request, token)
     if not principal.allows("read"):
         raise HTTPException(403, f"{principal.kind} {principal.name!r} lacks the 'read' scope")
     return principal
