@@ -606,34 +606,38 @@ def act_purge(
     return action(request, do)
 
 
-@router.post("/ui/actions/workers/{name}/{verb}")
-def act_worker(request: Request, name: str, verb: str) -> Response:
+# The buttons that act on a worker or a schedule by name: (object, verb) -> (Admin method, the
+# line shown when it is done).
+NAMED_ACTIONS = {
+    ("worker", "pause"): (
+        "pause_worker",
+        "Worker {name} paused: it finishes what it runs and claims nothing new",
+    ),
+    ("worker", "resume"): ("resume_worker", "Worker {name} resumed"),
+    ("schedule", "pause"): ("pause_schedule", "Schedule {name} paused"),
+    ("schedule", "resume"): ("resume_schedule", "Schedule {name} resumed"),
+}
+
+
+def named_action(request: Request, kind: str, name: str, verb: str) -> Response:
     def do() -> str:
-        admin = request.app.state.service.admin
-        if verb == "pause":
-            admin.pause_worker(name)
-            return f"Worker {name} paused: it finishes what it runs and claims nothing new"
-        if verb == "resume":
-            admin.resume_worker(name)
-            return f"Worker {name} resumed"
-        raise NotFound(f"no worker action {verb!r}")
+        if (kind, verb) not in NAMED_ACTIONS:
+            raise NotFound(f"no {kind} action {verb!r}")
+        method, done = NAMED_ACTIONS[kind, verb]
+        getattr(request.app.state.service.admin, method)(name)
+        return done.format(name=name)
 
     return action(request, do)
+
+
+@router.post("/ui/actions/workers/{name}/{verb}")
+def act_worker(request: Request, name: str, verb: str) -> Response:
+    return named_action(request, "worker", name, verb)
 
 
 @router.post("/ui/actions/schedules/{name}/{verb}")
 def act_schedule(request: Request, name: str, verb: str) -> Response:
-    def do() -> str:
-        admin = request.app.state.service.admin
-        if verb == "pause":
-            admin.pause_schedule(name)
-            return f"Schedule {name} paused"
-        if verb == "resume":
-            admin.resume_schedule(name)
-            return f"Schedule {name} resumed"
-        raise NotFound(f"no schedule action {verb!r}")
-
-    return action(request, do)
+    return named_action(request, "schedule", name, verb)
 
 
 @router.post("/ui/actions/workflows/{workflow_id}/{verb}")
