@@ -16,13 +16,11 @@ schedule whose ``next_tick`` is in the past:
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import psycopg
 import structlog
@@ -44,11 +42,12 @@ from pgsched.models import (
     TextDuration,
 )
 from pgsched.sql import Q
+from pgsched.ticking import MAX_SLEEP, Ticking
+from pgsched.worker.supervision import CrashHook
 
 log = structlog.get_logger("pgsched.scheduler")
 
 MISFIRE_GRACE = timedelta(seconds=30)
-MAX_SLEEP = 5.0  # seconds a scheduler sleeps at most between looks (also: settings.poll_interval)
 
 # -- definitions ---------------------------------------------------------------------------------
 
@@ -313,11 +312,15 @@ def plan_ticks(
     return [latest], new_next
 
 
-class Scheduler:
+class Scheduler(Ticking):
     """Ticks every enabled schedule in the database; run as many as you like.
 
     ``clock``: a callable returning an aware datetime, for tests; default: the database's
     clock (so schedulers on hosts with skewed clocks agree)."""
+
+    thread_name = "pgsched-scheduler"
+    error_event = "scheduler_error"
+    listen = Q.schedule_listen  # NOTIFY pgsched_schedules: a definition changed
 
     def __init__(
         self,
@@ -326,100 +329,26 @@ class Scheduler:
         *,
         settings: Settings | None = None,
         clock: Callable[[], datetime] | None = None,
-        on_crash: Callable[[str, BaseException], None] | None = None,
+        on_crash: CrashHook | None = None,
     ) -> None:
-        self.dsn = dsn
-        # Told if the ticking thread dies (`pgsched worker --schedules` stops, non-zero).
-        self.on_crash = on_crash
-        self.settings = settings or Settings()
-        self.clock = clock
+        super().__init__(dsn, settings=settings, clock=clock, on_crash=on_crash)
         self.defs = load_schedules(path) if path is not None else None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._conn: psycopg.Connection | None = None
         self._bad: set[int] = set()
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Scheduler:
+    def start(self) -> Self:
         """Apply the file (if any, without pruning) and tick in a background thread."""
         if self.defs is not None:
             self.apply()
-        self._stop.clear()
-        from pgsched.worker.supervision import guarded
-
-        self._thread = threading.Thread(
-            target=guarded(self.run, self.on_crash), name="pgsched-scheduler", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        """Ask run() to return after its current look (safe from a signal handler)."""
-        self._stop.set()
-
-    @property
-    def alive(self) -> bool:
-        """The ticking thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            self._thread = None
-        self.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        return super().start()
 
     def apply(self) -> ApplyReport:
         with connect(self.dsn, timeout=self.settings.connect_timeout) as c:
-            return apply_schedules(c, self.defs or [], now=self._now())
+            return apply_schedules(c, self.defs or [], now=self.now())
 
-    def run(self) -> None:
-        """Tick until stop(): sleep until the earliest next tick (at most MAX_SLEEP seconds),
-        woken early by a changed definition (NOTIFY pgsched_schedules)."""
-        listener: psycopg.Connection | None = None
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                if listener is None or listener.closed:
-                    listener = connect(self.dsn, timeout=self.settings.connect_timeout)
-                    Q.schedule_listen.run(listener)
-                self.tick_once()
-                delay = self._delay()
-                backoff = 0.5
-            except Exception as e:  # keep ticking through a lost connection
-                log.warning("scheduler_error", error=str(e).splitlines()[0] if str(e) else repr(e))
-                self.close()
-                if listener is not None:
-                    listener.close()
-                    listener = None
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_SLEEP)
-                continue
-            self._wait(listener, delay)
-        if listener is not None:
-            listener.close()
-        self.close()
-
-    def _wait(self, listener: psycopg.Connection, delay: float) -> None:
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if any(True for _ in listener.notifies(timeout=min(left, 0.25), stop_after=1)):
-                # Drain the burst (an apply of many schedules), then look.
-                for _ in listener.notifies(timeout=0.01):
-                    pass
-                return
-
-    def _delay(self) -> float:
-        row = _dict(self._connection(), Q.schedule_next_wake, {"now": self._now()})
+    def look(self) -> float:
+        """Fire what is due; sleep until the earliest next tick (at most poll_interval)."""
+        self.tick_once()
+        row = _dict(self.connection(), Q.schedule_next_wake, {"now": self.now()})
         cap = min(MAX_SLEEP, self.settings.poll_interval)
         if row is None or row["next_tick"] is None:
             return cap
@@ -428,20 +357,12 @@ class Scheduler:
         # soon without spinning.
         return cap if seconds >= cap else max(seconds, 0.2 if seconds <= 0 else 0.0)
 
-    def _now(self) -> datetime | None:
-        return self.clock() if self.clock is not None else None
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, timeout=self.settings.connect_timeout)
-        return self._conn
-
     # -- one look --------------------------------------------------------------------------
 
     def tick_once(self, now: datetime | None = None) -> int:
         """Fire every due tick (per each schedule's misfire policy); returns tasks created."""
-        conn = self._connection()
-        now = now if now is not None else self._now()
+        conn = self.connection()
+        now = now if now is not None else self.now()
         created = 0
         with translated():
             for row in _dicts(conn, Q.schedules_due, {"now": now}):
