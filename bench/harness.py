@@ -417,6 +417,43 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+@contextlib.contextmanager
+def serving(url: str) -> Iterator[str]:
+    """`pgsched serve` on `url`'s database in its own process, on a free loopback port; yields
+    its base URL once /health/ready answers 200, and stops it on the way out."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "pgsched"
+    env = {**os.environ, "PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
+    server = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pgsched serve did not become ready (exit {server.poll()})")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 def pct(values: list[float], p: float) -> float:
     v = sorted(values)
     if not v:

@@ -15,17 +15,12 @@ record. The target is < 10 ms of database time per scrape.
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
-from harness import Ctx
+from harness import Ctx, pct, serving
 
 from pgsched.admin import Admin
 from pgsched.client import Client
@@ -36,17 +31,6 @@ CHUNK = 50
 BATCH = 100
 SCRAPES = {True: 20, False: 100}
 ROWS = 1_000_000
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def run(ctx: Ctx, rep: int) -> None:
@@ -63,66 +47,47 @@ def submits(ctx: Ctx, rep: int) -> None:
 
     url = ctx.fresh_db("pgsched", "i")
     migrate.upgrade(url)
-    port = _port()
-    exe = Path(sys.executable).parent / "pgsched"
-    env = {**os.environ, "PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("pgsched serve did not become ready")
-            time.sleep(0.1)
-        window = WINDOW_S[ctx.quick]
-        with httpx.Client(base_url=base) as http, Client(url) as client:
-            one = {"taskType": "noop", "payload": {"n": 1}}
-            batch = {"tasks": [one] * BATCH}
-            ways = {
-                "http_one": lambda: http.post("/api/v1/tasks", json=one).raise_for_status(),
-                "client_one": lambda: client.submit("noop", {"n": 1}),
-                "http_batch100": lambda: http.post(
-                    "/api/v1/tasks/batch", json=batch
-                ).raise_for_status(),
-                "client_batch100": lambda: client.submit_batch("noop", [{"n": 1}] * BATCH),
-            }
-            lat: dict[str, list[float]] = {k: [] for k in ways}
-            spent = dict.fromkeys(ways, 0.0)
-            t0 = time.monotonic()
-            rnd = 0
-            while time.monotonic() - t0 < window * len(ways):
-                names = list(ways)
-                k = rnd % len(names)
-                for name in names[k:] + names[:k]:
-                    fn = ways[name]
-                    for _ in range(CHUNK if "one" in name else CHUNK // 10):
-                        a = time.perf_counter()
-                        fn()
-                        d = time.perf_counter() - a
-                        lat[name].append(d)
-                        spent[name] += d
-                rnd += 1
-        for name, xs in lat.items():
-            per_call = BATCH if "batch" in name else 1
-            ctx.record(
-                "I", "pgsched", f"{name} tasks/s", len(xs) * per_call / spent[name], "/s", rep
-            )
-            ctx.record("I", "pgsched", f"{name} p50", 1000 * _pct(xs, 0.5), "ms", rep)
-            ctx.record("I", "pgsched", f"{name} p99", 1000 * _pct(xs, 0.99), "ms", rep)
+        with serving(url) as base:
+            run_submits(ctx, rep, url, base)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
         ctx.drop_db(url)
+
+
+def run_submits(ctx: Ctx, rep: int, url: str, base: str) -> None:
+    window = WINDOW_S[ctx.quick]
+    with httpx.Client(base_url=base) as http, Client(url) as client:
+        one = {"taskType": "noop", "payload": {"n": 1}}
+        batch = {"tasks": [one] * BATCH}
+        ways = {
+            "http_one": lambda: http.post("/api/v1/tasks", json=one).raise_for_status(),
+            "client_one": lambda: client.submit("noop", {"n": 1}),
+            "http_batch100": lambda: http.post(
+                "/api/v1/tasks/batch", json=batch
+            ).raise_for_status(),
+            "client_batch100": lambda: client.submit_batch("noop", [{"n": 1}] * BATCH),
+        }
+        lat: dict[str, list[float]] = {k: [] for k in ways}
+        spent = dict.fromkeys(ways, 0.0)
+        t0 = time.monotonic()
+        rnd = 0
+        while time.monotonic() - t0 < window * len(ways):
+            names = list(ways)
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
+                fn = ways[name]
+                for _ in range(CHUNK if "one" in name else CHUNK // 10):
+                    a = time.perf_counter()
+                    fn()
+                    d = time.perf_counter() - a
+                    lat[name].append(d)
+                    spent[name] += d
+            rnd += 1
+    for name, xs in lat.items():
+        per_call = BATCH if "batch" in name else 1
+        ctx.record("I", "pgsched", f"{name} tasks/s", len(xs) * per_call / spent[name], "/s", rep)
+        ctx.record("I", "pgsched", f"{name} p50", 1000 * pct(xs, 50), "ms", rep)
+        ctx.record("I", "pgsched", f"{name} p99", 1000 * pct(xs, 99), "ms", rep)
 
 
 def scrape(ctx: Ctx, rep: int) -> None:
@@ -174,7 +139,7 @@ def scrape(ctx: Ctx, rep: int) -> None:
             statistics.median(db_ms),
             "ms",
             rep,
-            p99=_pct(db_ms, 0.99),
+            p99=pct(db_ms, 99),
             plan=plan,
         )
         ctx.record(
@@ -184,7 +149,7 @@ def scrape(ctx: Ctx, rep: int) -> None:
             statistics.median(wall),
             "ms",
             rep,
-            p99=_pct(wall, 0.99),
+            p99=pct(wall, 99),
         )
     finally:
         ctx.drop_db(url)

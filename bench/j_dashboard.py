@@ -18,16 +18,12 @@ bench/dashboard-plans.md.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
-from harness import BENCH, Ctx
+from harness import BENCH, Ctx, pct, serving
 
 from pgsched.admin import encode_dlq_cursor
 from pgsched.sql import Q
@@ -35,17 +31,6 @@ from pgsched.sql import Q
 ROWS = 1_000_000
 ATTEMPTS = 100_000
 REQUESTS = {True: 10, False: 40}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def run(ctx: Ctx, rep: int) -> None:
@@ -267,15 +252,6 @@ def pages(ctx: Ctx, rep: int) -> None:
         ctx.record("J", "pgsched", f"db ms {name}", ms, "ms", rep, plan=text)
     _write_plans(ctx, plans)
 
-    port = _port()
-    exe = Path(sys.executable).parent / "pgsched"
-    env = {**os.environ, "PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
-    server = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     paths = {
         "overview": "/ui/",
         "tasks": "/ui/tasks",
@@ -293,40 +269,32 @@ def pages(ctx: Ctx, rep: int) -> None:
         "workflow": f"/ui/workflows/{workflow}",
     }
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("pgsched serve did not become ready")
-            time.sleep(0.1)
-        lat: dict[str, list[float]] = {k: [] for k in paths}
-        with httpx.Client(base_url=base, timeout=30) as http:
-            for path in paths.values():  # warm: pool connections, templates, plans
-                http.get(path).raise_for_status()
-            for i in range(REQUESTS[ctx.quick]):
-                names = list(paths)
-                k = i % len(names)
-                for name in names[k:] + names[:k]:
-                    a = time.perf_counter()
-                    r = http.get(paths[name])
-                    d = 1000 * (time.perf_counter() - a)
-                    r.raise_for_status()
-                    lat[name].append(d)
-        worst = 0.0
-        for name, xs in lat.items():
-            p50 = statistics.median(xs)
-            worst = max(worst, p50)
-            ctx.record("J", "pgsched", f"page p50 {name}", p50, "ms", rep, p99=_pct(xs, 0.99))
-        ctx.record("J", "pgsched", "slowest page p50 (1M tasks, 100k attempts)", worst, "ms", rep)
+        with serving(url) as base:
+            _fetch(ctx, rep, base, paths)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
         ctx.drop_db(url)
+
+
+def _fetch(ctx: Ctx, rep: int, base: str, paths: dict[str, str]) -> None:
+    lat: dict[str, list[float]] = {k: [] for k in paths}
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for path in paths.values():  # warm: pool connections, templates, plans
+            http.get(path).raise_for_status()
+        for i in range(REQUESTS[ctx.quick]):
+            names = list(paths)
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                a = time.perf_counter()
+                r = http.get(paths[name])
+                d = 1000 * (time.perf_counter() - a)
+                r.raise_for_status()
+                lat[name].append(d)
+    worst = 0.0
+    for name, xs in lat.items():
+        p50 = statistics.median(xs)
+        worst = max(worst, p50)
+        ctx.record("J", "pgsched", f"page p50 {name}", p50, "ms", rep, p99=pct(xs, 99))
+    ctx.record("J", "pgsched", "slowest page p50 (1M tasks, 100k attempts)", worst, "ms", rep)
 
 
 def _write_plans(ctx: Ctx, plans: list[tuple[str, str, float]]) -> None:
