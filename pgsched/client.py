@@ -23,7 +23,7 @@ from psycopg.adapt import PyFormat
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
-from pgsched.config import Settings
+from pgsched.config import Settings, time_limits
 from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
 from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, check_payload, fits_common, make_spec
@@ -130,6 +130,15 @@ def _payloads_json(conn: psycopg.Connection, payloads: list[Any]) -> bytes:
     return data
 
 
+# The time limits of Settings' defaults, for a Client made without settings.
+DEFAULT_TIME_LIMITS = time_limits(
+    *(
+        Settings.model_fields[f].default
+        for f in ("statement_timeout", "lock_timeout", "idle_in_transaction_timeout")
+    )
+)
+
+
 class Client:
     """Thread-safe for separate calls; each call borrows one short-lived or given connection."""
 
@@ -143,13 +152,18 @@ class Client:
         check: bool = True,
         prepared_statements: bool = True,
         pool: Any = None,
+        time_limits: str | None = DEFAULT_TIME_LIMITS,
     ) -> None:
         """``pool``: a psycopg_pool.ConnectionPool (autocommit, dict rows) to borrow a connection
         from for each call, instead of the client's one connection (`pgsched serve` passes one,
-        so concurrent requests do not queue on one session)."""
+        so concurrent requests do not queue on one session). ``time_limits``: libpq options
+        giving the client's own connection its statement, lock and idle-in-transaction
+        timeouts (Settings.session_options; None: the server's). A connection passed as
+        ``conn=`` keeps its own."""
         self.dsn = dsn
         self.pool = pool
         self.prepared_statements = prepared_statements
+        self.time_limits = time_limits if prepared_statements else None  # PgBouncer refuses them
         self.connect_timeout = connect_timeout
         self.default_queue = default_queue
         self.default_max_attempts = default_max_attempts
@@ -166,6 +180,7 @@ class Client:
             default_queue=settings.queue,
             default_max_attempts=settings.max_attempts,
             prepared_statements=settings.prepared_statements,
+            time_limits=settings.session_options,
             **kw,
         )
 
@@ -177,8 +192,12 @@ class Client:
             return conn
         with self._lock:  # threads starting at once share one connection
             if self._conn is None or self._conn.closed:
+                limits = {"options": self.time_limits} if self.time_limits else {}
                 self._conn = connect(
-                    self.dsn, timeout=self.connect_timeout, prepare=self.prepared_statements
+                    self.dsn,
+                    timeout=self.connect_timeout,
+                    prepare=self.prepared_statements,
+                    **limits,
                 )
             if not self._checked:
                 with translated():

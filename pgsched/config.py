@@ -35,6 +35,16 @@ SECONDS: dict[str, Any] = {"allow_inf_nan": False, "le": DURATION_MAX_S}
 CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
 
 
+def time_limits(statement: float, lock: float, idle_in_transaction: float) -> str:
+    """libpq ``options`` for a session's time limits (seconds; 0 turns one off)."""
+    limits = {
+        "statement_timeout": statement,
+        "lock_timeout": lock,
+        "idle_in_transaction_session_timeout": idle_in_transaction,
+    }
+    return " ".join(f"-c {k}={round(v * 1000)}" for k, v in limits.items())
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -224,12 +234,18 @@ class Settings(BaseModel):
     @property
     def session_options(self) -> str:
         """libpq ``options`` setting this session's time limits on the server."""
-        limits = {
-            "statement_timeout": self.statement_timeout,
-            "lock_timeout": self.lock_timeout,
-            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout,
-        }
-        return " ".join(f"-c {k}={round(v * 1000)}" for k, v in limits.items())
+        return time_limits(
+            self.statement_timeout, self.lock_timeout, self.idle_in_transaction_timeout
+        )
+
+    def connect_args(self) -> dict[str, Any]:
+        """db.connect()'s arguments for a session of pgsched's own (client, CLI, scheduler,
+        alert ticker): the connect timeout and the time limits. Behind PgBouncer in transaction
+        mode (prepared_statements off) neither prepared statements nor startup options, which
+        it refuses."""
+        if not self.prepared_statements:
+            return {"timeout": self.connect_timeout, "prepare": False}
+        return {"timeout": self.connect_timeout, "options": self.session_options}
 
     @property
     def idle_beat_every(self) -> float:

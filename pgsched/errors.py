@@ -34,6 +34,11 @@ class DatabaseUnavailable(PgschedError):
         self.port = port
 
 
+class TimedOut(DatabaseUnavailable):
+    """A statement passed the session's statement_timeout or lock_timeout (or was cancelled):
+    it was rolled back. Handled as the database being unavailable for it."""
+
+
 class NotMigrated(PgschedError):
     def __init__(self, message: str = "the database has no pgsched schema: run pgsched migrate"):
         super().__init__(message)
@@ -140,6 +145,9 @@ def translate(exc: BaseException) -> PgschedError | None:
             return DuplicateKey(f"already exists ({name}): {exc.diag.message_detail}", name)
     if isinstance(exc, pge.InvalidTextRepresentation | pge.InvalidDatetimeFormat):
         return ValidationError(str(exc.diag.message_primary or exc))
+    if isinstance(exc, pge.QueryCanceled | pge.LockNotAvailable):
+        primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+        return TimedOut(f"the database gave up on the statement: {primary}; nothing was changed")
     if isinstance(exc, psycopg.OperationalError):
         from pgsched.db import failure_reason
 

@@ -342,7 +342,7 @@ class Scheduler(Ticking):
         return super().start()
 
     def apply(self) -> ApplyReport:
-        with connect(self.dsn, timeout=self.settings.connect_timeout) as c:
+        with connect(self.dsn, **self.settings.connect_args()) as c:
             return apply_schedules(c, self.defs or [], now=self.now())
 
     def look(self) -> float:

@@ -92,7 +92,7 @@ class Ticking:
     def connection(self) -> psycopg.Connection:
         """The service's connection (autocommit), listening on its channel."""
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, timeout=self.settings.connect_timeout)
+            self._conn = connect(self.dsn, **self.settings.connect_args())
             self.listen.run(self._conn)
         return self._conn
 

@@ -629,6 +629,41 @@ def test_worker_sessions_carry_time_limits(dsn: str) -> None:
             c.execute("SELECT pg_sleep(8)")
 
 
+def test_cli_client_and_scheduler_sessions_give_up_on_a_held_lock(dsn: str) -> None:
+    """Someone holds pgsched.tasks locked: a submit from the CLI or the Python API gives up
+    after lock_timeout with one line, and leaves nothing half-written."""
+    import subprocess
+    import sys
+
+    from pgsched.errors import TimedOut
+    from pgsched.schedules import Scheduler
+
+    exe = Path(sys.executable).parent / "pgsched"
+    env = {**os.environ, "PGSCHED_DSN": dsn, "PGSCHED_LOCK_TIMEOUT": "0.5"}
+    settings = Settings(**{**FAST.model_dump(), "lock_timeout": 0.5})
+    with psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE pgsched.tasks IN ACCESS EXCLUSIVE MODE")
+        r = subprocess.run(
+            [str(exe), "submit", "noop"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+        assert "lock timeout" in lines[0] and "nothing was changed" in lines[0]
+        client = Client.from_settings(settings.model_copy(update={"dsn": dsn}))
+        with client, pytest.raises(TimedOut, match="lock timeout"):
+            client.submit("noop")
+        sched = Scheduler(dsn, settings=Settings(**{**FAST.model_dump(), "statement_timeout": 7}))
+        try:
+            row = sched.connection().execute("SHOW statement_timeout").fetchone()
+            assert row["statement_timeout"] == "7s"
+        finally:
+            sched.close()
+        holder.rollback()
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+
+
 def test_migrate_gives_up_on_a_held_lock_and_names_the_holder(empty_dsn: str) -> None:
     from pgsched import migrate
     from pgsched.db import ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK
