@@ -51,7 +51,9 @@ def pg_server() -> Iterator[EphemeralServer]:
 
 
 def _new_database(server: EphemeralServer, template: str) -> str:
-    name = f"t{os.getpid()}_{next(_counter)}"
+    # A random part too: a test module that imports this file as tests.conftest gets a second
+    # copy of the counter, and two copies must not pick the same name.
+    name = f"t{os.getpid()}_{next(_counter)}_{os.urandom(3).hex()}"
     with psycopg.connect(server.url(), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     return name
