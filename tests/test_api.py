@@ -550,6 +550,17 @@ def test_database_gone_mid_request_is_503_in_one_line(pg_server, dsn: str) -> No
         assert http.get("/health/live").status_code == 200
 
 
+def test_a_held_lock_gives_503_after_lock_timeout(dsn: str, conn: psycopg.Connection) -> None:
+    before = counts(conn)
+    with serving(dsn, lock_timeout=0.5) as http, psycopg.connect(dsn) as holder:
+        holder.execute("LOCK TABLE pgsched.tasks IN ACCESS EXCLUSIVE MODE")
+        r = http.post("/api/v1/tasks", json={"taskType": "x"})
+        assert r.status_code == 503, r.text
+        assert "lock timeout" in error_line(r)
+        holder.rollback()
+    assert counts(conn) == before
+
+
 def test_not_migrated_is_not_ready(empty_dsn: str) -> None:
     with serving(empty_dsn) as http:
         r = http.get("/health/ready")

@@ -191,6 +191,8 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
             "autocommit": True,
             "row_factory": dict_row,
             "connect_timeout": max(1, int(settings.connect_timeout)),
+            # the sessions' time limits, unless behind PgBouncer < 1.21, which refuses them
+            **({"options": settings.session_options} if settings.prepared_statements else {}),
         },
         check=ConnectionPool.check_connection,
         name="pgsched-serve",
