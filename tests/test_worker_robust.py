@@ -5,10 +5,8 @@ delay or error text can only fail that task."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,26 +17,13 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.errors import PermanentError, ValidationError
+from pgsched.errors import PermanentError, ValidationError, WorkerDied
 from pgsched.registry import Registry
 from pgsched.worker import Worker
-from pgsched.worker.runner import WorkerDied
 from pgsched.worker.supervision import ERROR_MAX
-from tests.conftest import FAST, wait_until
+from tests.conftest import FAST, PGSCHED, WORKER_ENV, wait_until
 
-PGSCHED = str(Path(sys.executable).parent / "pgsched")
-ENV = {
-    **os.environ,
-    "PGSCHED_HEARTBEAT_INTERVAL": "0.3",
-    "PGSCHED_HEARTBEAT_TIMEOUT": "5",
-    "PGSCHED_POLL_INTERVAL": "1",
-    "PGSCHED_CPU_CEILING": "100",
-    "PGSCHED_MEMORY_CEILING": "100",
-    "PGSCHED_BACKOFF_BASE": "0.05",
-    "PGSCHED_BACKOFF_CAP": "0.1",
-    "PGSCHED_LOG_LEVEL": "info",
-    "PGSCHED_LOG_FORMAT": "json",
-}
+ENV = {**WORKER_ENV, "PGSCHED_LOG_FORMAT": "json"}
 
 
 def one(dsn: str, sql: str, *args: Any) -> Any:

@@ -1,5 +1,6 @@
 """Recovery of dead workers' tasks, and retention pruning. Any worker runs it; the statement
-takes a transaction-level advisory lock so only one runs at a time, with no leader."""
+takes the recovery gate (a lock on a table of its own, for its transaction) so only one runs
+at a time, with no leader."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ import psycopg
 
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.sql import Q
-
-# First key of the locks the worker takes besides its liveness lock (ADVISORY_NAMESPACE,
-# workers.id): a separate namespace cannot collide with a worker id.
-WORKER_LOCK_NS = ADVISORY_NAMESPACE + 1
 
 
 def reap(
