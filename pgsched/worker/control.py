@@ -44,7 +44,7 @@ class Pace:
     ``idle_beat_every`` (heartbeat_timeout / 3 by default), one holding tasks every
     heartbeat_interval; the control thread never waits longer than heartbeat_interval, so a
     worker that turns busy beats on the busy pace within one. The first beat comes
-    heartbeat_interval after start, idle or not: it tells a new worker the fleet's size, which
+    heartbeat_interval after start at the latest: it tells a new worker the fleet's size, which
     paces its recovery runs. Retention pruning runs a few seconds after start (spread over a
     fleet), then every PRUNE_EVERY s, or every PRUNE_CATCH_UP s while each run finds a full
     batch: a worker then removes up to ~4k expired rows/s, enough for any queue's throughput."""
