@@ -85,7 +85,10 @@ class Executor:
         self._on_crash = on_crash
         self._running: dict[int, Job] = {}
         self.handed_back: list[Job] = []
-        self._lock = threading.Lock()
+        # Two locks, so the claim thread's bookkeeping of the table never waits on a pool
+        # thread taking a job (a contended lock may cost a GIL switch interval, 5 ms).
+        self._table_lock = threading.Lock()  # _running, handed_back
+        self._lock = threading.Lock()  # a job's fields, the pool and the event loop
         self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,7 +149,7 @@ class Executor:
         return len(self._running)
 
     def running_ids(self) -> set[int]:
-        with self._lock:
+        with self._table_lock:
             return set(self._running)
 
     def run(self, rows: list[dict[str, Any]]) -> None:
@@ -162,7 +165,7 @@ class Executor:
                 started=now,
                 deadline=None if not timeout else now + timeout,
             )
-            with self._lock:
+            with self._table_lock:
                 self._running[job.id] = job
             self._emit(
                 "task_claimed",
@@ -176,7 +179,7 @@ class Executor:
 
     def cancel(self, task_id: int, version: int) -> bool:
         """Stop the attempt of ``task_id`` as cancelled (False: it does not run here)."""
-        with self._lock:
+        with self._table_lock:
             job = self._running.get(task_id)
         if job is None:
             return False
@@ -185,7 +188,7 @@ class Executor:
         return True
 
     def stop_all(self, reason: str) -> None:
-        with self._lock:
+        with self._table_lock:
             jobs = list(self._running.values())
         for job in jobs:
             self.stop_job(job, reason)
@@ -301,7 +304,7 @@ class Executor:
             job.finalized = True
         if job.stop_reason == "shutdown":
             job.handback = True
-            with self._lock:
+            with self._table_lock:
                 self._running.pop(job.id, None)
                 self.handed_back.append(job)
             self._freed()
@@ -310,7 +313,7 @@ class Executor:
             completion = outcome(job, exc, result, self.policy)
         except Exception as e:  # what the task left cannot be described: fail that task only
             completion = unrecordable(job, e)
-        with self._lock:
+        with self._table_lock:
             self._running.pop(job.id, None)
         self._done(completion)
         if job.tt is None or not job.tt.inline:
