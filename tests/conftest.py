@@ -7,6 +7,7 @@ outlives it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -220,17 +221,25 @@ WORKER_ENV = {
 
 @pytest.fixture
 def spawn(dsn: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `pgsched worker ARGS` processes, their output in tmp_path/worker<N>.log; each is
-    killed when the test ends."""
+    """Start `pgsched worker ARGS` processes; each is killed when the test ends. Output goes
+    to tmp_path/worker<N>.log, stdout to ``stdout`` instead if given, stderr to
+    tmp_path/``stderr`` if given."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"worker{len(procs)}.log", "wb") as log:
+    def start(
+        *args: str,
+        stdout: Any = None,
+        stderr: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(tmp_path / f"worker{len(procs)}.log", "wb"))
+            err = files.enter_context(open(tmp_path / stderr, "wb")) if stderr else None
             p = subprocess.Popen(
                 [PGSCHED, "--dsn", dsn, "worker", *args],
-                env=WORKER_ENV,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                env=WORKER_ENV if env is None else env,
+                stdout=log if stdout is None else stdout,
+                stderr=subprocess.STDOUT if err is None else err,
                 cwd=tmp_path,
             )
         procs.append(p)

@@ -116,7 +116,11 @@ class Control:
     def open(self) -> None:
         """Connect and register (refusing a name that a live worker holds)."""
         conn = self._connections.direct(self.on_notify)
-        self._register(conn)
+        try:
+            self._register(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     def _register(self, conn: psycopg.Connection) -> None:
