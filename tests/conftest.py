@@ -89,15 +89,29 @@ def _leftover_backends(server: EphemeralServer, name: str) -> list[str]:
     return [f"pid {pid} {app or '?'} {state}: {query}" for pid, app, state, query in rows]
 
 
+# The tests whose connections must all be gone when they end: the worker's (a worker closes
+# every connection it opens when it stops). Elsewhere in-process CLI commands keep theirs
+# until the process exits.
+WORKER_TEST_MODULES = ("test_worker", "test_claim_weighting", "test_queue_model", "test_prune")
+WORKER_FIXTURES = ("make_worker", "spawn")
+
+
+def _checks_connections(request: pytest.FixtureRequest) -> bool:
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    return module.startswith(WORKER_TEST_MODULES) or any(
+        f in request.fixturenames for f in WORKER_FIXTURES
+    )
+
+
 @pytest.fixture
 def dsn(pg_server: EphemeralServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A migrated database of this test's own (commits, LISTEN and processes are fine). The
-    test fails if a connection to it (a worker's, a LISTEN) outlives the test and the
-    fixtures it used; a test that keeps one on purpose is marked ``leaves_connections``."""
+    """A migrated database of this test's own (commits, LISTEN and processes are fine). In the
+    worker's tests, the test fails if a connection to it (a worker's, a LISTEN) outlives the
+    test and the fixtures it used."""
     name = _new_database(pg_server, TEMPLATE)
     yield pg_server.url(name)
     left: list[str] = []
-    if request.node.get_closest_marker("leaves_connections") is None:
+    if _checks_connections(request):
         deadline = time.monotonic() + LEAK_WAIT
         while (left := _leftover_backends(pg_server, name)) and time.monotonic() < deadline:
             time.sleep(0.05)
