@@ -116,6 +116,7 @@ from pgsched.sql import Q, to_positional
 from pgsched.worker import Worker, heartbeat
 from pgsched.worker import claim as claims
 from pgsched.worker.runner import CLAIM_SESSION
+from pgsched.worker.waker import Waker
 
 # The workers row CLAIM's worker names (status active, no load): claim_limit reads it.
 CLAIM_WORKER = "INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)"
@@ -135,12 +136,11 @@ def pickup(url: str) -> None:
         if current["k"] is not None:
             marks.setdefault(current["k"], {}).setdefault(name, time.time())
 
-    on_notify, claim = Worker._on_notify, claims.claim
+    heard, claim = Waker.heard, claims.claim
 
-    def traced_notify(self: Worker, n: Any) -> None:
-        if n.channel == "pgsched":
-            mark("notify")
-        on_notify(self, n)
+    def traced_heard(self: Waker, payload: str, *a: Any, **kw: Any) -> bool:
+        mark("notify")
+        return heard(self, payload, *a, **kw)
 
     def traced_claim(*a: Any, **kw: Any) -> Any:
         t0 = time.time()
@@ -149,7 +149,7 @@ def pickup(url: str) -> None:
             marks[current["k"]].update(claim_sent=t0, claim_answered=time.time())
         return rows
 
-    Worker._on_notify = traced_notify  # type: ignore[method-assign]
+    Waker.heard = traced_heard  # type: ignore[method-assign]
     claims.claim = traced_claim
     reg = Registry()
     reg.register(TaskType("noop", body, inline=True))
@@ -1104,9 +1104,7 @@ def sql_ceiling(server: EphemeralServer) -> None:
 
 
 def recovery_gate(url: str) -> None:
-    from pgsched.db import ADVISORY_NAMESPACE
-    from pgsched.sql import Q
-    from pgsched.worker.reaper import WORKER_LOCK_NS
+    from pgsched.db import ADVISORY_NAMESPACE, WORKER_LOCK_NAMESPACE
 
     table = Q.reap_dead_workers.sql
     advisory = table.replace(
@@ -1116,7 +1114,7 @@ def recovery_gate(url: str) -> None:
     assert advisory != table
     params = {
         "ns": ADVISORY_NAMESPACE,
-        "reaper_ns": WORKER_LOCK_NS,
+        "reaper_ns": WORKER_LOCK_NAMESPACE,
         "heartbeat_timeout": 3600.0,
         "now": None,
     }

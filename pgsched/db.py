@@ -23,12 +23,14 @@ from pgsched.errors import (
     translate,
 )
 
-# Advisory locks pgsched takes, as (first key, second key):
-#   (ADVISORY_NAMESPACE, workers.id)       a worker's liveness lock, held by its session
-#   (ADVISORY_NAMESPACE + 1, ...)          worker coordination: reaper, waker (pgsched/worker)
-#   (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK)   `pgsched migrate`
-#   (ADMIN_LOCK_NAMESPACE, hashtext(...))  `pgsched schedules apply`
+# Every advisory lock pgsched takes, as (first key, second key); the namespaces differ, so
+# no lock of one kind can collide with another's:
+#   (ADVISORY_NAMESPACE, workers.id)                  a worker's liveness lock, held by its session
+#   (WORKER_LOCK_NAMESPACE, hashtext(signature))      the waker lock (pgsched/worker/waker.py)
+#   (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK)              `pgsched migrate`
+#   (ADMIN_LOCK_NAMESPACE, hashtext(...))             `pgsched schedules apply`
 ADVISORY_NAMESPACE = 0x70677363  # 'pgsc'
+WORKER_LOCK_NAMESPACE = ADVISORY_NAMESPACE + 1
 ADMIN_LOCK_NAMESPACE = ADVISORY_NAMESPACE + 2
 MIGRATE_LOCK = 1
 

@@ -80,6 +80,14 @@ class DuplicateKey(PgschedError):
         self.constraint = constraint
 
 
+class WorkerNameTaken(PgschedError):
+    """A live worker holds the name a new worker asked for."""
+
+
+class WorkerDied(PgschedError):
+    """A service thread of the worker died; the worker stopped (the CLI exits 1)."""
+
+
 class CycleError(ValidationError):
     def __init__(self, path: list[str]) -> None:
         super().__init__("workflow has a cycle: " + " -> ".join(path))

@@ -17,8 +17,7 @@ import pytest
 
 from pgsched.client import Client
 from pgsched.server import EphemeralServer, _set_pdeathsig, ensure_system_user, free_port
-from tests.conftest import wait_until
-from tests.test_worker import FAST, Events
+from tests.conftest import FAST, Events, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 pytestmark = pytest.mark.skipif(

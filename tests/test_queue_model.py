@@ -24,7 +24,8 @@ from psycopg.rows import dict_row
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.sql import Q
 from pgsched.worker import claim as claims
-from pgsched.worker.claim import Completion
+from pgsched.worker.completer import complete
+from pgsched.worker.outcome import Completion
 from pgsched.worker.reaper import reap
 
 WORKERS = ("w1", "w2", "w3")
@@ -139,7 +140,7 @@ def test_queue_model(dsn: str) -> None:
             before = self.db.execute("SELECT * FROM pgsched.tasks WHERE id = %s", (tid,)).fetchone()
             version = r["version"] - 1 if stale else r["version"]
             STATS["completions"] += 1
-            changed = claims.complete(
+            changed = complete(
                 self.db,
                 w,
                 [Completion(tid, version, status, outcome, error="x", delay=1.0)],
@@ -213,7 +214,7 @@ def test_queue_model(dsn: str) -> None:
                 return
             for r in Q.cancel_requests.run(self.db, {"worker": w}):
                 self.held[w].pop(r["id"], None)
-                changed = claims.complete(
+                changed = complete(
                     self.db,
                     w,
                     [Completion(r["id"], r["version"], "cancelled", "cancelled")],
@@ -294,7 +295,7 @@ def test_completion_keeps_the_row_of_an_attempt_number_used_twice(
         (ids[1],),
     )
     batch = [Completion(i, 4, "succeeded", "success", result={"n": i}) for i in ids]
-    assert claims.complete(conn, "w1", batch) == set(ids)
+    assert complete(conn, "w1", batch) == set(ids)
     assert (
         conn.execute(
             "SELECT array_agg(status ORDER BY id) FROM pgsched.tasks WHERE id = ANY(%s)", (ids,)

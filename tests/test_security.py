@@ -28,10 +28,13 @@ from pgsched import server
 from pgsched.builtins import HttpRunner, ShellRunner, redact_url
 from pgsched.client import Client
 from pgsched.config import Settings
+from pgsched.db import WORKER_LOCK_NAMESPACE
 from pgsched.errors import PermanentError, PermissionDenied, UsageError, ValidationError
 from pgsched.registry import Registry, TaskContext, TaskTimeout
 from pgsched.server import Cluster, EphemeralServer, open_private_log
 from pgsched.worker import Worker, reaper
+from pgsched.worker.connections import Connections
+from pgsched.worker.load import LoadSampler
 from tests.conftest import FAST, wait_until
 from tests.test_private_checkout import _python_for
 
@@ -486,7 +489,7 @@ def test_a_squatted_waker_lock_does_not_stop_the_queue(dsn: str) -> None:
     w = Worker(dsn, FAST, name="lonely", registry=Registry())
     with psycopg.connect(dsn, autocommit=True) as squatter:
         squatter.execute(
-            "SELECT pg_advisory_lock(%s, hashtext(%s))", (reaper.WORKER_LOCK_NS, w.signature)
+            "SELECT pg_advisory_lock(%s, hashtext(%s))", (WORKER_LOCK_NAMESPACE, w.signature)
         )
         w.start()
         try:
@@ -519,7 +522,7 @@ def test_recovery_cannot_be_blocked_by_an_outside_session(
         with psycopg.connect(dsn, autocommit=True) as squatter:
             squatter.execute(f"SET ROLE {role}")
             # the gate of old: any session could hold it
-            squatter.execute("SELECT pg_advisory_lock(%s, 0)", (reaper.WORKER_LOCK_NS,))
+            squatter.execute("SELECT pg_advisory_lock(%s, 0)", (WORKER_LOCK_NAMESPACE,))
             for attempt in (
                 "LOCK TABLE pgsched.recovery_gate IN EXCLUSIVE MODE",
                 "SELECT pgsched.try_recovery_gate()",
@@ -560,7 +563,7 @@ def test_a_stopped_waker_does_not_stop_the_queue(dsn: str) -> None:
                     " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid"
                     " AND l.database = (SELECT oid FROM pg_database"
                     "                   WHERE datname = current_database())",
-                    (reaper.WORKER_LOCK_NS,),
+                    (WORKER_LOCK_NAMESPACE,),
                 ).fetchone()
             return row[0] if row else None
 
@@ -619,8 +622,7 @@ def test_the_client_refuses_a_huge_payload_in_one_line(dsn: str) -> None:
 
 def test_worker_sessions_carry_time_limits(dsn: str) -> None:
     settings = Settings(**{**FAST.model_dump(), "statement_timeout": 7, "lock_timeout": 3})
-    w = Worker(dsn, settings, name="limits", registry=Registry())
-    with w._connect_pooled() as c:
+    with Connections(dsn, dsn, settings, LoadSampler()).pooled() as c:
         assert c.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "7s"
         assert c.execute("SHOW lock_timeout").fetchone()["lock_timeout"] == "3s"
         row = c.execute("SHOW idle_in_transaction_session_timeout").fetchone()

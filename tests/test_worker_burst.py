@@ -11,8 +11,7 @@ from pgsched.config import Settings
 from pgsched.registry import Registry
 from pgsched.worker import Worker
 from pgsched.worker.load import LoadSampler
-from tests.conftest import FAST, wait_until
-from tests.test_worker import Events
+from tests.conftest import FAST, Events, wait_until
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:

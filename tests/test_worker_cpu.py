@@ -11,7 +11,6 @@ import psycopg
 from pgsched.client import Client
 from pgsched.registry import Registry
 from tests.conftest import wait_until
-from tests.test_worker import make_worker  # noqa: F401 - a fixture
 
 
 def heartbeat(dsn: str) -> Any:
@@ -19,7 +18,7 @@ def heartbeat(dsn: str) -> Any:
         return c.execute("SELECT last_heartbeat FROM pgsched.workers").fetchone()[0]
 
 
-def test_cpu_bound_task_does_not_stall_claims_or_heartbeats(dsn: str, make_worker: Any) -> None:  # noqa: F811
+def test_cpu_bound_task_does_not_stall_claims_or_heartbeats(dsn: str, make_worker: Any) -> None:
     reg = Registry()
     spinning = threading.Event()
     release = threading.Event()

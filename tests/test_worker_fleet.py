@@ -7,11 +7,10 @@ from typing import Any
 
 from pgsched.client import Client
 from pgsched.worker.load import LoadSampler
-from tests.conftest import wait_until
-from tests.test_worker import FAST, make_worker  # noqa: F401 - a fixture
+from tests.conftest import FAST, wait_until
 
 
-def test_fleet_drains_backlog_without_the_fallback_poll(dsn: str, make_worker: Any) -> None:  # noqa: F811
+def test_fleet_drains_backlog_without_the_fallback_poll(dsn: str, make_worker: Any) -> None:
     settings = FAST.model_copy(update={"poll_interval": 60.0, "cpu_ceiling": 95.0})
 
     # The host reads fully busy, all of it the workers' own work (as on a small CI machine

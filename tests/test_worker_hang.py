@@ -16,15 +16,14 @@ from psycopg.rows import dict_row
 from pgsched.client import Client
 from pgsched.sql import Q
 from pgsched.worker import heartbeat, reaper
-from tests.conftest import wait_until
-from tests.test_worker_process import q, spawn  # noqa: F401 - spawn is a fixture
+from tests.conftest import q, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
     dsn: str,
-    spawn: Any,  # noqa: F811
+    spawn: Any,
     tmp_path: Path,
 ) -> None:
     client = Client(dsn)

@@ -19,8 +19,7 @@ from pgsched.config import Settings
 from pgsched.registry import Registry
 from pgsched.worker import Worker, load
 from pgsched.worker.load import LoadSampler
-from tests.conftest import wait_until
-from tests.test_worker import Events
+from tests.conftest import Events, wait_until
 
 # Default ceilings (CPU: none; memory: 95%); fast heartbeats so the faked load reaches the
 # workers row at once.

@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql as psql
 
 from pgsched.sql import Q, Query, to_positional
-from pgsched.worker.runner import CLAIM_SESSION
+from pgsched.worker.connections import CLAIM_SESSION
 
 
 def claim_params(queues: list[str], slots: int) -> dict[str, object]:
@@ -72,7 +72,7 @@ def explain_generic(
 ) -> str:
     """EXPLAIN the plan the worker's claim connection runs: the statement prepared once (here
     as generic_q, on the first call) and planned without its parameter values
-    (runner.CLAIM_SESSION: force_generic_plan, no sequential scans); later calls reuse that
+    (connections.CLAIM_SESSION: force_generic_plan, no sequential scans); later calls reuse that
     plan."""
     sql, names = to_positional(query.sql)
     for name, value in re.findall(r"-c (\w+)=(\w+)", CLAIM_SESSION):
@@ -191,7 +191,7 @@ def test_next_due_in_matches_a_plain_min(conn: psycopg.Connection, seed: int) ->
 
 @pytest.mark.parametrize("analyzed", [True, False])
 def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection, analyzed: bool) -> None:
-    """The completion connections also plan once per session (runner._connect_completer): a
+    """The completion connections also plan once per session (Connections.completer): a
     batch of 500 finds its rows through the key index, whether the plan was made over an
     analyzed table of 50,000 tasks or over an empty one that they then filled."""
     fill = "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50000)"

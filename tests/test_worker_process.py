@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,51 +11,9 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from tests.conftest import wait_until
-
-PGSCHED = str(Path(sys.executable).parent / "pgsched")
-ENV = {
-    **os.environ,
-    "PGSCHED_HEARTBEAT_INTERVAL": "0.3",
-    "PGSCHED_HEARTBEAT_TIMEOUT": "5",
-    "PGSCHED_POLL_INTERVAL": "1",
-    "PGSCHED_CPU_CEILING": "100",
-    "PGSCHED_MEMORY_CEILING": "100",
-    "PGSCHED_BACKOFF_BASE": "0.05",
-    "PGSCHED_BACKOFF_CAP": "0.1",
-    "PGSCHED_LOG_LEVEL": "info",
-}
+from tests.conftest import PGSCHED, WORKER_ENV, q, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen(
-            [PGSCHED, "--dsn", dsn, "worker", *args],
-            env=ENV,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-
-
-def q(dsn: str, sql: str, *args: Any) -> Any:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute(sql, args or None).fetchone()
-        return None if row is None else row[0]
 
 
 def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
@@ -135,7 +90,7 @@ def test_app_module_and_burst(dsn: str, spawn: Any, tmp_path: Path) -> None:
 def test_app_that_does_not_import_is_one_line(dsn: str, tmp_path: Path) -> None:
     r = subprocess.run(
         [PGSCHED, "--dsn", dsn, "worker", "--app", "no_such_module_x"],
-        env=ENV,
+        env=WORKER_ENV,
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -12,8 +12,7 @@ import pytest
 from pgsched import migrate
 from pgsched.client import Client
 from pgsched.server import EphemeralServer
-from tests.conftest import wait_until
-from tests.test_worker_process import ENV, PGSCHED
+from tests.conftest import PGSCHED, WORKER_ENV, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ def test_worker_survives_a_database_restart(own_server: EphemeralServer, tmp_pat
     with open(tmp_path / "worker.log", "wb") as log:
         worker = subprocess.Popen(
             [PGSCHED, "--dsn", dsn, "worker", "--name", "w", "--concurrency", "4"],
-            env=ENV,
+            env=WORKER_ENV,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -5,10 +5,8 @@ delay or error text can only fail that task."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,26 +17,13 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.errors import PermanentError, ValidationError
+from pgsched.errors import PermanentError, ValidationError, WorkerDied
 from pgsched.registry import Registry
 from pgsched.worker import Worker
-from pgsched.worker.runner import WorkerDied
 from pgsched.worker.supervision import ERROR_MAX
-from tests.conftest import FAST, wait_until
+from tests.conftest import FAST, WORKER_ENV, wait_until
 
-PGSCHED = str(Path(sys.executable).parent / "pgsched")
-ENV = {
-    **os.environ,
-    "PGSCHED_HEARTBEAT_INTERVAL": "0.3",
-    "PGSCHED_HEARTBEAT_TIMEOUT": "5",
-    "PGSCHED_POLL_INTERVAL": "1",
-    "PGSCHED_CPU_CEILING": "100",
-    "PGSCHED_MEMORY_CEILING": "100",
-    "PGSCHED_BACKOFF_BASE": "0.05",
-    "PGSCHED_BACKOFF_CAP": "0.1",
-    "PGSCHED_LOG_LEVEL": "info",
-    "PGSCHED_LOG_FORMAT": "json",
-}
+ENV = {**WORKER_ENV, "PGSCHED_LOG_FORMAT": "json"}
 
 
 def one(dsn: str, sql: str, *args: Any) -> Any:
@@ -124,29 +109,6 @@ def test_a_dead_service_thread_stops_the_worker_and_its_tasks_go_on(
     )
 
 
-@pytest.fixture
-def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def run(*args: str, stdout: Any = None) -> subprocess.Popen[bytes]:
-        n = len(procs)
-        p = subprocess.Popen(
-            [PGSCHED, "--dsn", dsn, "worker", *args],
-            env=ENV,
-            stdout=stdout if stdout is not None else open(tmp_path / f"out{n}", "wb"),  # noqa: SIM115
-            stderr=open(tmp_path / f"err{n}", "wb"),  # noqa: SIM115
-            cwd=tmp_path,
-        )
-        procs.append(p)
-        return p
-
-    yield run
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-
-
 FRAGILE_APP = """
 import structlog
 from pgsched.errors import PermanentError
@@ -177,7 +139,10 @@ def test_pgsched_worker_exits_1_naming_the_dead_thread(
     with Client(dsn) as c:
         bad = c.submit("boom", queue="fq")
         ids = [c.submit("dummy", {"sleepDurationMs": 1500}, queue="fq") for _ in range(3)]
-    p = spawn("--app", "fragile", "--queues", "fq", "--name", "fragile", "--concurrency", "4")
+    p = spawn(
+        "--app", "fragile", "--queues", "fq", "--name", "fragile", "--concurrency", "4",
+        env=ENV, stderr="err0",
+    )  # fmt: skip
     assert p.wait(timeout=60) == 1
     err = (tmp_path / "err0").read_text().splitlines()
     assert len(err) == 1, err
@@ -185,7 +150,7 @@ def test_pgsched_worker_exits_1_naming_the_dead_thread(
     assert "RuntimeError: log sink broke" in err[0]
     assert one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", bad) == "failed"
 
-    spawn("--queues", "fq", "--name", "healthy")
+    spawn("--queues", "fq", "--name", "healthy", env=ENV)
     wait_until(
         lambda: statuses(dsn, ids) == ["succeeded"] * 3,
         30,
@@ -199,7 +164,7 @@ def test_a_closed_stdout_stops_no_thread(dsn: str, spawn: Any, tmp_path: Path) -
     """`pgsched worker | head -c 10`: before, the first log line on the completion thread
     killed it (tasks running for good, later submits too) and SIGTERM did not end the
     process."""
-    p = spawn("--queues", "zq", stdout=subprocess.PIPE)
+    p = spawn("--queues", "zq", stdout=subprocess.PIPE, stderr="err0", env=ENV)
     assert p.stdout is not None
     p.stdout.close()  # the reader is gone: every write to stdout is EPIPE
     with Client(dsn) as c:

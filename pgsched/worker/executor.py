@@ -1,17 +1,17 @@
-"""Running task bodies: one concurrency model, threads.
+"""The executor: runs claimed tasks' bodies and keeps the table of what runs here.
 
 - sync functions run on a pool of ``concurrency`` threads. The worker's own loops (claim,
-  completion, heartbeat/LISTEN) are threads too and spend their time in blocking psycopg calls,
-  which release the GIL, so a CPU-bound task slows them by GIL hand-offs (5 ms switch interval)
-  but never stalls them. A Python thread cannot be killed: on timeout or cancel the attempt is
+  completion, control) are threads too and spend their time in blocking psycopg calls, which
+  release the GIL, so a CPU-bound task slows them by GIL hand-offs (5 ms switch interval) but
+  never stalls them. A Python thread cannot be killed: on timeout or cancel the attempt is
   recorded at once (timeout / cancelled), its later result is discarded, and the thread is
   abandoned (a fresh pool thread replaces it so capacity stays the same; ``ctx.cancelled``
   tells a cooperative body to return).
 - ``async def`` functions run as tasks on one event loop thread; timeout and cancel cancel them.
 - trivially short built-ins (noop) run inline on the claim thread.
-Measured in no-op drains: blocking psycopg beat asyncio for the claim loop
-(~31k vs ~26k tasks/s), and one asyncio Task per task costs ~6 us, so asyncio is used only
-for async bodies.
+Threads rather than asyncio for the worker's own loops: in no-op drains the blocking claim
+loop ran ~31k tasks/s against ~26k for asyncio, and one asyncio Task per task costs ~6 us, so
+asyncio serves async bodies only.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgsched.errors import PermanentError
-from pgsched.registry import TaskContext, TaskTimeout, TaskType
-from pgsched.worker.claim import Completion, Undecodable, backoff
-from pgsched.worker.supervision import CrashHook, bounded, guarded, safe_str
+from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.worker.decode import undecodable
+from pgsched.worker.outcome import Completion, RetryPolicy, outcome, unrecordable
+from pgsched.worker.supervision import CrashHook, guarded
 
 # The longest the timeout monitor sleeps at once. A deadline further away (a timeout of
 # centuries, from a row or a task type) is simply not reached: Condition.wait() raises
-# OverflowError beyond threading.TIMEOUT_MAX, and that killed the monitor, so no later task
-# timed out either.
+# OverflowError beyond threading.TIMEOUT_MAX, which would end the monitor, and no later task
+# would time out.
 _MAX_TIMER_WAIT = 3600.0
 
 
@@ -57,25 +58,37 @@ class Job:
         return int(self.row["id"])
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    backoff_base: float
-    backoff_cap: float
-
-
 class Executor:
+    """Runs the bodies of claimed rows; ``done`` takes each finished attempt's Completion,
+    ``freed`` is told when a slot frees up (not for inline bodies: they run on the claim
+    thread, which is not waiting). A task stopped by the shutdown is handed back instead: it
+    waits in ``handed_back`` for the worker to release it."""
+
     def __init__(
         self,
         concurrency: int,
         policy: RetryPolicy,
-        on_finished: Callable[[Job, Completion | None], None],
+        registry: Registry,
+        context: Callable[[dict[str, Any]], TaskContext],
+        done: Callable[[Completion], None],
+        freed: Callable[[], None],
+        emit: Callable[..., None],
         on_crash: CrashHook | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.policy = policy
-        self._on_finished = on_finished
+        self._registry = registry
+        self._context = context
+        self._done = done
+        self._freed = freed
+        self._emit = emit
         self._on_crash = on_crash
-        self._lock = threading.Lock()
+        self._running: dict[int, Job] = {}
+        self.handed_back: list[Job] = []
+        # Two locks, so the claim thread's bookkeeping of the table never waits on a pool
+        # thread taking a job (a contended lock may cost a GIL switch interval, 5 ms).
+        self._table_lock = threading.Lock()  # _running, handed_back
+        self._lock = threading.Lock()  # a job's fields, the pool and the event loop
         self._q: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +143,56 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------------
 
+    @property
+    def running(self) -> int:
+        """Attempts running here (not yet finished)."""
+        return len(self._running)
+
+    def running_ids(self) -> set[int]:
+        with self._table_lock:
+            return set(self._running)
+
+    def run(self, rows: list[dict[str, Any]]) -> None:
+        """Start an attempt for each claimed row."""
+        now = time.monotonic()
+        for row in rows:
+            tt = self._registry.get(row["task_type"])
+            timeout = row["timeout_s"] or (tt.timeout if tt is not None else None)
+            job = Job(
+                row,
+                tt,
+                self._context(row),
+                started=now,
+                deadline=None if not timeout else now + timeout,
+            )
+            with self._table_lock:
+                self._running[job.id] = job
+            self._emit(
+                "task_claimed",
+                "debug",
+                task_id=job.id,
+                queue=row["queue"],
+                task_type=row["task_type"],
+                attempt=row["attempts"],
+            )
+            self.submit(job)
+
+    def cancel(self, task_id: int, version: int) -> bool:
+        """Stop the attempt of ``task_id`` as cancelled (False: it does not run here)."""
+        with self._table_lock:
+            job = self._running.get(task_id)
+        if job is None:
+            return False
+        job.row["version"] = version
+        self.stop_job(job, "cancel")
+        return True
+
+    def stop_all(self, reason: str) -> None:
+        with self._table_lock:
+            jobs = list(self._running.values())
+        for job in jobs:
+            self.stop_job(job, reason)
+
     def submit(self, job: Job) -> None:
         tt = job.tt
         if job.deadline is not None:
@@ -139,7 +202,7 @@ class Executor:
         if tt is None:
             name = job.row["task_type"]
             self.finalize(job, exc=PermanentError(f"no handler for task type {name!r}"))
-        elif bad := _undecodable(job.row):
+        elif bad := undecodable(job.row):
             self.finalize(job, exc=PermanentError(bad))
         elif tt.inline:
             self._run_sync(job)
@@ -241,79 +304,19 @@ class Executor:
             job.finalized = True
         if job.stop_reason == "shutdown":
             job.handback = True
-            self._on_finished(job, None)
+            with self._table_lock:
+                self._running.pop(job.id, None)
+                self.handed_back.append(job)
+            self._freed()
             return
         try:
-            completion = self.outcome(job, exc, result)
+            completion = outcome(job, exc, result, self.policy)
         except Exception as e:  # what the task left cannot be described: fail that task only
-            completion = Completion(
-                id=job.row["id"],
-                version=job.row["version"],
-                status="failed",
-                outcome="failure",
-                error=bounded(f"cannot record the outcome: {type(e).__name__}: {safe_str(e)}"),
-                queue=job.row["queue"],
-                task_type=job.row["task_type"],
-                attempt=job.row["attempts"],
-            )
-        self._on_finished(job, completion)
-
-    def outcome(self, job: Job, exc: BaseException | None, result: Any) -> Completion:
-        row, tt = job.row, job.tt
-        c = Completion(
-            id=row["id"],
-            version=row["version"],
-            status="succeeded",
-            outcome="success",
-            duration_ms=(time.monotonic() - job.started) * 1000,
-            queue=row["queue"],
-            task_type=row["task_type"],
-            attempt=row["attempts"],
-        )
-        if job.stop_reason == "cancel":
-            c.status, c.outcome, c.error = "cancelled", "cancelled", "cancelled by user"
-            return c
-        if job.stop_reason == "timeout" or isinstance(exc, TaskTimeout):
-            c.outcome = "timeout"
-            c.error = bounded(safe_str(exc)) if exc else f"timed out after {row.get('timeout_s')}s"
-        elif exc is None:
-            c.result = result
-            return c
-        else:
-            c.outcome = "failure"
-            c.error = _describe(exc)
-            c.result = getattr(exc, "result", None)
-            if isinstance(exc, PermanentError):
-                c.status = "failed"
-                return c
-        max_attempts = row["max_attempts"]
-        if tt is not None and tt.max_attempts is not None:
-            max_attempts = min(max_attempts, tt.max_attempts)
-        if row["attempts"] >= max_attempts:
-            c.status = "failed"
-            return c
-        base = row.get("backoff_base_s") or (tt and tt.backoff_base) or self.policy.backoff_base
-        cap = row.get("backoff_cap_s") or (tt and tt.backoff_cap) or self.policy.backoff_cap
-        c.status = "retrying"
-        c.delay = backoff(row["attempts"], base, max(cap, base))
-        return c
-
-
-def _describe(exc: BaseException) -> str:
-    """The error text of a failed attempt: bounded, and made even when the exception's own
-    __str__ raises (that used to kill the task's thread, stranding the task and its slot)."""
-    text = safe_str(exc).strip()
-    name = type(exc).__name__
-    if isinstance(exc, PermanentError) or type(exc).__module__ == "pgsched.builtins":
-        return bounded(text or name)
-    return bounded(f"{name}: {text}" if text else name)
-
-
-def _undecodable(row: dict[str, Any]) -> str | None:
-    """Why this claimed row's payload or checkpoint cannot be handed to a task (None: it can).
-    Such a task fails for good: another attempt would read the same value."""
-    for column in ("payload", "checkpoint"):
-        v = row.get(column)
-        if isinstance(v, Undecodable):
-            return f"the task's {column} cannot be decoded: {v.error}"
-    return None
+            completion = unrecordable(job, e)
+        with self._table_lock:
+            self._running.pop(job.id, None)
+        self._done(completion)
+        if job.tt is None or not job.tt.inline:
+            # An inline body runs on the claim thread, which is not waiting: skipping this
+            # call (~3 us: Condition + notify_all) halves its per-task Python cost.
+            self._freed()

@@ -10,12 +10,8 @@ from typing import Any
 import psycopg
 
 from pgsched.db import ADVISORY_NAMESPACE
-from pgsched.errors import PgschedError
+from pgsched.errors import WorkerNameTaken
 from pgsched.sql import Q
-
-
-class WorkerNameTaken(PgschedError):
-    pass
 
 
 def register(

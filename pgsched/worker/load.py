@@ -10,9 +10,9 @@ the load weighting (pgsched/worker/share.py) and the ``cpu_ceiling`` stop.
 Why not the plain host figure: a worker's own work is already bounded by its concurrency; the
 weighting and the ceiling are about *something else* loading the host. A worker beside its
 database on a small host keeps that host busy by itself: its claims and completions cost the
-server about as much CPU as they cost the worker. Counted as load, that work made the worker
-take less, which made the backlog grow. Subprocesses a task starts (shell) are not this
-process: they count as load, as before.
+server about as much CPU as they cost the worker. Counted as load, that work would make the
+worker take less and the backlog grow. Subprocesses a task starts (shell) are not this
+process: they count as load.
 
 Which CPUs: those this process may run on (``os.sched_getaffinity``), not the whole host. Two
 workers pinned to different cores (``taskset``, cpusets) then each see the load on their own

@@ -1,5 +1,6 @@
 """Recovery of dead workers' tasks, and retention pruning. Any worker runs it; the statement
-takes a transaction-level advisory lock so only one runs at a time, with no leader."""
+takes the recovery gate (a lock on a table of its own, for its transaction) so only one runs
+at a time, with no leader."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ import psycopg
 
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.sql import Q
-
-# First key of the locks the worker takes besides its liveness lock (ADVISORY_NAMESPACE,
-# workers.id): a separate namespace cannot collide with a worker id.
-WORKER_LOCK_NS = ADVISORY_NAMESPACE + 1
 
 
 def reap(
@@ -42,8 +39,9 @@ class RecoveryPacer:
     worker's tasks go back at heartbeat_timeout, not up to a spread interval later. Every
     heartbeat re-aims the expiry run, so in a healthy fleet it never fires: each beat pushes
     it on. A periodic run before the aimed moment keeps the aim (the worker it watches is not
-    expired yet); clearing it there left the expiry to the next heartbeat, an idle pace of
-    heartbeat_timeout / 3 away (bench E SIGSTOP: 0.95-1.45 s past the timeout, limit 1 s)."""
+    expired yet): cleared there, the expiry would wait for the next heartbeat, an idle pace of
+    heartbeat_timeout / 3 away, and a SIGSTOPped worker's tasks would go back up to ~1.5 s
+    past the timeout (bench E's limit is 1 s)."""
 
     def __init__(self, now: float, pid: int | None = None) -> None:
         self._pid = os.getpid() if pid is None else pid
@@ -52,10 +50,10 @@ class RecoveryPacer:
         self.expiry = math.inf
 
     def spread(self, now: float) -> float:
-        """Seconds to the next periodic run: each of N workers every ~N s, jittered. Capping it
-        at heartbeat_timeout / 2 made 100 idle workers try ~12 times a second (118 runs in
-        10 s, 1.76 ms each: most of the 8% of a core Postgres spent on an idle fleet in bench
-        H, full run)."""
+        """Seconds to the next periodic run: each of N workers every ~N s, jittered, so the
+        fleet runs recovery ~once a second whatever its size. A cap of heartbeat_timeout / 2
+        would make 100 idle workers try ~12 times a second, 1.76 ms each: most of what the
+        server spends on an idle fleet (bench H)."""
         return max(1.0, float(self.live_workers)) * (0.5 + (self._pid * 7919 + now) % 1.0)
 
     def on_beat(self, now: float, live_workers: int, next_expiry_s: float | None) -> None:
