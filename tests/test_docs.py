@@ -44,6 +44,7 @@ import difflib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -68,6 +69,8 @@ PARSED = {"json", "toml"}
 NEVER = {"text"}
 
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([^\s`]*)")
+# Commands the shell examples use besides pgsched (`make test` installs them as root).
+TOOLS = ("jq", "curl", "openssl")
 MARKER = re.compile(r"^<!--\s*example:\s*(skip|file|serve)\b:?\s*(.*?)\s*-->$")
 BOX = re.compile("[\u2500-\u257f]")  # box drawing: rich's tables
 TIMEOUT = 120
@@ -333,6 +336,9 @@ def test_example(example: Example, dsn: str, tmp_path: Path, monkeypatch) -> Non
         (tmp_path / f.arg).write_text(f.text)
     env = cli_env(dsn)
     if block.lang == "console" or block.lang == "sh":
+        for tool in TOOLS:
+            if re.search(rf"(^|[|$(;\s]){tool}\b", block.text) and shutil.which(tool) is None:
+                pytest.skip(f"{tool} is not installed (make test installs it as root)")
         run = run_console if block.lang == "console" else run_sh
         if block.marker == "serve":
             with serving(dsn) as http:
