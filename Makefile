@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup lock demo test fuzz lint bench bench-quick clean pgbouncer pg15 chromium
+.PHONY: setup lock demo test fuzz lint bench bench-quick clean pgbouncer pg15 chromium doctools
 
 # The packages come from requirements.lock (pinned, hashes checked) when it was made for this
 # Python and platform; elsewhere from pyproject.toml's bounded ranges, saying so.
@@ -69,7 +69,17 @@ chromium:
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium is not installed: tests/test_dashboard_browser.py will be skipped"
 
-test: $(STAMP) pgbouncer pg15 chromium
+# jq, curl and openssl, which the documentation's shell examples use (tests/test_docs.py runs
+# them). Installed only as root with apt-get; anywhere else an example that needs a missing one
+# is skipped and says why.
+doctools:
+	@{ command -v jq && command -v curl && command -v openssl; } >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q jq curl openssl >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q jq curl openssl >/dev/null 2>&1; }; }; } || \
+	  echo "jq, curl or openssl is not installed: the doc examples that use it will be skipped"
+
+test: $(STAMP) pgbouncer pg15 chromium doctools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@echo "== the whole suite on the bundled PostgreSQL 18"

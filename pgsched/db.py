@@ -237,7 +237,8 @@ def known_revisions() -> list[str]:
         order.append(current)
 
 
-# The oldest PostgreSQL major version pgsched supports (README: "Supported servers").
+# The oldest PostgreSQL major version pgsched supports (docs/operations.md, "Supported
+# PostgreSQL servers").
 MIN_SERVER_VERSION = 14
 
 

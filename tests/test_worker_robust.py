@@ -449,7 +449,7 @@ def test_a_hung_completion_stops_the_worker_non_zero(dsn: str, workers: list[Wor
 def test_a_payload_no_attempt_can_run_fails_for_good(
     dsn: str, workers: list[Worker], task_type: str, payload: Any, expected: str
 ) -> None:
-    """The README says a bad payload fails permanently: these were retried."""
+    """docs/cli.md says a payload of the wrong shape fails its task permanently."""
     with Client(dsn) as c:
         tid = c.submit(task_type, payload, queue="perm", max_attempts=5)
     start(dsn, workers, Registry(), name="perm", queues=["perm"], allow_shell=True)

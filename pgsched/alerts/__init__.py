@@ -1,5 +1,5 @@
 """Alerts: rules over events and thresholds, notifications to webhooks, Slack and email,
-delivered durably as pgsched tasks. See README "Alerts"."""
+delivered durably as pgsched tasks. See docs/alerts.md."""
 
 from pgsched.alerts.config import DELIVERY_TYPE, EVENTS, THRESHOLDS, load_alerts, parse_alerts
 

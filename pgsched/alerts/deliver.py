@@ -48,7 +48,7 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def verify(secret: str, body: bytes, header: str) -> bool:
-    """What a receiver does (README "Alerts"): compare in constant time."""
+    """What a receiver does (docs/alerts.md, "The webhook body"): compare in constant time."""
     return hmac.compare_digest(sign(secret, body), header)
 
 

@@ -7,7 +7,7 @@ is claimed by compare-and-set on its next evaluation time, measured and, when ov
 recorded as an event, all in one transaction, so a window is evaluated once however many
 tickers run.
 
-The notification body (version 1) is what a webhook receives; README "Alerts" documents it.
+The notification body (version 1) is what a webhook receives; docs/alerts.md documents it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ over pgsched.client.Client and pgsched.admin.Admin.
 
 Routes under /api/v1 are the canonical ones; the paths other schedulers use (/api/tasks,
 /tasks, /tasks/schedule, /actuator/prometheus) are aliases served by the same handlers, listed
-in ALIASES and in the README's alias table. Handlers are plain functions (FastAPI runs them in
-its thread pool), each borrowing one pooled connection for its statements.
+in ALIASES and in the alias table of docs/http.md. Handlers are plain functions (FastAPI runs
+them in its thread pool), each borrowing one pooled connection for its statements.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pgsched.models import STATUSES
 
 log = structlog.get_logger("pgsched.api")
 
-# Alias path -> the canonical route serving it (the README's alias table says the same).
+# Alias path -> the canonical route serving it (docs/http.md's alias table says the same).
 ALIASES = {
     "POST /api/tasks": "POST /api/v1/tasks",
     "POST /tasks": "POST /api/v1/tasks",

@@ -1,6 +1,6 @@
 """The HTTP API's request and response models. Field names are camelCase on the wire and
 snake_case in Python (the names pgsched.client and pgsched.admin use); requests accept both, and
-the alternative names other schedulers use (the alias table in the README) through
+the alternative names other schedulers use (the alias table in docs/http.md) through
 ``validation_alias``. Limits are those of pgsched.models, so a request is refused with the
 field's path before anything is written."""
 
