@@ -399,6 +399,27 @@ class Admin:
             "tasks_recovered": [{"task_id": r["task_id"], "status": r["status"]} for r in lost],
         }
 
+    def doctor(self, thresholds: Any = None) -> list[Any]:
+        """What threatens the queue (pgsched.doctor): findings with their fixes. Runs on a
+        connection of its own that does not refuse an unmigrated database."""
+        from pgsched.db import connect, translated
+        from pgsched.doctor import diagnose
+
+        c = self.client
+        limits = {"options": c.time_limits} if c.time_limits else {}
+        with (
+            connect(
+                c.dsn, timeout=c.connect_timeout, prepare=c.prepared_statements, **limits
+            ) as conn,
+            translated(conn),
+        ):
+            return diagnose(
+                conn,
+                heartbeat_timeout=self.heartbeat_timeout,
+                prepared_statements=c.prepared_statements,
+                thresholds=thresholds,
+            )
+
     def tasks_by_status(self, ids: Iterable[int]) -> dict[str, int]:
         with self.client.connection() as c:
             return {r["status"]: r["n"] for r in Q.tasks_by_status_of.run(c, {"ids": list(ids)})}

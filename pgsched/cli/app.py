@@ -56,6 +56,7 @@ def _register() -> None:
         alerts,
         demo,
         dlq,
+        doctor,
         schedules,
         serve,
         tasks,

@@ -97,3 +97,21 @@ def resume_cmd(name: str = typer.Argument(..., help="The worker's name.")) -> No
     """Let a paused worker claim again."""
     state.admin().resume_worker(name)
     console.print(f"worker {name} active", highlight=False)
+
+
+@workers_app.command("recover")
+@exits_on_error
+def recover_cmd(json: bool = JsonOpt) -> None:
+    """Hand back now the tasks of dead workers (liveness lock gone or heartbeat past
+    heartbeat_timeout), as a live worker's recovery does."""
+    out = state.admin().recover()
+    if json:
+        print_json(out)
+        return
+    dead = out["dead_workers"]
+    console.print(
+        f"{len(dead)} dead worker(s){': ' + ', '.join(dead) if dead else ''}; "
+        f"{len(out['tasks_recovered'])} task(s) handed back",
+        highlight=False,
+        markup=False,
+    )
