@@ -8,15 +8,17 @@ A payload of the wrong shape fails that attempt permanently with an error naming
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -107,14 +109,29 @@ def task_environment(settings: Settings, extra: dict[str, str] | None) -> dict[s
     return {**env, **(extra or {})}
 
 
-def _set_subreaper() -> None:  # in the child, before exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned descendants come back to it
+# The command's parent (a script run by this interpreter, isolated: -I keeps the script's own
+# directory, which holds modules named like the standard library's, off sys.path): a child
+# subreaper that kills what the command leaves running when it exits (shell_reaper.py).
+SHELL_REAPER = str(Path(__file__).with_name("shell_reaper.py"))
+
+
+def _reaper_argv(command: str | list[str], env: dict[str, str]) -> list[str]:
+    """The command under shell_reaper.py. An argv whose program cannot be found is refused
+    here (a permanent failure), as starting it directly refused it."""
+    if isinstance(command, str):
+        return [sys.executable, "-I", SHELL_REAPER, "--shell", command]
+    program = command[0]
+    found = (
+        os.access(program, os.X_OK) if "/" in program else shutil.which(program, path=env["PATH"])
+    )
+    if not found:
+        raise PermanentError(f"shell: cannot start command: {program!r} is not an executable")
+    return [sys.executable, "-I", SHELL_REAPER, "--", *command]
 
 
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the command and every descendant, including those that left its process group
-    with setsid. The command is a child subreaper (kept across exec), so a descendant whose
+    """Kill the command's parent (shell_reaper.py) and every descendant, including those that
+    left its process group with setsid. The parent is a child subreaper, so a descendant whose
     parent dies comes back to it rather than to init: stopped, it keeps them all in its tree
     while they are killed round after round."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -165,17 +182,16 @@ class ShellRunner:
             )
         deadline = None if p.timeout is None else time.monotonic() + p.timeout
         limit = self.settings.shell_output_bytes
+        env = task_environment(self.settings, p.env)
         try:
             proc = subprocess.Popen(
-                p.command,
-                shell=isinstance(p.command, str),
+                _reaper_argv(p.command, env),
                 cwd=p.cwd,
-                env=task_environment(self.settings, p.env),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a stop kills all of it
-                preexec_fn=_set_subreaper,
             )
         except (OSError, ValueError) as e:  # ValueError: NUL in the command or its cwd
             raise PermanentError(f"shell: cannot start command: {e}") from None

@@ -313,6 +313,38 @@ def test_a_shell_timeout_kills_descendants_that_left_with_setsid(tmp_path: Path)
     wait_until(gone, 5, message=f"the setsid child {pid} to die")
 
 
+def test_what_a_shell_command_leaves_running_ends_with_it(tmp_path: Path) -> None:
+    """A command that exits normally leaves a background child, a setsid daemon and a
+    double-forked grandchild: none outlives the attempt."""
+    pids = tmp_path / "pids"
+    cmd = (
+        f"sleep 300 & echo $! >> {pids}; "
+        f"setsid sh -c 'echo $$ >> {pids}; exec sleep 301' & "
+        f"sh -c '(sleep 302 & echo $! >> {pids}) &' ; "
+        f"while [ $(wc -l < {pids}) -lt 3 ]; do sleep 0.01; done; echo started"
+    )
+    res = ShellRunner(Settings())({"command": cmd}, _ctx(), threading.Event())
+    assert res["exit_code"] == 0 and res["stdout"] == "started\n"
+    left = [int(p) for p in pids.read_text().split()]
+    assert len(left) == 3
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(lambda: all(gone(p) for p in left), 5, message=f"{left} to end")
+
+
+def test_a_shell_command_that_dies_of_a_signal_and_one_that_cannot_start() -> None:
+    run = ShellRunner(Settings())
+    with pytest.raises(Exception, match="exit code -9"):
+        run({"command": ["sh", "-c", "kill -9 $$"]}, _ctx(), threading.Event())
+    with pytest.raises(PermanentError, match="'no-such-program' is not an executable"):
+        run({"command": ["no-such-program"]}, _ctx(), threading.Event())
+
+
 def test_a_submitter_not_in_pgsched_shell_cannot_create_shell_tasks(
     conn: psycopg.Connection,
 ) -> None:
