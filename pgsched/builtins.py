@@ -303,6 +303,8 @@ class HttpRunner:
     def __call__(self, payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
         import httpx
 
+        from pgsched.http_connect import StoppableBackend, transport, watch
+
         p = parse(HttpPayload, payload, "http")
         shown = redact_url(p.url)
         try:
@@ -326,31 +328,29 @@ class HttpRunner:
         done = threading.Event()
         body = _Tail(TAIL)
         size = 0
+        backend = StoppableBackend(stop, deadline)
+        watchdog = threading.Thread(target=watch, args=(backend, deadline, stop, done), daemon=True)
+        watchdog.start()
         try:
             with (
                 httpx.Client(
-                    trust_env=False, follow_redirects=False, timeout=httpx.Timeout(p.timeout)
+                    transport=transport(backend),
+                    trust_env=False,
+                    follow_redirects=False,
+                    timeout=httpx.Timeout(p.timeout),
                 ) as client,
                 client.stream(p.method, url.copy_with(host=address), **kw) as r,
             ):
-                watchdog = threading.Thread(
-                    target=_watch, args=(r, deadline, stop, done), daemon=True
-                )
-                watchdog.start()
-                try:
-                    for chunk in r.iter_bytes():
-                        size += len(chunk)
-                        if size > self.settings.http_max_bytes:
-                            raise PermanentError(
-                                f"http: {p.method} {shown}: body larger than "
-                                f"{self.settings.http_max_bytes} bytes (http_max_bytes)"
-                            )
-                        body.add(chunk)
-                        if time.monotonic() > deadline or stop.is_set():
-                            break
-                finally:
-                    done.set()
-                    watchdog.join()
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    if size > self.settings.http_max_bytes:
+                        raise PermanentError(
+                            f"http: {p.method} {shown}: body larger than "
+                            f"{self.settings.http_max_bytes} bytes (http_max_bytes)"
+                        )
+                    body.add(chunk)
+                    if time.monotonic() > deadline or stop.is_set():
+                        break
         except httpx.HTTPError as e:
             if stop.is_set():
                 return {"status": None, "body": ""}
@@ -358,6 +358,9 @@ class HttpRunner:
                 msg = f"http: {p.method} {shown}: no answer within {p.timeout}s"
                 raise TaskTimeout(msg) from None
             raise RuntimeError(f"http: {p.method} {shown}: {type(e).__name__}") from None
+        finally:
+            done.set()
+            watchdog.join()
         if stop.is_set():
             return {"status": r.status_code, "body": body.text()}
         if time.monotonic() > deadline:
@@ -366,19 +369,6 @@ class HttpRunner:
         if not 200 <= r.status_code < 300:
             raise FailedWithResult(f"http: {p.method} {shown} answered {r.status_code}", result)
         return result
-
-
-def _watch(r: Any, deadline: float, stop: threading.Event, done: threading.Event) -> None:
-    """Shut the response's socket down when the attempt's deadline passes or it is stopped:
-    a read blocked on a server that trickles its body returns at once."""
-    while not done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
-        if stop.is_set() or time.monotonic() > deadline:
-            stream = r.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            return
 
 
 def run_dummy(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:

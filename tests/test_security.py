@@ -504,6 +504,60 @@ def test_http_deadline_is_total_and_the_thread_ends_with_the_attempt(
     assert not t.is_alive()
 
 
+def _stopped_within(run: HttpRunner, url: str, started: threading.Event) -> bool:
+    """Run an http task with a 60 s timeout, stop it once ``started`` is set; whether its
+    thread ended within 5 s of the stop."""
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: run({"url": url, "timeout": 60}, _ctx(), stop), daemon=True)
+    t.start()
+    assert started.wait(10)
+    stop.set()
+    t.join(5)
+    return not t.is_alive()
+
+
+def test_http_stop_while_connecting_or_waiting_for_headers() -> None:
+    """A server that accepts and never answers, and one whose accept queue is full (the
+    connect itself hangs): a stop ends the attempt, not the 60 s timeout."""
+    import socket as sk
+
+    run = HttpRunner(Settings(http_allow=["127.0.0.1"]))
+    with sk.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        accepted = threading.Event()
+
+        def accept() -> None:
+            conn, _ = mute.accept()
+            accepted.set()
+            conn.recv(65536)  # the request; no answer
+            time.sleep(10)
+            conn.close()
+
+        threading.Thread(target=accept, daemon=True).start()
+        port = mute.getsockname()[1]
+        assert _stopped_within(run, f"http://127.0.0.1:{port}/", accepted)
+
+    with sk.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        fillers = []
+        for _ in range(3):  # fill the accept queue; later SYNs are dropped
+            f = sk.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        connecting = threading.Event()
+        threading.Timer(0.3, connecting.set).start()
+        try:
+            assert _stopped_within(run, f"http://127.0.0.1:{port}/", connecting)
+        finally:
+            for f in fillers:
+                f.close()
+
+
 def test_http_errors_do_not_show_credentials() -> None:
     url = "http://admin:hunter2@127.0.0.1:9/path?token=abc123"
     assert redact_url(url) == "http://127.0.0.1:9/path"
