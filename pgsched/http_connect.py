@@ -61,6 +61,8 @@ class StoppableBackend(httpcore.SyncBackend):
 def transport(backend: StoppableBackend) -> httpx.HTTPTransport:
     """httpx's transport over a pool that connects through ``backend``."""
     transport = httpx.HTTPTransport(trust_env=False)
+    # HTTPTransport takes no network backend, so its pool is replaced by one that has ours
+    # (httpx is pinned in the lock file; tests/test_security.py's http tests run this path).
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=1,
