@@ -7,9 +7,6 @@ nothing, and a receiver sees duplicates only under the same idempotency key."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -26,10 +23,9 @@ from pgsched.db import connect
 from pgsched.worker import Worker
 from tests.alert_receivers import SmtpServer, WebhookReceiver
 from tests.cli import ok, run
-from tests.conftest import FAST, wait_until
+from tests.conftest import FAST, WORKER_ENV, wait_until
 
 SECRET = "a-webhook-secret"
-PGSCHED = str(Path(sys.executable).parent / "pgsched")
 
 
 @pytest.fixture
@@ -277,37 +273,11 @@ def test_status_shows_recent_notifications_and_their_delivery(
 
 # -- kill -9 ---------------------------------------------------------------------------------------
 
-WORKER_ENV = {
-    "PGSCHED_HEARTBEAT_INTERVAL": "0.3",
-    "PGSCHED_HEARTBEAT_TIMEOUT": "5",
-    "PGSCHED_POLL_INTERVAL": "1",
-    "PGSCHED_CPU_CEILING": "100",
-    "PGSCHED_MEMORY_CEILING": "100",
-    "PGSCHED_LOG_LEVEL": "info",
-}
-
 
 @pytest.fixture
-def spawn(dsn: str, tmp_path: Path, env: dict[str, str]) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen(
-            [PGSCHED, "--dsn", dsn, "worker", *args],
-            env={**os.environ, **WORKER_ENV, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+def spawn(spawn: Any, env: dict[str, str]) -> Any:
+    """conftest's spawn, with this module's environment (the channels' secrets)."""
+    return lambda *args: spawn(*args, env={**WORKER_ENV, **env})
 
 
 @pytest.mark.slow
