@@ -30,6 +30,7 @@ from pgsched.config import Settings
 from pgsched.errors import PermanentError
 from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.shell_reaper import kill_descendants
 
 TAIL = 4000  # bytes of an http body kept in a result
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -136,33 +137,12 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     while they are killed round after round."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(proc.pid, signal.SIGSTOP)
-    try:
-        top = psutil.Process(proc.pid)
-        for _ in range(100):  # each round kills what the last one orphaned
-            live = [
-                c
-                for c in top.children(recursive=True)
-                if _status(c) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-            ]
-            if not live:
-                break
-            for c in live:
-                with contextlib.suppress(psutil.Error):
-                    c.kill()
-            psutil.wait_procs(live, timeout=0.5)
-    except psutil.Error:
-        pass
+    with contextlib.suppress(psutil.Error):
+        kill_descendants(psutil.Process(proc.pid))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(proc.pid, signal.SIGKILL)
-
-
-def _status(p: psutil.Process) -> str:
-    try:
-        return p.status()
-    except psutil.Error:
-        return psutil.STATUS_DEAD
 
 
 class ShellRunner:

@@ -29,23 +29,32 @@ def _reap() -> None:
             pass
 
 
-def kill_leftovers() -> None:
-    """Kill every descendant, round after round (a kill orphans grandchildren, which come
-    back to this subreaper), reaping as it goes."""
-    me = psutil.Process()
+def kill_descendants(top: psutil.Process, *, reap: bool = False) -> None:
+    """Kill every descendant of ``top``, round after round: a kill orphans grandchildren,
+    which come back to the subreaper, a child of ``top``'s tree again. ``reap``: ``top`` is
+    this process, which waits for its dead children as it goes."""
     for _ in range(100):
-        _reap()
+        if reap:
+            _reap()
         try:
-            live = [c for c in me.children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+            live = [c for c in top.children(recursive=True) if _alive(c)]
         except psutil.Error:
-            continue
-        if not live:
             return
+        if not live:
+            break
         for c in live:
             with contextlib.suppress(psutil.Error):
                 c.kill()
         psutil.wait_procs(live, timeout=0.5)
-    _reap()
+    if reap:
+        _reap()
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
 
 
 def main(args: list[str]) -> int:
@@ -64,7 +73,7 @@ def main(args: list[str]) -> int:
         print(f"cannot start command: {e}", file=sys.stderr)
         return 127
     rc = proc.wait()
-    kill_leftovers()
+    kill_descendants(psutil.Process(), reap=True)
     if rc < 0:  # died of a signal: die of the same one, so the worker sees what the command did
         with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
             signal.signal(-rc, signal.SIG_DFL)
