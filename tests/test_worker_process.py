@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
-    c = Client(dsn)
-    ids = [c.submit("dummy", {"sleepDurationMs": 400}) for _ in range(12)]
+    # Tasks long enough that a still runs its three when it is killed, however long b takes
+    # to start on a loaded machine.
+    with Client(dsn) as c:
+        ids = [c.submit("dummy", {"sleepDurationMs": 4000}) for _ in range(6)]
     a = spawn("--name", "a", "--concurrency", "3")
     wait_until(
         lambda: (
