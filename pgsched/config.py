@@ -120,6 +120,13 @@ class Settings(BaseModel):
         5.0, gt=0, **SECONDS, description="Seconds: fallback poll when no notification arrives"
     )
     concurrency: int = Field(10, ge=1, le=10000, description="Tasks a worker runs at once")
+    alert_slots: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Alert deliveries a worker's alert ticker runs at once, beside its tasks' "
+        "slots (from the queue pgsched.alerts)",
+    )
     batch_size: int = Field(
         500, ge=1, le=10000, description="Most tasks one claim takes (capped by free slots)"
     )

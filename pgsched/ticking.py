@@ -48,12 +48,20 @@ class Ticking:
         self.clock = clock
         self.on_crash = on_crash
         self._stop = threading.Event()
+        self._nudged = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection | None = None
 
     def look(self) -> float:
         """One look at the database: act on what is due; seconds until the next look."""
         raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Called on the service's thread once its loop ends, before its connection closes."""
+
+    def nudge(self) -> None:
+        """Look again now (from another thread: something the service waits for happened)."""
+        self._nudged.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,16 +120,19 @@ class Ticking:
                 self.close()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_SLEEP)
+        self.shutdown()
         self.close()
 
     def _wait(self, delay: float) -> None:
-        """Until ``delay`` passes, stop() is asked or a notification comes (then the rest of
-        its burst is read, so a burst makes one look)."""
+        """Until ``delay`` passes, stop() or nudge() is asked or a notification comes (then
+        the rest of its burst is read, so a burst makes one look). A nudge is seen within
+        0.25 s."""
         conn = self._conn
         deadline = time.monotonic() + delay
         while conn is not None and not self._stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._nudged.is_set():
+                self._nudged.clear()
                 return
             if any(True for _ in conn.notifies(timeout=min(left, 0.25), stop_after=1)):
                 for _ in conn.notifies(timeout=0.01):

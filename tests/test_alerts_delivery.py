@@ -87,7 +87,7 @@ def fleet(dsn: str) -> Iterator[Any]:
 
     def start() -> None:
         started.append(Worker(dsn, FAST, name="w-alerts").start())
-        started.append(AlertTicker(dsn, settings=FAST).start())
+        started.append(AlertTicker(dsn, settings=FAST, worker="w-alerts").start())
 
     yield start
     for s in reversed(started):
@@ -325,3 +325,59 @@ def test_kill_9_mid_delivery_redelivers_under_the_same_idempotency_key(
     ).fetchall()
     got = [o["outcome"] for o in outcomes]
     assert got[0] == "lost" and got[-1] == "success"
+
+
+@pytest.mark.slow
+def test_a_hanging_receiver_never_holds_a_task_slot_and_a_killed_deliverer_is_recovered(
+    db: psycopg.Connection, receiver: WebhookReceiver, env: dict[str, str], spawn: Any
+) -> None:
+    """One slot, and a delivery hanging on the receiver: the worker's tasks still run (the
+    delivery is on its alert ticker's thread, from the queue pgsched.alerts). Killed while the
+    delivery hangs, the worker's recovery hands it back and the next worker delivers it once
+    more, with the same idempotency key."""
+    receiver.hang = True
+    apply(db, webhook(receiver.url, timeout="60s"), DEAD, env)
+    solo = spawn("--name", "solo", "--concurrency", "1")
+    failing_task(db)
+    [first] = receiver.wait_for(1)
+    [d] = db.execute(
+        "SELECT id, status, queue, assigned_worker FROM pgsched.tasks"
+        " WHERE task_type = 'pgsched.alert'"
+    ).fetchall()
+    assert (d["status"], d["queue"], d["assigned_worker"]) == ("running", "pgsched.alerts", "solo")
+    ids = [
+        db.execute("SELECT pgsched.submit('dummy', '{\"sleepDurationMs\": 50}') AS id").fetchone()[
+            "id"
+        ]
+        for _ in range(5)
+    ]
+    wait_until(
+        lambda: db.execute(
+            "SELECT bool_and(status = 'succeeded') AS ok FROM pgsched.tasks WHERE id = ANY(%s)",
+            (ids,),
+        ).fetchone()["ok"],
+        20,
+        message="the worker's tasks, beside the hanging delivery",
+    )
+    assert [t["status"] for t in delivery_tasks(db)] == ["running"]  # still hanging
+    solo.kill()
+    solo.wait()
+    receiver.hang = False
+    receiver.release.set()
+    spawn("--name", "rescuer")
+    wait_until(
+        lambda: [t["status"] for t in delivery_tasks(db)] == ["succeeded"],
+        30,
+        message="the recovered delivery sent again",
+    )
+    second = receiver.requests[-1]
+    assert second.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    outcomes = db.execute(
+        "SELECT e.outcome, e.worker FROM pgsched.task_executions e"
+        " WHERE e.task_id = %s ORDER BY e.attempt",
+        (d["id"],),
+    ).fetchall()
+    assert [(o["outcome"], o["worker"]) for o in outcomes] == [
+        ("lost", "solo"),
+        ("success", "rescuer"),
+    ]

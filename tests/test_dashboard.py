@@ -607,7 +607,8 @@ def test_the_overview_shows_alert_notifications_and_each_channels_delivery(
                 ("good", "pending"),
             ]
             assert f"task {tid} (email on mail) failed for good" in row.group(0)
-            lane = Worker(dsn, FAST, name="dash").start()  # serves the channels' queue
+            # An ordinary worker that serves the delivery queue delivers too.
+            lane = Worker(dsn, FAST, name="dash", queues=["pgsched.alerts"]).start()
             try:
                 receiver.wait_for(1)
                 wait_until(

@@ -31,6 +31,10 @@ from pgsched.errors import UsageError
 from pgsched.models import MaxAttempts, NoNul, QueueName, TaskTypeName, text_duration
 
 DELIVERY_TYPE = "pgsched.alert"  # the built-in task type that delivers a notification
+# Where channels put their delivery tasks unless they name a queue: alert tickers deliver from
+# it on threads of their own (pgsched.alerts.ticker), so a receiver that hangs or refuses never
+# holds a slot of the workers' tasks.
+DELIVERY_QUEUE = "pgsched.alerts"
 
 EVENTS = (
     "task.dead_lettered",
@@ -106,7 +110,7 @@ class _Channel(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     # Each notification is one task per channel: its queue, attempts and backoff.
-    queue: QueueName = "default"
+    queue: QueueName = DELIVERY_QUEUE
     max_attempts: MaxAttempts = 10
     backoff_base: timedelta = timedelta(seconds=5)
     backoff_cap: timedelta = timedelta(minutes=10)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgsched.alerts.config import DELIVERY_TYPE
+from pgsched.alerts.config import DELIVERY_QUEUE, DELIVERY_TYPE
 from pgsched.db import ADMIN_LOCK_NAMESPACE
 from pgsched.sql import Q
 
@@ -211,7 +211,8 @@ def measure(
                 )
             }
             for r in ready:
-                if r["queue"] not in live:
+                # The delivery queue is served by the alert tickers, not by workers' queues.
+                if r["queue"] not in live and r["queue"] != DELIVERY_QUEUE:
                     over(r["queue"], r["depth"])
         else:
             for r in ready:

@@ -3,19 +3,40 @@ rules and folds recorded events into notifications. Run as many as you like: eac
 evaluated once and each event folded once, whichever ticker gets there first.
 
 It wakes on NOTIFY pgsched_alerts (a trigger recorded an event), when a folded (rule, key)
-may send again, when a threshold rule is due, and at least every MAX_SLEEP seconds.
+may send again, when a threshold rule is due, when a delivery finishes or is due, and at least
+every MAX_SLEEP seconds.
+
+Given the name of its process's worker, it also delivers: it claims the ``pgsched.alert``
+tasks of the delivery queue (``pgsched.alerts``, where channels put them unless they name
+another queue) as that worker, up to ``alert_slots`` at once, and runs each on a thread of
+its own. A receiver that hangs or refuses holds those threads only, never a slot of the
+worker's tasks; the claims are the worker's, so if the process dies its recovery hands them
+back like any task of it.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import structlog
 
 from pgsched.alerts import dispatch as dispatching
+from pgsched.alerts.config import DELIVERY_QUEUE, DELIVERY_TYPE
+from pgsched.config import Settings
 from pgsched.db import translated
+from pgsched.registry import TaskContext, TaskType
 from pgsched.sql import Q
 from pgsched.ticking import MAX_SLEEP, Ticking
+from pgsched.worker import claim as claims
+from pgsched.worker.completer import complete
+from pgsched.worker.executor import Job
+from pgsched.worker.outcome import Completion, RetryPolicy, outcome
+from pgsched.worker.supervision import CrashHook
 
 log = structlog.get_logger("pgsched.alerts")
 
@@ -24,6 +45,27 @@ class AlertTicker(Ticking):
     thread_name = "pgsched-alerts"
     error_event = "alerts_error"
     listen = Q.alert_listen
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] | None = None,
+        on_crash: CrashHook | None = None,
+        worker: str | None = None,
+    ) -> None:
+        """``worker``: the name of the worker of this process, as which deliveries are
+        claimed; None: no deliveries (some worker serving the delivery queue runs them)."""
+        super().__init__(dsn, settings=settings, clock=clock, on_crash=on_crash)
+        self.worker = worker
+        self.slots = self.settings.alert_slots
+        self._running: dict[int, Job] = {}  # task id -> its delivery, while it runs
+        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._deliveries_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap)
+        self._type = TaskType(DELIVERY_TYPE, _run_alert, stoppable=True)
 
     def tick_once(self, now: datetime | None = None) -> list[int]:
         """Evaluate due thresholds, then fold due events; the notifications made."""
@@ -41,4 +83,119 @@ class AlertTicker(Ticking):
     def look(self) -> float:
         self.tick_once()
         delay = dispatching.next_wake(self.connection(), self.now())
+        if self.worker is not None:
+            due = self.deliver_once()
+            delay = due if delay is None else delay if due is None else min(delay, due)
         return MAX_SLEEP if delay is None else delay
+
+    # -- deliveries ------------------------------------------------------------------------
+
+    def deliver_once(self) -> float | None:
+        """Record the deliveries that finished, start those that are due while threads are
+        free; seconds until the next one is due (None: none within MAX_SLEEP)."""
+        assert self.worker is not None
+        conn = self.connection()
+        self._record(conn)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        free = self.slots - len(self._running)
+        if free > 0 and not self._stop.is_set():
+            with translated():
+                rows = claims.claim(
+                    conn,
+                    worker=self.worker,
+                    queues=[DELIVERY_QUEUE],
+                    task_types=[DELIVERY_TYPE],
+                    slots=free,
+                    weighted=False,
+                    cpu_ceiling=100.0,
+                    memory_ceiling=100.0,
+                    now=self.now(),
+                )
+            for row in rows:
+                self._start(row)
+            if len(rows) == free:
+                return 0.0  # more may be waiting: look again as soon as one finishes
+        with translated():
+            return claims.next_due_in(
+                conn,
+                queues=[DELIVERY_QUEUE],
+                task_types=[DELIVERY_TYPE],
+                horizon=MAX_SLEEP,
+                now=self.now(),
+            )
+
+    def _start(self, row: dict[str, Any]) -> None:
+        ctx = TaskContext(row)
+        job = Job(row=row, tt=self._type, ctx=ctx)
+        self._running[job.id] = job
+        t = threading.Thread(
+            target=self._deliver, args=(job,), name="pgsched-alert-delivery", daemon=True
+        )
+        self._threads.append(t)
+        t.start()
+
+    def _deliver(self, job: Job) -> None:
+        exc: BaseException | None = None
+        result: Any = None
+        try:
+            result = _run_alert(job.row["payload"], job.ctx, self._deliveries_stop)
+        except Exception as e:
+            exc = e
+        try:
+            done = outcome(job, exc, result, self._policy)
+        except Exception as e:  # an unprintable error must not lose the attempt
+            from pgsched.worker.outcome import unrecordable
+
+            done = unrecordable(job, e)
+        self._finished.put(done)
+        self.nudge()  # the ticker writes it now
+
+    def _record(self, conn: Any) -> None:
+        batch: list[Completion] = []
+        while True:
+            try:
+                batch.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        assert self.worker is not None
+        with translated():
+            written = complete(conn, self.worker, batch, now=self.now())
+        for c in batch:
+            self._running.pop(c.id, None)
+            log.info(
+                "alert_delivered" if c.status == "succeeded" else "alert_delivery_failed",
+                task_id=c.id,
+                status=c.status,
+                written=c.id in written,
+                error=c.error,
+            )
+
+    def shutdown(self) -> None:
+        """Deliveries still running get ``grace`` seconds (5 at most); what is left is handed
+        back without spending an attempt (its late result is refused by the version check)."""
+        if self.worker is None or not self._running:
+            return
+        self._deliveries_stop.set()
+        # At most 5 s: a delivery handed back is sent again, and its idempotency key lets the
+        # receiver drop the duplicate.
+        deadline = time.monotonic() + min(self.settings.grace, 5.0)
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            conn = self.connection()
+            self._record(conn)
+            left = list(self._running.values())
+            if left:
+                with translated():
+                    claims.release(conn, [j.id for j in left], [j.row["version"] for j in left])
+                self._running.clear()
+        except Exception as e:  # the database is gone: recovery hands them back
+            log.warning("alerts_release_failed", error=str(e).splitlines()[0] if str(e) else e)
+
+
+def _run_alert(payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+    from pgsched.alerts.deliver import run_alert
+
+    return run_alert(payload, ctx, stop)

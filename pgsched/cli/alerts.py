@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +211,26 @@ def print_notifications(rows: list[dict[str, Any]], title: str | None = None) ->
 @exits_on_error
 def run_cmd() -> None:
     """Run an alert ticker in the foreground (every `pgsched worker` runs one already):
-    evaluate threshold rules and turn recorded events into notifications."""
+    evaluate threshold rules, turn recorded events into notifications and deliver them, as a
+    worker of the delivery queue only (for fleets whose workers run with --no-alerts)."""
+    from pgsched.alerts.config import DELIVERY_QUEUE
     from pgsched.alerts.ticker import AlertTicker
+    from pgsched.registry import Registry
+    from pgsched.worker import Worker
 
-    ticker = AlertTicker(state.dsn(), settings=state.settings)
+    settings = state.settings
+    # A worker that runs nothing itself: its row and liveness lock are what the ticker claims
+    # deliveries as, so the deliveries of a process that dies are recovered.
+    w = Worker(
+        state.dsn(),
+        settings,
+        name=f"{socket.gethostname()}-{os.getpid()}-alerts",
+        queues=[DELIVERY_QUEUE],
+        concurrency=1,
+        registry=Registry(),
+    )
+    w.start()
+    ticker = AlertTicker(state.dsn(), settings=settings, on_crash=w.report_crash, worker=w.name)
 
     def on_signal(signum: int, frame: Any) -> None:
         ticker.request_stop()
@@ -220,4 +238,7 @@ def run_cmd() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console.print("alert ticker running (Ctrl-C to stop)")
-    ticker.run()
+    try:
+        ticker.run()
+    finally:
+        w.stop()

@@ -163,8 +163,11 @@ def worker_cmd(
         if not no_alerts and not burst:
             from pgsched.alerts.ticker import AlertTicker
 
-            # Supervised like the scheduler: its death stops the worker, exit 1.
-            ticker = AlertTicker(dsn, settings=settings, on_crash=w.report_crash).start()
+            # Supervised like the scheduler: its death stops the worker, exit 1. It delivers
+            # notifications on threads of its own, as this worker (recovered with its tasks).
+            ticker = AlertTicker(
+                dsn, settings=settings, on_crash=w.report_crash, worker=w.name
+            ).start()
         while not w.wait(0.5):
             if w.failure is not None:  # a service thread died: the worker is stopping
                 w.wait(FAILED_STOP_WAIT)

@@ -139,7 +139,7 @@ WITH n AS (
     INSERT INTO pgsched.tasks
         (task_type, queue, payload, max_attempts, backoff_base, backoff_cap, timeout,
          idempotency_key)
-    SELECT %(task_type)s::text, coalesce(c.config ->> 'queue', 'default'),
+    SELECT %(task_type)s::text, coalesce(c.config ->> 'queue', 'pgsched.alerts'),
            jsonb_build_object('channel', c.name, 'type', c.type, 'config', c.config,
                               'notification', n.body),
            coalesce((c.config ->> 'max_attempts')::int, 10),
