@@ -40,6 +40,8 @@ from pgsched.worker.supervision import CrashHook
 
 log = structlog.get_logger("pgsched.alerts")
 
+DELIVERY_POLL = 10.0  # seconds between looks at an idle delivery queue
+
 
 class AlertTicker(Ticking):
     thread_name = "pgsched-alerts"
@@ -66,6 +68,7 @@ class AlertTicker(Ticking):
         self._threads: list[threading.Thread] = []
         self._policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap)
         self._type = TaskType(DELIVERY_TYPE, _run_alert, stoppable=True)
+        self._look_at = 0.0  # monotonic time of the next look at the delivery queue
 
     def tick_once(self, now: datetime | None = None) -> list[int]:
         """Evaluate due thresholds, then fold due events; the notifications made."""
@@ -81,48 +84,61 @@ class AlertTicker(Ticking):
         return made
 
     def look(self) -> float:
-        self.tick_once()
+        made = self.tick_once()
         delay = dispatching.next_wake(self.connection(), self.now())
         if self.worker is not None:
-            due = self.deliver_once()
+            due = self.deliver_once(look=bool(made))
             delay = due if delay is None else delay if due is None else min(delay, due)
         return MAX_SLEEP if delay is None else delay
 
     # -- deliveries ------------------------------------------------------------------------
 
-    def deliver_once(self) -> float | None:
+    def deliver_once(self, *, look: bool = True) -> float | None:
         """Record the deliveries that finished, start those that are due while threads are
-        free; seconds until the next one is due (None: none within MAX_SLEEP)."""
+        free; seconds until the next one is due (None: none within MAX_SLEEP).
+
+        The delivery queue is looked at when this ticker made notifications (``look``), when
+        a delivery finished, when the next known one is due, and at least every
+        DELIVERY_POLL seconds (deliveries another ticker made, or a recovery handed back):
+        not on every look of an idle ticker."""
         assert self.worker is not None
         conn = self.connection()
-        self._record(conn)
+        finished = self._record(conn)
         self._threads = [t for t in self._threads if t.is_alive()]
+        wait = self._look_at - time.monotonic()
+        if not (look or finished or wait <= 0):
+            return wait
         free = self.slots - len(self._running)
-        if free > 0 and not self._stop.is_set():
-            with translated():
-                rows = claims.claim(
-                    conn,
-                    worker=self.worker,
-                    queues=[DELIVERY_QUEUE],
-                    task_types=[DELIVERY_TYPE],
-                    slots=free,
-                    weighted=False,
-                    cpu_ceiling=100.0,
-                    memory_ceiling=100.0,
-                    now=self.now(),
-                )
-            for row in rows:
-                self._start(row)
-            if len(rows) == free:
-                return 0.0  # more may be waiting: look again as soon as one finishes
+        if free <= 0 or self._stop.is_set():
+            self._look_at = 0.0  # when a delivery finishes (it nudges the ticker)
+            return None
         with translated():
-            return claims.next_due_in(
+            rows = claims.claim(
+                conn,
+                worker=self.worker,
+                queues=[DELIVERY_QUEUE],
+                task_types=[DELIVERY_TYPE],
+                slots=free,
+                weighted=False,
+                cpu_ceiling=100.0,
+                memory_ceiling=100.0,
+                now=self.now(),
+            )
+        for row in rows:
+            self._start(row)
+        if len(rows) == free:
+            self._look_at = 0.0  # more may wait: look again when one finishes
+            return None
+        with translated():
+            due = claims.next_due_in(
                 conn,
                 queues=[DELIVERY_QUEUE],
                 task_types=[DELIVERY_TYPE],
-                horizon=MAX_SLEEP,
+                horizon=DELIVERY_POLL,
                 now=self.now(),
             )
+        self._look_at = time.monotonic() + (DELIVERY_POLL if due is None else due)
+        return due
 
     def _start(self, row: dict[str, Any]) -> None:
         ctx = TaskContext(row)
@@ -150,7 +166,8 @@ class AlertTicker(Ticking):
         self._finished.put(done)
         self.nudge()  # the ticker writes it now
 
-    def _record(self, conn: Any) -> None:
+    def _record(self, conn: Any) -> bool:
+        """Write the completions of the deliveries that finished; whether there were any."""
         batch: list[Completion] = []
         while True:
             try:
@@ -158,7 +175,7 @@ class AlertTicker(Ticking):
             except queue.Empty:
                 break
         if not batch:
-            return
+            return False
         assert self.worker is not None
         with translated():
             written = complete(conn, self.worker, batch, now=self.now())
@@ -171,6 +188,7 @@ class AlertTicker(Ticking):
                 written=c.id in written,
                 error=c.error,
             )
+        return True
 
     def shutdown(self) -> None:
         """Deliveries still running get ``grace`` seconds (5 at most); what is left is handed
