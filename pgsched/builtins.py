@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from pgsched.config import Settings
-from pgsched.errors import PermanentError
+from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
 from pgsched.models import DURATION_MAX_S
-from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.registry import Registry, TaskContext, TaskType
 
 TAIL = 4000  # bytes of an http body kept in a result
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -217,12 +217,6 @@ class ShellRunner:
                 f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
             )
         return result
-
-
-class FailedWithResult(Exception):
-    def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 def redact_url(url: str) -> str:

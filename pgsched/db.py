@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import errors as pge
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
@@ -16,11 +17,14 @@ from psycopg.types.datetime import TimestamptzLoader
 from pgsched.config import Settings
 from pgsched.errors import (
     DatabaseUnavailable,
+    DuplicateKey,
     NotMigrated,
     PermissionDenied,
+    PgschedError,
     SchemaTooNew,
     ServerTooOld,
-    translate,
+    TimedOut,
+    ValidationError,
 )
 
 # Every advisory lock pgsched takes, as (first key, second key); the namespaces differ, so
@@ -147,6 +151,70 @@ def failure_reason(exc: BaseException) -> str:
     return lines[0].rsplit("failed: ", 1)[-1]
 
 
+# Check constraints by name -> what to tell the user (the field comes first).
+CONSTRAINT_MESSAGES: dict[str, str] = {
+    "tasks_queue_valid": "queue: must be a non-empty name of at most 128 characters",
+    "tasks_task_type_valid": "task_type: must be a non-empty name of at most 200 characters",
+    "tasks_status_valid": "status: not one of blocked, pending, running, succeeded, retrying, "
+    "failed, cancelled",
+    "tasks_priority_range": "priority: must be between -1000 and 1000",
+    "tasks_attempts_range": "attempts: must be between 0 and max_attempts",
+    "tasks_max_attempts_range": "max_attempts: must be between 1 and 1000",
+    "tasks_timeout_positive": "timeout: must be positive",
+    "tasks_backoff_base_positive": "backoff_base: must be positive",
+    "tasks_backoff_cap_positive": "backoff_cap: must be positive",
+    "tasks_progress_range": "progress: must be between 0 and 1",
+    "tasks_timeout_bounded": "timeout: must be at most 100 years",
+    "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
+    "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
+    "schedules_timeout_bounded": "timeout: must be at most 100 years",
+    "schedules_every_bounded": "every: must be at most 100 years",
+    "tasks_run_at_range": "run_at: must be between 1900-01-01 and 9999-01-01 (UTC)",
+    "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
+    "(attempts below max_attempts)",
+    "tasks_blocked_in_workflow": "status: only a workflow's task can be blocked",
+    "tasks_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), 1 MiB "
+    "unless changed)",
+    "schedules_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), "
+    "1 MiB unless changed)",
+    "schedules_every_minimum": "every: must be at least 1s",
+    "schedules_misfire_cap_range": "misfire_cap: must be at most 10000",
+}
+
+
+def translate(exc: BaseException) -> PgschedError | None:
+    """Map a psycopg error to a domain error, by constraint name; None if it is not ours."""
+    if isinstance(exc, PgschedError):
+        return exc
+    if isinstance(exc, pge.InsufficientPrivilege) and exc.diag.constraint_name == (
+        "shell_needs_pgsched_shell"
+    ):
+        return PermissionDenied(str(exc.diag.message_primary))  # the trigger's own line
+    if isinstance(exc, pge.InsufficientPrivilege):
+        # Without the connection at hand (db.translated names the privilege when it has it).
+        return PermissionDenied(
+            (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+            + ": the role lacks a privilege this command needs"
+        )
+    missing = pge.UndefinedTable | pge.InvalidSchemaName | pge.UndefinedFunction
+    if isinstance(exc, missing) and "pgsched" in str(exc):
+        return NotMigrated()
+    if isinstance(exc, pge.CheckViolation | pge.UniqueViolation | pge.ForeignKeyViolation):
+        name = exc.diag.constraint_name or ""
+        if name in CONSTRAINT_MESSAGES:
+            return ValidationError(CONSTRAINT_MESSAGES[name], field=name.split("_")[1])
+        if isinstance(exc, pge.UniqueViolation):
+            return DuplicateKey(f"already exists ({name}): {exc.diag.message_detail}", name)
+    if isinstance(exc, pge.InvalidTextRepresentation | pge.InvalidDatetimeFormat):
+        return ValidationError(str(exc.diag.message_primary or exc))
+    if isinstance(exc, pge.QueryCanceled | pge.LockNotAvailable):
+        primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+        return TimedOut(f"the database gave up on the statement: {primary}; nothing was changed")
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"lost the database connection: {failure_reason(exc)}")
+    return None
+
+
 @contextlib.contextmanager
 def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
     """Turn psycopg errors into the domain errors of pgsched.errors at one boundary. With the
@@ -157,7 +225,7 @@ def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
         mapped = translate(e)
         if mapped is None:
             raise
-        if isinstance(e, psycopg.errors.InsufficientPrivilege) and conn is not None:
+        if isinstance(e, pge.InsufficientPrivilege) and conn is not None:
             mapped = PermissionDenied(missing_privilege(conn, e))
         raise mapped from None
 

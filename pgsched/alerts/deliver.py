@@ -24,16 +24,12 @@ import os
 import threading
 from typing import Any
 
-from pgsched.errors import PermanentError
+from pgsched.errors import DeliveryFailed, PermanentError
 
 SIGNATURE_HEADER = "X-Pgsched-Signature"
 ID_HEADER = "Idempotency-Key"
 EVENT_HEADER = "X-Pgsched-Event"
 TAIL = 500  # characters of a receiver's answer kept in a result or an error
-
-
-class DeliveryFailed(Exception):
-    """A send that may succeed if tried again (the receiver was down, slow, or said 5xx)."""
 
 
 def body_bytes(notification: dict[str, Any]) -> bytes:

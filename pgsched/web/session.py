@@ -22,16 +22,9 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from pgsched.api.auth import ANONYMOUS, Principal
+from pgsched.errors import LoginRequired, Refused
 
 COOKIE = "pgsched_token"
-
-
-class LoginRequired(Exception):
-    """No valid credentials: a page answers with the login page (a redirect to it)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def principal(request: Request) -> Principal:
@@ -61,15 +54,6 @@ def check_token(request: Request, token: str) -> Principal:
     if not principal.allows("read"):
         raise HTTPException(403, f"{principal.kind} {principal.name!r} lacks the 'read' scope")
     return principal
-
-
-class Refused(Exception):
-    """An action that may not run: its status and one line."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def require_action(request: Request, who: Principal) -> None:

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgsched.errors import PermanentError
-from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.errors import PermanentError, TaskTimeout
+from pgsched.registry import Registry, TaskContext, TaskType
 from pgsched.worker.decode import undecodable
 from pgsched.worker.outcome import Completion, RetryPolicy, outcome, unrecordable
 from pgsched.worker.supervision import CrashHook, guarded

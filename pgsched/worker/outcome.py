@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgsched.errors import PermanentError
+from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
 from pgsched.models import DURATION_MAX_S
-from pgsched.registry import TaskTimeout
 from pgsched.worker.supervision import bounded, safe_str
 
 if TYPE_CHECKING:
@@ -115,9 +114,11 @@ def unrecordable(job: Job, e: BaseException) -> Completion:
 
 def describe(exc: BaseException) -> str:
     """The error text of a failed attempt: bounded, and made even when the exception's own
-    __str__ raises (a raising __str__ must not kill the task's thread and strand its slot)."""
+    __str__ raises (a raising __str__ must not kill the task's thread and strand its slot).
+    pgsched's own task failures are stored as their message alone, which names what failed
+    ("shell: exit code 1: ..."); any other exception with its class name first."""
     text = safe_str(exc).strip()
     name = type(exc).__name__
-    if isinstance(exc, PermanentError) or type(exc).__module__ == "pgsched.builtins":
+    if isinstance(exc, PermanentError | FailedWithResult):
         return bounded(text or name)
     return bounded(f"{name}: {text}" if text else name)
