@@ -10,15 +10,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    fmt_time,
+    print_json,
+    print_notifications,
+    state,
+)
 from pgsched.durations import format_duration
 
 alerts_app = typer.Typer(
     help="Alert rules and channels defined in YAML (webhook, Slack, email), and what was sent.",
     no_args_is_help=True,
 )
-app.add_typer(alerts_app, name="alerts")
 
 
 @alerts_app.command("apply")
@@ -184,25 +190,6 @@ def history_cmd(
         print_json(rows)
         return
     print_notifications(rows)
-
-
-def print_notifications(rows: list[dict[str, Any]], title: str | None = None) -> None:
-    if not rows:
-        console.print("no notifications sent")
-        return
-    table = Table(show_edge=False, pad_edge=False, title=title)
-    for col in ("sent", "rule", "count", "summary", "delivery"):
-        table.add_column(col, overflow="fold")
-    for n in rows:
-        delivery = ", ".join(
-            f"{d['channel']}: {d['status']}"
-            + (f" ({d['attempts']} tries)" if d.get("attempts", 0) and d["attempts"] > 1 else "")
-            for d in n["deliveries"]
-        )
-        table.add_row(
-            fmt_time(n["created_at"]), n["rule"], str(n["count"]), n["summary"] or "", delivery
-        )
-    console.print(table)
 
 
 @alerts_app.command("run")

@@ -30,11 +30,12 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from pgsched.cli.app import app
 from pgsched.cli.common import console, err_console, exits_on_error, state
 from pgsched.durations import format_duration, parse_duration
 from pgsched.errors import PgschedError, UsageError
 from pgsched.server import open_private_log
+
+commands = typer.Typer()
 
 WORKERS = (("demo-1", 4), ("demo-2", 4))
 WORKER_GRACE = 5.0  # seconds a stopping demo worker lets running tasks finish
@@ -347,7 +348,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-@app.command("demo")
+@commands.command("demo")
 @exits_on_error
 def demo_cmd(
     duration: str = typer.Option(
@@ -452,7 +453,7 @@ def _foreground(
     demo: Demo, dsn: str, until: float | None, no_top: bool, heartbeat_timeout: float
 ) -> None:
     from pgsched.admin import Admin
-    from pgsched.cli import top
+    from pgsched.cli import live
     from pgsched.client import Client
 
     with Client(dsn) as client:
@@ -472,7 +473,7 @@ def _foreground(
                     style="dim",
                 )
 
-            top.run(
+            live.run(
                 admin,
                 title="pgsched demo",
                 heartbeat_timeout=heartbeat_timeout,
@@ -483,7 +484,7 @@ def _foreground(
             return
         while until is None or time.monotonic() < until:
             demo.check_workers()
-            line = demo.status_line(top.snapshot(admin, failures=0))
+            line = demo.status_line(live.snapshot(admin, failures=0))
             console.print(line, highlight=False, soft_wrap=True)
             if demo.receiver is not None and demo.receiver.received:
                 console.print(

@@ -15,14 +15,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.app import app
 from pgsched.cli.common import (
+    ATTEMPTS_RANGE,
+    ID_RANGE,
     JsonOpt,
     console,
     err_console,
     exits_on_error,
     fmt_time,
+    parse_int,
     print_json,
+    print_notifications,
     state,
 )
 from pgsched.durations import format_duration, parse_duration, parse_instant
@@ -35,8 +38,9 @@ from pgsched.models import (
     payload_problem,
 )
 
+commands = typer.Typer()
+
 PRIORITY_RANGE = (-1000, 1000)
-ATTEMPTS_RANGE = (1, 1000)
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -88,26 +92,10 @@ def parse_payload(text: str | None, option: str = "--payload") -> Any:
     return value
 
 
-def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None:
-    """Integers are parsed here, not by typer, so a bad one is one ``error:`` line too."""
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise UsageError(f"{name}: {text!r} is not an integer") from None
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        raise UsageError(f"{name}: must be between {bounds[0]} and {bounds[1]}, not {value}")
-    return value
-
-
-ID_RANGE = (1, 2**63 - 1)
-
-
 # -- submit ------------------------------------------------------------------------------------
 
 
-@app.command("submit")
+@commands.command("submit")
 @exits_on_error
 def submit_cmd(
     task_type: str = typer.Argument(None, metavar="TYPE", help="Task type (e.g. shell, http)."),
@@ -190,7 +178,7 @@ def _warn_if_key_differs(client: Any, task_id: int, spec: Any) -> None:
 # -- status ------------------------------------------------------------------------------------
 
 
-@app.command("status")
+@commands.command("status")
 @exits_on_error
 def status_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="A task id; none: the overview."),
@@ -221,8 +209,6 @@ def status_cmd(
     else:
         _print_summary(summary)
         if summary["notifications"]:
-            from pgsched.cli.alerts import print_notifications
-
             print_notifications(summary["notifications"], title="recent notifications")
 
 
@@ -313,7 +299,7 @@ def _print_task(task: dict[str, Any]) -> None:
 # -- list --------------------------------------------------------------------------------------
 
 
-@app.command("list")
+@commands.command("list")
 @exits_on_error
 def list_cmd(
     status: str = typer.Option(None, "--status", "-s", help="One of: " + ", ".join(STATUSES)),
@@ -367,7 +353,7 @@ def _one_target(task_id: str | None, workflow: str | None) -> tuple[int | None, 
     return parse_int("ID", task_id, ID_RANGE), parse_int("--workflow", workflow, ID_RANGE)
 
 
-@app.command("cancel")
+@commands.command("cancel")
 @exits_on_error
 def cancel_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="The task to cancel."),
@@ -390,7 +376,7 @@ def cancel_cmd(
         )
 
 
-@app.command("retry")
+@commands.command("retry")
 @exits_on_error
 def retry_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="A failed or cancelled task."),

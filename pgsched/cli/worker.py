@@ -12,10 +12,11 @@ from typing import Any
 
 import typer
 
-from pgsched.cli.app import app
 from pgsched.cli.common import exits_on_error, fail, state
 from pgsched.durations import parse_duration
 from pgsched.worker.supervision import safe_str
+
+commands = typer.Typer()
 
 # Seconds a worker whose thread died gets to hand its tasks back before the process exits 1
 # anyway (what it leaves running, recovery hands on: the process's liveness lock goes with it).
@@ -51,7 +52,7 @@ def _import_app(module: str) -> None:
         fail(f"--app {module}: cannot import: {type(e).__name__}: {detail}", 1)
 
 
-@app.command("worker")
+@commands.command("worker")
 @exits_on_error
 def worker_cmd(
     queues: str = typer.Option(None, "--queues", "-q", help="Comma-separated queues [default]."),

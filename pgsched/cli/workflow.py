@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from pgsched.cli.common import console, fmt_time, print_json, state
+from pgsched.cli.common import console, fmt_time, print_json, short_time, state
 from pgsched.durations import format_duration
 
 STATUS_STYLE = {
@@ -64,7 +64,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
                 t["task_type"],
                 status,
                 f"{t['attempts']}/{t['max_attempts']}",
-                _clock(t["started_at"]),
+                short_time(t["started_at"]),
                 _took(t["started_at"], t["finished_at"]) if t["started_at"] else "-",
                 ", ".join(t["depends_on"]) or "-",
             )
@@ -148,16 +148,6 @@ def retry_workflow(workflow_id: int) -> None:
         f"{res['pending']} ready now, the rest after their parents",
         highlight=False,
     )
-
-
-def _clock(value: datetime | None) -> str:
-    """HH:MM:SS for today, the full local time otherwise."""
-    if value is None:
-        return "-"
-    local = value.astimezone()
-    if local.date() == datetime.now().astimezone().date():
-        return local.strftime("%H:%M:%S")
-    return fmt_time(value)
 
 
 def _took(start: datetime | None, end: datetime | None) -> str:
