@@ -207,15 +207,14 @@ class ShellRunner:
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-        result = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": err.text()}
+        stderr = err.text()
+        result = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": stderr}
         if timed_out:
             raise TaskTimeout(f"shell: command timed out after {p.timeout}s")
         if stop.is_set():
             return result
         if proc.returncode != 0:
-            raise FailedWithResult(
-                f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
-            )
+            raise FailedWithResult(f"shell: exit code {proc.returncode}: {stderr[-300:]}", result)
         return result
 
 

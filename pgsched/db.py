@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pge
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from pgsched.config import Settings
@@ -103,7 +103,7 @@ class _LenientTimestamptz(TimestamptzLoader):
             return FAR_PAST if raw.startswith(b"-") or raw.endswith(b" BC") else FAR_FUTURE
 
 
-def lenient_times(conn: psycopg.Connection) -> None:
+def lenient_times(conn: psycopg.Connection[Any]) -> None:
     """Read out-of-range timestamptz values as FAR_FUTURE / FAR_PAST instead of failing."""
     conn.adapters.register_loader("timestamptz", _LenientTimestamptz)
 
@@ -116,8 +116,9 @@ def connect(
     prepare: bool = True,
     lenient: bool = True,
     **kw: Any,
-) -> psycopg.Connection:
+) -> psycopg.Connection[DictRow]:
     """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds.
+    Rows read as dicts (dict_row). ``kw``: more connection parameters (options, keepalives).
 
     ``prepare=False``: no server-side prepared statements (psycopg prepares a statement after
     5 runs), for PgBouncer < 1.21 in transaction mode. ``lenient``: timestamps Python cannot
@@ -127,7 +128,7 @@ def connect(
             dsn,
             autocommit=autocommit,
             connect_timeout=max(1, int(timeout)),
-            row_factory=kw.pop("row_factory", dict_row),
+            row_factory=dict_row,
             **kw,
         )
         if not prepare:
@@ -216,7 +217,7 @@ def translate(exc: BaseException) -> PgschedError | None:
 
 
 @contextlib.contextmanager
-def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
+def translated(conn: psycopg.Connection[Any] | None = None) -> Iterator[None]:
     """Turn psycopg errors into the domain errors of pgsched.errors at one boundary. With the
     connection the statement ran on, a permission error names the privilege the role lacks."""
     try:
@@ -240,7 +241,7 @@ _PRIVILEGES = {
 }
 
 
-def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
+def missing_privilege(conn: psycopg.Connection[Any], exc: psycopg.Error) -> str:
     """The server's "permission denied for table tasks", with what the role lacks on it
     ("role ro lacks INSERT, UPDATE, DELETE on table pgsched.tasks"), read from the catalog.
     Falls back to the server's line alone when it cannot be looked up."""
@@ -271,6 +272,8 @@ def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
         ).fetchone()
     except psycopg.Error:
         return primary
+    if row is None:  # an aggregate without GROUP BY gives one row: never, but say so
+        return primary
     who, missing = (row["who"], row["missing"]) if isinstance(row, dict) else row
     if not missing:
         return primary
@@ -296,7 +299,8 @@ def known_revisions() -> list[str]:
         down = re.search(r'^down_revision\s*=\s*(?:"([^"]+)"|None)', text, re.M)
         if rev:
             revs[rev[1]] = down[1] if down else None
-    order, current = [], None
+    order: list[str] = []
+    current: str | None = None
     while True:
         nxt = [r for r, d in revs.items() if d == current]
         if not nxt:
@@ -309,7 +313,7 @@ def known_revisions() -> list[str]:
 MIN_SERVER_VERSION = 14
 
 
-def check_server_version(conn: psycopg.Connection, minimum: int = MIN_SERVER_VERSION) -> None:
+def check_server_version(conn: psycopg.Connection[Any], minimum: int = MIN_SERVER_VERSION) -> None:
     """Refuse, in one line, a server older than ``minimum`` (a major version)."""
     have = conn.info.server_version  # e.g. 150018 for 15.18
     if have < minimum * 10000:
@@ -320,11 +324,11 @@ def check_server_version(conn: psycopg.Connection, minimum: int = MIN_SERVER_VER
         )
 
 
-def describe_conn(conn: psycopg.Connection) -> str:
+def describe_conn(conn: psycopg.Connection[Any]) -> str:
     return f"{conn.info.host}:{conn.info.port}"
 
 
-def check_schema(conn: psycopg.Connection) -> str:
+def check_schema(conn: psycopg.Connection[Any]) -> str:
     """Refuse, in one line, a server older than pgsched supports, and a database that is not
     migrated or newer than this code."""
     check_server_version(conn)
@@ -332,13 +336,15 @@ def check_schema(conn: psycopg.Connection) -> str:
         "SELECT to_regclass('pgsched.alembic_version') IS NOT NULL AS has_version,"
         " to_regclass('pgsched.tasks') IS NOT NULL AS has_tasks"
     ).fetchone()
+    if row is None:  # a SELECT without FROM gives one row: never, but say so
+        raise NotMigrated()
     has_version, has_tasks = (
         (row["has_version"], row["has_tasks"]) if isinstance(row, dict) else row
     )
     if not (has_version and has_tasks):
         raise NotMigrated()
     cur = conn.execute("SELECT version_num FROM pgsched.alembic_version").fetchone()
-    rev = (cur["version_num"] if isinstance(cur, dict) else cur[0]) if cur else None
+    rev: str | None = (cur["version_num"] if isinstance(cur, dict) else cur[0]) if cur else None
     if rev is None:
         raise NotMigrated()
     known = known_revisions()

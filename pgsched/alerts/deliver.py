@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pgsched.errors import DeliveryFailed, PermanentError
@@ -140,7 +141,12 @@ def send_slack(config: dict[str, Any], notification: dict[str, Any]) -> dict[str
     return _post(_url(config), body, headers, float(config.get("timeout") or 10))
 
 
-def _render(render: Any, template: str, notification: dict[str, Any], field: str) -> str:
+def _render(
+    render: Callable[[str, dict[str, Any]], str],
+    template: str,
+    notification: dict[str, Any],
+    field: str,
+) -> str:
     try:
         return render(template, notification)
     except ValueError as e:

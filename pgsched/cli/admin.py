@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+
+if TYPE_CHECKING:
+    from pgsched.server import Cluster
 
 commands = typer.Typer()
 
@@ -14,7 +19,7 @@ db_app = typer.Typer(
 )
 
 
-def _cluster():
+def _cluster() -> Cluster:
     from pgsched.server import Cluster
 
     return Cluster(state.settings.home)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
@@ -77,7 +78,7 @@ def apply_cmd(
 
 def _what(r: dict[str, Any]) -> str:
     if r["event"]:
-        return r["event"]
+        return str(r["event"])
     above = r["above"]
     bound = (
         format_duration(above)
@@ -201,7 +202,7 @@ def run_cmd() -> None:
 
     ticker = AlertTicker(state.dsn(), settings=state.settings)
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         ticker.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

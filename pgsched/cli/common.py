@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pgsched.config import Loaded, load_settings
+from pgsched.config import Loaded, Settings, load_settings
 from pgsched.errors import UsageError
+
+if TYPE_CHECKING:
+    from pgsched.admin import Admin
+    from pgsched.client import Client
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -58,7 +62,7 @@ class State:
     config_file: str | None = None
     profile: str | None = None
     _loaded: Loaded | None = None
-    _client: Any = None
+    _client: Client | None = None
 
     def reset(
         self, overrides: dict[str, Any], config_file: str | None, profile: str | None
@@ -78,7 +82,7 @@ class State:
         return self._loaded
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return self.loaded().settings
 
     def dsn(self) -> str:
@@ -86,14 +90,14 @@ class State:
 
         return resolve_dsn(self.settings)
 
-    def client(self):
+    def client(self) -> Client:
         if self._client is None:
             from pgsched.client import Client
 
             self._client = Client.from_settings(self.settings)
         return self._client
 
-    def admin(self):
+    def admin(self) -> Admin:
         """The operator API (pgsched.admin.Admin) over this invocation's client."""
         from pgsched.admin import Admin
 
@@ -200,8 +204,17 @@ ID_RANGE = (1, 2**63 - 1)  # a task's or a workflow's id (bigint)
 ATTEMPTS_RANGE = (1, 1000)  # --max-attempts, --attempts (the CHECK tasks_max_attempts_range)
 
 
+@overload
+def parse_int(name: str, text: str, bounds: tuple[int, int] | None = None) -> int: ...
+@overload
+def parse_int(name: str, text: None, bounds: tuple[int, int] | None = None) -> None: ...
+@overload
+def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None: ...
+
+
 def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None:
-    """Integers are parsed here, not by typer, so a bad one is one ``error:`` line too."""
+    """Integers are parsed here, not by typer, so a bad one is one ``error:`` line too (None
+    for an option not given)."""
     if text is None:
         return None
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import typer
 from rich.markup import escape
@@ -128,7 +128,7 @@ def scheduler_cmd(
         highlight=False,
     )
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         sched.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

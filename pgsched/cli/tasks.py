@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -37,6 +37,10 @@ from pgsched.models import (
     STATUSES,
     payload_problem,
 )
+
+if TYPE_CHECKING:
+    from pgsched.client import Client
+    from pgsched.models import TaskSpec
 
 commands = typer.Typer()
 
@@ -150,7 +154,7 @@ def submit_cmd(
     print(task_id)
 
 
-def _warn_if_key_differs(client: Any, task_id: int, spec: Any) -> None:
+def _warn_if_key_differs(client: Client, task_id: int, spec: TaskSpec) -> None:
     """The key already named a task: say so on stderr when that task is not this one (another
     type, queue or payload), since nothing was submitted."""
     try:
@@ -201,9 +205,9 @@ def status_cmd(
         else:
             _print_task(task)
         return
-    summary = client.summary()
     # The latest alert notifications and their delivery state (none without alert rules).
-    summary["notifications"] = state.admin().alert_notifications(limit=5)
+    notifications = state.admin().alert_notifications(limit=5)
+    summary: dict[str, Any] = {**client.summary(), "notifications": notifications}
     if json:
         print_json(summary)
     else:
@@ -347,10 +351,13 @@ def list_cmd(
 # -- cancel / retry ----------------------------------------------------------------------------
 
 
-def _one_target(task_id: str | None, workflow: str | None) -> tuple[int | None, int | None]:
-    if (task_id is None) == (workflow is None):
-        raise UsageError("give a task ID or --workflow ID (one of them)")
-    return parse_int("ID", task_id, ID_RANGE), parse_int("--workflow", workflow, ID_RANGE)
+def _one_target(task_id: str | None, workflow: str | None) -> tuple[int, bool]:
+    """The id given, and whether it is a workflow's: a task ID or --workflow ID, one of them."""
+    if task_id is not None and workflow is None:
+        return parse_int("ID", task_id, ID_RANGE), False
+    if workflow is not None and task_id is None:
+        return parse_int("--workflow", workflow, ID_RANGE), True
+    raise UsageError("give a task ID or --workflow ID (one of them)")
 
 
 @commands.command("cancel")
@@ -360,11 +367,11 @@ def cancel_cmd(
     workflow: str = typer.Option(None, "--workflow", metavar="ID", help="Cancel a workflow."),
 ) -> None:
     """Cancel a task: at once if it has not started, else ask its worker to stop it."""
-    tid, wid = _one_target(task_id, workflow)
-    if wid is not None:
+    tid, is_workflow = _one_target(task_id, workflow)
+    if is_workflow:
         from pgsched.cli.workflow import cancel_workflow
 
-        cancel_workflow(wid)
+        cancel_workflow(tid)
         return
     outcome = state.client().cancel(tid)
     if outcome == "cancelled":
@@ -386,13 +393,13 @@ def retry_cmd(
     workflow: str = typer.Option(None, "--workflow", metavar="ID", help="Retry a workflow."),
 ) -> None:
     """Run a failed or cancelled task again (its dead-letter copy is removed)."""
-    tid, wid = _one_target(task_id, workflow)
-    if wid is not None:
+    tid, is_workflow = _one_target(task_id, workflow)
+    if is_workflow:
         if attempts is not None:
             raise UsageError("--attempts applies to a task, not to --workflow")
         from pgsched.cli.workflow import retry_workflow
 
-        retry_workflow(wid)
+        retry_workflow(tid)
         return
     more = parse_int("--attempts", attempts, ATTEMPTS_RANGE)
     max_attempts = state.client().retry(tid, attempts=more)

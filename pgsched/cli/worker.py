@@ -8,7 +8,7 @@ import importlib.util
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import typer
 
@@ -134,7 +134,7 @@ def worker_cmd(
         grace=grace_s,
     )
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         immediate = w.stopping
         w.request_stop()  # first: a failing log line must not keep the signal from working
         with contextlib.suppress(Exception):

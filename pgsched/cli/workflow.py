@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -54,7 +53,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
     )
     console.print(head)
     columns = ("task", "id", "type", "status", "tries", "started", "took", "after")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in sorted(tasks, key=lambda t: (t["layer"], t["name"])):
         status = t["status"] + (" (cancel requested)" if t["cancel_requested"] else "")
         rows.append(
@@ -160,4 +159,4 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return format_duration(end - start)
 
 
-__all__: list[Any] = ["cancel_workflow", "retry_workflow", "show_workflow", "submit_workflow"]
+__all__ = ["cancel_workflow", "retry_workflow", "show_workflow", "submit_workflow"]

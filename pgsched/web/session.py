@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from pgsched.api.auth import ANONYMOUS, Principal
+from pgsched.api.auth import ANONYMOUS, Auth, Principal
 from pgsched.errors import LoginRequired, Refused
 
 COOKIE = "pgsched_token"
@@ -29,7 +29,7 @@ COOKIE = "pgsched_token"
 
 def principal(request: Request) -> Principal:
     """The caller, from the cookie or a bearer header (LoginRequired when neither is valid)."""
-    auth = request.app.state.service.auth
+    auth: Auth = request.app.state.service.auth
     if not auth.enabled:
         return ANONYMOUS
     header = request.headers.get("authorization", "")
@@ -47,7 +47,7 @@ def principal(request: Request) -> Principal:
 
 def check_token(request: Request, token: str) -> Principal:
     """The principal of a token typed on the login page (HTTPException 401 when refused)."""
-    auth = request.app.state.service.auth
+    auth: Auth = request.app.state.service.auth
     if not auth.enabled:
         return ANONYMOUS
     principal = auth.identify(request, token)

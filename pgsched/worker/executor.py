@@ -17,6 +17,7 @@ asyncio serves async bodies only.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import queue
@@ -51,7 +52,7 @@ class Job:
     on_thread: bool = False
     abandoned: bool = False
     handback: bool = False
-    future: Any = None
+    future: concurrent.futures.Future[Any] | None = None  # an async body's, to cancel it
 
     @property
     def id(self) -> int:

@@ -45,13 +45,13 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     """Seconds before retry number ``attempt`` (1-based): "equal jitter" exponential backoff,
     uniform in [d/2, d] with d = min(cap, base * 2**(attempt-1)). Half the delay is kept so
     retries never bunch at zero; the other half spreads a thundering herd."""
-    d = min(cap, base * (2 ** max(0, min(attempt - 1, 62))))
+    d = min(cap, base * (2.0 ** max(0, min(attempt - 1, 62))))
     # run_at = now() + delay must be a timestamp that PostgreSQL and Python both hold: a row's
     # backoff of '1000000 years' (or a non-finite one) would fail the completion with
     # "interval out of range" and leave the task running.
     if not d <= DURATION_MAX_S:  # also NaN
         d = DURATION_MAX_S
-    r = (rng or random).random()
+    r = rng.random() if rng is not None else random.random()
     return d / 2 + r * d / 2
 
 
