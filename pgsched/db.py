@@ -272,7 +272,7 @@ def missing_privilege(conn: psycopg.Connection[Any], exc: psycopg.Error) -> str:
         ).fetchone()
     except psycopg.Error:
         return primary
-    if row is None:  # an aggregate without GROUP BY gives one row: never, but say so
+    if row is None:  # not met: an aggregate without GROUP BY always gives one row
         return primary
     who, missing = (row["who"], row["missing"]) if isinstance(row, dict) else row
     if not missing:
@@ -336,7 +336,7 @@ def check_schema(conn: psycopg.Connection[Any]) -> str:
         "SELECT to_regclass('pgsched.alembic_version') IS NOT NULL AS has_version,"
         " to_regclass('pgsched.tasks') IS NOT NULL AS has_tasks"
     ).fetchone()
-    if row is None:  # a SELECT without FROM gives one row: never, but say so
+    if row is None:  # not met: a SELECT without FROM always gives one row
         raise NotMigrated()
     has_version, has_tasks = (
         (row["has_version"], row["has_tasks"]) if isinstance(row, dict) else row

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 
 def _config(dsn: str, output: io.StringIO | None = None, lock_timeout: float = 30.0) -> Config:
-
     from alembic.config import Config
 
     cfg = Config(output_buffer=output) if output is not None else Config()
