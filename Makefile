@@ -79,9 +79,11 @@ doctools:
 	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q jq curl openssl >/dev/null 2>&1; }; }; } || \
 	  echo "jq, curl or openssl is not installed: the doc examples that use it will be skipped"
 
+# mypy --strict over pgsched/ ([tool.mypy] in pyproject.toml), before any test runs.
 test: $(STAMP) pgbouncer pg15 chromium doctools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@echo "== the whole suite on the bundled PostgreSQL 18"
 	$(BIN)/python -m pytest
 	@if [ -x $(PG15_BIN)/postgres ]; then \
@@ -99,10 +101,11 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	-$(BIN)/pgsched db stop 2>/dev/null
-	rm -rf $(VENV) .pgsched .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pgsched .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 # Benchmarks (bench/): pgsched against PGQueuer, procrastinate, Chancy and graphile-worker.
 # The peers live in their own virtualenv and node_modules under bench/ (gitignored).

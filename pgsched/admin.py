@@ -20,18 +20,62 @@ import math
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from pgsched.client import Client
+from pgsched.client import Client, ReadyAge
+from pgsched.doctor import Finding, Thresholds, diagnose
 from pgsched.errors import InvalidState, NotFound, TaskNotFound, ValidationError
 from pgsched.models import MAX_ATTEMPTS_MAX
 from pgsched.sql import Q
 
+if TYPE_CHECKING:
+    from pgsched.alerts.config import AlertsFile
+    from pgsched.alerts.store import AlertsReport
+    from pgsched.config import Settings
+    from pgsched.schedules import ApplyReport, ScheduleDef
+    from pgsched.workflows import WorkflowDef
+
 SCOPES = ("read", "submit", "admin")
 TOKEN_PREFIX = "pgs_"
+
+
+class Percentiles(TypedDict):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+
+class Stats(TypedDict):
+    """Admin.stats: the counts of `pgsched status` and what finished over a window."""
+
+    window_s: float
+    counts: dict[str, dict[str, int]]
+    oldest_ready: dict[str, ReadyAge]
+    live_workers: int
+    dead_letter: int
+    finished: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    throughput_per_s: float
+    failure_rate: float
+    duration_ms: Percentiles  # of the attempts finished in the window
+
+
+class Recovered(TypedDict):
+    task_id: int
+    status: str  # where the task went: pending, retrying or failed
+
+
+class Recovery(TypedDict):
+    """Admin.recover: the workers found dead and what became of their running tasks."""
+
+    dead_workers: list[str]
+    tasks_recovered: list[Recovered]
 
 
 def hash_token(token: str) -> bytes:
@@ -80,7 +124,7 @@ class Admin:
         self.heartbeat_timeout = heartbeat_timeout
 
     @classmethod
-    def from_settings(cls, settings: Any, client: Client | None = None) -> Admin:
+    def from_settings(cls, settings: Settings, client: Client | None = None) -> Admin:
         return cls(
             client or Client.from_settings(settings),
             heartbeat_timeout=settings.heartbeat_timeout,
@@ -97,7 +141,8 @@ class Admin:
     def workers(self, *, all_: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
         """Live workers with their load (and those gone in the last hour, or all with all_)."""
         with self.client.connection() as c:
-            return Q.workers_list.run(c, {"all": all_, "now": now})
+            rows: list[dict[str, Any]] = Q.workers_list.run(c, {"all": all_, "now": now})
+        return rows
 
     def pause_worker(self, name: str) -> dict[str, Any]:
         """Stop a worker from claiming; it finishes what it runs (notified at once)."""
@@ -126,7 +171,10 @@ class Admin:
         if limit < 1:
             raise ValidationError("limit: must be at least 1", "limit")
         with self.client.connection() as c:
-            return Q.dlq_list.run(c, {"queue": queue, "task_type": task_type, "limit": limit})
+            rows: list[dict[str, Any]] = Q.dlq_list.run(
+                c, {"queue": queue, "task_type": task_type, "limit": limit}
+            )
+        return rows
 
     def dlq_requeue(self, task_id: int, *, attempts: int | None = None) -> int:
         """One entry's task back to pending with ``attempts`` more tries; its new max_attempts."""
@@ -212,7 +260,9 @@ class Admin:
         with self.client.connection() as c:
             resume_schedule(c, name)
 
-    def apply_schedules(self, defs: list[Any], *, prune: bool = False, dry_run: bool = False):
+    def apply_schedules(
+        self, defs: list[ScheduleDef], *, prune: bool = False, dry_run: bool = False
+    ) -> ApplyReport:
         """Sync definitions (pgsched.schedules.ScheduleDef) into the database, all or nothing;
         returns the ApplyReport."""
         from pgsched.schedules import apply_schedules
@@ -222,7 +272,9 @@ class Admin:
 
     # -- alerts --------------------------------------------------------------------------------
 
-    def apply_alerts(self, spec: Any, *, prune: bool = False, dry_run: bool = False):
+    def apply_alerts(
+        self, spec: AlertsFile, *, prune: bool = False, dry_run: bool = False
+    ) -> AlertsReport:
         """Sync an alerts file (pgsched.alerts.config.AlertsFile) into the database, all or
         nothing; returns the AlertsReport."""
         from pgsched.alerts.store import apply_alerts
@@ -288,7 +340,7 @@ class Admin:
 
     # -- workflows -----------------------------------------------------------------------------
 
-    def submit_workflow(self, definition: Mapping[str, Any] | Any) -> int:
+    def submit_workflow(self, definition: Mapping[str, Any] | WorkflowDef) -> int:
         from pgsched import workflows
 
         wf = workflows.parse_workflow(definition)  # checked before any connection
@@ -305,13 +357,14 @@ class Admin:
     def workflow_summary(self, workflow_id: int) -> dict[str, Any]:
         """The workflow row with its task counts by outcome."""
         with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            row = Q.workflow_summary.run(cur, {"id": workflow_id})
+            row: dict[str, Any] | None = Q.workflow_summary.run(cur, {"id": workflow_id})
         if row is None:
             raise NotFound(f"no workflow with id {workflow_id}")
         return row
 
     def workflow_tasks(self, workflow_id: int) -> list[dict[str, Any]]:
-        return self.workflow(workflow_id)["tasks"]
+        tasks: list[dict[str, Any]] = self.workflow(workflow_id)["tasks"]
+        return tasks
 
     def cancel_workflow(self, workflow_id: int) -> dict[str, int]:
         from pgsched import workflows
@@ -357,7 +410,9 @@ class Admin:
                 "failures": Q.top_failures.run(c, {"limit": failures}),
             }
 
-    def stats(self, *, window: timedelta = timedelta(hours=1), now: datetime | None = None):
+    def stats(
+        self, *, window: timedelta = timedelta(hours=1), now: datetime | None = None
+    ) -> Stats:
         """Counts by queue and status, oldest ready age per queue, and over ``window``: attempts
         finished, throughput, failure rate and execution-time percentiles (ms)."""
         if not timedelta(seconds=1) <= window <= timedelta(days=366):
@@ -382,10 +437,15 @@ class Admin:
             "cancelled": int(w["cancelled"]),
             "throughput_per_s": finished / seconds,
             "failure_rate": (int(w["failed"]) / finished) if finished else 0.0,
-            "duration_ms": {k: w[f"{k}_ms"] for k in ("p50", "p90", "p99", "max")},
+            "duration_ms": {
+                "p50": w["p50_ms"],
+                "p90": w["p90_ms"],
+                "p99": w["p99_ms"],
+                "max": w["max_ms"],
+            },
         }
 
-    def recover(self, *, now: datetime | None = None) -> dict[str, Any]:
+    def recover(self, *, now: datetime | None = None) -> Recovery:
         """Hand back now the tasks of workers that are dead (liveness lock gone or heartbeat
         older than heartbeat_timeout), as a worker's recovery does."""
         from pgsched.worker import reaper
@@ -399,14 +459,13 @@ class Admin:
             "tasks_recovered": [{"task_id": r["task_id"], "status": r["status"]} for r in lost],
         }
 
-    def doctor(self, thresholds: Any = None) -> list[Any]:
+    def doctor(self, thresholds: Thresholds | None = None) -> list[Finding]:
         """What threatens the queue (pgsched.doctor): findings with their fixes. Runs on a
         connection of its own that does not refuse an unmigrated database."""
         from pgsched.db import connect, translated
-        from pgsched.doctor import diagnose
 
         c = self.client
-        limits = {"options": c.time_limits} if c.time_limits else {}
+        limits: dict[str, Any] = {"options": c.time_limits} if c.time_limits else {}
         with (
             connect(
                 c.dsn, timeout=c.connect_timeout, prepare=c.prepared_statements, **limits
@@ -448,7 +507,8 @@ class Admin:
         """Per queue: ready, scheduled, retrying, running, blocked, dead_letter counts and
         oldest_ready_s (None: nothing ready)."""
         with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            return Q.dash_queues.run(cur, {"now": now})
+            rows: list[dict[str, Any]] = Q.dash_queues.run(cur, {"now": now})
+        return rows
 
     def throughput_series(
         self, *, window: timedelta, bucket: timedelta, now: datetime | None = None
@@ -463,7 +523,7 @@ class Admin:
             c.cursor(row_factory=dict_row) as cur,
         ):
             if now is None:
-                now = cur.execute("SELECT now() AS n").fetchone()["n"]
+                now = cur.execute("SELECT now() AS n").fetchall()[0]["n"]
             # The planner takes every attempt for a group of its own (it cannot know that the
             # buckets are at most window/bucket), so with the default work_mem it sorts the
             # window's attempts on disk; with room for its estimate it hashes them in memory.
@@ -571,7 +631,10 @@ class Admin:
     ) -> list[dict[str, Any]]:
         """Workflows newest first (keyset: ``before`` = the last id of the previous page)."""
         with self.client.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            return Q.dash_workflows.run(cur, {"status": status, "before": before, "limit": limit})
+            rows: list[dict[str, Any]] = Q.dash_workflows.run(
+                cur, {"status": status, "before": before, "limit": limit}
+            )
+        return rows
 
     # -- API tokens ----------------------------------------------------------------------------
 
@@ -601,7 +664,8 @@ class Admin:
 
     def tokens(self, *, all_: bool = False) -> list[dict[str, Any]]:
         with self.client.connection() as c:
-            return Q.token_list.run(c, {"all": all_})
+            rows: list[dict[str, Any]] = Q.token_list.run(c, {"all": all_})
+        return rows
 
     def revoke_token(self, name: str) -> None:
         with self.client.connection() as c:

@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from pgsched.config import Settings
-from pgsched.errors import PermanentError
+from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
 from pgsched.models import DURATION_MAX_S
-from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.registry import Registry, TaskContext, TaskType
 from pgsched.shell_reaper import kill_descendants
 
 TAIL = 4000  # bytes of an http body kept in a result
@@ -203,22 +203,15 @@ class ShellRunner:
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-        result = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": err.text()}
+        stderr = err.text()
+        result = {"exit_code": proc.returncode, "stdout": out.text(), "stderr": stderr}
         if timed_out:
             raise TaskTimeout(f"shell: command timed out after {p.timeout}s")
         if stop.is_set():
             return result
         if proc.returncode != 0:
-            raise FailedWithResult(
-                f"shell: exit code {proc.returncode}: {result['stderr'][-300:]}", result
-            )
+            raise FailedWithResult(f"shell: exit code {proc.returncode}: {stderr[-300:]}", result)
         return result
-
-
-class FailedWithResult(Exception):
-    def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 def redact_url(url: str) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 import psycopg
 from psycopg import pq
@@ -28,6 +28,9 @@ from pgsched.db import check_schema, connect, resolve_dsn, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
 from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, check_payload, fits_common, make_spec
 from pgsched.sql import Q, to_positional
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 ZERO = timedelta(0)
 # Below this many rows a plain autocommit submit_many is one INSERT ... unnest statement; from
@@ -54,7 +57,7 @@ class _OneInsert:
 
     NAME = b"pgsched_submit_common"
 
-    def __init__(self, conn: psycopg.Connection, prepared: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], prepared: bool) -> None:
         self.conn = conn
         self.encoding = conn.info.encoding
         self.json_cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
@@ -76,7 +79,9 @@ class _OneInsert:
         for k in self.names:
             v = params[k]
             if k == "payload":
-                values.append(bytes(self.json.dump(Jsonb(v))))
+                dumped = self.json.dump(Jsonb(v))
+                assert dumped is not None  # a Jsonb dumps to text, "null" for None
+                values.append(bytes(dumped))
             elif type(v) is str:
                 values.append(v.encode(self.encoding))
             else:
@@ -100,7 +105,7 @@ class _OneInsert:
         raise psycopg.errors.error_from_result(res, encoding=self.encoding)
 
 
-def _payloads_json(conn: psycopg.Connection, payloads: list[Any]) -> bytes:
+def _payloads_json(conn: psycopg.Connection[Any], payloads: list[Any]) -> bytes:
     """The payloads as one JSON array, written once by the connection's jsonb dumper (so
     set_json_dumps applies), checked for what jsonb cannot store: a NUL in any string. A NUL
     comes out of the dumper as the escape \\u0000 (or as itself, from a dumper that does not
@@ -139,6 +144,20 @@ DEFAULT_TIME_LIMITS = time_limits(
 )
 
 
+class ReadyAge(TypedDict):
+    age_s: float  # how long the oldest ready task of the queue has waited
+    ready: int  # tasks ready to run now
+
+
+class Summary(TypedDict):
+    """What `pgsched status` shows (Client.summary)."""
+
+    counts: dict[str, dict[str, int]]  # queue -> status -> tasks
+    oldest_ready: dict[str, ReadyAge]  # by queue
+    workers: list[dict[str, Any]]  # rows of the worker_rows statement
+    unserved: list[dict[str, Any]]  # rows of the unserved_types statement
+
+
 class Client:
     """Thread-safe for separate calls; each call borrows one short-lived or given connection."""
 
@@ -151,7 +170,7 @@ class Client:
         default_max_attempts: int = 3,
         check: bool = True,
         prepared_statements: bool = True,
-        pool: Any = None,
+        pool: ConnectionPool[Any] | None = None,
         time_limits: str | None = DEFAULT_TIME_LIMITS,
     ) -> None:
         """``pool``: a psycopg_pool.ConnectionPool (autocommit, dict rows) to borrow a connection
@@ -167,7 +186,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.default_queue = default_queue
         self.default_max_attempts = default_max_attempts
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
         self._fast: _OneInsert | None = None
         self._lock = threading.Lock()  # one connection, and one PREPARE on it, for all threads
         self._checked = not check
@@ -186,18 +205,17 @@ class Client:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
         if conn is not None and not conn.closed and self._checked:
             return conn
         with self._lock:  # threads starting at once share one connection
             if self._conn is None or self._conn.closed:
-                limits = {"options": self.time_limits} if self.time_limits else {}
                 self._conn = connect(
                     self.dsn,
                     timeout=self.connect_timeout,
                     prepare=self.prepared_statements,
-                    **limits,
+                    options=self.time_limits or None,  # None: no options parameter
                 )
             if not self._checked:
                 with translated():
@@ -206,14 +224,14 @@ class Client:
             return self._conn
 
     @contextlib.contextmanager
-    def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+    def _use(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
         """The caller's connection (its transaction, untouched) or ours (autocommit)."""
         if conn is not None:
             with translated():
                 yield conn
             return
         if self.pool is not None:
-            with translated(), self._pooled() as c, translated(c):
+            with translated(), self._pooled(self.pool) as c, translated(c):
                 yield c
             return
         with translated():
@@ -226,13 +244,13 @@ class Client:
                 raise
 
     @contextlib.contextmanager
-    def _pooled(self) -> Iterator[psycopg.Connection]:
+    def _pooled(self, pool: ConnectionPool[Any]) -> Iterator[psycopg.Connection[Any]]:
         from psycopg_pool import PoolTimeout
 
         from pgsched.errors import DatabaseUnavailable
 
         try:
-            cm = self.pool.connection(timeout=self.connect_timeout)
+            cm = pool.connection(timeout=self.connect_timeout)
             c = cm.__enter__()
         except PoolTimeout:
             raise DatabaseUnavailable(
@@ -250,7 +268,7 @@ class Client:
             cm.__exit__(None, None, None)
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection for one operation (autocommit, dict rows, schema checked, errors
         translated): the pool's, or the client's own. pgsched.admin.Admin runs on it."""
         with self._use(None) as c:
@@ -281,7 +299,7 @@ class Client:
         task_type: str,
         payload: Any = None,
         *,
-        conn: psycopg.Connection | None = None,
+        conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> int:
         """Submit one task and return its id. Options: queue, priority, run_at, delay,
@@ -295,7 +313,7 @@ class Client:
                 return int(Q.submit_task_common.run(c, params))
         return self.submit_spec(self.spec(task_type, payload, **options), conn=conn)[0]
 
-    def _one_insert(self, own: psycopg.Connection) -> _OneInsert:
+    def _one_insert(self, own: psycopg.Connection[Any]) -> _OneInsert:
         """The prepared common-case INSERT on our connection (made again with a new one)."""
         fast = self._fast
         if fast is not None and fast.conn is own:
@@ -305,7 +323,9 @@ class Client:
                 self._fast = _OneInsert(own, self.prepared_statements)
             return self._fast
 
-    def _common(self, task_type: Any, payload: Any, options: dict[str, Any]) -> dict | None:
+    def _common(
+        self, task_type: Any, payload: Any, options: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """The parameters of a submit with at most queue, priority and max_attempts, all of
         exactly the types TaskSpec takes and within its limits; else None, and the TaskSpec
         path checks (and names what is wrong). Skipping the TaskSpec saved 20-40 µs of client
@@ -328,7 +348,7 @@ class Client:
         }
 
     def submit_spec(
-        self, spec: TaskSpec, *, conn: psycopg.Connection | None = None
+        self, spec: TaskSpec, *, conn: psycopg.Connection[Any] | None = None
     ) -> tuple[int, bool]:
         """Submit; return (id, created). created is False when the idempotency key existed."""
         params = {
@@ -348,18 +368,19 @@ class Client:
             with self._use(conn) as c:
                 return int(Q.submit_task_plain.run(c, params)), True
         with self._use(conn) as c:
-            row = _tuple(Q.submit_task.run(c, params))
+            row = Q.submit_task.run(c, params)
             if row is None:
                 # The key's first holder committed while we waited on it: read it now.
-                row = _tuple(Q.submit_task.run(c, params))
+                row = Q.submit_task.run(c, params)
         if row is None:
             raise InvalidState(
                 f"idempotency key {spec.idempotency_key!r} is being used concurrently"
             )
-        return int(row[0]), bool(row[1])
+        task_id, created = _tuple(row)[:2]
+        return int(task_id), bool(created)
 
     def submit_many(
-        self, specs: Iterable[TaskSpec], *, conn: psycopg.Connection | None = None
+        self, specs: Iterable[TaskSpec], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[int]:
         """Bulk submit in one statement; ids in input order (existing ids for known keys)."""
         specs = list(specs)
@@ -402,7 +423,7 @@ class Client:
         task_type: str,
         payloads: Iterable[Any],
         *,
-        conn: psycopg.Connection | None = None,
+        conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> list[int]:
         """One task of ``task_type`` per payload, all with the same options (submit's, except
@@ -437,7 +458,9 @@ class Client:
                 Q.end_bulk_notified.run(c)
         return sorted(r[0] for r in rows)
 
-    def _insert_small(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
+    def _insert_small(
+        self, specs: list[TaskSpec], conn: psycopg.Connection[Any] | None
+    ) -> list[int]:
         """A small plain batch in one autocommit statement (fewer round trips than COPY)."""
         with self._use(conn) as c:
             rows = Q.submit_tasks_small.run(
@@ -452,7 +475,7 @@ class Client:
             )
         return sorted(_tuple(r)[0] for r in rows)
 
-    def _copy_many(self, specs: list[TaskSpec], conn: psycopg.Connection | None) -> list[int]:
+    def _copy_many(self, specs: list[TaskSpec], conn: psycopg.Connection[Any] | None) -> list[int]:
         """Without keys nothing can conflict: reserve the ids, then COPY (the fastest way in)."""
         with self._use(conn) as c, c.transaction() if c.autocommit else contextlib.nullcontext():
             # In the caller's transaction as it is: a transaction() block on a connection
@@ -496,9 +519,9 @@ class Client:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def get(self, task_id: int, *, conn: psycopg.Connection | None = None) -> dict[str, Any]:
+    def get(self, task_id: int, *, conn: psycopg.Connection[Any] | None = None) -> dict[str, Any]:
         with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            row = Q.get_task.run(cur, {"id": task_id})
+            row: dict[str, Any] | None = Q.get_task.run(cur, {"id": task_id})
             if row is None:
                 raise TaskNotFound(task_id)
             row["history"] = Q.task_history.run(cur, {"id": task_id})
@@ -521,7 +544,7 @@ class Client:
         if offset < 0:
             raise ValidationError("offset: must not be negative", "offset")
         with self._use(None) as c, c.cursor(row_factory=dict_row) as cur:
-            return Q.list_tasks.run(
+            rows: list[dict[str, Any]] = Q.list_tasks.run(
                 cur,
                 {
                     "status": status,
@@ -532,8 +555,9 @@ class Client:
                     "offset": offset,
                 },
             )
+        return rows
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         """What `pgsched status` shows: counts by queue and status, oldest ready task per queue,
         workers with their load, and ready work that no live worker can run."""
         with self._use(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -580,7 +604,7 @@ class Client:
                 return self._refuse(c, task_id, "retry")
         return int(_tuple(row)[2])
 
-    def _refuse(self, c: psycopg.Connection, task_id: int, verb: str) -> Any:
+    def _refuse(self, c: psycopg.Connection[Any], task_id: int, verb: str) -> NoReturn:
         # A tuple cursor: :scalar reads row[0], which a dict_row connection does not have.
         with c.cursor(row_factory=tuple_row) as cur:
             status = Q.task_status.run(cur, {"id": task_id})
@@ -589,7 +613,6 @@ class Client:
         raise InvalidState(f"cannot {verb} task {task_id}: it is {status}")
 
 
-def _tuple(row: Any) -> Sequence[Any] | None:
-    if row is None:
-        return None
+def _tuple(row: Any) -> tuple[Any, ...]:
+    """A row's values, whichever row factory the connection it was read on has."""
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)

@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from pgsched.errors import CronError
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ALIASES = {
     "@hourly": "0 * * * *",
@@ -33,10 +35,6 @@ ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-
-
-class CronError(ValueError):
-    """An invalid cron expression, interval or time zone (message without the schedule)."""
 
 
 def normalize_cron(expr: str) -> str:

@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import errors as pge
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.datetime import TimestamptzLoader
 
 from pgsched.config import Settings
 from pgsched.errors import (
     DatabaseUnavailable,
+    DuplicateKey,
     NotMigrated,
     PermissionDenied,
+    PgschedError,
     SchemaTooNew,
     ServerTooOld,
-    translate,
+    TimedOut,
+    ValidationError,
 )
 
 # Every advisory lock pgsched takes, as (first key, second key); the namespaces differ, so
@@ -99,7 +103,7 @@ class _LenientTimestamptz(TimestamptzLoader):
             return FAR_PAST if raw.startswith(b"-") or raw.endswith(b" BC") else FAR_FUTURE
 
 
-def lenient_times(conn: psycopg.Connection) -> None:
+def lenient_times(conn: psycopg.Connection[Any]) -> None:
     """Read out-of-range timestamptz values as FAR_FUTURE / FAR_PAST instead of failing."""
     conn.adapters.register_loader("timestamptz", _LenientTimestamptz)
 
@@ -112,8 +116,9 @@ def connect(
     prepare: bool = True,
     lenient: bool = True,
     **kw: Any,
-) -> psycopg.Connection:
+) -> psycopg.Connection[DictRow]:
     """Connect or raise DatabaseUnavailable naming host and port, within ``timeout`` seconds.
+    Rows read as dicts (dict_row). ``kw``: more connection parameters (options, keepalives).
 
     ``prepare=False``: no server-side prepared statements (psycopg prepares a statement after
     5 runs), for PgBouncer < 1.21 in transaction mode. ``lenient``: timestamps Python cannot
@@ -123,7 +128,7 @@ def connect(
             dsn,
             autocommit=autocommit,
             connect_timeout=max(1, int(timeout)),
-            row_factory=kw.pop("row_factory", dict_row),
+            row_factory=dict_row,
             **kw,
         )
         if not prepare:
@@ -147,8 +152,72 @@ def failure_reason(exc: BaseException) -> str:
     return lines[0].rsplit("failed: ", 1)[-1]
 
 
+# Check constraints by name -> what to tell the user (the field comes first).
+CONSTRAINT_MESSAGES: dict[str, str] = {
+    "tasks_queue_valid": "queue: must be a non-empty name of at most 128 characters",
+    "tasks_task_type_valid": "task_type: must be a non-empty name of at most 200 characters",
+    "tasks_status_valid": "status: not one of blocked, pending, running, succeeded, retrying, "
+    "failed, cancelled",
+    "tasks_priority_range": "priority: must be between -1000 and 1000",
+    "tasks_attempts_range": "attempts: must be between 0 and max_attempts",
+    "tasks_max_attempts_range": "max_attempts: must be between 1 and 1000",
+    "tasks_timeout_positive": "timeout: must be positive",
+    "tasks_backoff_base_positive": "backoff_base: must be positive",
+    "tasks_backoff_cap_positive": "backoff_cap: must be positive",
+    "tasks_progress_range": "progress: must be between 0 and 1",
+    "tasks_timeout_bounded": "timeout: must be at most 100 years",
+    "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
+    "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
+    "schedules_timeout_bounded": "timeout: must be at most 100 years",
+    "schedules_every_bounded": "every: must be at most 100 years",
+    "tasks_run_at_range": "run_at: must be between 1900-01-01 and 9999-01-01 (UTC)",
+    "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
+    "(attempts below max_attempts)",
+    "tasks_blocked_in_workflow": "status: only a workflow's task can be blocked",
+    "tasks_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), 1 MiB "
+    "unless changed)",
+    "schedules_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), "
+    "1 MiB unless changed)",
+    "schedules_every_minimum": "every: must be at least 1s",
+    "schedules_misfire_cap_range": "misfire_cap: must be at most 10000",
+}
+
+
+def translate(exc: BaseException) -> PgschedError | None:
+    """Map a psycopg error to a domain error, by constraint name; None if it is not ours."""
+    if isinstance(exc, PgschedError):
+        return exc
+    if isinstance(exc, pge.InsufficientPrivilege) and exc.diag.constraint_name == (
+        "shell_needs_pgsched_shell"
+    ):
+        return PermissionDenied(str(exc.diag.message_primary))  # the trigger's own line
+    if isinstance(exc, pge.InsufficientPrivilege):
+        # Without the connection at hand (db.translated names the privilege when it has it).
+        return PermissionDenied(
+            (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+            + ": the role lacks a privilege this command needs"
+        )
+    missing = pge.UndefinedTable | pge.InvalidSchemaName | pge.UndefinedFunction
+    if isinstance(exc, missing) and "pgsched" in str(exc):
+        return NotMigrated()
+    if isinstance(exc, pge.CheckViolation | pge.UniqueViolation | pge.ForeignKeyViolation):
+        name = exc.diag.constraint_name or ""
+        if name in CONSTRAINT_MESSAGES:
+            return ValidationError(CONSTRAINT_MESSAGES[name], field=name.split("_")[1])
+        if isinstance(exc, pge.UniqueViolation):
+            return DuplicateKey(f"already exists ({name}): {exc.diag.message_detail}", name)
+    if isinstance(exc, pge.InvalidTextRepresentation | pge.InvalidDatetimeFormat):
+        return ValidationError(str(exc.diag.message_primary or exc))
+    if isinstance(exc, pge.QueryCanceled | pge.LockNotAvailable):
+        primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+        return TimedOut(f"the database gave up on the statement: {primary}; nothing was changed")
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"lost the database connection: {failure_reason(exc)}")
+    return None
+
+
 @contextlib.contextmanager
-def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
+def translated(conn: psycopg.Connection[Any] | None = None) -> Iterator[None]:
     """Turn psycopg errors into the domain errors of pgsched.errors at one boundary. With the
     connection the statement ran on, a permission error names the privilege the role lacks."""
     try:
@@ -157,7 +226,7 @@ def translated(conn: psycopg.Connection | None = None) -> Iterator[None]:
         mapped = translate(e)
         if mapped is None:
             raise
-        if isinstance(e, psycopg.errors.InsufficientPrivilege) and conn is not None:
+        if isinstance(e, pge.InsufficientPrivilege) and conn is not None:
             mapped = PermissionDenied(missing_privilege(conn, e))
         raise mapped from None
 
@@ -172,7 +241,7 @@ _PRIVILEGES = {
 }
 
 
-def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
+def missing_privilege(conn: psycopg.Connection[Any], exc: psycopg.Error) -> str:
     """The server's "permission denied for table tasks", with what the role lacks on it
     ("role ro lacks INSERT, UPDATE, DELETE on table pgsched.tasks"), read from the catalog.
     Falls back to the server's line alone when it cannot be looked up."""
@@ -203,6 +272,8 @@ def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
         ).fetchone()
     except psycopg.Error:
         return primary
+    if row is None:  # not met: an aggregate without GROUP BY always gives one row
+        return primary
     who, missing = (row["who"], row["missing"]) if isinstance(row, dict) else row
     if not missing:
         return primary
@@ -228,7 +299,8 @@ def known_revisions() -> list[str]:
         down = re.search(r'^down_revision\s*=\s*(?:"([^"]+)"|None)', text, re.M)
         if rev:
             revs[rev[1]] = down[1] if down else None
-    order, current = [], None
+    order: list[str] = []
+    current: str | None = None
     while True:
         nxt = [r for r, d in revs.items() if d == current]
         if not nxt:
@@ -242,7 +314,7 @@ def known_revisions() -> list[str]:
 MIN_SERVER_VERSION = 14
 
 
-def check_server_version(conn: psycopg.Connection, minimum: int = MIN_SERVER_VERSION) -> None:
+def check_server_version(conn: psycopg.Connection[Any], minimum: int = MIN_SERVER_VERSION) -> None:
     """Refuse, in one line, a server older than ``minimum`` (a major version)."""
     have = conn.info.server_version  # e.g. 150018 for 15.18
     if have < minimum * 10000:
@@ -253,11 +325,11 @@ def check_server_version(conn: psycopg.Connection, minimum: int = MIN_SERVER_VER
         )
 
 
-def describe_conn(conn: psycopg.Connection) -> str:
+def describe_conn(conn: psycopg.Connection[Any]) -> str:
     return f"{conn.info.host}:{conn.info.port}"
 
 
-def check_schema(conn: psycopg.Connection) -> str:
+def check_schema(conn: psycopg.Connection[Any]) -> str:
     """Refuse, in one line, a server older than pgsched supports, and a database that is not
     migrated or newer than this code."""
     check_server_version(conn)
@@ -265,13 +337,15 @@ def check_schema(conn: psycopg.Connection) -> str:
         "SELECT to_regclass('pgsched.alembic_version') IS NOT NULL AS has_version,"
         " to_regclass('pgsched.tasks') IS NOT NULL AS has_tasks"
     ).fetchone()
+    if row is None:  # not met: a SELECT without FROM always gives one row
+        raise NotMigrated()
     has_version, has_tasks = (
         (row["has_version"], row["has_tasks"]) if isinstance(row, dict) else row
     )
     if not (has_version and has_tasks):
         raise NotMigrated()
     cur = conn.execute("SELECT version_num FROM pgsched.alembic_version").fetchone()
-    rev = (cur["version_num"] if isinstance(cur, dict) else cur[0]) if cur else None
+    rev: str | None = (cur["version_num"] if isinstance(cur, dict) else cur[0]) if cur else None
     if rev is None:
         raise NotMigrated()
     known = known_revisions()

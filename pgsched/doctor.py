@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from pgsched.durations import format_duration
 from pgsched.errors import NotMigrated, SchemaTooNew
@@ -54,7 +55,7 @@ def _age(s: float | None) -> str:
 
 
 def diagnose(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     heartbeat_timeout: float,
     prepared_statements: bool = True,
@@ -81,7 +82,7 @@ def diagnose(
     return out
 
 
-def _xmin(conn: psycopg.Connection, t: Thresholds) -> list[Finding]:
+def _xmin(conn: psycopg.Connection[DictRow], t: Thresholds) -> list[Finding]:
     found = []
     for r in Q.doctor_xmin_holders.run(conn):
         if r["kind"] == "replication slot":
@@ -130,7 +131,7 @@ def _xmin(conn: psycopg.Connection, t: Thresholds) -> list[Finding]:
     return found
 
 
-def _tables(conn: psycopg.Connection, t: Thresholds) -> list[Finding]:
+def _tables(conn: psycopg.Connection[DictRow], t: Thresholds) -> list[Finding]:
     found = []
     for r in Q.doctor_tables.run(conn):
         name = f"pgsched.{r['table_name']}"
@@ -169,7 +170,7 @@ def _tables(conn: psycopg.Connection, t: Thresholds) -> list[Finding]:
     return found
 
 
-def _orphans(conn: psycopg.Connection, heartbeat_timeout: float) -> list[Finding]:
+def _orphans(conn: psycopg.Connection[DictRow], heartbeat_timeout: float) -> list[Finding]:
     rows = Q.doctor_orphans.run(conn, {"heartbeat_timeout": heartbeat_timeout})
     if not rows:
         return [Finding("orphaned tasks", "ok", "every running task's worker is alive")]
@@ -195,7 +196,7 @@ def _orphans(conn: psycopg.Connection, heartbeat_timeout: float) -> list[Finding
 
 
 def _server(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     t: Thresholds,
     heartbeat_timeout: float | None,
     prepared_statements: bool,

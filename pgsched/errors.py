@@ -1,4 +1,6 @@
-"""The one error tree. The CLI prints ``str(error)`` on one line; nothing else is shown."""
+"""Every exception pgsched defines. The CLI prints ``str(error)`` on one line; nothing else is
+shown. This module imports nothing of pgsched, so any module may import it: turning a psycopg
+error into one of these is pgsched.db's work (db.translate)."""
 
 from __future__ import annotations
 
@@ -94,75 +96,57 @@ class CycleError(ValidationError):
         self.path = path
 
 
-# Check constraints by name -> what to tell the user (the field comes first).
-CONSTRAINT_MESSAGES: dict[str, str] = {
-    "tasks_queue_valid": "queue: must be a non-empty name of at most 128 characters",
-    "tasks_task_type_valid": "task_type: must be a non-empty name of at most 200 characters",
-    "tasks_status_valid": "status: not one of blocked, pending, running, succeeded, retrying, "
-    "failed, cancelled",
-    "tasks_priority_range": "priority: must be between -1000 and 1000",
-    "tasks_attempts_range": "attempts: must be between 0 and max_attempts",
-    "tasks_max_attempts_range": "max_attempts: must be between 1 and 1000",
-    "tasks_timeout_positive": "timeout: must be positive",
-    "tasks_backoff_base_positive": "backoff_base: must be positive",
-    "tasks_backoff_cap_positive": "backoff_cap: must be positive",
-    "tasks_progress_range": "progress: must be between 0 and 1",
-    "tasks_timeout_bounded": "timeout: must be at most 100 years",
-    "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
-    "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
-    "schedules_timeout_bounded": "timeout: must be at most 100 years",
-    "schedules_every_bounded": "every: must be at most 100 years",
-    "tasks_run_at_range": "run_at: must be between 1900-01-01 and 9999-01-01 (UTC)",
-    "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
-    "(attempts below max_attempts)",
-    "tasks_blocked_in_workflow": "status: only a workflow's task can be blocked",
-    "tasks_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), 1 MiB "
-    "unless changed)",
-    "schedules_payload_size": "payload: larger than the limit (pgsched.max_payload_bytes(), "
-    "1 MiB unless changed)",
-    "schedules_every_minimum": "every: must be at least 1s",
-    "schedules_misfire_cap_range": "misfire_cap: must be at most 10000",
-}
-
-
-def translate(exc: BaseException) -> PgschedError | None:
-    """Map a psycopg error to a domain error, by constraint name; None if it is not ours."""
-    import psycopg
-    from psycopg import errors as pge
-
-    if isinstance(exc, PgschedError):
-        return exc
-    if isinstance(exc, pge.InsufficientPrivilege) and exc.diag.constraint_name == (
-        "shell_needs_pgsched_shell"
-    ):
-        return PermissionDenied(str(exc.diag.message_primary))  # the trigger's own line
-    if isinstance(exc, pge.InsufficientPrivilege):
-        # Without the connection at hand (db.translated names the privilege when it has it).
-        return PermissionDenied(
-            (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
-            + ": the role lacks a privilege this command needs"
-        )
-    missing = pge.UndefinedTable | pge.InvalidSchemaName | pge.UndefinedFunction
-    if isinstance(exc, missing) and "pgsched" in str(exc):
-        return NotMigrated()
-    if isinstance(exc, pge.CheckViolation | pge.UniqueViolation | pge.ForeignKeyViolation):
-        name = exc.diag.constraint_name or ""
-        if name in CONSTRAINT_MESSAGES:
-            return ValidationError(CONSTRAINT_MESSAGES[name], field=name.split("_")[1])
-        if isinstance(exc, pge.UniqueViolation):
-            return DuplicateKey(f"already exists ({name}): {exc.diag.message_detail}", name)
-    if isinstance(exc, pge.InvalidTextRepresentation | pge.InvalidDatetimeFormat):
-        return ValidationError(str(exc.diag.message_primary or exc))
-    if isinstance(exc, pge.QueryCanceled | pge.LockNotAvailable):
-        primary = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
-        return TimedOut(f"the database gave up on the statement: {primary}; nothing was changed")
-    if isinstance(exc, psycopg.OperationalError):
-        from pgsched.db import failure_reason
-
-        return DatabaseUnavailable(f"lost the database connection: {failure_reason(exc)}")
-    return None
-
-
 class PermanentError(PgschedError):
     """Raised by a task body (or a payload check) for a failure that retrying cannot fix: the
     task goes straight to ``failed`` and the dead letter, whatever attempts are left."""
+
+
+class TaskTimeout(PgschedError):
+    """A task body's own time limit ran out (e.g. the shell payload's ``timeout``): the attempt
+    is recorded as ``timeout``. Importable from pgsched.registry too, where task code finds it."""
+
+
+class FailedWithResult(PgschedError):
+    """A built-in task's attempt failed with something to keep (the shell's exit code and
+    output, the HTTP status and body): the attempt's result is ``result``, and it is retried as
+    any failure is. Its message names the task type and is stored without the class name."""
+
+    def __init__(self, message: str, result: dict[str, object]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class DeliveryFailed(PgschedError):
+    """An alert's send that may succeed if tried again (the receiver was down, slow, or said
+    5xx): the ``pgsched.alert`` attempt is retried with the channel's backoff."""
+
+
+class CronError(ValueError):
+    """An invalid cron expression, interval or time zone (message without the schedule). A
+    ValueError, so that a pydantic validator that meets it reports it as the field's error."""
+
+
+class SqlLoadError(Exception):
+    """A ``.sql`` file of pgsched's own is malformed (pgsched.sql refuses to load it). A defect
+    of the package, not of anyone's input: outside PgschedError, so that it shows a traceback."""
+
+
+# The dashboard's refusals (pgsched.web): each becomes a page or an HTTP status, never a
+# traceback. Plain exceptions: they are the web layer's answers, not errors of the database.
+
+
+class LoginRequired(Exception):
+    """No valid credentials: a page answers with the login page (a redirect to it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Refused(Exception):
+    """An action that may not run: its status and one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -24,7 +24,7 @@ _LEVELS = {
 }
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"

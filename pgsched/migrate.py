@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from pgsched.db import describe, failure_reason, migrations_dir
 from pgsched.errors import DatabaseUnavailable, PgschedError, SchemaTooNew
 
+if TYPE_CHECKING:
+    from alembic.config import Config
 
-def _config(dsn: str, output: io.StringIO | None = None, lock_timeout: float = 30.0):
+
+def _config(dsn: str, output: io.StringIO | None = None, lock_timeout: float = 30.0) -> Config:
     from alembic.config import Config
 
     cfg = Config(output_buffer=output) if output is not None else Config()
@@ -54,9 +58,10 @@ def sqlalchemy_url(dsn: str) -> str:
         return "postgresql+psycopg://" + dsn.split("://", 1)[1]
     if dsn.startswith("postgresql+psycopg://"):
         return dsn
-    parts = conninfo_to_dict(dsn)
     from sqlalchemy.engine import URL
 
+    # conninfo_to_dict gives str values (its type allows int for what make_conninfo takes).
+    parts = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     return URL.create(
         "postgresql+psycopg",
         username=parts.pop("user", None),
@@ -81,7 +86,7 @@ def _quiet_alembic() -> Iterator[None]:
         logger.setLevel(old)
 
 
-def _wrap(dsn: str, fn) -> None:
+def _wrap(dsn: str, fn: Callable[[], None]) -> None:
     import sqlalchemy.exc
     from alembic.util import CommandError
 
@@ -139,7 +144,7 @@ def current(dsn: str) -> str | None:
 
     with connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('pgsched.alembic_version') AS t").fetchone()
-        if exists["t"] is None:
+        if exists is None or exists["t"] is None:
             return None
         row = conn.execute("SELECT version_num FROM pgsched.alembic_version").fetchone()
-        return row["version_num"] if row else None
+        return str(row["version_num"]) if row else None

@@ -14,4 +14,6 @@ def run_sql_file(filename: str) -> None:
         return
     # The raw psycopg connection runs the file as one multi-statement query without
     # parameters, so '%' and ':' in the SQL are left alone.
-    op.get_bind().connection.driver_connection.execute(sql)
+    raw = op.get_bind().connection.driver_connection
+    assert raw is not None  # online, alembic's connection wraps a live psycopg connection
+    raw.execute(sql)

@@ -285,8 +285,11 @@ def _path(node: Any, name: str) -> str:
     return name + "".join(reversed(parts))
 
 
+_BASES: tuple[type[Any], ...] = (bool, int, float, str, dict, list, tuple)
+
+
 def _base(x: Any) -> Any:
-    for base in (bool, int, float, str, dict, list, tuple):
+    for base in _BASES:
         if isinstance(x, base):
             return base(x)
     return x

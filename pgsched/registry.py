@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgsched.errors import PermanentError
+from pgsched.errors import PermanentError, TaskTimeout, ValidationError
 from pgsched.models import MAX_ATTEMPTS_MAX
 
 __all__ = [
@@ -36,10 +36,6 @@ __all__ = [
     "default_registry",
     "task",
 ]
-
-
-class TaskTimeout(Exception):
-    """A task body's own time limit ran out (e.g. the shell payload's ``timeout``)."""
 
 
 @dataclass
@@ -80,14 +76,16 @@ class Registry:
         timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_MAX:
-            raise ValueError(f"max_attempts: must be between 1 and {MAX_ATTEMPTS_MAX}")
+            raise ValidationError(
+                f"max_attempts: must be between 1 and {MAX_ATTEMPTS_MAX}", field="max_attempts"
+            )
         for label, v in (
             ("backoff_base", backoff_base),
             ("backoff_cap", backoff_cap),
             ("timeout", timeout),
         ):
             if v is not None and v <= 0:
-                raise ValueError(f"{label}: must be positive")
+                raise ValidationError(f"{label}: must be positive", field=label)
 
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.register(
@@ -185,7 +183,7 @@ class TaskContext:
 
     def progress(self, fraction: float) -> None:
         if not 0 <= fraction <= 1:
-            raise ValueError("progress: must be between 0 and 1")
+            raise ValidationError("progress: must be between 0 and 1", field="progress")
         if self._saver is not None:
             self._saver(self.task["id"], self.task["version"], float(fraction), False, None)
 

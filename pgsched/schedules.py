@@ -28,9 +28,9 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pgsched.config import Settings
-from pgsched.cron import CronError, TickRule
+from pgsched.cron import TickRule
 from pgsched.db import ADMIN_LOCK_NAMESPACE, connect, translated
-from pgsched.errors import NotFound, UsageError
+from pgsched.errors import CronError, NotFound, UsageError
 from pgsched.models import (
     JsonPayload,
     MaxAttempts,
@@ -41,7 +41,7 @@ from pgsched.models import (
     TaskTypeName,
     TextDuration,
 )
-from pgsched.sql import Q
+from pgsched.sql import Q, Query
 from pgsched.ticking import MAX_SLEEP, Ticking
 from pgsched.worker.supervision import CrashHook
 
@@ -231,7 +231,7 @@ class ApplyReport:
 
 
 def apply_schedules(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     defs: list[ScheduleDef],
     *,
     prune: bool = False,
@@ -269,18 +269,18 @@ def apply_schedules(
     return report
 
 
-def list_schedules(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_schedules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     with translated(conn):
         return _dicts(conn, Q.schedule_rows)
 
 
-def pause_schedule(conn: psycopg.Connection, name: str) -> None:
+def pause_schedule(conn: psycopg.Connection[Any], name: str) -> None:
     with translated(conn):
         if Q.schedule_pause.run(conn, {"name": name}) is None:
             raise NotFound(f"no schedule named {name!r}")
 
 
-def resume_schedule(conn: psycopg.Connection, name: str, now: datetime | None = None) -> None:
+def resume_schedule(conn: psycopg.Connection[Any], name: str, now: datetime | None = None) -> None:
     with translated(conn), conn.transaction():
         row = _dict(conn, Q.schedule_by_name, {"name": name})
         if row is None:
@@ -405,21 +405,23 @@ def _rule(row: dict[str, Any]) -> TickRule:
     return TickRule(cron=row["cron"], every=row["every"], timezone=row["timezone"] or "UTC")
 
 
-def _dicts(conn: psycopg.Connection, q: Any, params: Any = None) -> list[dict[str, Any]]:
+def _dicts(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> list[dict[str, Any]]:
     from psycopg.rows import dict_row
 
     with conn.cursor(row_factory=dict_row) as cur:
-        return q.run(cur, params)
+        rows: list[dict[str, Any]] = q.run(cur, params)
+    return rows
 
 
-def _dict(conn: psycopg.Connection, q: Any, params: Any = None) -> dict[str, Any] | None:
+def _dict(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> dict[str, Any] | None:
     from psycopg.rows import dict_row
 
     with conn.cursor(row_factory=dict_row) as cur:
-        return q.run(cur, params)
+        row: dict[str, Any] | None = q.run(cur, params)
+    return row
 
 
-def _scalar(conn: psycopg.Connection, q: Any, params: Any = None) -> Any:
+def _scalar(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> Any:
     from psycopg.rows import tuple_row
 
     with conn.cursor(row_factory=tuple_row) as cur:

@@ -36,9 +36,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote
 
 from pgsched.errors import ServerError
+
+if TYPE_CHECKING:
+    import psycopg
 
 SYSTEM_USER = "pgsched"
 DATABASE = "pgsched"
@@ -236,7 +240,7 @@ def _copy_layout(bin_dir: Path) -> tuple[Path, list[str], str]:
 
 def _manifest(root: Path, parts: list[str]) -> str:
     """One line per directory and file under ``root``'s ``parts`` (files with their size)."""
-    lines = set()
+    lines: set[str] = set()
     for part in parts:
         lines.update(f"d {p}" for p in Path(part).parents if p != Path("."))
         for dirpath, _dirnames, filenames in os.walk(root / part, followlinks=True):
@@ -308,8 +312,8 @@ def _server_copy(bin_dir: Path, user: pwd.struct_passwd) -> Path:
                 f.chmod(0o755 if f.stat().st_mode & 0o111 else 0o644)
         (tmp / SOURCE).write_text(f"{bin_dir.resolve()}\n")
         fd = os.open(tmp / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(expected)
+        with os.fdopen(fd, "w") as manifest:
+            manifest.write(expected)
         problem = _copy_problem(tmp, expected)
         if problem:
             raise ServerError(f"the copy of the server binaries in {tmp} is unusable: {problem}")
@@ -463,10 +467,11 @@ def _initdb(bin_dir: Path, data: Path, user: pwd.struct_passwd | None, password:
     _write_as(user, data / "pg_hba.conf", HBA, append=False)
 
 
-def scram_verifier(conn, password: str, role: str) -> str:
+def scram_verifier(conn: psycopg.Connection[Any], password: str, role: str) -> str:
     """The SCRAM verifier of ``password``, computed by libpq here: the server never sees the
     password itself (nor its log, whatever log_statement says)."""
-    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+    return verifier.decode()
 
 
 def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
@@ -477,7 +482,8 @@ def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_in_use(port: int) -> bool:
@@ -485,7 +491,14 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _run(cmd: list[str], user: pwd.struct_passwd | None, timeout: float = 120, **kw) -> str:
+def _run(
+    cmd: list[str],
+    user: pwd.struct_passwd | None,
+    timeout: float = 120,
+    *,
+    input: str | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> str:
     try:
         res = subprocess.run(
             cmd,
@@ -496,7 +509,8 @@ def _run(cmd: list[str], user: pwd.struct_passwd | None, timeout: float = 120, *
             text=True,
             timeout=timeout,
             check=False,
-            **kw,
+            input=input,
+            pass_fds=pass_fds,
         )
     except subprocess.TimeoutExpired:
         raise ServerError(f"{Path(cmd[0]).name} did not finish within {timeout:.0f}s") from None
@@ -524,6 +538,14 @@ class ServerStatus:
 
 DEV_SETTINGS = {"listen_addresses": "'127.0.0.1'", "unix_socket_directories": "''"}
 FAST_UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+class ServerState(TypedDict, total=False):
+    """What a cluster's state file holds: the port it was given and the server binaries it
+    was started with."""
+
+    port: int
+    bin_dir: str
 
 
 class Cluster:
@@ -566,11 +588,12 @@ class Cluster:
             self._bin_dir = runnable_bin_dir(find_bin_dir(), self.user)
         return self._bin_dir
 
-    def _state(self) -> dict:
+    def _state(self) -> ServerState:
         try:
-            return json.loads(self.state_file.read_text())
+            state: ServerState = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return {}
+        return state
 
     @property
     def port(self) -> int | None:
@@ -685,7 +708,7 @@ class Cluster:
                 return parts[4]
         raise ServerError(f"{self.passfile} holds no password for role {APP_ROLE!r}")
 
-    def _write_state(self, state: dict) -> None:
+    def _write_state(self, state: ServerState) -> None:
         write_private(self.state_file, json.dumps(state), 0o644)
 
     def _pid(self) -> int | None:
@@ -871,7 +894,7 @@ class EphemeralServer:
         self.data = self.dir / "data"
         self.port = free_port()
         self.password = secrets.token_urlsafe(32)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.settings = {
             **DEV_SETTINGS,
             **({} if durable else FAST_UNSAFE_SETTINGS),

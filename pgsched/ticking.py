@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import psycopg
 import structlog
+from psycopg.rows import DictRow
 
 from pgsched.config import Settings
 from pgsched.db import connect
+from pgsched.sql import Query
 from pgsched.worker.supervision import CrashHook, guarded
 
 log = structlog.get_logger("pgsched.ticking")
@@ -33,7 +35,7 @@ class Ticking:
 
     thread_name: ClassVar[str]
     error_event: ClassVar[str]
-    listen: ClassVar[Any]  # a pgsched.sql query that LISTENs on the service's channel
+    listen: ClassVar[Query]  # the statement that LISTENs on the service's channel
 
     def __init__(
         self,
@@ -50,7 +52,7 @@ class Ticking:
         self._stop = threading.Event()
         self._nudged = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[DictRow] | None = None
 
     def look(self) -> float:
         """One look at the database: act on what is due; seconds until the next look."""
@@ -97,7 +99,7 @@ class Ticking:
     def now(self) -> datetime | None:
         return self.clock() if self.clock is not None else None
 
-    def connection(self) -> psycopg.Connection:
+    def connection(self) -> psycopg.Connection[DictRow]:
         """The service's connection (autocommit), listening on its channel."""
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.dsn, **self.settings.connect_args())

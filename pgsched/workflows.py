@@ -202,7 +202,7 @@ def find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def _connection(conn_or_dsn: psycopg.Connection | str) -> Iterator[psycopg.Connection]:
+def _connection(conn_or_dsn: psycopg.Connection[Any] | str) -> Iterator[psycopg.Connection[Any]]:
     if isinstance(conn_or_dsn, str):
         with translated():
             c = connect(conn_or_dsn)
@@ -215,7 +215,7 @@ def _connection(conn_or_dsn: psycopg.Connection | str) -> Iterator[psycopg.Conne
 
 
 def submit_workflow(
-    conn_or_dsn: psycopg.Connection | str, definition: Mapping[str, Any] | WorkflowDef
+    conn_or_dsn: psycopg.Connection[Any] | str, definition: Mapping[str, Any] | WorkflowDef
 ) -> int:
     """Validate, then insert the workflow in one statement; returns its id."""
     wf = parse_workflow(definition)
@@ -239,11 +239,11 @@ def submit_workflow(
         return int(Q.workflow_insert.run(cur, params))
 
 
-def get_workflow(conn_or_dsn: psycopg.Connection | str, workflow_id: int) -> dict[str, Any]:
+def get_workflow(conn_or_dsn: psycopg.Connection[Any] | str, workflow_id: int) -> dict[str, Any]:
     """The workflow row with its tasks (each with ``depends_on`` and ``layer``)."""
     with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
         Q.workflow_watch_client.run(cur)
-        wf = Q.workflow_get.run(cur, {"id": workflow_id})
+        wf: dict[str, Any] | None = Q.workflow_get.run(cur, {"id": workflow_id})
         if wf is None:
             raise NotFound(f"no workflow with id {workflow_id}")
         tasks = Q.workflow_tasks.run(cur, {"id": workflow_id})
@@ -264,7 +264,7 @@ def layers(graph: Mapping[str, list[str]]) -> dict[str, int]:
     return out
 
 
-def cancel_workflow(conn_or_dsn: psycopg.Connection | str, workflow_id: int) -> dict[str, int]:
+def cancel_workflow(conn_or_dsn: psycopg.Connection[Any] | str, workflow_id: int) -> dict[str, int]:
     """Cancel every unfinished task; running ones get a cancel request. Returns the counts."""
     with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
         wf = Q.workflow_lock.run(cur, {"id": workflow_id})
@@ -284,7 +284,7 @@ def cancel_workflow(conn_or_dsn: psycopg.Connection | str, workflow_id: int) -> 
 
 
 def retry_workflow(
-    conn_or_dsn: psycopg.Connection | str, workflow_id: int, *, attempts: int = 3
+    conn_or_dsn: psycopg.Connection[Any] | str, workflow_id: int, *, attempts: int = 3
 ) -> dict[str, int]:
     """Run the failed and cancelled tasks again (with ``attempts`` more tries each)."""
     if not 1 <= attempts <= MAX_ATTEMPTS_MAX:
@@ -303,7 +303,7 @@ def retry_workflow(
     return {"retried": res["retried"], "pending": res["pending"]}
 
 
-def parent_results(conn: psycopg.Connection, task_id: int) -> dict[str, Any]:
+def parent_results(conn: psycopg.Connection[Any], task_id: int) -> dict[str, Any]:
     """{parent node name: its result} for a workflow task (empty outside workflows)."""
     with translated(), conn.cursor(row_factory=dict_row) as cur:
         return {r["name"]: r["result"] for r in Q.parent_results.run(cur, {"id": task_id})}

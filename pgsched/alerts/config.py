@@ -53,7 +53,10 @@ THRESHOLDS = (
 )
 # What each kind of rule may filter on, and the event fields a rule may group by (storm
 # control keys); the first is the default.
-_TASK = {"filters": ("queue", "task_type", "workflow"), "keys": ("queue", "task_type", "workflow")}
+_TASK: dict[str, tuple[str, ...]] = {
+    "filters": ("queue", "task_type", "workflow"),
+    "keys": ("queue", "task_type", "workflow"),
+}
 RULE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "task.dead_lettered": _TASK,
     "task.retrying": _TASK,
@@ -517,7 +520,7 @@ def _line(node: Any, loc: list[Any]) -> int:
     """The line of the value at ``loc`` under ``node`` (as deep as the YAML goes)."""
     import yaml
 
-    line = node.start_mark.line + 1
+    line: int = node.start_mark.line + 1
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             hit = next((v for k, v in node.value if str(k.value) == str(part)), None)

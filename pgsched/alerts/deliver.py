@@ -22,18 +22,15 @@ import hmac
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from pgsched.errors import PermanentError
+from pgsched.errors import DeliveryFailed, PermanentError
 
 SIGNATURE_HEADER = "X-Pgsched-Signature"
 ID_HEADER = "Idempotency-Key"
 EVENT_HEADER = "X-Pgsched-Event"
 TAIL = 500  # characters of a receiver's answer kept in a result or an error
-
-
-class DeliveryFailed(Exception):
-    """A send that may succeed if tried again (the receiver was down, slow, or said 5xx)."""
 
 
 def body_bytes(notification: dict[str, Any]) -> bytes:
@@ -144,7 +141,12 @@ def send_slack(config: dict[str, Any], notification: dict[str, Any]) -> dict[str
     return _post(_url(config), body, headers, float(config.get("timeout") or 10))
 
 
-def _render(render: Any, template: str, notification: dict[str, Any], field: str) -> str:
+def _render(
+    render: Callable[[str, dict[str, Any]], str],
+    template: str,
+    notification: dict[str, Any],
+    field: str,
+) -> str:
     try:
         return render(template, notification)
     except ValueError as e:

@@ -13,7 +13,7 @@ The notification body (version 1) is what a webhook receives; docs/alerts.md doc
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,14 +22,15 @@ from psycopg.types.json import Jsonb
 
 from pgsched.alerts.config import DELIVERY_QUEUE, DELIVERY_TYPE
 from pgsched.db import ADMIN_LOCK_NAMESPACE
-from pgsched.sql import Q
+from pgsched.sql import Q, Query
 
 BODY_VERSION = 1
 RECENT = 10  # events of a notification kept in its body ("recent", newest first)
 BATCH = 500  # (rule, key) pairs one dispatch folds at most
 
 
-def _rows(conn: psycopg.Connection, q: Any, params: Any = None) -> Any:
+def _rows(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> Any:
+    """What ``q`` returns, read with dict rows whatever the connection's row factory."""
     with conn.cursor(row_factory=dict_row) as cur:
         return q.run(cur, params)
 
@@ -89,9 +90,9 @@ def make_body(
     event: str,
     key: str,
     count: int,
-    first_at: Any,
-    last_at: Any,
-    created_at: Any,
+    first_at: datetime,
+    last_at: datetime,
+    created_at: datetime,
     recent: list[dict[str, Any]],
     test: bool = False,
 ) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def make_body(
     }
 
 
-def dispatch(conn: psycopg.Connection, now: datetime | None = None) -> list[int]:
+def dispatch(conn: psycopg.Connection[Any], now: datetime | None = None) -> list[int]:
     """Fold due events into notifications and their delivery tasks; the notification ids.
     Returns [] when another dispatcher holds the turn."""
     made: list[int] = []
@@ -154,19 +155,20 @@ def dispatch(conn: psycopg.Connection, now: datetime | None = None) -> list[int]
     return made
 
 
-def next_wake(conn: psycopg.Connection, now: datetime | None = None) -> float | None:
+def next_wake(conn: psycopg.Connection[Any], now: datetime | None = None) -> float | None:
     """Seconds until the ticker has work (0: now), or None for nothing scheduled."""
     row = _rows(conn, Q.alert_next_wake, {"now": now})
     if row is None or row["next_at"] is None:
         return None
-    return max(0.0, (row["next_at"] - row["now"]).total_seconds())
+    wait: timedelta = row["next_at"] - row["now"]
+    return max(0.0, wait.total_seconds())
 
 
 # -- thresholds ----------------------------------------------------------------------------------
 
 
 def evaluate_thresholds(
-    conn: psycopg.Connection, now: datetime | None = None, *, heartbeat_timeout: float = 15.0
+    conn: psycopg.Connection[Any], now: datetime | None = None, *, heartbeat_timeout: float = 15.0
 ) -> int:
     """Evaluate every due threshold rule this ticker wins; returns the events recorded."""
     recorded = 0
@@ -186,7 +188,10 @@ def evaluate_thresholds(
 
 
 def measure(
-    conn: psycopg.Connection, rule: dict[str, Any], now: datetime | None, heartbeat_timeout: float
+    conn: psycopg.Connection[Any],
+    rule: dict[str, Any],
+    now: datetime | None,
+    heartbeat_timeout: float,
 ) -> list[tuple[str, dict[str, Any]]]:
     """(queue, event data) for every queue over the rule's bound."""
     name, above = rule["threshold"], float(rule["above"])

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from pgsched.alerts.deliver import SIGNATURE_HEADER, verify
@@ -19,6 +20,8 @@ class DemoReceiver:
         self.secret = secret
         self.on_notification = on_notification
         self.received = 0
+        self.last = ""  # the last notification, described (the caller's on_notification sets it)
+        self.log: Path | None = None  # where the caller writes what arrives, if anywhere
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):

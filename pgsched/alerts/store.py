@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from pgsched.alerts.config import AlertsFile
 from pgsched.db import ADMIN_LOCK_NAMESPACE, translated
 from pgsched.errors import NotFound
-from pgsched.sql import Q
+from pgsched.sql import Q, Query
 
 
 @dataclass
@@ -44,7 +44,8 @@ class AlertsReport:
         return {"channels": self.channels.as_dict(), "rules": self.rules.as_dict()}
 
 
-def _rows(conn: psycopg.Connection, q: Any, params: Any = None) -> Any:
+def _rows(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> Any:
+    """What ``q`` returns, read with dict rows whatever the connection's row factory."""
     with conn.cursor(row_factory=dict_row) as cur:
         return q.run(cur, params)
 
@@ -54,11 +55,11 @@ def _same(a: Any, b: Any) -> bool:
         return float(a) == float(b)
     if isinstance(a, timedelta) and isinstance(b, timedelta):
         return a == b
-    return a == b
+    return bool(a == b)
 
 
 def apply_alerts(
-    conn: psycopg.Connection, spec: AlertsFile, *, prune: bool = False, dry_run: bool = False
+    conn: psycopg.Connection[Any], spec: AlertsFile, *, prune: bool = False, dry_run: bool = False
 ) -> AlertsReport:
     """Sync the file's channels and rules in one transaction; ``dry_run`` only reports.
     Without ``prune`` channels and rules that are not in the file are kept."""
@@ -107,32 +108,37 @@ def apply_alerts(
     return report
 
 
-def list_rules(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_rules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     with translated():
-        return _rows(conn, Q.alert_rule_rows)
+        rows: list[dict[str, Any]] = _rows(conn, Q.alert_rule_rows)
+    return rows
 
 
-def list_channels(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def list_channels(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     with translated():
-        return _rows(conn, Q.alert_channel_rows)
+        rows: list[dict[str, Any]] = _rows(conn, Q.alert_channel_rows)
+    return rows
 
 
-def set_paused(conn: psycopg.Connection, name: str, paused: bool) -> None:
+def set_paused(conn: psycopg.Connection[Any], name: str, paused: bool) -> None:
     with translated():
         if _rows(conn, Q.alert_rule_set_paused, {"name": name, "paused": paused}) is None:
             raise NotFound(f"no alert rule named {name!r}")
 
 
-def rule_for_test(conn: psycopg.Connection, name: str) -> dict[str, Any]:
+def rule_for_test(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]:
     with translated():
-        row = _rows(conn, Q.alert_rule_for_test, {"name": name})
+        row: dict[str, Any] | None = _rows(conn, Q.alert_rule_for_test, {"name": name})
     if row is None:
         raise NotFound(f"no alert rule named {name!r}")
     return row
 
 
 def recent_notifications(
-    conn: psycopg.Connection, *, limit: int = 20, rule: str | None = None
+    conn: psycopg.Connection[Any], *, limit: int = 20, rule: str | None = None
 ) -> list[dict[str, Any]]:
     with translated():
-        return _rows(conn, Q.alert_notifications_recent, {"limit": limit, "rule": rule})
+        rows: list[dict[str, Any]] = _rows(
+            conn, Q.alert_notifications_recent, {"limit": limit, "rule": rule}
+        )
+    return rows

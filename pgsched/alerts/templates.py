@@ -5,20 +5,24 @@ output is plain text and JSON strings), undefined names rendered empty."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
 
 MAX_OUTPUT = 100_000  # characters a rendered template may produce
 
 
 @lru_cache(maxsize=1)
-def _env() -> Any:
+def _env() -> SandboxedEnvironment:
     from jinja2.sandbox import SandboxedEnvironment
 
     return SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=256)
-def compile_template(text: str) -> Any:
+def compile_template(text: str) -> Template:
     """The compiled template, or ValueError naming the template's line."""
     from jinja2 import TemplateSyntaxError
 

@@ -9,8 +9,8 @@ them in its thread pool), each borrowing one pooled connection for its statement
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -37,7 +37,7 @@ from pgsched.errors import (
     UsageError,
     ValidationError,
 )
-from pgsched.models import STATUSES
+from pgsched.models import STATUSES, builtin_type_name
 
 log = structlog.get_logger("pgsched.api")
 
@@ -65,7 +65,8 @@ class Service:
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service
+    service: Service = request.app.state.service  # set by create_app
+    return service
 
 
 Svc = Annotated[Service, Depends(_service)]
@@ -208,7 +209,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     admin = Admin(client, heartbeat_timeout=settings.heartbeat_timeout)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
         try:
             yield
@@ -285,9 +286,7 @@ def submit_tasks(body: s.TaskBatchIn, svc: Svc, _: Principal = Submit) -> s.Batc
     return s.BatchOut(ids=svc.client.submit_many(specs))
 
 
-def _utcnow():
-    from datetime import UTC, datetime
-
+def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
@@ -314,7 +313,7 @@ def list_tasks(
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("query", "cursor"), "msg": "give page or cursor"}]
         )
-    task_type = s.builtin_type_name(type) if type else None
+    task_type = builtin_type_name(type) if type else None
     rows = svc.client.list(
         status=st,
         queue=queue,
@@ -503,7 +502,7 @@ def list_schedules(svc: Svc, _: Principal = Read) -> list[s.ScheduleOut]:
 @v1.put("/schedules", response_model=s.ApplyOut, tags=["schedules"])
 def apply_schedules(body: s.SchedulesIn, svc: Svc, _: Principal = AdminScope) -> s.ApplyOut:
     """Sync these schedules (the YAML file's fields) into the database, all or nothing."""
-    from pgsched.cron import CronError
+    from pgsched.errors import CronError
     from pgsched.schedules import ScheduleDef
 
     defs = []

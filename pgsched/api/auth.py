@@ -16,11 +16,11 @@ logged as ``request_refused`` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
-from pgsched.admin import SCOPES, TOKEN_PREFIX
+from pgsched.admin import SCOPES, TOKEN_PREFIX, Admin
 from pgsched.config import Settings
 
 
@@ -42,7 +42,7 @@ def auth_enabled(settings: Settings) -> bool:
 
 
 class Auth:
-    def __init__(self, settings: Settings, admin: Any) -> None:
+    def __init__(self, settings: Settings, admin: Admin) -> None:
         self.enabled = auth_enabled(settings)
         self.settings = settings
         self.admin = admin
@@ -94,7 +94,7 @@ class Auth:
 
     def _refuse(
         self, request: Request, status: int, reason: str, who: Principal | None = None
-    ) -> Any:
+    ) -> NoReturn:
         """Raise the 401/403; the app's HTTPException handler logs it (request_refused)."""
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         raise HTTPException(status, reason, headers=headers)

@@ -4,12 +4,10 @@ reads anything, so nothing is parsed, let alone written, for a refused request."
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import structlog
 from fastapi import HTTPException
-
-Scope = dict[str, Any]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class TooLarge(HTTPException):
@@ -24,11 +22,11 @@ class BodyLimit:
     """ASGI middleware: refuses a declared Content-Length over the limit at once, and a body
     that grows past it while being read (chunked uploads)."""
 
-    def __init__(self, app: Any, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -56,7 +54,7 @@ class BodyLimit:
                 return
         seen = 0
 
-        async def counted() -> Any:
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -82,7 +80,7 @@ def log_refusal(scope: Scope, status: int, message: str) -> None:
     )
 
 
-async def _refuse(scope: Scope, send: Any, status: int, message: str) -> None:
+async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
     log_refusal(scope, status, message)
     body = json.dumps({"error": message}).encode()
     await send(

@@ -18,6 +18,7 @@ Metrics (all prefixed ``pgsched_``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,20 +26,22 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LIVE = ("active", "paused", "draining")
 
 
-class _Snapshot:
+class _Snapshot(Collector):
     """A collector over one scrape's rows."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         rows = self.data["rows"]
         depth = GaugeMetricFamily(
             "pgsched_tasks", "Tasks by queue and live status", labels=["queue", "status"]
@@ -140,5 +143,5 @@ def _histogram(counters: dict[tuple[str, str], float]) -> HistogramMetricFamily:
 
 def exposition(data: dict[str, Any]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(data))  # type: ignore[arg-type]
+    registry.register(_Snapshot(data))
     return generate_latest(registry)

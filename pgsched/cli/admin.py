@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
-from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+
+if TYPE_CHECKING:
+    from pgsched.server import Cluster
+
+commands = typer.Typer()
 
 db_app = typer.Typer(
     help="The embedded local PostgreSQL server under $PGSCHED_HOME.", no_args_is_help=True
 )
-app.add_typer(db_app, name="db")
 
 
-def _cluster():
+def _cluster() -> Cluster:
     from pgsched.server import Cluster
 
     return Cluster(state.settings.home)
@@ -75,7 +80,7 @@ def db_url() -> None:
     print(_cluster().url())
 
 
-@app.command("migrate")
+@commands.command("migrate")
 @exits_on_error
 def migrate_cmd(
     sql: bool = typer.Option(False, "--sql", help="Print the SQL instead of running it."),
@@ -106,7 +111,7 @@ def migrate_cmd(
     )
 
 
-@app.command("config")
+@commands.command("config")
 @exits_on_error
 def config_cmd(json: bool = JsonOpt) -> None:
     """Print the effective settings and where each came from."""

@@ -6,21 +6,28 @@ import os
 import signal
 import socket
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    fmt_time,
+    print_json,
+    print_notifications,
+    state,
+)
 from pgsched.durations import format_duration
 
 alerts_app = typer.Typer(
     help="Alert rules and channels defined in YAML (webhook, Slack, email), and what was sent.",
     no_args_is_help=True,
 )
-app.add_typer(alerts_app, name="alerts")
 
 
 @alerts_app.command("apply")
@@ -73,7 +80,7 @@ def apply_cmd(
 
 def _what(r: dict[str, Any]) -> str:
     if r["event"]:
-        return r["event"]
+        return str(r["event"])
     above = r["above"]
     bound = (
         format_duration(above)
@@ -188,25 +195,6 @@ def history_cmd(
     print_notifications(rows)
 
 
-def print_notifications(rows: list[dict[str, Any]], title: str | None = None) -> None:
-    if not rows:
-        console.print("no notifications sent")
-        return
-    table = Table(show_edge=False, pad_edge=False, title=title)
-    for col in ("sent", "rule", "count", "summary", "delivery"):
-        table.add_column(col, overflow="fold")
-    for n in rows:
-        delivery = ", ".join(
-            f"{d['channel']}: {d['status']}"
-            + (f" ({d['attempts']} tries)" if d.get("attempts", 0) and d["attempts"] > 1 else "")
-            for d in n["deliveries"]
-        )
-        table.add_row(
-            fmt_time(n["created_at"]), n["rule"], str(n["count"]), n["summary"] or "", delivery
-        )
-    console.print(table)
-
-
 @alerts_app.command("run")
 @exits_on_error
 def run_cmd() -> None:
@@ -232,7 +220,7 @@ def run_cmd() -> None:
     w.start()
     ticker = AlertTicker(state.dsn(), settings=settings, on_crash=w.report_crash, worker=w.name)
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         ticker.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

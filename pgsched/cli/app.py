@@ -49,9 +49,17 @@ def _global(
     state.reset({"dsn": dsn, "home": home}, str(config) if config else None, profile)
 
 
+_registered = False
+
+
 def _register() -> None:
-    # Each module adds its commands to `app` (one module per command group).
-    from pgsched.cli import (  # noqa: F401
+    """Add every command to ``app``, in the order ``pgsched --help`` lists them: each command
+    module holds its own commands (``commands``) and groups and imports no other command
+    module; this is the one place that knows them all. Idempotent."""
+    global _registered
+    if _registered:
+        return
+    from pgsched.cli import (
         admin,
         alerts,
         demo,
@@ -64,6 +72,16 @@ def _register() -> None:
         worker,
         workers,
     )
+
+    for module in (admin, demo, doctor, tasks, schedules, serve, top, worker):
+        app.add_typer(module.commands)  # no name: the commands join the root
+    app.add_typer(admin.db_app, name="db")
+    app.add_typer(alerts.alerts_app, name="alerts")
+    app.add_typer(dlq.dlq_app, name="dlq")
+    app.add_typer(schedules.schedules_app, name="schedules")
+    app.add_typer(serve.tokens_app, name="tokens")
+    app.add_typer(workers.workers_app, name="workers")
+    _registered = True
 
 
 def main() -> None:

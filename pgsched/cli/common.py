@@ -1,4 +1,6 @@
-"""What every command shares: settings from flags, the client, JSON or rich output, errors."""
+"""What the commands share: settings from flags, the client, JSON or rich output, errors, the
+parsing of integers, and the few tables and styles that more than one command prints. A command
+module imports this and no other command module."""
 
 from __future__ import annotations
 
@@ -12,12 +14,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from pgsched.config import Loaded, load_settings
+from pgsched.config import Loaded, Settings, load_settings
+from pgsched.errors import UsageError
+
+if TYPE_CHECKING:
+    from pgsched.admin import Admin
+    from pgsched.client import Client
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -54,7 +62,7 @@ class State:
     config_file: str | None = None
     profile: str | None = None
     _loaded: Loaded | None = None
-    _client: Any = None
+    _client: Client | None = None
 
     def reset(
         self, overrides: dict[str, Any], config_file: str | None, profile: str | None
@@ -74,7 +82,7 @@ class State:
         return self._loaded
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return self.loaded().settings
 
     def dsn(self) -> str:
@@ -82,14 +90,14 @@ class State:
 
         return resolve_dsn(self.settings)
 
-    def client(self):
+    def client(self) -> Client:
         if self._client is None:
             from pgsched.client import Client
 
             self._client = Client.from_settings(self.settings)
         return self._client
 
-    def admin(self):
+    def admin(self) -> Admin:
         """The operator API (pgsched.admin.Admin) over this invocation's client."""
         from pgsched.admin import Admin
 
@@ -188,3 +196,81 @@ def fmt_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
         return value.astimezone().strftime(fmt)
     except (OverflowError, ValueError):  # a local time past year 9999 or before year 1
         return value.strftime(fmt + " UTC")
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+ID_RANGE = (1, 2**63 - 1)  # a task's or a workflow's id (bigint)
+ATTEMPTS_RANGE = (1, 1000)  # --max-attempts, --attempts (the CHECK tasks_max_attempts_range)
+
+
+@overload
+def parse_int(name: str, text: str, bounds: tuple[int, int] | None = None) -> int: ...
+@overload
+def parse_int(name: str, text: None, bounds: tuple[int, int] | None = None) -> None: ...
+@overload
+def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None: ...
+
+
+def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None:
+    """Integers are parsed here, not by typer, so a bad one is one ``error:`` line too (None
+    for an option not given)."""
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UsageError(f"{name}: {text!r} is not an integer") from None
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise UsageError(f"{name}: must be between {bounds[0]} and {bounds[1]}, not {value}")
+    return value
+
+
+# -- output shared by several commands ----------------------------------------------------------
+
+
+def short_time(value: datetime | None) -> str:
+    """HH:MM:SS for today, the full local time otherwise."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return fmt_time(value)
+
+
+# A worker's status and the age of its heartbeat (`pgsched workers`, `pgsched top`).
+WORKER_STATUS_STYLE = {
+    "active": "green",
+    "paused": "yellow",
+    "draining": "cyan",
+    "stopped": "dim",
+    "dead": "red",
+}
+
+
+def heartbeat_style(row: dict[str, Any], timeout: float) -> str:
+    if row["status"] in ("stopped", "dead"):
+        return "dim"
+    age = row["heartbeat_age_s"] or 0.0
+    return "red" if age > timeout else "yellow" if age > timeout / 2 else "green"
+
+
+def print_notifications(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """Alert notifications with the delivery state of each channel (`alerts history`, `status`)."""
+    if not rows:
+        console.print("no notifications sent")
+        return
+    table = Table(show_edge=False, pad_edge=False, title=title)
+    for col in ("sent", "rule", "count", "summary", "delivery"):
+        table.add_column(col, overflow="fold")
+    for n in rows:
+        delivery = ", ".join(
+            f"{d['channel']}: {d['status']}"
+            + (f" ({d['attempts']} tries)" if d.get("attempts", 0) and d["attempts"] > 1 else "")
+            for d in n["deliveries"]
+        )
+        table.add_row(
+            fmt_time(n["created_at"]), n["rule"], str(n["count"]), n["summary"] or "", delivery
+        )
+    console.print(table)

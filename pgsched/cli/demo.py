@@ -25,16 +25,21 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
 
-from pgsched.cli.app import app
 from pgsched.cli.common import console, err_console, exits_on_error, state
 from pgsched.durations import format_duration, parse_duration
 from pgsched.errors import PgschedError, UsageError
 from pgsched.server import open_private_log
+
+if TYPE_CHECKING:
+    from pgsched.alerts.receiver import DemoReceiver
+
+commands = typer.Typer()
 
 WORKERS = (("demo-1", 4), ("demo-2", 4))
 WORKER_GRACE = 5.0  # seconds a stopping demo worker lets running tasks finish
@@ -71,7 +76,7 @@ def alerts_file() -> Path | None:
     return None
 
 
-def start_alerts(dsn: str, home: Path) -> Any:
+def start_alerts(dsn: str, home: Path) -> DemoReceiver | None:
     """Apply examples/alerts.yaml with its webhook pointed at a local receiver that checks
     each signature and appends what arrives to HOME/alerts.log; the workers get the secret
     through the environment (PGSCHED_WEBHOOK_SECRET), as in a deployment."""
@@ -96,7 +101,6 @@ def start_alerts(dsn: str, home: Path) -> Any:
         receiver.last = line
 
     receiver = DemoReceiver(secret, record)
-    receiver.last = ""
     spec = load_alerts(path)
     spec.channels = [
         c.model_copy(update={"url": receiver.url, "url_env": None})
@@ -182,7 +186,8 @@ class Demo:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
         self.started = time.monotonic()
-        self.receiver: Any = None
+        self.receiver: DemoReceiver | None = None
+        self.token_name: str | None = None  # the dashboard's read token, while it exists
 
     def start_workers(self) -> None:
         env = {
@@ -251,7 +256,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 api.kill()
                 api.wait()
-        name = getattr(self, "token_name", None)
+        name = self.token_name
         if name is not None:
             with contextlib.suppress(PgschedError), Client(self.dsn) as client:
                 Admin(client).revoke_token(name)
@@ -326,7 +331,8 @@ def _free_port(preferred: int) -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return sock.getsockname()[1]
+            bound: int = sock.getsockname()[1]
+            return bound
     raise PgschedError("no free port on 127.0.0.1 for the demo's API")
 
 
@@ -337,7 +343,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, handler)
@@ -347,7 +353,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-@app.command("demo")
+@commands.command("demo")
 @exits_on_error
 def demo_cmd(
     duration: str = typer.Option(
@@ -452,7 +458,7 @@ def _foreground(
     demo: Demo, dsn: str, until: float | None, no_top: bool, heartbeat_timeout: float
 ) -> None:
     from pgsched.admin import Admin
-    from pgsched.cli import top
+    from pgsched.cli import live
     from pgsched.client import Client
 
     with Client(dsn) as client:
@@ -472,7 +478,7 @@ def _foreground(
                     style="dim",
                 )
 
-            top.run(
+            live.run(
                 admin,
                 title="pgsched demo",
                 heartbeat_timeout=heartbeat_timeout,
@@ -483,7 +489,7 @@ def _foreground(
             return
         while until is None or time.monotonic() < until:
             demo.check_workers()
-            line = demo.status_line(top.snapshot(admin, failures=0))
+            line = demo.status_line(live.snapshot(admin, failures=0))
             console.print(line, highlight=False, soft_wrap=True)
             if demo.receiver is not None and demo.receiver.received:
                 console.print(

@@ -14,9 +14,17 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
-from pgsched.cli.tasks import ATTEMPTS_RANGE, ID_RANGE, parse_int
+from pgsched.cli.common import (
+    ATTEMPTS_RANGE,
+    ID_RANGE,
+    JsonOpt,
+    console,
+    exits_on_error,
+    fmt_time,
+    parse_int,
+    print_json,
+    state,
+)
 from pgsched.durations import parse_duration
 from pgsched.errors import UsageError
 
@@ -24,7 +32,6 @@ dlq_app = typer.Typer(
     help="The dead letter: tasks whose attempts ran out. List, requeue, purge.",
     no_args_is_help=True,
 )
-app.add_typer(dlq_app, name="dlq")
 
 QueueOpt = typer.Option(None, "--queue", "-q", help="Only this queue.")
 TypeOpt = typer.Option(None, "--type", "-t", help="Only this task type.")

@@ -7,13 +7,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+
+commands = typer.Typer()
 
 STYLE = {"ok": "green", "warn": "yellow", "problem": "bold red"}
 
 
-@app.command("doctor")
+@commands.command("doctor")
 @exits_on_error
 def doctor_cmd(
     json: bool = JsonOpt,

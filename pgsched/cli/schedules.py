@@ -5,22 +5,21 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
-from pgsched.cli.workflow import _clock
+from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, short_time, state
 from pgsched.durations import format_duration
+
+commands = typer.Typer()
 
 schedules_app = typer.Typer(
     help="Recurring schedules defined in YAML (each tick creates exactly one task).",
     no_args_is_help=True,
 )
-app.add_typer(schedules_app, name="schedules")
 
 
 @schedules_app.command("apply")
@@ -81,7 +80,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
         st = "paused" if r["paused"] else ("enabled" if r["enabled"] else "disabled")
         nxt = "-"
         if r["next_tick"] is not None and st == "enabled":
-            nxt = f"{_clock(r['next_tick'])} ({_relative(r['next_tick'] - now)})"
+            nxt = f"{short_time(r['next_tick'])} ({_relative(r['next_tick'] - now)})"
         misfire = r["misfire"] + (f" ≤{r['misfire_cap']}" if r["misfire"] == "all" else "")
         table.add_row(
             r["name"],
@@ -90,7 +89,7 @@ def list_cmd(json: bool = JsonOpt) -> None:
             r["queue"],
             st,
             misfire,
-            _clock(r["last_tick"]),
+            short_time(r["last_tick"]),
             nxt,
         )
     console.print(table)
@@ -112,7 +111,7 @@ def resume_cmd(name: str = typer.Argument(..., metavar="NAME")) -> None:
     console.print(f"resumed {name}", highlight=False)
 
 
-@app.command("scheduler")
+@commands.command("scheduler")
 @exits_on_error
 def scheduler_cmd(
     file: Path = typer.Argument(..., metavar="FILE", help="YAML file of schedules."),
@@ -129,7 +128,7 @@ def scheduler_cmd(
         highlight=False,
     )
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         sched.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)

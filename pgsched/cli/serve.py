@@ -7,9 +7,10 @@ import ipaddress
 import typer
 from rich.table import Table
 
-from pgsched.cli.app import app
 from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
 from pgsched.errors import UsageError
+
+commands = typer.Typer()
 
 
 def is_loopback(host: str) -> bool:
@@ -21,7 +22,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@app.command("serve")
+@commands.command("serve")
 @exits_on_error
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on [127.0.0.1]."),
@@ -56,7 +57,6 @@ tokens_app = typer.Typer(
     help="API tokens for pgsched serve: create (prints the token once), list, revoke.",
     no_args_is_help=True,
 )
-app.add_typer(tokens_app, name="tokens")
 
 
 @tokens_app.command("create")

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.app import app
 from pgsched.cli.common import (
+    ATTEMPTS_RANGE,
+    ID_RANGE,
     JsonOpt,
     console,
     err_console,
     exits_on_error,
     fmt_time,
+    parse_int,
     print_json,
+    print_notifications,
     state,
 )
 from pgsched.durations import format_duration, parse_duration, parse_instant
@@ -35,8 +38,13 @@ from pgsched.models import (
     payload_problem,
 )
 
+if TYPE_CHECKING:
+    from pgsched.client import Client
+    from pgsched.models import TaskSpec
+
+commands = typer.Typer()
+
 PRIORITY_RANGE = (-1000, 1000)
-ATTEMPTS_RANGE = (1, 1000)
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -88,26 +96,10 @@ def parse_payload(text: str | None, option: str = "--payload") -> Any:
     return value
 
 
-def parse_int(name: str, text: str | None, bounds: tuple[int, int] | None = None) -> int | None:
-    """Integers are parsed here, not by typer, so a bad one is one ``error:`` line too."""
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise UsageError(f"{name}: {text!r} is not an integer") from None
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        raise UsageError(f"{name}: must be between {bounds[0]} and {bounds[1]}, not {value}")
-    return value
-
-
-ID_RANGE = (1, 2**63 - 1)
-
-
 # -- submit ------------------------------------------------------------------------------------
 
 
-@app.command("submit")
+@commands.command("submit")
 @exits_on_error
 def submit_cmd(
     task_type: str = typer.Argument(None, metavar="TYPE", help="Task type (e.g. shell, http)."),
@@ -162,7 +154,7 @@ def submit_cmd(
     print(task_id)
 
 
-def _warn_if_key_differs(client: Any, task_id: int, spec: Any) -> None:
+def _warn_if_key_differs(client: Client, task_id: int, spec: TaskSpec) -> None:
     """The key already named a task: say so on stderr when that task is not this one (another
     type, queue or payload), since nothing was submitted."""
     try:
@@ -190,7 +182,7 @@ def _warn_if_key_differs(client: Any, task_id: int, spec: Any) -> None:
 # -- status ------------------------------------------------------------------------------------
 
 
-@app.command("status")
+@commands.command("status")
 @exits_on_error
 def status_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="A task id; none: the overview."),
@@ -213,16 +205,14 @@ def status_cmd(
         else:
             _print_task(task)
         return
-    summary = client.summary()
     # The latest alert notifications and their delivery state (none without alert rules).
-    summary["notifications"] = state.admin().alert_notifications(limit=5)
+    notifications = state.admin().alert_notifications(limit=5)
+    summary: dict[str, Any] = {**client.summary(), "notifications": notifications}
     if json:
         print_json(summary)
     else:
         _print_summary(summary)
         if summary["notifications"]:
-            from pgsched.cli.alerts import print_notifications
-
             print_notifications(summary["notifications"], title="recent notifications")
 
 
@@ -313,7 +303,7 @@ def _print_task(task: dict[str, Any]) -> None:
 # -- list --------------------------------------------------------------------------------------
 
 
-@app.command("list")
+@commands.command("list")
 @exits_on_error
 def list_cmd(
     status: str = typer.Option(None, "--status", "-s", help="One of: " + ", ".join(STATUSES)),
@@ -361,24 +351,27 @@ def list_cmd(
 # -- cancel / retry ----------------------------------------------------------------------------
 
 
-def _one_target(task_id: str | None, workflow: str | None) -> tuple[int | None, int | None]:
-    if (task_id is None) == (workflow is None):
-        raise UsageError("give a task ID or --workflow ID (one of them)")
-    return parse_int("ID", task_id, ID_RANGE), parse_int("--workflow", workflow, ID_RANGE)
+def _one_target(task_id: str | None, workflow: str | None) -> tuple[int, bool]:
+    """The id given, and whether it is a workflow's: a task ID or --workflow ID, one of them."""
+    if task_id is not None and workflow is None:
+        return parse_int("ID", task_id, ID_RANGE), False
+    if workflow is not None and task_id is None:
+        return parse_int("--workflow", workflow, ID_RANGE), True
+    raise UsageError("give a task ID or --workflow ID (one of them)")
 
 
-@app.command("cancel")
+@commands.command("cancel")
 @exits_on_error
 def cancel_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="The task to cancel."),
     workflow: str = typer.Option(None, "--workflow", metavar="ID", help="Cancel a workflow."),
 ) -> None:
     """Cancel a task: at once if it has not started, else ask its worker to stop it."""
-    tid, wid = _one_target(task_id, workflow)
-    if wid is not None:
+    tid, is_workflow = _one_target(task_id, workflow)
+    if is_workflow:
         from pgsched.cli.workflow import cancel_workflow
 
-        cancel_workflow(wid)
+        cancel_workflow(tid)
         return
     outcome = state.client().cancel(tid)
     if outcome == "cancelled":
@@ -390,7 +383,7 @@ def cancel_cmd(
         )
 
 
-@app.command("retry")
+@commands.command("retry")
 @exits_on_error
 def retry_cmd(
     task_id: str = typer.Argument(None, metavar="[ID]", help="A failed or cancelled task."),
@@ -400,13 +393,13 @@ def retry_cmd(
     workflow: str = typer.Option(None, "--workflow", metavar="ID", help="Retry a workflow."),
 ) -> None:
     """Run a failed or cancelled task again (its dead-letter copy is removed)."""
-    tid, wid = _one_target(task_id, workflow)
-    if wid is not None:
+    tid, is_workflow = _one_target(task_id, workflow)
+    if is_workflow:
         if attempts is not None:
             raise UsageError("--attempts applies to a task, not to --workflow")
         from pgsched.cli.workflow import retry_workflow
 
-        retry_workflow(wid)
+        retry_workflow(tid)
         return
     more = parse_int("--attempts", attempts, ATTEMPTS_RANGE)
     max_attempts = state.client().retry(tid, attempts=more)

@@ -8,14 +8,15 @@ import importlib.util
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import typer
 
-from pgsched.cli.app import app
 from pgsched.cli.common import exits_on_error, fail, state
 from pgsched.durations import parse_duration
 from pgsched.worker.supervision import safe_str
+
+commands = typer.Typer()
 
 # Seconds a worker whose thread died gets to hand its tasks back before the process exits 1
 # anyway (what it leaves running, recovery hands on: the process's liveness lock goes with it).
@@ -51,7 +52,7 @@ def _import_app(module: str) -> None:
         fail(f"--app {module}: cannot import: {type(e).__name__}: {detail}", 1)
 
 
-@app.command("worker")
+@commands.command("worker")
 @exits_on_error
 def worker_cmd(
     queues: str = typer.Option(None, "--queues", "-q", help="Comma-separated queues [default]."),
@@ -133,7 +134,7 @@ def worker_cmd(
         grace=grace_s,
     )
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         immediate = w.stopping
         w.request_stop()  # first: a failing log line must not keep the signal from working
         with contextlib.suppress(Exception):

@@ -7,14 +7,19 @@ finishes what it runs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.common import (
+    WORKER_STATUS_STYLE,
+    JsonOpt,
+    console,
+    exits_on_error,
+    heartbeat_style,
+    print_json,
+    state,
+)
 from pgsched.durations import format_duration
 
 workers_app = typer.Typer(
@@ -22,23 +27,6 @@ workers_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
 )
-app.add_typer(workers_app, name="workers")
-
-
-def heartbeat_style(row: dict[str, Any], timeout: float) -> str:
-    if row["status"] in ("stopped", "dead"):
-        return "dim"
-    age = row["heartbeat_age_s"] or 0.0
-    return "red" if age > timeout else "yellow" if age > timeout / 2 else "green"
-
-
-STATUS_STYLE = {
-    "active": "green",
-    "paused": "yellow",
-    "draining": "cyan",
-    "stopped": "dim",
-    "dead": "red",
-}
 
 
 @workers_app.callback()
@@ -68,7 +56,7 @@ def workers_cmd(
     for w in rows:
         table.add_row(
             w["name"],
-            Text(w["status"], style=STATUS_STYLE.get(w["status"], "")),
+            Text(w["status"], style=WORKER_STATUS_STYLE.get(w["status"], "")),
             w["host"],
             str(w["pid"]),
             ",".join(w["queues"] or []),

@@ -6,12 +6,11 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from pgsched.cli.common import console, fmt_time, print_json, state
+from pgsched.cli.common import console, fmt_time, print_json, short_time, state
 from pgsched.durations import format_duration
 
 STATUS_STYLE = {
@@ -54,7 +53,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
     )
     console.print(head)
     columns = ("task", "id", "type", "status", "tries", "started", "took", "after")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in sorted(tasks, key=lambda t: (t["layer"], t["name"])):
         status = t["status"] + (" (cancel requested)" if t["cancel_requested"] else "")
         rows.append(
@@ -64,7 +63,7 @@ def show_workflow(workflow_id: int, as_json: bool) -> None:
                 t["task_type"],
                 status,
                 f"{t['attempts']}/{t['max_attempts']}",
-                _clock(t["started_at"]),
+                short_time(t["started_at"]),
                 _took(t["started_at"], t["finished_at"]) if t["started_at"] else "-",
                 ", ".join(t["depends_on"]) or "-",
             )
@@ -150,16 +149,6 @@ def retry_workflow(workflow_id: int) -> None:
     )
 
 
-def _clock(value: datetime | None) -> str:
-    """HH:MM:SS for today, the full local time otherwise."""
-    if value is None:
-        return "-"
-    local = value.astimezone()
-    if local.date() == datetime.now().astimezone().date():
-        return local.strftime("%H:%M:%S")
-    return fmt_time(value)
-
-
 def _took(start: datetime | None, end: datetime | None) -> str:
     if start is None:
         return "-"
@@ -170,4 +159,4 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return format_duration(end - start)
 
 
-__all__: list[Any] = ["cancel_workflow", "retry_workflow", "show_workflow", "submit_workflow"]
+__all__ = ["cancel_workflow", "retry_workflow", "show_workflow", "submit_workflow"]

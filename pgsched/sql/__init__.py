@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
+from pgsched.errors import SqlLoadError
+
 Kind = Literal["one", "many", "scalar", "exec", "rowcount", "copy"]
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>\S+)\s*(?::(?P<kind>\w+))?\s*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -56,10 +58,6 @@ class Query:
         if self.kind == "rowcount":
             return cur.rowcount
         return None
-
-
-class SqlLoadError(Exception):
-    pass
 
 
 def parse(text: str, source: str) -> dict[str, Query]:

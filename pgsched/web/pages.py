@@ -25,13 +25,19 @@ from pydantic import BaseModel, Field
 from pgsched.admin import decode_dlq_cursor
 from pgsched.api.auth import Principal
 from pgsched.durations import format_duration, parse_duration, parse_instant
-from pgsched.errors import InvalidState, NotFound, PgschedError, UsageError, ValidationError
+from pgsched.errors import (
+    InvalidState,
+    LoginRequired,
+    NotFound,
+    PgschedError,
+    Refused,
+    UsageError,
+    ValidationError,
+)
 from pgsched.models import STATUSES
 from pgsched.web import draw
 from pgsched.web.session import (
     COOKIE,
-    LoginRequired,
-    Refused,
     check_token,
     cookie_args,
     principal,

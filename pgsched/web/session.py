@@ -21,22 +21,15 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from pgsched.api.auth import ANONYMOUS, Principal
+from pgsched.api.auth import ANONYMOUS, Auth, Principal
+from pgsched.errors import LoginRequired, Refused
 
 COOKIE = "pgsched_token"
 
 
-class LoginRequired(Exception):
-    """No valid credentials: a page answers with the login page (a redirect to it)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def principal(request: Request) -> Principal:
     """The caller, from the cookie or a bearer header (LoginRequired when neither is valid)."""
-    auth = request.app.state.service.auth
+    auth: Auth = request.app.state.service.auth
     if not auth.enabled:
         return ANONYMOUS
     header = request.headers.get("authorization", "")
@@ -54,22 +47,13 @@ def principal(request: Request) -> Principal:
 
 def check_token(request: Request, token: str) -> Principal:
     """The principal of a token typed on the login page (HTTPException 401 when refused)."""
-    auth = request.app.state.service.auth
+    auth: Auth = request.app.state.service.auth
     if not auth.enabled:
         return ANONYMOUS
     principal = auth.identify(request, token)
     if not principal.allows("read"):
         raise HTTPException(403, f"{principal.kind} {principal.name!r} lacks the 'read' scope")
     return principal
-
-
-class Refused(Exception):
-    """An action that may not run: its status and one line."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def require_action(request: Request, who: Principal) -> None:

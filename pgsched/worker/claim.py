@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from pgsched.sql import Q
 
 
 def claim(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     worker: str,
     queues: list[str],
@@ -23,7 +24,7 @@ def claim(
     memory_ceiling: float,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    return Q.claim_tasks.run(
+    rows: list[dict[str, Any]] = Q.claim_tasks.run(
         conn,
         {
             "worker": worker,
@@ -36,10 +37,11 @@ def claim(
             "now": now,
         },
     )
+    return rows
 
 
 def claim_limit(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     worker: str,
     weighted: bool,
@@ -62,7 +64,7 @@ def claim_limit(
 
 
 def left_behind(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     queues: list[str],
     task_types: list[str],
@@ -75,7 +77,7 @@ def left_behind(
 
 
 def next_due_in(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     queues: list[str],
     task_types: list[str],
@@ -83,13 +85,14 @@ def next_due_in(
     now: datetime | None = None,
 ) -> float | None:
     """Seconds until the next task this worker could run is due, if within `horizon`."""
-    return Q.next_due_in.run(
+    seconds: float | None = Q.next_due_in.run(
         conn,
         {"queues": queues, "task_types": task_types, "horizon": horizon, "now": now},
     )
+    return seconds
 
 
-def release(conn: psycopg.Connection, ids: list[int], versions: list[int]) -> list[int]:
+def release(conn: psycopg.Connection[DictRow], ids: list[int], versions: list[int]) -> list[int]:
     """Hand running tasks back without spending an attempt (graceful shutdown)."""
     rows = Q.release_tasks.run(conn, {"ids": ids, "versions": versions})
     return [r["id"] if isinstance(r, dict) else r[0] for r in rows]

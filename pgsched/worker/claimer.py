@@ -15,10 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 from psycopg import sql as psql
+from psycopg.rows import DictRow
 
 from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable
@@ -69,7 +69,7 @@ class Claimer:
 
     def run(self) -> None:
         """Claim until the worker stops (or a burst worker is done)."""
-        conn: psycopg.Connection | None = None
+        conn: psycopg.Connection[DictRow] | None = None
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
@@ -93,7 +93,7 @@ class Claimer:
             if conn is not None:
                 conn.close()
 
-    def _turn(self, conn: psycopg.Connection) -> bool:
+    def _turn(self, conn: psycopg.Connection[DictRow]) -> bool:
         """One pass of the loop: claim, or wait for a reason to. False: a burst worker is done."""
         control = self._control
         if control.paused:
@@ -116,7 +116,7 @@ class Claimer:
             return True
         return self._claim(conn, min(free, self.settings.batch_size))
 
-    def _idle_step(self, conn: psycopg.Connection) -> bool:
+    def _idle_step(self, conn: psycopg.Connection[DictRow]) -> bool:
         """An idle worker's step before it claims. True: claim now."""
         now = time.monotonic()
         if self._burst:
@@ -147,7 +147,7 @@ class Claimer:
             self._wake.wait(step.timeout)
         return False
 
-    def _claim(self, conn: psycopg.Connection, n: int) -> bool:
+    def _claim(self, conn: psycopg.Connection[DictRow], n: int) -> bool:
         self._waker.claiming()
         s = self.settings
         rows = claims.claim(
@@ -177,7 +177,7 @@ class Claimer:
         self._idle = True
         return self._after_empty_claim(conn)
 
-    def _after_empty_claim(self, conn: psycopg.Connection) -> bool:
+    def _after_empty_claim(self, conn: psycopg.Connection[DictRow]) -> bool:
         """The worker is idle: set its next claim. False: a burst worker is done."""
         s = self.settings
         if self._burst:
@@ -199,7 +199,7 @@ class Claimer:
             self._waker.set_timer(time.monotonic() + wait)
         return True
 
-    def _burst_done(self, conn: psycopg.Connection) -> bool:
+    def _burst_done(self, conn: psycopg.Connection[DictRow]) -> bool:
         """After two empty claims in a row with nothing running: a burst worker is done only
         if it may claim (active, under its ceilings) and nothing it could run is ready or due
         within poll_interval. A claim cut to nothing by a pause or a ceiling is not the end."""
@@ -224,13 +224,13 @@ class Claimer:
 
     # -- the waker's wait on the claim connection -----------------------------------------------
 
-    def _on_notify(self, n: Any) -> None:
+    def _on_notify(self, n: psycopg.Notify) -> None:
         if n.channel == "pgsched" and self._waker.heard(
             n.payload, self.me.queues, on_claim_connection=True
         ):
             self._wake.set()
 
-    def _listen(self, conn: psycopg.Connection, on: bool) -> None:
+    def _listen(self, conn: psycopg.Connection[DictRow], on: bool) -> None:
         """LISTEN (or stop) on the claim connection. Only the waker listens there: every
         listening backend is signalled for each notification, so an idle fleet listens on
         one connection per worker, plus one."""
@@ -241,7 +241,7 @@ class Claimer:
             )
             self._waker.listen_done(on)
 
-    def _waker_wait(self, conn: psycopg.Connection, timeout: float) -> None:
+    def _waker_wait(self, conn: psycopg.Connection[DictRow], timeout: float) -> None:
         """The idle waker's wait: for the alarm, or a notification on the claim connection,
         which it then claims on at once, whatever the control thread is running on the direct
         connection meanwhile (a prune batch, recovery, a heartbeat waiting on a lock)."""
@@ -253,12 +253,14 @@ class Claimer:
             return
         pgconn = conn.pgconn
         pgconn.consume_input()
+        handler = pgconn.notify_handler  # psycopg's, which calls self._on_notify
+        assert handler is not None  # psycopg installs it on every connection it makes
         while (pgn := pgconn.notifies()) is not None:
-            pgconn.notify_handler(pgn)  # -> self._on_notify
+            handler(pgn)
         if pgconn.status != psycopg.pq.ConnStatus.OK:
             raise psycopg.OperationalError("claim connection lost")
 
-    def _hand_back_unknown(self, conn: psycopg.Connection) -> None:
+    def _hand_back_unknown(self, conn: psycopg.Connection[DictRow]) -> None:
         """A claim may have committed while its answer was lost with the connection: hand back
         running tasks of ours that this process does not know about."""
         self._completer.flush(timeout=30)  # finished ones are written (or refused) first

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg.types.json import Jsonb
 
 from pgsched.errors import DatabaseUnavailable
@@ -26,7 +26,10 @@ from pgsched.worker.supervision import CrashHook, bounded, guarded, safe_str
 
 
 def complete(
-    conn: psycopg.Connection, worker: str, batch: list[Completion], now: datetime | None = None
+    conn: psycopg.Connection[DictRow],
+    worker: str,
+    batch: list[Completion],
+    now: datetime | None = None,
 ) -> set[int]:
     """Write a batch in one statement; returns the ids it changed (the others were rejected:
     their version moved on, so another owner or a cancel has them)."""
@@ -70,7 +73,7 @@ class Completer:
 
     def __init__(
         self,
-        connect: Callable[[], psycopg.Connection],
+        connect: Callable[[], psycopg.Connection[DictRow]],
         worker: str,
         on_done: Callable[[list[Completion], set[int]], None],
         on_error: Callable[[BaseException], None],
@@ -87,10 +90,10 @@ class Completer:
         self._inflight = [0] * writers  # size of the batch each writer is writing
         self._since = [0.0] * writers  # monotonic start of each writer's write, 0: idle
         self._abandoned = False  # stop(): a hung writer writes nothing more
-        self._spares: list[psycopg.Connection] = []
+        self._spares: list[psycopg.Connection[DictRow]] = []
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._conns: list[psycopg.Connection | None] = [None] * writers
+        self._conns: list[psycopg.Connection[DictRow] | None] = [None] * writers
         self._threads = [
             threading.Thread(
                 target=guarded(self._run, on_crash),
@@ -170,7 +173,7 @@ class Completer:
         for c in self._spares:
             c.close()
 
-    def spare_connection(self) -> psycopg.Connection:
+    def spare_connection(self) -> psycopg.Connection[DictRow]:
         """Writer 0's connection when its thread is idle (the worker's shutdown hand-back), or
         a new one while that writer is stuck in a write."""
         if self._since[0] and time.monotonic() - self._since[0] > 1.0:
@@ -179,7 +182,7 @@ class Completer:
             return c
         return self.connection(0)
 
-    def connection(self, i: int = 0) -> psycopg.Connection:
+    def connection(self, i: int = 0) -> psycopg.Connection[DictRow]:
         """Writer i's connection (0 also serves the worker's shutdown hand-back, once the
         writers are idle)."""
         c = self._conns[i]

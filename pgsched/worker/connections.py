@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from pgsched.config import Settings
 from pgsched.db import connect
@@ -42,7 +43,7 @@ SESSION = "-c plan_cache_mode=force_custom_plan -c jit=off"
 CLAIM_SESSION = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
 
 
-def is_local(conn: psycopg.Connection) -> bool:
+def is_local(conn: psycopg.Connection[DictRow]) -> bool:
     """Whether ``conn``'s server runs on this host (a Unix socket or a loopback address)."""
     host = conn.info.hostaddr or conn.info.host
     return host.startswith("/") or host in ("localhost", "::1") or host.startswith("127.")
@@ -61,10 +62,10 @@ class Connections:
         # through a pooler): a notification then wakes the claim thread on the very backend
         # that runs the claim.
         self.claim_listens = direct_dsn == dsn
-        self._backends: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        self._backends: weakref.WeakSet[psycopg.Connection[DictRow]] = weakref.WeakSet()
         self._backends_lock = threading.Lock()
         sampler.watch_backends(self.backend_pids)
-        self._aux: psycopg.Connection | None = None
+        self._aux: psycopg.Connection[DictRow] | None = None
         self._aux_lock = threading.Lock()
 
     def _options(self, options: str) -> dict[str, Any]:
@@ -75,27 +76,27 @@ class Connections:
         options = f"{options} {self.settings.session_options}"  # time limits (settings)
         return {"timeout": self.settings.connect_timeout, "options": options, "lenient": False}
 
-    def pooled(self, options: str = SESSION) -> psycopg.Connection:
+    def pooled(self, options: str = SESSION) -> psycopg.Connection[DictRow]:
         conn = connect(self.dsn, **self._options(options))
         self._watch(conn)
         fast_json(conn)  # claim-thread CPU per 40k tasks 0.365 -> 0.34 s
         return conn
 
-    def claim(self, on_notify: Callable[[Any], None]) -> psycopg.Connection:
+    def claim(self, on_notify: Callable[[psycopg.Notify], None]) -> psycopg.Connection[DictRow]:
         conn = self.pooled(CLAIM_SESSION)
         conn.add_notify_handler(on_notify)  # heard while the waker listens there
         return conn
 
-    def completer(self) -> psycopg.Connection:
+    def completer(self) -> psycopg.Connection[DictRow]:
         return self.pooled(CLAIM_SESSION)
 
-    def direct(self, on_notify: Callable[[Any], None]) -> psycopg.Connection:
+    def direct(self, on_notify: Callable[[psycopg.Notify], None]) -> psycopg.Connection[DictRow]:
         conn = connect(self.direct_dsn, **self._options(SESSION))
         self._watch(conn)
         conn.add_notify_handler(on_notify)
         return conn
 
-    def _watch(self, conn: psycopg.Connection) -> None:
+    def _watch(self, conn: psycopg.Connection[DictRow]) -> None:
         if is_local(conn):
             with self._backends_lock:
                 self._backends.add(conn)
@@ -109,7 +110,7 @@ class Connections:
     def task_context(self, row: dict[str, Any]) -> TaskContext:
         return TaskContext(row, self._save_progress, self._parent_results)
 
-    def _aux_conn(self) -> psycopg.Connection:
+    def _aux_conn(self) -> psycopg.Connection[DictRow]:
         if self._aux is None or self._aux.closed:
             self._aux = self.pooled()
         return self._aux

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as psql
+from psycopg.rows import DictRow
 
 from pgsched.config import Settings
 from pgsched.db import WORKER_LOCK_NAMESPACE
@@ -104,7 +105,7 @@ class Control:
         # released, a server that stopped answering): the worker stops as a failure, as for a
         # dead thread, rather than heartbeat over tasks whose outcomes it cannot write.
         self.hang_after = max(COMPLETION_HANG_MIN_S, 2 * settings.heartbeat_timeout)
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection[DictRow] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._pipe_r, self._pipe_w = os.pipe()
@@ -123,7 +124,7 @@ class Control:
             raise
         self._conn = conn
 
-    def _register(self, conn: psycopg.Connection) -> None:
+    def _register(self, conn: psycopg.Connection[DictRow]) -> None:
         from pgsched.db import check_schema
 
         check_schema(conn)
@@ -206,7 +207,7 @@ class Control:
 
     # -- notifications ------------------------------------------------------------------------
 
-    def on_notify(self, n: Any) -> None:
+    def on_notify(self, n: psycopg.Notify) -> None:
         """A notification on the direct connection."""
         if n.channel == "pgsched":
             if self._waker.heard(n.payload, self.me.queues, on_claim_connection=False):
@@ -246,14 +247,17 @@ class Control:
                 self._emit("control_error", "error", error=str(e))
                 time.sleep(0.2)
 
-    def _read_notifications(self, conn: psycopg.Connection) -> None:
-        conn.pgconn.consume_input()
-        while (pgn := conn.pgconn.notifies()) is not None:
-            conn.pgconn.notify_handler(pgn)  # -> self.on_notify
+    def _read_notifications(self, conn: psycopg.Connection[DictRow]) -> None:
+        pgconn = conn.pgconn
+        pgconn.consume_input()
+        handler = pgconn.notify_handler  # psycopg's, which calls self.on_notify
+        assert handler is not None  # psycopg installs it on every connection it makes
+        while (pgn := pgconn.notifies()) is not None:
+            handler(pgn)
         if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
             raise psycopg.OperationalError("LISTEN connection lost")
 
-    def _service(self, conn: psycopg.Connection, pace: Pace, busy: bool) -> None:
+    def _service(self, conn: psycopg.Connection[DictRow], pace: Pace, busy: bool) -> None:
         """What is due on the direct connection: requests heard, heartbeat, recovery, the hang
         check and pruning."""
         if self._check_status:
@@ -304,8 +308,10 @@ class Control:
             self._emit("worker_paused" if paused else "worker_resumed")
             self._wake.set()
 
-    def _beat(self, conn: psycopg.Connection) -> tuple[int, float | None] | None:
+    def _beat(self, conn: psycopg.Connection[DictRow]) -> tuple[int, float | None] | None:
         """Heartbeat; returns (live workers, seconds until the stalest other one expires)."""
+        if self.worker_id is None:  # not registered: there is no row to beat on
+            return None
         cpu, mem = self._sampler.sample()
         asks = self._waker.heartbeat_asks(self.paused)
         row = heartbeat.beat(
@@ -341,7 +347,7 @@ class Control:
         )
         return int(row["live_workers"]), row["next_expiry_s"]
 
-    def _reap(self, conn: psycopg.Connection) -> None:
+    def _reap(self, conn: psycopg.Connection[DictRow]) -> None:
         dead, lost = reaper.reap(conn, heartbeat_timeout=self.settings.heartbeat_timeout)
         for name in dead:
             self._emit("worker_reaped", "warning", dead_worker=name)
@@ -352,7 +358,7 @@ class Control:
         if dead:
             Q.notify_queue.run(conn, {"payload": HANDOFF})  # its waker lock may be gone
 
-    def _sync_cancels(self, conn: psycopg.Connection) -> None:
+    def _sync_cancels(self, conn: psycopg.Connection[DictRow]) -> None:
         for r in Q.cancel_requests.run(conn, {"worker": self.me.name}):
             if not self._executor.cancel(r["id"], r["version"]):
                 # Finished here meanwhile (its completion is refused: the cancel bumped the

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 from psycopg.types.json import set_json_loads
 
 from pgsched.worker.supervision import bounded, safe_str
@@ -35,7 +36,7 @@ def _load_json(data: bytes | str) -> Any:
         return Undecodable(bounded(f"{type(e).__name__}: {safe_str(e)}", 500))
 
 
-def fast_json(conn: psycopg.Connection) -> None:
+def fast_json(conn: psycopg.Connection[DictRow]) -> None:
     """Parse jsonb (the claimed payloads) as str with a prebuilt decoder: json.loads on bytes
     first sniffs the encoding (1.5 -> 0.7 us per small payload)."""
     set_json_loads(_load_json, conn)

@@ -17,6 +17,7 @@ asyncio serves async bodies only.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import queue
@@ -26,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgsched.errors import PermanentError
-from pgsched.registry import Registry, TaskContext, TaskTimeout, TaskType
+from pgsched.errors import PermanentError, TaskTimeout
+from pgsched.registry import Registry, TaskContext, TaskType
 from pgsched.worker.decode import undecodable
 from pgsched.worker.outcome import Completion, RetryPolicy, outcome, unrecordable
 from pgsched.worker.supervision import CrashHook, guarded
@@ -51,7 +52,7 @@ class Job:
     on_thread: bool = False
     abandoned: bool = False
     handback: bool = False
-    future: Any = None
+    future: concurrent.futures.Future[Any] | None = None  # an async body's, to cancel it
 
     @property
     def id(self) -> int:

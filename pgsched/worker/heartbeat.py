@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.errors import WorkerNameTaken
@@ -15,7 +16,7 @@ from pgsched.sql import Q
 
 
 def register(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     name: str,
     *,
     queues: list[str],
@@ -50,7 +51,7 @@ def register(
 
 
 def beat(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     worker_id: int,
     *,
     cpu: float,
@@ -66,7 +67,7 @@ def beat(
     until the stalest other live worker's heartbeat expires (None: no other worker) and, if
     ``waker`` (lock namespace, signature) was given, whether this session took the waker lock
     (``waker``; None when not asked)."""
-    return Q.heartbeat.run(
+    row: dict[str, Any] | None = Q.heartbeat.run(
         conn,
         {
             "id": worker_id,
@@ -81,13 +82,14 @@ def beat(
             "now": now,
         },
     )
+    return row
 
 
 def set_status(
-    conn: psycopg.Connection, worker_id: int, status: str, now: datetime | None = None
+    conn: psycopg.Connection[DictRow], worker_id: int, status: str, now: datetime | None = None
 ) -> None:
     Q.set_worker_status.run(conn, {"id": worker_id, "status": status, "now": now})
 
 
-def unlock(conn: psycopg.Connection, worker_id: int) -> None:
+def unlock(conn: psycopg.Connection[DictRow], worker_id: int) -> None:
     Q.unlock_worker.run(conn, {"ns": ADVISORY_NAMESPACE, "id": worker_id})

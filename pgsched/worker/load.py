@@ -125,10 +125,10 @@ class LoadSampler:
             me, cores = psutil.Process(), len(cpus)
             me.cpu_percent(None)
             own_cpu = lambda: me.cpu_percent(None) / cores  # noqa: E731
-        self._host_cpu = host_cpu
-        self._own_cpu = own_cpu
-        self._memory = memory or (lambda: psutil.virtual_memory().percent)
-        self._backend_cpu = backend_cpu or (lambda: 0.0)
+        self._host_cpu: Callable[[], float] = host_cpu
+        self._own_cpu: Callable[[], float] = own_cpu
+        self._memory: Callable[[], float] = memory or (lambda: psutil.virtual_memory().percent)
+        self._backend_cpu: Callable[[], float] = backend_cpu or (lambda: 0.0)
 
     def watch_backends(self, pids: Callable[[], set[int]]) -> None:
         """Count the CPU of these local server backends as the worker's own."""

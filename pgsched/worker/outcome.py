@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgsched.errors import PermanentError
+from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
 from pgsched.models import DURATION_MAX_S
-from pgsched.registry import TaskTimeout
 from pgsched.worker.supervision import bounded, safe_str
 
 if TYPE_CHECKING:
@@ -46,13 +45,13 @@ def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = N
     """Seconds before retry number ``attempt`` (1-based): "equal jitter" exponential backoff,
     uniform in [d/2, d] with d = min(cap, base * 2**(attempt-1)). Half the delay is kept so
     retries never bunch at zero; the other half spreads a thundering herd."""
-    d = min(cap, base * (2 ** max(0, min(attempt - 1, 62))))
+    d = min(cap, base * (2.0 ** max(0, min(attempt - 1, 62))))
     # run_at = now() + delay must be a timestamp that PostgreSQL and Python both hold: a row's
     # backoff of '1000000 years' (or a non-finite one) would fail the completion with
     # "interval out of range" and leave the task running.
     if not d <= DURATION_MAX_S:  # also NaN
         d = DURATION_MAX_S
-    r = (rng or random).random()
+    r = rng.random() if rng is not None else random.random()
     return d / 2 + r * d / 2
 
 
@@ -115,9 +114,11 @@ def unrecordable(job: Job, e: BaseException) -> Completion:
 
 def describe(exc: BaseException) -> str:
     """The error text of a failed attempt: bounded, and made even when the exception's own
-    __str__ raises (a raising __str__ must not kill the task's thread and strand its slot)."""
+    __str__ raises (a raising __str__ must not kill the task's thread and strand its slot).
+    pgsched's own task failures are stored as their message alone, which names what failed
+    ("shell: exit code 1: ..."); any other exception with its class name first."""
     text = safe_str(exc).strip()
     name = type(exc).__name__
-    if isinstance(exc, PermanentError) or type(exc).__module__ == "pgsched.builtins":
+    if isinstance(exc, PermanentError | FailedWithResult):
         return bounded(text or name)
     return bounded(f"{name}: {text}" if text else name)

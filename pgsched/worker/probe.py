@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgsched.worker.runner import Worker
 
 
 class Probe:
-    def __init__(self, worker: Any, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, worker: Worker, port: int, host: str = "127.0.0.1") -> None:
         self.worker = worker
         probe = self
 

@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import DictRow
 
 from pgsched.db import ADVISORY_NAMESPACE
 from pgsched.sql import Q
 
 
 def reap(
-    conn: psycopg.Connection, *, heartbeat_timeout: float, now: datetime | None = None
+    conn: psycopg.Connection[DictRow], *, heartbeat_timeout: float, now: datetime | None = None
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Declare dead the workers whose liveness lock is gone or whose heartbeat is too old, and
     hand their running tasks back. Returns (dead worker names, lost task rows)."""
@@ -88,7 +89,7 @@ PRUNE_CATCH_UP = 0.5  # ... and when it found a full batch: more is waiting
 
 
 def prune(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[DictRow],
     *,
     retention: float,
     limit: int = PRUNE_BATCH,

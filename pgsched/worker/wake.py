@@ -40,8 +40,9 @@ class Wake:
         self._selecting = True  # before the check: a set() after it writes to the pair
         try:
             if not self._event.is_set():
-                ready, _, _ = select.select([self._r, sock], [], [], timeout)
-                if self._r in ready:
+                own = self._r.fileno()
+                ready, _, _ = select.select([own, sock], [], [], timeout)
+                if own in ready:
                     with contextlib.suppress(OSError):
                         self._r.recv(4096)
         finally:
