@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -424,7 +424,3 @@ def _scalar(conn: psycopg.Connection, q: Any, params: Any = None) -> Any:
 
     with conn.cursor(row_factory=tuple_row) as cur:
         return q.run(cur, params)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
