@@ -30,10 +30,10 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -469,9 +469,16 @@ def scram_verifier(conn, password: str, role: str) -> str:
     return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
-def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG: the parent's death is an immediate stop
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for subprocess.Popen: the child gets ``sig`` when the process that
+    started it dies, so no child outlives a killed parent (Linux's PR_SET_PDEATHSIG; nothing
+    elsewhere). It runs in the child, after the switch of user."""
+
+    def set_parent_death_signal() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+
+    return set_parent_death_signal
 
 
 def free_port() -> int:
@@ -906,7 +913,7 @@ class EphemeralServer:
             extra_groups=[] if self.user else None,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(signal.SIGQUIT),  # its death: an immediate stop
         )
 
     def _shutdown(self) -> None:

@@ -12,7 +12,6 @@ it, and prints a one-line summary.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import os
 import random
@@ -34,7 +33,7 @@ from pgsched.cli.app import app
 from pgsched.cli.common import console, err_console, exits_on_error, state
 from pgsched.durations import format_duration, parse_duration
 from pgsched.errors import PgschedError, UsageError
-from pgsched.server import open_private_log
+from pgsched.server import die_with_parent, open_private_log
 
 WORKERS = (("demo-1", 4), ("demo-2", 4))
 WORKER_GRACE = 5.0  # seconds a stopping demo worker lets running tasks finish
@@ -108,11 +107,6 @@ def start_alerts(dsn: str, home: Path) -> Any:
         Admin(client).apply_alerts(spec)
     receiver.log = log
     return receiver.start()
-
-
-def _die_with_parent() -> None:  # in the child: a killed demo takes its workers with it
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 # -- the sample workload ---------------------------------------------------------------------------
@@ -210,7 +204,7 @@ class Demo:
                     # Own session: the terminal's Ctrl-C reaches the demo only, which then
                     # stops the workers with SIGTERM in order.
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent(signal.SIGTERM),
                 )
             self.logs[name] = log
 
@@ -234,7 +228,7 @@ class Demo:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.logs["serve"] = log
         return f"http://127.0.0.1:{port}", token
