@@ -8,6 +8,7 @@ infer (fix: an explicit cast in the .sql file) fails here instead of in producti
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def test_a_percent_sign_in_a_statements_comment_is_refused() -> None:
 def test_statements_are_loaded() -> None:
     # The parametrised test below must not pass by having nothing to check.
     assert {"submit_task", "get_task", "list_tasks", "cancel_task", "retry_task"} <= set(Q.all())
+
+
+def test_the_arbitrated_completion_differs_from_the_completion_by_its_arbiter_only() -> None:
+    """complete_tasks_arbitrated writes what complete_tasks writes, but keeps an attempt row
+    that exists already (tests/test_queue_model.py runs it through complete()): a change to
+    one statement that the other does not get fails here."""
+
+    def code(q: Query) -> list[str]:
+        return [ln for ln in q.sql.splitlines() if not ln.lstrip().startswith("--")]
+
+    diff = [
+        ln
+        for ln in difflib.unified_diff(code(Q.complete_tasks), code(Q.complete_tasks_arbitrated))
+        if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
+    ]
+    assert diff == ["+    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING"]
 
 
 # PREPARE takes only these; utility statements (LISTEN, SET, ...) are run in a rolled-back

@@ -146,24 +146,7 @@ def load_all() -> dict[str, Query]:
                     f"duplicate statement name {name!r} in {entry.name} and {queries[name].source}"
                 )
             queries[name] = q
-    for name, (base, anchor, addition) in _VARIANTS.items():
-        q = queries[base]
-        if q.sql.count(anchor) != 1:
-            raise SqlLoadError(f"{name}: {anchor!r} is not in {base!r} exactly once")
-        queries[name] = Query(name, q.kind, q.sql.replace(anchor, anchor + addition), q.source)
     return queries
-
-
-# Statements that differ from another by one clause, derived here so that the two cannot drift
-# apart: name -> (the statement, the text to add after, the addition).
-_VARIANTS = {
-    # complete_tasks when an attempt number has a row already (its comment says when).
-    "complete_tasks_arbitrated": (
-        "complete_tasks",
-        "    FROM done\n",
-        "    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING\n",
-    ),
-}
 
 
 def migration_sql(filename: str) -> str:
