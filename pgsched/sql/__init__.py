@@ -12,7 +12,9 @@ The kind after the name says what the statement returns, so callers never choose
 ``:rowcount`` the number of rows the statement touched
 ``:copy``     a ``COPY ... FROM STDIN``: ``run(conn, rows)`` writes the rows (tuples)
 
-Files under ``migrations/`` are not statements: alembic revisions apply them whole.
+Files under ``migrations/`` are not statements: alembic revisions apply them whole. Nor is
+``schema.sql``, the whole schema as the migrations leave it, which nothing applies (a test
+compares it with a migrated database).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def to_positional(sql: str) -> tuple[str, list[str]]:
 def load_all() -> dict[str, Query]:
     queries: dict[str, Query] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
+        if not entry.name.endswith(".sql") or entry.name == "schema.sql":
             continue
         for name, q in parse(entry.read_text(encoding="utf-8"), entry.name).items():
             if name in queries:
