@@ -49,8 +49,9 @@ def _global(
     state.reset({"dsn": dsn, "home": home}, str(config) if config else None, profile)
 
 
-def _register() -> None:
-    # Each module adds its commands to `app` (one module per command group).
+def register_commands() -> None:
+    """Add every command group to ``app`` (each module adds its own commands when imported):
+    main() does it, and so does whoever invokes ``app`` in-process (tests)."""
     from pgsched.cli import (  # noqa: F401
         admin,
         alerts,
@@ -68,7 +69,7 @@ def _register() -> None:
 def main() -> None:
     from pgsched.errors import PgschedError
 
-    _register()
+    register_commands()
     try:
         rv = app(standalone_mode=False)
     except PgschedError as e:
