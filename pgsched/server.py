@@ -138,13 +138,16 @@ def _can_access_as(user: pwd.struct_passwd, path: Path, mode: str) -> bool:
     return res.returncode == 0
 
 
-def runnable_bin_dir(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
+def runnable_bin_dir(
+    bin_dir: Path, user: pwd.struct_passwd | None, *, recheck: bool = False
+) -> Path:
     """The binaries, or a verified copy of them under ``SYSTEM_DIR`` if ``user`` cannot reach them
-    (the checkout, and its ``.venv``, in a directory only its owner can enter)."""
+    (the checkout, and its ``.venv``, in a directory only its owner can enter). A copy is
+    verified once per process; ``recheck``: verify it again now (and repair it)."""
     if user is None or _can_access_as(user, bin_dir / "postgres", "x"):
         return bin_dir
     cached = _verified_copies.get((str(bin_dir), user.pw_uid))
-    if cached is not None:
+    if cached is not None and not recheck:
         return cached
     copied = _server_copy(bin_dir, user)
     _verified_copies[(str(bin_dir), user.pw_uid)] = copied

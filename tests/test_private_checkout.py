@@ -173,8 +173,7 @@ def test_an_incomplete_or_planted_copy_is_rebuilt(private: Path) -> None:
     nobody = pwd.getpwnam("nobody")
 
     def fresh_copy() -> Path:
-        server._verified_copies.clear()
-        return server.runnable_bin_dir(source, user)
+        return server.runnable_bin_dir(source, user, recheck=True)
 
     bin_dir = fresh_copy()
     copy = bin_dir.parents[2]
@@ -223,7 +222,6 @@ def test_an_incomplete_or_planted_copy_is_rebuilt(private: Path) -> None:
         with contextlib.suppress(OSError):
             copy.unlink()
         shutil.rmtree(copy, ignore_errors=True)
-        server._verified_copies.clear()
 
 
 # -- an ordinary user -----------------------------------------------------------------------------
