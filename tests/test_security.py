@@ -692,7 +692,7 @@ def test_config_masks_the_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     from pgsched.cli import common
     from tests.cli import runner
 
-    monkeypatch.setattr(common.console, "_width", 400)  # no cell wraps
+    monkeypatch.setattr(common.console, "width", 400)  # no cell wraps
     monkeypatch.chdir(tmp_path)
     for var in ("PGSCHED_DSN", "DATABASE_URL", "PGSCHED_CONFIG", "PGSCHED_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -738,7 +738,7 @@ def test_database_text_is_printed_as_text(
         ["boom \x1b]0;pwned\x07 \x1b[2J"],
     ).fetchone()[0]
     wide = 400  # no cell wraps
-    monkeypatch.setattr(common.console, "_width", wide)
+    monkeypatch.setattr(common.console, "width", wide)
     listed = ok(dsn, "list")
     shown = ok(dsn, "status", str(tid))
     for out in (listed, shown):
