@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 import pgsched
 from pgsched import server
 from pgsched.server import SYSTEM_DIR, EphemeralServer
+from tests.conftest import python_for
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="the server runs as another user only as root")
@@ -247,28 +248,6 @@ def _requirements(name: str) -> set[str]:
     return {k.split("[")[0] for k in seen}
 
 
-def _python_for(user: pwd.struct_passwd) -> str | None:
-    """An interpreter of this version that ``user`` can run (a pyenv under /root is not one)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/python{version}"):
-        try:
-            res = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                user=user.pw_uid,
-                group=user.pw_gid,
-                extra_groups=[],
-                cwd="/",
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except OSError:  # not there, or not reachable by the user
-            continue
-        if res.returncode == 0 and res.stdout.strip() == version:
-            return candidate
-    return None
-
-
 @pytest.fixture
 def ordinary_user() -> Iterator[pwd.struct_passwd]:
     """This user when not root; as root, a throwaway unprivileged user made for the test."""
@@ -300,7 +279,7 @@ def test_an_ordinary_user_runs_the_server_of_a_private_checkout(
         if ROOT:
             # The user cannot reach this checkout's .venv: give it pgsched and its dependencies
             # (the server wheel among them) inside its private directory, as a checkout would.
-            python = _python_for(user)
+            python = python_for(user)
             if python is None:
                 pytest.skip(f"no Python {sys.version_info[:2]} that user {user.pw_name} can run")
             lib = private / "checkout" / "site-packages"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 import subprocess
 from collections.abc import Iterator
 from importlib import resources
@@ -16,6 +15,7 @@ from pgsched import migrate
 from pgsched.db import check_schema, check_server_version, connect, known_revisions
 from pgsched.errors import NotMigrated, ServerTooOld
 from pgsched.server import EphemeralServer
+from tests.conftest import drop_database, new_database
 
 HEAD = known_revisions()[-1]
 
@@ -50,12 +50,9 @@ def schema_dump(server: EphemeralServer, dsn: str) -> list[str]:
 @pytest.fixture
 def second_empty_dsn(pg_server: EphemeralServer) -> Iterator[str]:
     """Another database with no pgsched schema, beside empty_dsn's."""
-    name = f"schema_sql_{os.getpid()}"
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name} TEMPLATE template1")
+    name = new_database(pg_server, "template1")
     yield pg_server.url(name)
-    with psycopg.connect(pg_server.url(), autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_database(pg_server, name)
 
 
 def test_schema_sql_is_the_schema_the_migrations_make(
