@@ -27,12 +27,16 @@ from pgsched.errors import (
     ValidationError,
 )
 
-# Every advisory lock pgsched takes, as (first key, second key); the namespaces differ, so
-# no lock of one kind can collide with another's:
+# Every advisory lock pgsched takes, as (first key, second key). The first key is one of these
+# namespaces, passed to the statement as %(ns)s (never written in the SQL); they differ, so no
+# lock of one kind can collide with another's:
 #   (ADVISORY_NAMESPACE, workers.id)                  a worker's liveness lock, held by its session
 #   (WORKER_LOCK_NAMESPACE, hashtext(signature))      the waker lock (pgsched/worker/waker.py)
-#   (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK)              `pgsched migrate`
-#   (ADMIN_LOCK_NAMESPACE, hashtext(...))             `pgsched schedules apply`
+#   (ADMIN_LOCK_NAMESPACE, MIGRATE_LOCK)              `pgsched migrate` (migrations/env.py)
+#   (ADMIN_LOCK_NAMESPACE, hashtext('pgsched.schedules.apply'))  `pgsched schedules apply`
+#   (ADMIN_LOCK_NAMESPACE, hashtext('pgsched.alerts.apply'))     `pgsched alerts apply`
+#   (ADMIN_LOCK_NAMESPACE, hashtext('pgsched.alerts.dispatch'))  one alert dispatcher at a time
+# (Recovery's one-at-a-time gate is a table lock, not an advisory one: revision 0011.)
 ADVISORY_NAMESPACE = 0x70677363  # 'pgsc'
 WORKER_LOCK_NAMESPACE = ADVISORY_NAMESPACE + 1
 ADMIN_LOCK_NAMESPACE = ADVISORY_NAMESPACE + 2

@@ -321,22 +321,6 @@ def fits_common(task_type: Any, payload: Any, queue: Any, priority: Any, max_att
     )
 
 
-def has_nul(v: Any) -> bool:
-    """Whether a NUL is in any string of ``v`` (without recursion)."""
-    stack = [v]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, str):
-            if "\x00" in x:
-                return True
-        elif isinstance(x, dict):
-            stack.extend(x.keys())
-            stack.extend(x.values())
-        elif isinstance(x, list | tuple):
-            stack.extend(x)
-    return False
-
-
 def make_spec(**fields: Any) -> TaskSpec:
     """Build a TaskSpec or raise a one-line ValidationError naming the first bad field."""
     from pydantic import ValidationError as PydanticError

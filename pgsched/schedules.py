@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -426,7 +426,3 @@ def _scalar(conn: psycopg.Connection[Any], q: Query, params: Any = None) -> Any:
 
     with conn.cursor(row_factory=tuple_row) as cur:
         return q.run(cur, params)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

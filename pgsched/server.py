@@ -30,10 +30,10 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -142,13 +142,16 @@ def _can_access_as(user: pwd.struct_passwd, path: Path, mode: str) -> bool:
     return res.returncode == 0
 
 
-def runnable_bin_dir(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
+def runnable_bin_dir(
+    bin_dir: Path, user: pwd.struct_passwd | None, *, recheck: bool = False
+) -> Path:
     """The binaries, or a verified copy of them under ``SYSTEM_DIR`` if ``user`` cannot reach them
-    (the checkout, and its ``.venv``, in a directory only its owner can enter)."""
+    (the checkout, and its ``.venv``, in a directory only its owner can enter). A copy is
+    verified once per process; ``recheck``: verify it again now (and repair it)."""
     if user is None or _can_access_as(user, bin_dir / "postgres", "x"):
         return bin_dir
     cached = _verified_copies.get((str(bin_dir), user.pw_uid))
-    if cached is not None:
+    if cached is not None and not recheck:
         return cached
     copied = _server_copy(bin_dir, user)
     _verified_copies[(str(bin_dir), user.pw_uid)] = copied
@@ -474,9 +477,16 @@ def scram_verifier(conn: psycopg.Connection[Any], password: str, role: str) -> s
     return verifier.decode()
 
 
-def _set_pdeathsig() -> None:  # runs in the child, after the switch of user
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG: the parent's death is an immediate stop
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for subprocess.Popen: the child gets ``sig`` when the process that
+    started it dies, so no child outlives a killed parent (Linux's PR_SET_PDEATHSIG; nothing
+    elsewhere). It runs in the child, after the switch of user."""
+
+    def set_parent_death_signal() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+
+    return set_parent_death_signal
 
 
 def free_port() -> int:
@@ -929,7 +939,7 @@ class EphemeralServer:
             extra_groups=[] if self.user else None,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(signal.SIGQUIT),  # its death: an immediate stop
         )
 
     def _shutdown(self) -> None:

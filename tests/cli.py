@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from pgsched.cli import app as cli_app
 
-cli_app._register()
+cli_app.register_commands()
 runner = CliRunner()
 
 

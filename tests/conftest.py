@@ -8,12 +8,13 @@ outlives it."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import pwd
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,6 @@ FAST = Settings(
 )
 
 TEMPLATE = "pgsched_template"
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +61,16 @@ def pg_server() -> Iterator[EphemeralServer]:
         server.stop()
 
 
-def _new_database(server: EphemeralServer, template: str) -> str:
-    # A random part too: a test module that imports this file as tests.conftest gets a second
-    # copy of the counter, and two copies must not pick the same name.
-    name = f"t{os.getpid()}_{next(_counter)}_{os.urandom(3).hex()}"
+def new_database(server: EphemeralServer, template: str) -> str:
+    """A new database of the test server, a copy of ``template``; its name. Random, not
+    counted: test modules that import this file get a copy of it of their own."""
+    name = f"t{os.getpid()}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server.url(), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
     return name
 
 
-def _drop_database(server: EphemeralServer, name: str) -> None:
+def drop_database(server: EphemeralServer, name: str) -> None:
     with psycopg.connect(server.url(), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -110,23 +110,23 @@ def dsn(pg_server: EphemeralServer, request: pytest.FixtureRequest) -> Iterator[
     """A migrated database of this test's own (commits, LISTEN and processes are fine). In the
     worker's tests, the test fails if a connection to it (a worker's, a LISTEN) outlives the
     test and the fixtures it used."""
-    name = _new_database(pg_server, TEMPLATE)
+    name = new_database(pg_server, TEMPLATE)
     yield pg_server.url(name)
     left: list[str] = []
     if _checks_connections(request):
         deadline = time.monotonic() + LEAK_WAIT
         while (left := _leftover_backends(pg_server, name)) and time.monotonic() < deadline:
             time.sleep(0.05)
-    _drop_database(pg_server, name)
+    drop_database(pg_server, name)
     assert not left, f"connections outlived the test: {left}"
 
 
 @pytest.fixture
 def empty_dsn(pg_server: EphemeralServer) -> Iterator[str]:
     """A database with no pgsched schema."""
-    name = _new_database(pg_server, "template1")
+    name = new_database(pg_server, "template1")
     yield pg_server.url(name)
-    _drop_database(pg_server, name)
+    drop_database(pg_server, name)
 
 
 @pytest.fixture
@@ -266,6 +266,28 @@ def spawn(dsn: str, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[b
         if p.poll() is None:
             p.kill()
         p.wait()
+
+
+def python_for(user: pwd.struct_passwd) -> str | None:
+    """An interpreter of this version that ``user`` can run (a pyenv under /root is not one)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/python{version}"):
+        try:
+            res = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=[],
+                cwd="/",
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError:  # not there, or not reachable by the user
+            continue
+        if res.returncode == 0 and res.stdout.strip() == version:
+            return candidate
+    return None
 
 
 def q(dsn: str, sql: str, *args: Any) -> Any:

@@ -529,9 +529,9 @@ def test_deeply_nested_and_huge_numbers(dsn: str, conn: psycopg.Connection) -> N
 
 
 def test_database_gone_mid_request_is_503_in_one_line(pg_server, dsn: str) -> None:
-    from tests.conftest import _new_database
+    from tests.conftest import new_database
 
-    name = _new_database(pg_server, "pgsched_template")
+    name = new_database(pg_server, "pgsched_template")
     target = pg_server.url(name)
     with serving(target, connect_timeout=1) as http:
         assert http.get("/api/v1/tasks").status_code == 200

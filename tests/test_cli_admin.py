@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import pgsched.cli.app as cli_app
 from pgsched.server import Cluster
 
-cli_app._register()
+cli_app.register_commands()
 runner = CliRunner()
 
 

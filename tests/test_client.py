@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pgsched.errors import (
     ValidationError,
 )
 from pgsched.server import free_port
+from pgsched.sql import Q, to_positional
 
 
 @pytest.fixture
@@ -107,8 +109,22 @@ def test_common_submit_writes_the_row_the_taskspec_path_writes(
     assert a["max_attempts"] == options.get("max_attempts", 7)
 
 
-def test_common_submit_skips_the_taskspec_only_when_every_value_fits(client: Client) -> None:
-    assert client._common("noop", None, {"queue": "a", "priority": 3}) is not None
+def test_common_submit_skips_the_taskspec_only_when_every_value_fits(
+    client: Client, conn: psycopg.Connection
+) -> None:
+    """Client.submit takes its common path (one prepared INSERT, no TaskSpec) only for values
+    that TaskSpec would take as they are; the rest go through the TaskSpec, which names what
+    is wrong. Seen from the database: the last statement of the client's session."""
+    common = to_positional(Q.submit_task_common.sql)[0]
+    with client.connection() as c:
+        pid = c.info.backend_pid
+
+    def last_statement() -> str:
+        sql = "SELECT query FROM pg_stat_activity WHERE pid = %s"
+        return conn.execute(sql, (pid,)).fetchone()[0]
+
+    client.submit("noop", None, queue="a", priority=3)
+    assert last_statement() == common
     for task_type, payload, options in [
         ("", None, {}),
         ("t" * 201, None, {}),
@@ -120,7 +136,11 @@ def test_common_submit_skips_the_taskspec_only_when_every_value_fits(client: Cli
         ("noop", None, {"max_attempts": 0}),
         ("noop", None, {"run_at": None}),
     ]:
-        assert client._common(task_type, payload, options) is None, (task_type, options)
+        with client.connection() as c:
+            c.execute("SELECT 'before'")
+        with contextlib.suppress(ValidationError):  # the TaskSpec refused it
+            client.submit(task_type, payload, **options)
+        assert last_statement() != common, (task_type, options)
 
 
 def test_idempotency_key_returns_the_first_id(client: Client, conn: psycopg.Connection) -> None:
@@ -532,9 +552,8 @@ def test_submit_on_its_own_connection_prepares_once(
     ).fetchone()
     assert row == ("noop", payload, "q2", -7, 9, "pending")
     assert len(set(ids)) == 8
-    names = [
-        r["name"] for r in client._connection().execute("SELECT name FROM pg_prepared_statements")
-    ]
+    with client.connection() as c:
+        names = [r["name"] for r in c.execute("SELECT name FROM pg_prepared_statements")]
     assert names == ["pgsched_submit_common"]
 
 
@@ -552,14 +571,16 @@ def test_submit_errors_come_back_as_psycopg_raises_them(
 
 def test_submit_after_its_connection_was_lost(client: Client, conn: psycopg.Connection) -> None:
     client.submit("noop")
-    pid = client._connection().info.backend_pid
+    with client.connection() as c:
+        pid = c.info.backend_pid
     conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(DatabaseUnavailable, match="lost the database connection"):
         for _ in range(3):  # the termination may land after the next call has been answered
             client.submit("noop")
             time.sleep(0.2)
     assert client.submit("noop") > 0  # a new connection, the statement prepared again there
-    assert client._connection().info.backend_pid != pid
+    with client.connection() as c:
+        assert c.info.backend_pid != pid
 
 
 def test_submit_uses_the_connections_json_dumps(client: Client, conn: psycopg.Connection) -> None:
@@ -569,7 +590,8 @@ def test_submit_uses_the_connections_json_dumps(client: Client, conn: psycopg.Co
     from psycopg.types.json import set_json_dumps
 
     client.submit("noop")
-    set_json_dumps(lambda v: json.dumps(v, default=str), client._connection())
+    with client.connection() as c:
+        set_json_dumps(lambda v: json.dumps(v, default=str), c)
     task_id = client.submit("noop", {"price": Decimal("1.10")})
     assert client.get(task_id)["payload"] == {"price": "1.10"}
 

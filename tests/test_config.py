@@ -13,7 +13,7 @@ import pgsched.cli.app as cli_app
 from pgsched.config import Settings, load_settings
 from pgsched.errors import ConfigError
 
-cli_app._register()
+cli_app.register_commands()
 
 TOML = """
 queue = "from-file"

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.server import EphemeralServer, _set_pdeathsig, ensure_system_user, free_port
+from pgsched.server import EphemeralServer, die_with_parent, ensure_system_user, free_port
 from tests.conftest import FAST, Events, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -59,7 +58,7 @@ def bouncer_dsn(dsn: str, pg_server: EphemeralServer) -> Iterator[str]:
         extra_groups=[] if user else None,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent(signal.SIGQUIT),
     )
     url = f"postgresql://{info['user']}@127.0.0.1:{port}/{info['dbname']}"
     # the client's password for the bouncer: the same, from this process's password file

@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 import pgsched
 from pgsched import server
 from pgsched.server import SYSTEM_DIR, EphemeralServer
+from tests.conftest import python_for
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="the server runs as another user only as root")
@@ -173,8 +174,7 @@ def test_an_incomplete_or_planted_copy_is_rebuilt(private: Path) -> None:
     nobody = pwd.getpwnam("nobody")
 
     def fresh_copy() -> Path:
-        server._verified_copies.clear()
-        return server.runnable_bin_dir(source, user)
+        return server.runnable_bin_dir(source, user, recheck=True)
 
     bin_dir = fresh_copy()
     copy = bin_dir.parents[2]
@@ -223,7 +223,6 @@ def test_an_incomplete_or_planted_copy_is_rebuilt(private: Path) -> None:
         with contextlib.suppress(OSError):
             copy.unlink()
         shutil.rmtree(copy, ignore_errors=True)
-        server._verified_copies.clear()
 
 
 # -- an ordinary user -----------------------------------------------------------------------------
@@ -247,28 +246,6 @@ def _requirements(name: str) -> set[str]:
             if wanted:
                 todo.append((req.name, frozenset(req.extras)))
     return {k.split("[")[0] for k in seen}
-
-
-def _python_for(user: pwd.struct_passwd) -> str | None:
-    """An interpreter of this version that ``user`` can run (a pyenv under /root is not one)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (os.path.realpath(sys.executable), f"/usr/bin/python{version}"):
-        try:
-            res = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                user=user.pw_uid,
-                group=user.pw_gid,
-                extra_groups=[],
-                cwd="/",
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except OSError:  # not there, or not reachable by the user
-            continue
-        if res.returncode == 0 and res.stdout.strip() == version:
-            return candidate
-    return None
 
 
 @pytest.fixture
@@ -302,7 +279,7 @@ def test_an_ordinary_user_runs_the_server_of_a_private_checkout(
         if ROOT:
             # The user cannot reach this checkout's .venv: give it pgsched and its dependencies
             # (the server wheel among them) inside its private directory, as a checkout would.
-            python = _python_for(user)
+            python = python_for(user)
             if python is None:
                 pytest.skip(f"no Python {sys.version_info[:2]} that user {user.pw_name} can run")
             lib = private / "checkout" / "site-packages"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import subprocess
+from collections.abc import Iterator
+from importlib import resources
+
 import psycopg
 import pytest
 from psycopg import errors as pge
@@ -9,8 +14,67 @@ from psycopg import errors as pge
 from pgsched import migrate
 from pgsched.db import check_schema, check_server_version, connect, known_revisions
 from pgsched.errors import NotMigrated, ServerTooOld
+from pgsched.server import EphemeralServer
+from tests.conftest import drop_database, new_database
 
 HEAD = known_revisions()[-1]
+
+
+# -- pgsched/sql/schema.sql is the schema the migrations make -----------------------------------
+
+
+def schema_dump(server: EphemeralServer, dsn: str) -> list[str]:
+    """The pgsched schema as pg_dump (the server's own) writes it: tables with their columns
+    in order, constraints (NOT VALID ones apart), indexes, function sources, triggers, owners
+    and grants, each object in a fixed order. Left out: alembic's version table (alembic makes
+    it, not the schema), pg_dump's comments and blank lines, and its \\restrict lines (a random
+    key each run)."""
+    pg_dump = str(server.bin_dir / "pg_dump")
+    out = subprocess.run(
+        [
+            pg_dump,
+            "--schema-only",
+            "--schema=pgsched",
+            "--exclude-table=pgsched.alembic_version",
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    skip = ("--", "\\restrict ", "\\unrestrict ")
+    return [ln for ln in out.stdout.splitlines() if ln.strip() and not ln.startswith(skip)]
+
+
+@pytest.fixture
+def second_empty_dsn(pg_server: EphemeralServer) -> Iterator[str]:
+    """Another database with no pgsched schema, beside empty_dsn's."""
+    name = new_database(pg_server, "template1")
+    yield pg_server.url(name)
+    drop_database(pg_server, name)
+
+
+def test_schema_sql_is_the_schema_the_migrations_make(
+    pg_server: EphemeralServer, empty_dsn: str, second_empty_dsn: str
+) -> None:
+    """pgsched/sql/schema.sql, run alone, makes the schema that the migrations make from zero:
+    a migration that changes the schema without it (or an edit of it alone) fails here."""
+    migrate.upgrade(empty_dsn)
+    with psycopg.connect(second_empty_dsn, autocommit=True) as c:
+        c.execute(resources.files("pgsched.sql").joinpath("schema.sql").read_text())
+    migrated = schema_dump(pg_server, empty_dsn)
+    written = schema_dump(pg_server, second_empty_dsn)
+    assert "CREATE TABLE pgsched.tasks (" in migrated  # the dump holds the schema
+    if migrated != written:
+        diff = difflib.unified_diff(
+            migrated, written, "migrated from zero", "pgsched/sql/schema.sql", lineterm=""
+        )
+        pytest.fail(
+            "pgsched/sql/schema.sql is not the schema the migrations make (pg_dump of each;"
+            " -: the migrations', +: schema.sql's):\n" + "\n".join(diff),
+            pytrace=False,
+        )
 
 
 def test_plain_insert_gets_every_default(conn: psycopg.Connection) -> None:

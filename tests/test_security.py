@@ -35,8 +35,7 @@ from pgsched.server import Cluster, EphemeralServer, open_private_log
 from pgsched.worker import Worker, reaper
 from pgsched.worker.connections import Connections
 from pgsched.worker.load import LoadSampler
-from tests.conftest import FAST, wait_until
-from tests.test_private_checkout import _python_for
+from tests.conftest import FAST, python_for, wait_until
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="another OS user can be made only as root")
@@ -85,7 +84,7 @@ def as_user(
 ) -> subprocess.CompletedProcess:
     """Run ``code`` as ``user``: an interpreter of this version it can run, with psycopg from
     ``site`` (a copy it can read) or this environment."""
-    python = _python_for(user)
+    python = python_for(user)
     if python is None:
         pytest.skip(f"no Python {sys.version_info[:2]} that user {user.pw_name} can run")
     return subprocess.run(
@@ -778,7 +777,7 @@ def test_config_masks_the_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     from pgsched.cli import common
     from tests.cli import runner
 
-    monkeypatch.setattr(common.console, "_width", 400)  # no cell wraps
+    monkeypatch.setattr(common.console, "width", 400)  # no cell wraps
     monkeypatch.chdir(tmp_path)
     for var in ("PGSCHED_DSN", "DATABASE_URL", "PGSCHED_CONFIG", "PGSCHED_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -824,7 +823,7 @@ def test_database_text_is_printed_as_text(
         ["boom \x1b]0;pwned\x07 \x1b[2J"],
     ).fetchone()[0]
     wide = 400  # no cell wraps
-    monkeypatch.setattr(common.console, "_width", wide)
+    monkeypatch.setattr(common.console, "width", wide)
     listed = ok(dsn, "list")
     shown = ok(dsn, "status", str(tid))
     for out in (listed, shown):

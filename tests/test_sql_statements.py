@@ -8,6 +8,7 @@ infer (fix: an explicit cast in the .sql file) fails here instead of in producti
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from pathlib import Path
 
@@ -40,6 +41,49 @@ def test_a_percent_sign_in_a_statements_comment_is_refused() -> None:
 def test_statements_are_loaded() -> None:
     # The parametrised test below must not pass by having nothing to check.
     assert {"submit_task", "get_task", "list_tasks", "cancel_task", "retry_task"} <= set(Q.all())
+
+
+def test_the_arbitrated_completion_differs_from_the_completion_by_its_arbiter_only() -> None:
+    """complete_tasks_arbitrated writes what complete_tasks writes, but keeps an attempt row
+    that exists already (tests/test_queue_model.py runs it through complete()): a change to
+    one statement that the other does not get fails here."""
+
+    def code(q: Query) -> list[str]:
+        return [ln for ln in q.sql.splitlines() if not ln.lstrip().startswith("--")]
+
+    diff = [
+        ln
+        for ln in difflib.unified_diff(code(Q.complete_tasks), code(Q.complete_tasks_arbitrated))
+        if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
+    ]
+    assert diff == ["+    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING"]
+
+
+LOCK_CALL = re.compile(
+    r"pg_(?:try_)?advisory_(?:xact_)?(?:un)?lock(?:_shared)?\(([^,]*),\s*(hashtext\('[^']*'\))?"
+)
+
+
+def test_every_advisory_lock_is_in_the_one_registry() -> None:
+    """pgsched/db.py lists every advisory lock pgsched takes: the statements take the
+    namespace as %(ns)s, never a number of their own; a fixed second key is named in the
+    registry; no other module defines a namespace or lock key; and no Python file but
+    alembic's environment (the migration lock) takes a lock in SQL of its own."""
+    registry = (ROOT / "pgsched/db.py").read_text()
+    locks = 0
+    for q in Q.all().values():
+        for m in LOCK_CALL.finditer(q.sql):
+            locks += 1
+            assert m[1] == "%(ns)s::int", f"{q.name}: the namespace {m[1]!r} is not %(ns)s"
+            assert m[2] is None or m[2] in registry, f"{q.name}: {m[2]} is not in pgsched/db.py"
+    assert locks >= 8  # liveness, waker (take, heartbeat, release), admin locks
+    for path in [*(ROOT / "pgsched").rglob("*.py"), *(ROOT / "migrations").rglob("*.py")]:
+        text = path.read_text()
+        where = path.relative_to(ROOT).as_posix()
+        defined = re.findall(r"^(\w*(?:NAMESPACE|LOCK)\w*)(?:: int)? = [0-9A]", text, re.M)
+        assert where == "pgsched/db.py" or not defined, f"{where} defines {defined}"
+        if "advisory_" in text and "lock(" in text:
+            assert where == "migrations/env.py", f"{where} takes an advisory lock of its own"
 
 
 # PREPARE takes only these; utility statements (LISTEN, SET, ...) are run in a rolled-back

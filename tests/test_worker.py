@@ -11,7 +11,7 @@ import pytest
 
 from pgsched.client import Client
 from pgsched.config import Settings
-from pgsched.db import ADVISORY_NAMESPACE
+from pgsched.db import ADVISORY_NAMESPACE, WORKER_LOCK_NAMESPACE
 from pgsched.registry import Registry
 from pgsched.worker import Worker
 from pgsched.worker.waker import Role
@@ -277,7 +277,7 @@ def test_one_insert_does_not_stampede_idle_workers(
                 conn,
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
                 " AND classid = %s::int::oid",
-                ADVISORY_NAMESPACE + 1,
+                WORKER_LOCK_NAMESPACE,
             )
             == 1
         ),
@@ -307,7 +307,7 @@ def test_vacant_waker_role_is_taken_within_a_heartbeat(
         " JOIN pgsched.workers w ON w.id = l.objid::int"
         " WHERE k.locktype = 'advisory' AND k.granted AND k.classid = %s::int::oid"
     )
-    ns = (ADVISORY_NAMESPACE, ADVISORY_NAMESPACE + 1)
+    ns = (ADVISORY_NAMESPACE, WORKER_LOCK_NAMESPACE)
     wait_until(lambda: len(conn.execute(waker, ns).fetchall()) == 1, 5, message="one waker")
     name = one(conn, waker, *ns)
     conn.execute("UPDATE pgsched.workers SET status = 'paused' WHERE name = %s", (name,))
@@ -362,7 +362,7 @@ def test_burst_worker_exits_while_another_worker_holds_the_waker_role(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND classid = %s::int::oid"
     )
-    wait_until(lambda: one(conn, lock, ADVISORY_NAMESPACE + 1) == 1, 5, message="a waker")
+    wait_until(lambda: one(conn, lock, WORKER_LOCK_NAMESPACE) == 1, 5, message="a waker")
     c = Client(dsn)
     ids = [c.submit("dummy", {"sleepDurationMs": 300}) for _ in range(2)]
     ev = Events()

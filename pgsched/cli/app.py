@@ -52,10 +52,11 @@ def _global(
 _registered = False
 
 
-def _register() -> None:
+def register_commands() -> None:
     """Add every command to ``app``, in the order ``pgsched --help`` lists them: each command
     module holds its own commands (``commands``) and groups and imports no other command
-    module; this is the one place that knows them all. Idempotent."""
+    module; this is the one place that knows them all. main() calls it, and so does whoever
+    invokes ``app`` in-process (tests). Idempotent."""
     global _registered
     if _registered:
         return
@@ -87,7 +88,7 @@ def _register() -> None:
 def main() -> None:
     from pgsched.errors import PgschedError
 
-    _register()
+    register_commands()
     try:
         rv = app(standalone_mode=False)
     except PgschedError as e:

@@ -12,7 +12,6 @@ it, and prints a one-line summary.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import os
 import random
@@ -34,7 +33,7 @@ from rich.text import Text
 from pgsched.cli.common import console, err_console, exits_on_error, state
 from pgsched.durations import format_duration, parse_duration
 from pgsched.errors import PgschedError, UsageError
-from pgsched.server import open_private_log
+from pgsched.server import die_with_parent, open_private_log
 
 if TYPE_CHECKING:
     from pgsched.alerts.receiver import DemoReceiver
@@ -112,11 +111,6 @@ def start_alerts(dsn: str, home: Path) -> DemoReceiver | None:
         Admin(client).apply_alerts(spec)
     receiver.log = log
     return receiver.start()
-
-
-def _die_with_parent() -> None:  # in the child: a killed demo takes its workers with it
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 # -- the sample workload ---------------------------------------------------------------------------
@@ -215,7 +209,7 @@ class Demo:
                     # Own session: the terminal's Ctrl-C reaches the demo only, which then
                     # stops the workers with SIGTERM in order.
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent(signal.SIGTERM),
                 )
             self.logs[name] = log
 
@@ -239,7 +233,7 @@ class Demo:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.logs["serve"] = log
         return f"http://127.0.0.1:{port}", token

@@ -12,7 +12,9 @@ The kind after the name says what the statement returns, so callers never choose
 ``:rowcount`` the number of rows the statement touched
 ``:copy``     a ``COPY ... FROM STDIN``: ``run(conn, rows)`` writes the rows (tuples)
 
-Files under ``migrations/`` are not statements: alembic revisions apply them whole.
+Files under ``migrations/`` are not statements: alembic revisions apply them whole. Nor is
+``schema.sql``, the whole schema as the migrations leave it, which nothing applies (a test
+compares it with a migrated database).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def to_positional(sql: str) -> tuple[str, list[str]]:
 def load_all() -> dict[str, Query]:
     queries: dict[str, Query] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
+        if not entry.name.endswith(".sql") or entry.name == "schema.sql":
             continue
         for name, q in parse(entry.read_text(encoding="utf-8"), entry.name).items():
             if name in queries:
@@ -144,24 +146,7 @@ def load_all() -> dict[str, Query]:
                     f"duplicate statement name {name!r} in {entry.name} and {queries[name].source}"
                 )
             queries[name] = q
-    for name, (base, anchor, addition) in _VARIANTS.items():
-        q = queries[base]
-        if q.sql.count(anchor) != 1:
-            raise SqlLoadError(f"{name}: {anchor!r} is not in {base!r} exactly once")
-        queries[name] = Query(name, q.kind, q.sql.replace(anchor, anchor + addition), q.source)
     return queries
-
-
-# Statements that differ from another by one clause, derived here so that the two cannot drift
-# apart: name -> (the statement, the text to add after, the addition).
-_VARIANTS = {
-    # complete_tasks when an attempt number has a row already (its comment says when).
-    "complete_tasks_arbitrated": (
-        "complete_tasks",
-        "    FROM done\n",
-        "    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING\n",
-    ),
-}
 
 
 def migration_sql(filename: str) -> str:

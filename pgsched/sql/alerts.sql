@@ -83,9 +83,6 @@ WHERE (%(rule)s::text IS NULL OR n.rule = %(rule)s::text)
 ORDER BY n.created_at DESC, n.id DESC
 LIMIT %(limit)s::int;
 
--- name: alert_rule_count :scalar
-SELECT count(*) FROM pgsched.alert_rules;
-
 -- name: alert_listen :exec
 LISTEN pgsched_alerts;
 

@@ -95,10 +95,5 @@ FROM pgsched.schedules WHERE enabled AND NOT paused;
 -- name: schedule_listen :exec
 LISTEN pgsched_schedules;
 
--- name: schedule_tasks :many
--- The tasks one schedule created, newest tick first (tests, `schedules list --json`).
-SELECT id, schedule_tick, status, created_at FROM pgsched.tasks
-WHERE schedule_id = %(id)s::bigint ORDER BY schedule_tick DESC LIMIT %(limit)s::int;
-
 -- name: db_now :scalar
 SELECT coalesce(%(now)s::timestamptz, now());

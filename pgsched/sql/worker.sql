@@ -229,8 +229,8 @@ SELECT EXISTS (
 -- completion per claim, and a claim's attempt number has no row yet (release_tasks lowers
 -- attempts but writes none), unless attempts was lowered by hand in SQL. Such a conflict
 -- fails the whole statement, which changed nothing then, and complete() runs the
--- batch again as complete_tasks_arbitrated (pgsched/sql/__init__.py), which keeps the first
--- row of that attempt number and writes the rest.
+-- batch again as complete_tasks_arbitrated (below), which keeps the first row of that attempt
+-- number and writes the rest.
 WITH u AS (
     SELECT * FROM unnest(
         %(ids)b::bigint[], %(versions)b::bigint[], %(statuses)b::text[], %(outcomes)b::text[],
@@ -260,6 +260,53 @@ WITH u AS (
     SELECT id, attempts, %(worker)s::text, started_at, coalesce(%(now)s::timestamptz, now()),
            outcome, duration_ms, error
     FROM done
+), dl AS (
+    INSERT INTO pgsched.dead_letter
+        (task_id, queue, task_type, payload, attempts, last_error, failed_at)
+    SELECT id, queue, task_type, payload, attempts, last_error,
+           coalesce(%(now)s::timestamptz, now())
+    FROM done WHERE status = 'failed'
+    ON CONFLICT ON CONSTRAINT dead_letter_task_unique DO UPDATE
+    SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error,
+        failed_at = EXCLUDED.failed_at, payload = EXCLUDED.payload
+)
+SELECT id FROM done;
+
+-- name: complete_tasks_arbitrated :many
+-- complete_tasks with an arbiter on the attempt rows, for a batch in which an attempt number
+-- has a row already (attempts lowered by hand in SQL): that row stays as it is, every other
+-- change of the batch is written. The two statements differ by that ON CONFLICT clause only
+-- (tests/test_sql_statements.py checks it).
+WITH u AS (
+    SELECT * FROM unnest(
+        %(ids)b::bigint[], %(versions)b::bigint[], %(statuses)b::text[], %(outcomes)b::text[],
+        %(results)b::jsonb[], %(errors)b::text[], %(delays)b::float8[], %(durations)b::float8[]
+    ) AS u(id, version, status, outcome, result, error, delay, duration_ms)
+), done AS (
+    UPDATE pgsched.tasks t
+    SET status = u.status,
+        result = coalesce(u.result, t.result),
+        last_error = coalesce(u.error, t.last_error),
+        progress = CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END,
+        run_at = CASE WHEN u.status = 'retrying'
+                      THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => u.delay)
+                      ELSE t.run_at END,
+        finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')
+                           THEN coalesce(%(now)s::timestamptz, now()) END,
+        assigned_worker = CASE WHEN u.status = 'retrying' THEN NULL
+                               ELSE t.assigned_worker END,
+        version = t.version + 1
+    FROM u
+    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
+    RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
+              t.last_error, u.outcome, u.duration_ms, u.error
+), ex AS (
+    INSERT INTO pgsched.task_executions
+        (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
+    SELECT id, attempts, %(worker)s::text, started_at, coalesce(%(now)s::timestamptz, now()),
+           outcome, duration_ms, error
+    FROM done
+    ON CONFLICT ON CONSTRAINT task_executions_attempt_unique DO NOTHING
 ), dl AS (
     INSERT INTO pgsched.dead_letter
         (task_id, queue, task_type, payload, attempts, last_error, failed_at)
