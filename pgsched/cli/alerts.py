@@ -11,7 +11,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    fmt_time,
+    note_started_server,
+    print_json,
+    state,
+)
 from pgsched.durations import format_duration
 
 alerts_app = typer.Typer(
@@ -220,4 +228,5 @@ def run_cmd() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console.print("alert ticker running (Ctrl-C to stop)")
+    note_started_server()  # now, not when the ticker stops
     ticker.run()

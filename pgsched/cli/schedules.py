@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    note_started_server,
+    print_json,
+    state,
+)
 from pgsched.cli.workflow import _clock
 from pgsched.durations import format_duration
 
@@ -123,6 +130,7 @@ def scheduler_cmd(
 
     sched = Scheduler(state.dsn(), file, settings=state.settings)
     report = sched.apply()
+    note_started_server()  # now, not when the scheduler stops
     console.print(
         f"scheduler: {len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.unchanged)} unchanged; ticking (Ctrl-C to stop)",

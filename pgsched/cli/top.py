@@ -23,7 +23,16 @@ from rich.text import Text
 
 from pgsched.admin import Admin
 from pgsched.cli.app import app
-from pgsched.cli.common import JsonOpt, clean, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    clean,
+    console,
+    exits_on_error,
+    fmt_time,
+    note_started_server,
+    print_json,
+    state,
+)
 from pgsched.cli.workers import STATUS_STYLE, heartbeat_style
 from pgsched.db import describe
 from pgsched.durations import format_duration
@@ -217,5 +226,7 @@ def top_cmd(
         else:
             console.print(render(s, title=title, heartbeat_timeout=settings.heartbeat_timeout))
         return
+    snapshot(admin)  # a database without the schema fails here, in one line
+    note_started_server()  # now, not when `top` ends
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how `top` ends
         run(admin, title=title, heartbeat_timeout=settings.heartbeat_timeout, interval=interval)
