@@ -169,6 +169,7 @@ _PRIVILEGES = {
     "sequence": ("has_sequence_privilege", ("USAGE", "UPDATE")),
     "function": ("has_function_privilege", ("EXECUTE",)),
     "schema": ("has_schema_privilege", ("USAGE", "CREATE")),
+    "database": ("has_database_privilege", ("CONNECT", "CREATE", "TEMPORARY")),
 }
 
 
@@ -182,7 +183,7 @@ def missing_privilege(conn: psycopg.Connection, exc: psycopg.Error) -> str:
         return primary
     kind, name = words
     fn, privs = _PRIVILEGES[kind]
-    qualified = name if kind == "schema" or "." in name else f"pgsched.{name}"
+    qualified = name if kind in ("schema", "database") or "." in name else f"pgsched.{name}"
     if kind == "function":
         # has_function_privilege needs the argument types: the name's first overload.
         target = (
