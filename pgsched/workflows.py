@@ -235,7 +235,8 @@ def submit_workflow(
         "children": children,
         "parents": parents,
     }
-    with _connection(conn_or_dsn) as c, c.cursor(row_factory=tuple_row) as cur:
+    with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=tuple_row) as cur:
+        Q.workflow_watch_client.run(cur)  # a client killed mid-insert: the insert stops too
         return int(Q.workflow_insert.run(cur, params))
 
 
