@@ -182,6 +182,8 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
+    from pgsched.db import lenient_times
+
     pool = ConnectionPool(
         dsn,
         min_size=1,
@@ -195,6 +197,9 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
             **({"options": settings.session_options} if settings.prepared_statements else {}),
         },
         check=ConnectionPool.check_connection,
+        # A time Python cannot hold ('infinity', written from SQL) reads as the earliest or
+        # latest datetime, as in the CLI's sessions, rather than fail the request.
+        configure=lenient_times,
         name="pgsched-serve",
     )
     client = Client(
