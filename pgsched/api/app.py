@@ -172,6 +172,35 @@ def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal error (logged by the server)")
 
 
+class CatchUnexpected:
+    """ASGI middleware: an exception no handler took becomes _on_unexpected's 500 here. The
+    handler registered for Exception runs in Starlette's outermost middleware, which raises the
+    exception again once the response is sent: uvicorn then drops the connection, and the
+    client's next request on it (keep-alive, as browsers and pooled clients do) failed with a
+    connection reset."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # part of a response is out: too late for another
+                raise
+            await _on_unexpected(Request(scope), exc)(scope, receive, send)
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
@@ -228,6 +257,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     )
     app.state.service = Service(client, admin, Auth(settings, admin))
     app.add_middleware(BodyLimit, max_body=settings.api_max_body)
+    app.add_middleware(CatchUnexpected)  # outermost of ours: around BodyLimit too
     app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(PgschedError, _on_pgsched)  # type: ignore[arg-type]
