@@ -32,6 +32,10 @@ from pgsched.models import DURATION_MAX_S
 # heartbeat_timeout), or the control loop logged an error every 0.7 s forever (retention).
 SECONDS: dict[str, Any] = {"allow_inf_nan": False, "le": DURATION_MAX_S}
 
+# The least time, by default, a completion write may take before the worker counts it as hung
+# (Settings.completion_hang_after).
+COMPLETION_HANG_MIN_S = 60.0
+
 CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
 
 
@@ -129,6 +133,15 @@ class Settings(BaseModel):
     )
     batch_size: int = Field(
         500, ge=1, le=10000, description="Most tasks one claim takes (capped by free slots)"
+    )
+    completion_hang_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds a completion write may stay in flight before the worker counts it "
+        "as hung (a lock never released, a server that stopped answering) and stops as a "
+        "failure; unset: 60, or 2 x heartbeat_timeout if that is longer",
     )
     completion_writers: int = Field(
         1,
@@ -253,6 +266,15 @@ class Settings(BaseModel):
         if not self.prepared_statements:
             return {"timeout": self.connect_timeout, "prepare": False}
         return {"timeout": self.connect_timeout, "options": self.session_options}
+
+    @property
+    def completion_hang_after(self) -> float:
+        """Seconds after which a completion write in flight counts as hung. Unset, at least a
+        minute and two heartbeat timeouts: a write slower than that is not load but a lock or
+        a server that will not answer."""
+        if self.completion_hang_timeout is not None:
+            return self.completion_hang_timeout
+        return max(COMPLETION_HANG_MIN_S, 2 * self.heartbeat_timeout)
 
     @property
     def idle_beat_every(self) -> float:

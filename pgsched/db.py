@@ -173,6 +173,9 @@ CONSTRAINT_MESSAGES: dict[str, str] = {
     "tasks_backoff_base_bounded": "backoff_base: must be at most 100 years",
     "tasks_backoff_cap_bounded": "backoff_cap: must be at most 100 years",
     "schedules_timeout_bounded": "timeout: must be at most 100 years",
+    "schedules_timeout_positive": "timeout: must be positive",
+    "alert_rules_min_interval_bounded": "min_interval: must be at most 100 years",
+    "alert_rules_window_bounded": "window: must be at most 100 years",
     "schedules_every_bounded": "every: must be at most 100 years",
     "tasks_run_at_range": "run_at: must be between 1900-01-01 and 9999-01-01 (UTC)",
     "tasks_ready_has_attempts": "attempts: a pending or retrying task needs an attempt left "
@@ -242,6 +245,7 @@ _PRIVILEGES = {
     "sequence": ("has_sequence_privilege", ("USAGE", "UPDATE")),
     "function": ("has_function_privilege", ("EXECUTE",)),
     "schema": ("has_schema_privilege", ("USAGE", "CREATE")),
+    "database": ("has_database_privilege", ("CONNECT", "CREATE", "TEMPORARY")),
 }
 
 
@@ -255,7 +259,7 @@ def missing_privilege(conn: psycopg.Connection[Any], exc: psycopg.Error) -> str:
         return primary
     kind, name = words
     fn, privs = _PRIVILEGES[kind]
-    qualified = name if kind == "schema" or "." in name else f"pgsched.{name}"
+    qualified = name if kind in ("schema", "database") or "." in name else f"pgsched.{name}"
     if kind == "function":
         # has_function_privilege needs the argument types: the name's first overload.
         target = (

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pgsched.db import describe, failure_reason, migrations_dir
-from pgsched.errors import DatabaseUnavailable, PgschedError, SchemaTooNew
+from pgsched.errors import DatabaseUnavailable, PermissionDenied, PgschedError, SchemaTooNew
 
 if TYPE_CHECKING:
+    import psycopg
     from alembic.config import Config
 
 
@@ -113,7 +114,23 @@ def _wrap(dsn: str, fn: Callable[[], None]) -> None:
             f"cannot connect to PostgreSQL at {describe(dsn)}: {failure_reason(e.orig or e)}"
         ) from None
     except sqlalchemy.exc.DBAPIError as e:
+        import psycopg
+
+        if isinstance(e.orig, psycopg.errors.InsufficientPrivilege):
+            raise PermissionDenied(f"migration failed: {_lacking(dsn, e.orig)}") from None
         raise PgschedError(f"migration failed: {str(e.orig).strip().splitlines()[0]}") from None
+
+
+def _lacking(dsn: str, exc: psycopg.Error) -> str:
+    """The server's "permission denied for ...", with the privileges the role lacks on that
+    object (db.missing_privilege, on a connection of its own: the migration's is gone)."""
+    from pgsched.db import connect, missing_privilege
+
+    try:
+        with connect(dsn) as conn:
+            return missing_privilege(conn, exc)
+    except PgschedError:
+        return str(exc).strip().splitlines()[0]
 
 
 def upgrade(dsn: str, revision: str = "head", lock_timeout: float = 30.0) -> None:

@@ -235,7 +235,8 @@ def submit_workflow(
         "children": children,
         "parents": parents,
     }
-    with _connection(conn_or_dsn) as c, c.cursor(row_factory=tuple_row) as cur:
+    with _connection(conn_or_dsn) as c, c.transaction(), c.cursor(row_factory=tuple_row) as cur:
+        Q.workflow_watch_client.run(cur)  # a client killed mid-insert: the insert stops too
         return int(Q.workflow_insert.run(cur, params))
 
 
@@ -255,13 +256,26 @@ def get_workflow(conn_or_dsn: psycopg.Connection[Any] | str, workflow_id: int) -
 
 
 def layers(graph: Mapping[str, list[str]]) -> dict[str, int]:
-    """Longest distance from a root for each node (roots are layer 0)."""
-    from graphlib import TopologicalSorter
-
+    """Longest distance from a root for each node (roots are layer 0), in one pass over the
+    graph in topological order. A definition with a cycle is refused, but dependency rows
+    written from SQL can close one: its nodes, and those after them, go one layer past the
+    rest, so that reading such a workflow does not fail."""
+    waiting = {n: {p for p in parents if p in graph} for n, parents in graph.items()}
+    children: dict[str, list[str]] = {}
+    for n, parents in waiting.items():
+        for p in parents:
+            children.setdefault(p, []).append(n)
+    ready = [n for n, parents in waiting.items() if not parents]
     out: dict[str, int] = {}
-    for n in TopologicalSorter(graph).static_order():
-        out[n] = 1 + max((out[p] for p in graph.get(n, []) if p in out), default=-1)
-    return out
+    while ready:
+        n = ready.pop()
+        out[n] = 1 + max((out[p] for p in graph[n] if p in out), default=-1)
+        for c in children.get(n, []):
+            waiting[c].discard(n)
+            if not waiting[c]:
+                ready.append(c)
+    after = 1 + max(out.values(), default=-1)
+    return {n: out.get(n, after) for n in graph}
 
 
 def cancel_workflow(conn_or_dsn: psycopg.Connection[Any] | str, workflow_id: int) -> dict[str, int]:

@@ -17,8 +17,13 @@ from pgsched.config import Settings
 
 
 @contextlib.contextmanager
-def serving(dsn: str, **settings: Any) -> Iterator[httpx.Client]:
+def serving(
+    dsn: str, *, routes: dict[str, Any] | None = None, **settings: Any
+) -> Iterator[httpx.Client]:
+    """``routes``: extra GET routes (path: function) on the app, for tests of its middleware."""
     app = create_app(Settings(dsn=dsn, **settings), dsn)
+    for path, fn in (routes or {}).items():
+        app.add_api_route(path, fn)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on"
     )

@@ -573,3 +573,19 @@ def test_not_migrated_is_not_ready(empty_dsn: str) -> None:
 def test_openapi_docs_are_served(dsn: str, path: str) -> None:
     with serving(dsn) as http:
         assert http.get(path).status_code == 200
+
+
+def test_an_unexpected_error_is_a_500_and_the_connection_stays_usable(dsn: str) -> None:
+    """An exception no handler takes is a one-line 500. Starlette's handler for it raised the
+    exception again after the response, uvicorn then dropped the connection, and the client's
+    next request on the same keep-alive connection failed with a reset."""
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with serving(dsn, routes={"/broken": broken}) as http:
+        for _ in range(2):
+            r = http.get("/broken")
+            assert r.status_code == 500
+            assert r.json() == {"error": "internal error (logged by the server)"}
+            assert http.get("/health/live").status_code == 200  # the same connection

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 import pgsched.cli.app as cli_app
 from pgsched.server import Cluster
+from tests.conftest import wait_until
 
 cli_app.register_commands()
 runner = CliRunner()
@@ -101,3 +103,75 @@ def test_a_command_that_started_the_embedded_server_says_so(home: Path) -> None:
     result = runner.invoke(cli_app.app, ["--home", str(home), "list"])
     assert result.exit_code == 1 and "started an embedded server" not in result.stderr
     assert run("--home", str(home), "db", "stop").strip() == "stopped"
+
+
+def _postgres_processes(data: Path) -> list[int]:
+    """Pids of postgres processes serving the cluster in ``data``."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if p.info["name"] == "postgres" and str(data) in cmd:
+            found.append(p.pid)
+    return found
+
+
+def test_a_read_in_an_empty_directory_names_the_server_it_started(tmp_path: Path) -> None:
+    """`pgsched list` as a real process where there is no .pgsched, no DSN and no config:
+    it starts the embedded server, and its one stderr line says where that server is and
+    how to stop it; `pgsched db stop` there leaves no postgres process behind."""
+    import subprocess
+
+    from tests.conftest import PGSCHED
+
+    base = Path(tempfile.mkdtemp(prefix="pgs-empty-", dir="/tmp"))
+    base.chmod(0o755)
+    (base / "home").mkdir()
+    (base / "tmp").mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PGSCHED_") and k not in ("DATABASE_URL", "PGPASSFILE")
+    }
+    env.update(HOME=str(base / "home"), TMPDIR=str(base / "tmp"))
+    work = base / "work"
+    work.mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PGSCHED, *args], cwd=work, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    data: Path | None = None
+    try:
+        r = cli("list")
+        assert r.returncode == 1 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "no pgsched schema" in lines[0]
+        home = Cluster(work / ".pgsched").home  # where root's server user can reach, if moved
+        assert f"this command started an embedded server in {home}" in lines[0]
+        assert f"`pgsched --home {home} db stop` stops it" in lines[0]
+        data = home / "data"
+        assert _postgres_processes(data), "the server runs until stopped"
+        # Running already: the next command starts nothing and says nothing of it.
+        r = cli("list")
+        assert r.returncode == 1 and "started" not in r.stderr, r.stderr
+        # A command that succeeds says it too, on a note line of its own.
+        r = cli("db", "stop")
+        assert (r.returncode, r.stdout.strip()) == (0, "stopped"), r.stderr
+        r = cli("migrate")
+        assert r.returncode == 0 and r.stdout.startswith("schema at revision"), r.stderr
+        assert r.stderr.splitlines() == [
+            f"note: this command started an embedded server in {home}, as no DSN is "
+            f"configured; `pgsched --home {home} db stop` stops it"
+        ]
+        r = cli("db", "stop")
+        assert (r.returncode, r.stdout.strip()) == (0, "stopped"), r.stderr
+        wait_until(lambda: not _postgres_processes(data), 30, message="postgres to exit")
+    finally:
+        if data is not None:
+            Cluster(data.parent).stop()
+            shutil.rmtree(data.parent, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -144,6 +144,13 @@ DURATIONS = (
     "retention",
     "cpu_ceiling",
     "memory_ceiling",
+    "completion_hang_timeout",
+)
+BOUNDED_BELOW_100_YEARS = (
+    "connect_timeout",
+    "cpu_ceiling",
+    "memory_ceiling",
+    "completion_hang_timeout",
 )
 
 
@@ -158,8 +165,25 @@ def test_durations_must_be_finite_and_bounded(tmp_path: Path, name: str, value: 
         load_settings(env={key: value}, cwd=tmp_path)
     message = str(info.value)
     assert message.startswith(f"setting {name} (env {key}): ") and "\n" not in message
-    if value == "1e300" and name not in ("connect_timeout", "cpu_ceiling", "memory_ceiling"):
+    if value == "1e300" and name not in BOUNDED_BELOW_100_YEARS:
         assert message.endswith("must be at most 3153600000 seconds (100 years)")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "86401"])
+def test_completion_hang_timeout_is_positive_and_at_most_a_day(tmp_path: Path, value: str) -> None:
+    key = "PGSCHED_COMPLETION_HANG_TIMEOUT"
+    with pytest.raises(ConfigError, match=f"setting completion_hang_timeout \\(env {key}\\)"):
+        load_settings(env={key: value}, cwd=tmp_path)
+
+
+def test_completion_hang_timeout_from_env_or_a_minute_and_two_heartbeat_timeouts(
+    tmp_path: Path,
+) -> None:
+    env = {"PGSCHED_COMPLETION_HANG_TIMEOUT": "2.5"}
+    assert load_settings(env=env, cwd=tmp_path).settings.completion_hang_after == 2.5
+    assert Settings().completion_hang_after == 60  # heartbeat_timeout 15 s
+    assert Settings(heartbeat_timeout=45).completion_hang_after == 90
+    assert Settings(heartbeat_timeout=45, completion_hang_timeout=10).completion_hang_after == 10
 
 
 def test_the_longest_durations_are_accepted(tmp_path: Path) -> None:
@@ -177,3 +201,12 @@ def test_config_command_refuses_inf_in_one_line(
     assert result.stderr.strip() == (
         "error: setting poll_interval (env PGSCHED_POLL_INTERVAL): Input should be a finite number"
     )
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """docs/operations.md lists every setting with its default."""
+    text = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`") for line in text.splitlines() if line[:3] == "| `"
+    }
+    assert rows >= set(Settings.model_fields), set(Settings.model_fields) - rows

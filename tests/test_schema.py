@@ -305,3 +305,43 @@ def test_task_durations_are_bounded_to_100_years(empty_dsn: str) -> None:
     migrate.downgrade(empty_dsn, "0005")
     with connect(empty_dsn) as c:
         c.execute("INSERT INTO pgsched.tasks (task_type, timeout) VALUES ('noop', '110 years')")
+
+
+def test_alert_and_schedule_durations_are_bounded(empty_dsn: str) -> None:
+    """Revision 0012: an alert rule's min_interval and window at most 100 years (the alert
+    ticker adds them to now()), a schedule's timeout positive (its tasks' CHECK wants it so);
+    values already there are moved: durations to the bound, a timeout to none. Rows inside
+    the bounds are left as they are."""
+    migrate.upgrade(empty_dsn, "0011")
+    with connect(empty_dsn) as c:
+        c.execute(
+            "INSERT INTO pgsched.alert_rules (name, event, channels, min_interval) VALUES"
+            " ('long', 'worker.dead', '{}', '1000000 years'),"
+            " ('fine', 'worker.dead', '{}', '36500 days')"
+        )
+        c.execute(
+            "INSERT INTO pgsched.alert_rules (name, threshold, above, time_window, channels)"
+            " VALUES ('wide', 'ready_depth', 1, '1000000 years', '{}')"
+        )
+        c.execute(
+            "INSERT INTO pgsched.schedules (name, every, task_type, timeout) VALUES"
+            " ('neg', '1 minute', 'noop', '-1 second'), ('ok', '1 minute', 'noop', '1 second')"
+        )
+    migrate.upgrade(empty_dsn)
+    with connect(empty_dsn) as c:
+        rules = c.execute(
+            "SELECT name, min_interval::text AS m, time_window::text AS w"
+            " FROM pgsched.alert_rules ORDER BY name"
+        ).fetchall()
+        assert [(r["name"], r["m"], r["w"]) for r in rules] == [
+            ("fine", "36500 days", None),
+            ("long", "36500 days", None),
+            ("wide", "00:01:00", "36500 days"),
+        ]
+        timeouts = c.execute("SELECT name, timeout::text AS t FROM pgsched.schedules ORDER BY 1")
+        assert [(r["name"], r["t"]) for r in timeouts] == [("neg", None), ("ok", "00:00:01")]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("UPDATE pgsched.schedules SET timeout = '0 seconds'")
+    migrate.downgrade(empty_dsn, "0011")
+    with connect(empty_dsn) as c:
+        c.execute("UPDATE pgsched.schedules SET timeout = '0 seconds'")

@@ -8,6 +8,7 @@ import contextlib
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
+from pgsched.config import Settings
 from pgsched.errors import PermanentError, ValidationError, WorkerDied
 from pgsched.registry import Registry
 from pgsched.worker import Worker
@@ -409,7 +411,9 @@ def test_a_dead_alert_ticker_stops_the_worker(dsn: str, workers: list[Worker]) -
 
 def test_a_hung_completion_stops_the_worker_non_zero(dsn: str, workers: list[Worker]) -> None:
     """A completion that waits for good (here on a row lock another session holds) used to
-    leave the worker heartbeating over a task it could not finish, and run() never returned."""
+    leave the worker heartbeating over a task it could not finish, and run() never returned.
+    The threshold is the setting completion_hang_timeout; the control thread's check runs here
+    at injected times on both sides of it, so the test does not wait it out."""
     gate = threading.Event()
     started = threading.Event()
     reg = Registry()
@@ -422,19 +426,25 @@ def test_a_hung_completion_stops_the_worker_non_zero(dsn: str, workers: list[Wor
 
     with Client(dsn) as c:
         tid = c.submit("gated", queue="hang")
-    w = Worker(dsn, settings=FAST, registry=reg, name="hung", queues=["hang"])
-    w.completion_hang_s = 1.0
+    settings = Settings(**FAST.model_dump(exclude_unset=True), completion_hang_timeout=600)
+    w = Worker(dsn, settings=settings, registry=reg, name="hung", queues=["hang"])
+    assert w.completion_hang_s == 600
     workers.append(w)
     w.start()
     assert started.wait(30)
     with psycopg.connect(dsn) as locker:  # a transaction that holds the task's row
         locker.execute("SELECT 1 FROM pgsched.tasks WHERE id = %s FOR UPDATE", (tid,))
         gate.set()
-        assert w.wait(40), "the worker stops once its completion hung"
-        assert w.failure is not None and "hung" in w.failure
-        with pytest.raises(WorkerDied, match="hung"):
-            w.run()
-        locker.rollback()
+        in_flight = wait_until(w.completer.hung_for, message="the completion write to start")
+        began = time.monotonic() - in_flight[1]
+        assert not w.check_hang(began + 599)  # not yet: the worker runs on
+        assert w.failure is None and not w.wait(0)
+        assert w.check_hang(began + 601)
+        locker.rollback()  # the shutdown's last flush need not wait for the lock
+    assert w.wait(40), "the worker stops once its completion hung"
+    assert w.failure is not None and "hung for 601 s" in w.failure
+    with pytest.raises(WorkerDied, match="hung"):
+        w.run()
     assert one(dsn, "SELECT status FROM pgsched.workers WHERE name = 'hung'") == "stopped"
 
 

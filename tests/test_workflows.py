@@ -20,6 +20,7 @@ from pgsched.workflows import (
     cancel_workflow,
     find_cycle,
     get_workflow,
+    layers,
     load_workflow,
     parent_results,
     parse_workflow,
@@ -69,6 +70,52 @@ def test_find_cycle_agrees_with_graphlib(g: dict[str, list[str]]) -> None:
         assert cycle[0] == cycle[-1] and len(set(cycle[:-1])) == len(cycle) - 1
         for before, after in itertools.pairwise(cycle):
             assert before in g[after]  # `after` depends on `before`
+
+
+@settings(max_examples=300, deadline=None)
+@given(graphs())
+def test_layers_are_longest_paths_and_a_cycle_does_not_break_them(g: dict[str, list[str]]) -> None:
+    """Each node's layer is one past its deepest parent's (roots 0). Dependency rows written
+    from SQL can close a cycle, which `status --workflow` failed on: every node still gets a
+    layer, those on or after a cycle one past every other."""
+    depth = layers(g)
+    assert set(depth) == set(g)
+    up = {n: _ancestors(g, n) for n in g}
+    stuck = {n for n in g if any(m in up[m] for m in up[n] | {n})}
+    free = set(g) - stuck
+    for n in free:
+        assert depth[n] == 1 + max((depth[p] for p in g[n]), default=-1)
+    assert {depth[n] for n in stuck} <= {1 + max((depth[n] for n in free), default=-1)}
+
+
+def _ancestors(g: dict[str, list[str]], node: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [node]
+    while todo:
+        for p in g[todo.pop()]:
+            if p not in seen:
+                seen.add(p)
+                todo.append(p)
+    return seen
+
+
+def test_status_of_a_workflow_whose_dependencies_close_a_cycle_from_sql(
+    conn: psycopg.Connection, dsn: str
+) -> None:
+    from tests.cli import run
+
+    wf = submit_workflow(conn, DIAMOND)
+    ids = dict(conn.execute("SELECT workflow_node, id FROM pgsched.tasks").fetchall())
+    conn.execute(
+        "INSERT INTO pgsched.task_dependencies (task_id, depends_on) VALUES (%s, %s)",
+        (ids["a"], ids["d"]),
+    )
+    r = run(dsn, "status", "--workflow", str(wf), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert {t["name"]: t["layer"] for t in json.loads(r.stdout)["tasks"]} == dict.fromkeys(
+        "abcd", 0
+    )
+    assert run(dsn, "status", "--workflow", str(wf)).exit_code == 0
 
 
 def test_cycle_error_names_the_cycle() -> None:

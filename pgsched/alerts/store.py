@@ -64,7 +64,7 @@ def apply_alerts(
     """Sync the file's channels and rules in one transaction; ``dry_run`` only reports.
     Without ``prune`` channels and rules that are not in the file are kept."""
     report = AlertsReport()
-    with translated(), conn.transaction():
+    with translated(conn), conn.transaction():
         Q.alert_apply_lock.run(conn, {"ns": ADMIN_LOCK_NAMESPACE})
         have_ch = {r["name"]: r for r in _rows(conn, Q.alert_channel_rows)}
         for ch in spec.channels:
@@ -109,25 +109,25 @@ def apply_alerts(
 
 
 def list_rules(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    with translated():
+    with translated(conn):
         rows: list[dict[str, Any]] = _rows(conn, Q.alert_rule_rows)
     return rows
 
 
 def list_channels(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    with translated():
+    with translated(conn):
         rows: list[dict[str, Any]] = _rows(conn, Q.alert_channel_rows)
     return rows
 
 
 def set_paused(conn: psycopg.Connection[Any], name: str, paused: bool) -> None:
-    with translated():
+    with translated(conn):
         if _rows(conn, Q.alert_rule_set_paused, {"name": name, "paused": paused}) is None:
             raise NotFound(f"no alert rule named {name!r}")
 
 
 def rule_for_test(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]:
-    with translated():
+    with translated(conn):
         row: dict[str, Any] | None = _rows(conn, Q.alert_rule_for_test, {"name": name})
     if row is None:
         raise NotFound(f"no alert rule named {name!r}")
@@ -137,7 +137,7 @@ def rule_for_test(conn: psycopg.Connection[Any], name: str) -> dict[str, Any]:
 def recent_notifications(
     conn: psycopg.Connection[Any], *, limit: int = 20, rule: str | None = None
 ) -> list[dict[str, Any]]:
-    with translated():
+    with translated(conn):
         rows: list[dict[str, Any]] = _rows(
             conn, Q.alert_notifications_recent, {"limit": limit, "rule": rule}
         )

@@ -173,6 +173,35 @@ def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal error (logged by the server)")
 
 
+class CatchUnexpected:
+    """ASGI middleware: an exception no handler took becomes _on_unexpected's 500 here. The
+    handler registered for Exception runs in Starlette's outermost middleware, which raises the
+    exception again once the response is sent: uvicorn then drops the connection, and the
+    client's next request on it (keep-alive, as browsers and pooled clients do) failed with a
+    connection reset."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # part of a response is out: too late for another
+                raise
+            await _on_unexpected(Request(scope), exc)(scope, receive, send)
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 
@@ -182,6 +211,8 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
 
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
+
+    from pgsched.db import lenient_times
 
     pool = ConnectionPool(
         dsn,
@@ -196,6 +227,9 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
             **({"options": settings.session_options} if settings.prepared_statements else {}),
         },
         check=ConnectionPool.check_connection,
+        # A time Python cannot hold ('infinity', written from SQL) reads as the earliest or
+        # latest datetime, as in the CLI's sessions, rather than fail the request.
+        configure=lenient_times,
         name="pgsched-serve",
     )
     client = Client(
@@ -224,6 +258,7 @@ def create_app(settings: Settings, dsn: str, *, pool_size: int = 8) -> FastAPI:
     )
     app.state.service = Service(client, admin, Auth(settings, admin))
     app.add_middleware(BodyLimit, max_body=settings.api_max_body)
+    app.add_middleware(CatchUnexpected)  # outermost of ours: around BodyLimit too
     app.add_exception_handler(RequestValidationError, _on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http)  # type: ignore[arg-type]
     app.add_exception_handler(PgschedError, _on_pgsched)  # type: ignore[arg-type]

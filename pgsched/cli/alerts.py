@@ -18,6 +18,7 @@ from pgsched.cli.common import (
     console,
     exits_on_error,
     fmt_time,
+    note_started_server,
     print_json,
     print_notifications,
     state,
@@ -226,6 +227,7 @@ def run_cmd() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console.print("alert ticker running (Ctrl-C to stop)")
+    note_started_server()  # now, not when the ticker stops
     try:
         ticker.run()
     finally:

@@ -61,6 +61,7 @@ class State:
     overrides: dict[str, Any] = field(default_factory=dict)
     config_file: str | None = None
     profile: str | None = None
+    noted_server: bool = False  # the note on the embedded server this command started is out
     _loaded: Loaded | None = None
     _client: Client | None = None
 
@@ -73,6 +74,11 @@ class State:
             self._client.close()
         self.overrides, self.config_file, self.profile = dict(overrides), config_file, profile
         self._loaded = self._client = None
+        self.noted_server = False
+        if "pgsched.db" in sys.modules:  # not imported yet: nothing was started
+            from pgsched import db
+
+            db.EMBEDDED_STARTED = None
 
     def loaded(self) -> Loaded:
         if self._loaded is None:
@@ -127,26 +133,46 @@ def exits_on_error(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except PgschedError as e:
             fail(with_server_hint(e), e.exit_code)
+        note_started_server()
+        return result
 
     return wrapper
 
 
-def with_server_hint(e: Exception) -> str:
-    """The error's line; when this command started the embedded server and found no schema
-    there, also where that server is and how to stop it."""
+def started_server() -> str | None:
+    """Where the embedded server this command started is and how to stop it, or None when
+    it started none (a DSN is configured, or the server was running already)."""
     from pgsched import db
-    from pgsched.errors import NotMigrated
 
-    if isinstance(e, NotMigrated) and db.EMBEDDED_STARTED is not None:
-        home = db.EMBEDDED_STARTED
-        return (
-            f"{e} (this command started an embedded server in {home}; "
-            f"`pgsched --home {home} db stop` stops it)"
-        )
-    return str(e)
+    home = db.EMBEDDED_STARTED
+    if home is None:
+        return None
+    return (
+        f"this command started an embedded server in {home}, as no DSN is configured; "
+        f"`pgsched --home {home} db stop` stops it"
+    )
+
+
+def note_started_server() -> None:
+    """One ``note:`` line on stderr, once per command, if it started the embedded server: a
+    command run where no server was meant to be leaves none running unannounced."""
+    text = started_server()
+    if text is not None and not state.noted_server:
+        state.noted_server = True
+        err_console.print(f"note: {text}", markup=False)
+
+
+def with_server_hint(e: Exception) -> str:
+    """The error's line; when this command started the embedded server, also where that
+    server is and how to stop it (the same line: a refusal is one line)."""
+    text = started_server()
+    if text is None or state.noted_server:
+        return str(e)
+    state.noted_server = True
+    return f"{e} ({text})"
 
 
 def to_jsonable(value: Any) -> Any:

@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, short_time, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    note_started_server,
+    print_json,
+    short_time,
+    state,
+)
 from pgsched.durations import format_duration
 
 commands = typer.Typer()
@@ -122,6 +130,7 @@ def scheduler_cmd(
 
     sched = Scheduler(state.dsn(), file, settings=state.settings)
     report = sched.apply()
+    note_started_server()  # now, not when the scheduler stops
     console.print(
         f"scheduler: {len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.unchanged)} unchanged; ticking (Ctrl-C to stop)",

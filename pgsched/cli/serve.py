@@ -7,7 +7,15 @@ import ipaddress
 import typer
 from rich.table import Table
 
-from pgsched.cli.common import JsonOpt, console, exits_on_error, fmt_time, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    fmt_time,
+    note_started_server,
+    print_json,
+    state,
+)
 from pgsched.errors import UsageError
 
 commands = typer.Typer()
@@ -50,6 +58,7 @@ def serve_cmd(
         )
     configure(settings.log_level, settings.log_format)
     api = create_app(settings, state.dsn())
+    note_started_server()  # now, not when the server stops
     uvicorn.run(api, host=host, port=port, log_level=settings.log_level, access_log=False)
 
 

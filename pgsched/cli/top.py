@@ -6,7 +6,14 @@ import contextlib
 
 import typer
 
-from pgsched.cli.common import JsonOpt, console, exits_on_error, print_json, state
+from pgsched.cli.common import (
+    JsonOpt,
+    console,
+    exits_on_error,
+    note_started_server,
+    print_json,
+    state,
+)
 from pgsched.cli.live import render, run, snapshot
 from pgsched.db import describe
 from pgsched.errors import UsageError
@@ -36,5 +43,7 @@ def top_cmd(
         else:
             console.print(render(s, title=title, heartbeat_timeout=settings.heartbeat_timeout))
         return
+    snapshot(admin)  # a database without the schema fails here, in one line
+    note_started_server()  # now, not when `top` ends
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how `top` ends
         run(admin, title=title, heartbeat_timeout=settings.heartbeat_timeout, interval=interval)

@@ -12,7 +12,7 @@ from types import FrameType
 
 import typer
 
-from pgsched.cli.common import exits_on_error, fail, state
+from pgsched.cli.common import exits_on_error, fail, note_started_server, state
 from pgsched.durations import parse_duration
 from pgsched.worker.supervision import safe_str
 
@@ -153,6 +153,7 @@ def worker_cmd(
             fail(f"--http-port {http_port}: cannot listen: {e.strerror or e}", 1)
         probe.start()
     w.start()
+    note_started_server()  # now: a worker may run for days
     try:
         if schedules is not None:
             from pgsched.schedules import Scheduler

@@ -50,7 +50,9 @@ SELECT 'dead_letter', '', '', count(*)::float8 FROM pgsched.dead_letter
 UNION ALL
 SELECT 'schedule_lag', name, '',
        greatest(0, extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - next_tick))::float8
-FROM pgsched.schedules WHERE enabled AND NOT paused AND next_tick IS NOT NULL;
+-- isfinite: a next_tick set to +-infinity from SQL has no lag (PostgreSQL < 17 refuses the
+-- subtraction, and /metrics failed whole).
+FROM pgsched.schedules WHERE enabled AND NOT paused AND isfinite(next_tick);
 
 -- name: token_create :one
 INSERT INTO pgsched.api_tokens (name, token_hash, scopes)

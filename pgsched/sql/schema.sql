@@ -10,9 +10,9 @@
 -- Not here: alembic's version table pgsched.alembic_version (alembic makes it; pgsched_submit,
 -- pgsched_read and pgsched_worker may read it, pgsched_admin may change it), and the rows some
 -- migrations write into existing tables (0006 starts metric_counters from the attempts there;
--- 0007 lowers values over the bounds below to them).
+-- 0007 and 0012 move values over the bounds below to them).
 --
--- Every constraint is named: pgsched/errors.py translates violations by constraint name into
+-- Every constraint is named: pgsched/db.py (translate) turns violations by constraint name into
 -- one-line user errors.
 
 CREATE SCHEMA IF NOT EXISTS pgsched;
@@ -47,7 +47,8 @@ CREATE TABLE pgsched.schedules (
     priority     integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL DEFAULT 3,
     timeout      interval CONSTRAINT schedules_timeout_bounded
-                 CHECK (timeout <= interval '36500 days'),
+                 CHECK (timeout <= interval '36500 days')
+                 CONSTRAINT schedules_timeout_positive CHECK (timeout > interval '0'),
     enabled      boolean NOT NULL DEFAULT true,
     paused       boolean NOT NULL DEFAULT false,
     misfire      text NOT NULL DEFAULT 'once'
@@ -284,7 +285,9 @@ CREATE TABLE pgsched.alert_rules (
                      'dead_letter_size')),
     above        double precision,
     time_window  interval CONSTRAINT alert_rules_window_positive
-                 CHECK (time_window > interval '0'),
+                 CHECK (time_window > interval '0')
+                 CONSTRAINT alert_rules_window_bounded
+                 CHECK (time_window <= interval '36500 days'),
     min_attempts integer NOT NULL DEFAULT 1,
     -- Filters (NULL: any).
     queues       text[],
@@ -293,7 +296,9 @@ CREATE TABLE pgsched.alert_rules (
     -- The event field whose value is the storm-control key ('none': one key for the rule).
     group_by     text NOT NULL DEFAULT 'none',
     min_interval interval NOT NULL DEFAULT interval '1 minute'
-                 CONSTRAINT alert_rules_min_interval_valid CHECK (min_interval >= interval '0'),
+                 CONSTRAINT alert_rules_min_interval_valid CHECK (min_interval >= interval '0')
+                 CONSTRAINT alert_rules_min_interval_bounded
+                 CHECK (min_interval <= interval '36500 days'),
     channels     text[] NOT NULL,
     paused       boolean NOT NULL DEFAULT false,
     -- Threshold rules: when the next evaluation is due (advanced by compare-and-set, so one

@@ -122,11 +122,10 @@ class Completer:
         t, name = min(starts)
         return name, now - t
 
-    @property
-    def healthy(self) -> bool:
-        """Every writer runs, and none has been writing for more than a minute."""
+    def healthy(self, hang_after: float) -> bool:
+        """Every writer runs, and none has been writing for more than ``hang_after`` s."""
         hung = self.hung_for()
-        return self.alive and (hung is None or hung[1] < 60)
+        return self.alive and (hung is None or hung[1] <= hang_after)
 
     @property
     def backlog(self) -> int:

@@ -36,9 +36,6 @@ from pgsched.worker.supervision import CrashHook
 from pgsched.worker.wake import Wake
 from pgsched.worker.waker import HANDOFF, Waker
 
-# The least time a completion write may take before the worker counts it as hung.
-COMPLETION_HANG_MIN_S = 60.0
-
 
 class Pace:
     """When the control thread acts next. A worker running nothing beats every
@@ -104,7 +101,7 @@ class Control:
         # A completion write in flight for longer than this is hung (a lock that is never
         # released, a server that stopped answering): the worker stops as a failure, as for a
         # dead thread, rather than heartbeat over tasks whose outcomes it cannot write.
-        self.hang_after = max(COMPLETION_HANG_MIN_S, 2 * settings.heartbeat_timeout)
+        self.hang_after = settings.completion_hang_after
         self._conn: psycopg.Connection[DictRow] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -275,15 +272,22 @@ class Control:
         if pace.recovery.due(now):
             self._reap(conn)
             pace.recovery.ran(now)
-        hung = self._completer.hung_for(now)
-        if hung is not None and hung[1] > self.hang_after:
-            self._on_died(hung[0], TimeoutError(f"a completion write hung for {hung[1]:.0f} s"))
+        if self.check_hang(now):
             return  # the worker stops: _on_died ended this loop
         if now >= pace.next_prune:
             pruned = reaper.prune(conn, retention=self.settings.retention)
             pace.pruned(now, pruned)
             if pruned:
                 self._emit("tasks_pruned", "debug", count=pruned)
+
+    def check_hang(self, now: float) -> bool:
+        """Stop the worker as a failure if a completion write has been in flight for longer
+        than hang_after at monotonic time ``now`` (True then)."""
+        hung = self._completer.hung_for(now)
+        if hung is None or hung[1] <= self.hang_after:
+            return False
+        self._on_died(hung[0], TimeoutError(f"a completion write hung for {hung[1]:.0f} s"))
+        return True
 
     def _reconnect(self) -> None:
         if self._stop.is_set():

@@ -160,12 +160,15 @@ class Worker:
 
     @property
     def completion_hang_s(self) -> float:
-        """A completion write in flight for longer than this stops the worker as a failure."""
+        """A completion write in flight for longer than this stops the worker as a failure
+        (Settings.completion_hang_after)."""
         return self._control.hang_after
 
-    @completion_hang_s.setter
-    def completion_hang_s(self, seconds: float) -> None:
-        self._control.hang_after = seconds
+    def check_hang(self, now: float | None = None) -> bool:
+        """The hang check the control thread runs on each pass, at monotonic time ``now``
+        (default: now): a completion write in flight for longer than completion_hang_s stops
+        the worker as a failure (True then)."""
+        return self._control.check_hang(time.monotonic() if now is None else now)
 
     @property
     def waker(self) -> Waker:
@@ -310,7 +313,9 @@ class Worker:
                 self._wake.clear()
             self.executor.stop_all("shutdown")
             # A dead or hung completer writes nothing more: recovery takes what it left running.
-            self.completer.flush(timeout=10 if self.completer.healthy else 0)
+            self.completer.flush(
+                timeout=10 if self.completer.healthy(self.completion_hang_s) else 0
+            )
             self._control.stop()
             for t in self._threads:
                 if t.name == "pgsched-control" and t is not threading.current_thread():
