@@ -39,6 +39,8 @@ def _scrape(dsn: str, conn: psycopg.Connection) -> dict[str, set[str]]:
     seed(dsn, conn, gates)  # successes, failures into the dead letter, a schedule
     with Client(dsn) as c:
         retried = c.submit("flaky", {"key": "r1"}, max_attempts=3, backoff_base=0.01)
+        # Ready whatever the worker does: a type it does not run (the ready-age series).
+        c.submit("run-by-no-worker")
     with worker(dsn, gates, "scraped-worker"):
         wait_until(
             lambda: (
