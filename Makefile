@@ -121,11 +121,11 @@ SERVERS ?= bundled $(if $(wildcard $(PG15_BIN)/postgres),system)
 bench: $(STAMP) $(PEERS_STAMP)
 	@set -e; runs=""; for s in $(SERVERS); do \
 		$(BIN)/python bench/run.py --server $$s --no-report; \
-		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | grep -v -- -probe- | head -1)"; done; \
 	$(BIN)/python bench/report.py $$runs
 
 bench-quick: $(STAMP) $(PEERS_STAMP)
 	@set -e; runs=""; for s in $(SERVERS); do \
 		$(BIN)/python bench/run.py --quick --server $$s --no-report; \
-		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | grep -v -- -probe- | head -1)"; done; \
 	$(BIN)/python bench/report.py $$runs
