@@ -88,8 +88,8 @@ def pickup(p: Probe) -> None:
     def traced_claim(*a: Any, **kw: Any) -> Any:
         t0 = time.time()
         rows = claim(*a, **kw)
-        if rows and current["k"] is not None:
-            marks[current["k"]].update(claim_sent=t0, claim_answered=time.time())
+        if rows and current["k"] is not None:  # it may answer before the producer's mark
+            marks.setdefault(current["k"], {}).update(claim_sent=t0, claim_answered=time.time())
         return rows
 
     Waker.heard = traced_heard  # type: ignore[method-assign]
