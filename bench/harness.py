@@ -562,7 +562,8 @@ def versions() -> dict:
 
 
 def commit() -> str:
-    """The checkout's commit, `+` when it has uncommitted changes; `?` outside a git checkout."""
+    """The checkout's commit, `+` when the code measured (pgsched, its migrations, bench's
+    modules) has uncommitted changes; `?` outside a git checkout."""
 
     def git(*args: str) -> str:
         res = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
@@ -571,7 +572,10 @@ def commit() -> str:
     head = git("rev-parse", "--short=12", "HEAD")
     if not head:
         return "?"
-    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    measured = ["pgsched", "migrations", "bench", ":!bench/*.md", ":!bench/report.py"]
+    return head + (
+        "+" if git("status", "--porcelain", "--untracked-files=no", "--", *measured) else ""
+    )
 
 
 def begin_raw(out: Path, run_id: str, server: EphemeralServer | None, **meta: object) -> float:
