@@ -256,137 +256,84 @@ def _verdict(ok: bool) -> str:
 
 
 def target_rows(m: dict) -> list[Row]:
+    rows: list[Row] = []
+
     def g(w: str, s: str, metric: str) -> float | None:
         return m.get((w, s, metric))
 
-    def best_peer(w: str, metric: str, lowest: bool = False) -> tuple[str, float] | None:
-        got = [(s, v) for s in PEERS if (v := g(w, s, metric)) is not None]
-        return (min if lowest else max)(got, key=lambda x: x[1]) if got else None
+    def add(label: str, measured: str | None, ok: bool | None = None) -> None:
+        verdict = "–" if measured is None or ok is None else _verdict(ok)
+        rows.append((label, measured or "not measured", verdict))
 
-    rows: list[Row] = []
-
-    def ratio_row(
-        label: str, w: str, metric: str, factor: float, lowest: bool = False, peer: str = ""
-    ) -> None:
+    def ratio(label: str, w: str, metric: str, factor: float, lowest: bool = False) -> None:
+        """pgsched against the best peer (the lowest when lower is better)."""
         unit = "ms" if lowest else "tasks/s"
         mine = g(w, "pgsched", metric)
-        other = (peer, g(w, peer, metric)) if peer else best_peer(w, metric, lowest)
-        if mine is None or other is None or other[1] is None:
-            rows.append((label, "not measured", "–"))
-            return
-        r = mine / other[1] if other[1] else float("inf")
-        ok = r <= factor if lowest else r >= factor
-        rows.append(
-            (
-                label,
-                f"{r:.2f}× ({fmt(mine, unit)} vs {other[0]} {fmt(other[1], unit)})",
-                _verdict(ok),
-            )
-        )
+        got = [(s, v) for s in PEERS if (v := g(w, s, metric))]
+        if mine is None or not got:
+            return add(label, None)
+        peer, theirs = (min if lowest else max)(got, key=lambda x: x[1])
+        r = mine / theirs
+        add(label, f"{r:.2f}× ({fmt(mine, unit)} vs {peer} {fmt(theirs, unit)})",
+            r <= factor if lowest else r >= factor)  # fmt: skip
 
-    def bound_row(label: str, value: float | None, limit: float, unit: str) -> None:
-        if value is None:
-            rows.append((label, "not measured", "–"))
-        else:
-            measured = f"{fmt(value, unit)} {unit} (limit {limit:g} {unit})"
-            rows.append((label, measured, _verdict(value <= limit)))
+    def bound(label: str, w: str, metric: str, limit: float, unit: str) -> None:
+        v = g(w, "pgsched", metric)
+        add(label, None if v is None else f"{fmt(v, unit)} {unit} (limit {limit:g} {unit})",
+            v is not None and v <= limit)  # fmt: skip
 
-    ratio_row("B drain, one worker ≥ 2× the fastest peer", "B", "drain_1w", 2.0)
-    ratio_row("A bulk ≥ 2× every peer", "A", "enqueue_bulk", 2.0)
-    turns = g("A", "pgsched", "one_vs_pgqueuer")
-    mine, theirs = g("A", "pgsched", "enqueue_one"), g("A", "pgqueuer", "enqueue_one")
-    if turns is not None and mine and theirs:
-        rows.append(
-            (
-                "A one call per task ≥ 1.2× PGQueuer",
-                f"{turns:.2f}× (median per-round ratio, taking turns; rates"
-                f" {fmt(mine, 'tasks/s')} vs {fmt(theirs, 'tasks/s')})",
-                _verdict(turns >= 1.2),
-            )
-        )
-    else:
-        ratio_row("A one call per task ≥ 1.2× PGQueuer", "A", "enqueue_one", 1.2, peer="pgqueuer")
-    si, ri = g("A", "pgsched", "enqueue_sql_insert"), g("A", "pgsched", "enqueue_raw_insert")
-    paired = g("A", "pgsched", "sql_insert_vs_raw")
-    if si and ri:
-        r = paired if paired is not None else si / ri
-        how = "median per-round ratio, taking turns; " if paired is not None else ""
-        rows.append(
-            (
-                "A plain SQL INSERT within 15% of the raw insert",
-                f"{r:.2f}× of raw ({how}rates {fmt(si, 'tasks/s')} vs {fmt(ri, 'tasks/s')})",
-                _verdict(r >= 0.85),
-            )
-        )
-    ratio_row("C steady (1 call per task) ≥ every peer", "C", "steady_b1_completed", 1.0)
-    bound_row(
-        "C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)",
-        g("C", "pgsched", "steady_b1_backlog"),
-        1000,
-        "tasks",
-    )
-    ratio_row("C steady (batch 100) ≥ every peer", "C", "steady_b100_completed", 1.0)
-    bl = g("C", "pgsched", "steady_b100_backlog")
-    if bl is not None:
-        rows.append(
-            (
-                "C steady (batch 100) backlog (shown; the target is for 1 call per task)",
-                f"{fmt(bl, 'tasks')} tasks",
-                "–",
-            )
-        )
-    ratio_row("D p50 ≤ best peer", "D", "latency_api_p50", 1.0, lowest=True)
-    bound_row("D p99 ≤ 10 ms (Python API)", g("D", "pgsched", "latency_api_p99"), 10, "ms")
-    bound_row("D p99 ≤ 10 ms (plain SQL INSERT)", g("D", "pgsched", "latency_sql_p99"), 10, "ms")
-    bound_row("D run_at lateness p99 ≤ 100 ms", g("D", "pgsched", "runat_lateness_p99"), 100, "ms")
-    bound_row("E kill -9: median ≤ 1 s", g("E", "pgsched", "kill9_median"), 1, "s")
-    bound_row("E kill -9: max ≤ 2 s", g("E", "pgsched", "kill9_max"), 2, "s")
-    bound_row(
-        "E SIGSTOP: reassigned ≤ heartbeat timeout + 1 s after the last heartbeat (max)",
-        g("E", "pgsched", "sigstop_after_timeout_max"),
-        1,
-        "s",
-    )
-    bound_row(
-        "E SIGSTOP: the same counted from the signal (median)",
-        g("E", "pgsched", "sigstop_excess_median"),
-        1,
-        "s",
-    )
+    def paired(label: str, metric: str, a: str, b: str, want: float, of: str) -> None:
+        """A ratio measured taking turns (the median of per-round ratios), with both rates."""
+        r, ra, rb = g("A", "pgsched", metric), g("A", "pgsched", a), g("A", b, f"enqueue_{of}")
+        if r is None or not ra or not rb:
+            return add(label, None)
+        add(label, f"{r:.2f}× (median per-round ratio, taking turns; rates {fmt(ra, 'tasks/s')}"
+            f" vs {fmt(rb, 'tasks/s')})", r >= want)  # fmt: skip
+
+    ratio("B drain, one worker ≥ 2× the fastest peer", "B", "drain_1w", 2.0)
+    ratio("A bulk ≥ 2× every peer", "A", "enqueue_bulk", 2.0)
+    paired("A one call per task ≥ 1.2× PGQueuer", "one_vs_pgqueuer", "enqueue_one",
+           "pgqueuer", 1.2, "one")  # fmt: skip
+    paired("A plain SQL INSERT within 15% of the raw insert", "sql_insert_vs_raw",
+           "enqueue_sql_insert", "pgsched", 0.85, "raw_insert")  # fmt: skip
+    ratio("C steady (1 call per task) ≥ every peer", "C", "steady_b1_completed", 1.0)
+    bound("C steady (1 call per task) backlog ≈ 0 (≤ 1,000 tasks)", "C", "steady_b1_backlog",
+          1000, "tasks")  # fmt: skip
+    ratio("C steady (batch 100) ≥ every peer", "C", "steady_b100_completed", 1.0)
+    if (bl := g("C", "pgsched", "steady_b100_backlog")) is not None:
+        add("C steady (batch 100) backlog (shown; the target is for 1 call per task)",
+            f"{fmt(bl, 'tasks')} tasks")  # fmt: skip
+    ratio("D p50 ≤ best peer", "D", "latency_api_p50", 1.0, lowest=True)
+    bound("D p99 ≤ 10 ms (Python API)", "D", "latency_api_p99", 10, "ms")
+    bound("D p99 ≤ 10 ms (plain SQL INSERT)", "D", "latency_sql_p99", 10, "ms")
+    bound("D run_at lateness p99 ≤ 100 ms", "D", "runat_lateness_p99", 100, "ms")
+    bound("E kill -9: median ≤ 1 s", "E", "kill9_median", 1, "s")
+    bound("E kill -9: max ≤ 2 s", "E", "kill9_max", 2, "s")
+    bound("E SIGSTOP: reassigned ≤ heartbeat timeout + 1 s after the last heartbeat (max)", "E",
+          "sigstop_after_timeout_max", 1, "s")  # fmt: skip
+    bound("E SIGSTOP: the same counted from the signal (median)", "E", "sigstop_excess_median",
+          1, "s")  # fmt: skip
     for metric in ("drain_1w", "latency_api_p50"):
-        for label in ("pending", "finished"):
-            v = g("G", "pgsched", f"{metric}_vs_empty_{label}")
-            if v is not None:
-                ok = v >= 0.8 if metric.startswith("drain") else v <= 1.2
-                rows.append(
-                    (
-                        f"G {metric} with a large {label} table within 20% of empty",
-                        f"{v:.2f}× of empty",
-                        _verdict(ok),
-                    )
-                )
+        for table in ("pending", "finished"):
+            if (v := g("G", "pgsched", f"{metric}_vs_empty_{table}")) is not None:
+                ok = v >= 0.8 if metric == "drain_1w" else v <= 1.2
+                add(f"G {metric} with a large {table} table within 20% of empty",
+                    f"{v:.2f}× of empty", ok)  # fmt: skip
     for hosts, want, label in (
         ("hogged", 1.35, "F weighted ≥ 1.35× faster than plain, one worker's CPU hogged"),
         ("even", 1 / 1.05, "F weighted costs ≤ 5% against plain, even hosts"),
     ):
-        w = g("F", "pgsched", f"total_{hosts}_weighted")
-        pl = g("F", "pgsched", f"total_{hosts}_plain")
+        w, pl = (
+            g("F", "pgsched", f"total_{hosts}_weighted"),
+            g("F", "pgsched", f"total_{hosts}_plain"),
+        )
         if w and pl:
-            rows.append(
-                (
-                    label,
-                    f"{pl / w:.2f}× (plain {fmt(pl, 's')} s / weighted {fmt(w, 's')} s)",
-                    _verdict(pl / w >= want),
-                )
-            )
-    bound_row("H idle Postgres CPU < 5% of a core", g("H", "pgsched", "idle_pg_cpu"), 5, "%")
-    bound_row("H one insert wakes ≤ 2 workers", g("H", "pgsched", "claims_per_insert"), 2, "claims")
-    bound_row(
-        "I /metrics scrape < 10 ms of database time (1M rows)",
-        g("I", "pgsched", "scrape db time p50 (1M rows)"),
-        10,
-        "ms",
-    )
+            add(label, f"{pl / w:.2f}× (plain {fmt(pl, 's')} s / weighted {fmt(w, 's')} s)",
+                pl / w >= want)  # fmt: skip
+    bound("H idle Postgres CPU < 5% of a core", "H", "idle_pg_cpu", 5, "%")
+    bound("H one insert wakes ≤ 2 workers", "H", "claims_per_insert", 2, "claims")
+    bound("I /metrics scrape < 10 ms of database time (1M rows)", "I",
+          "scrape db time p50 (1M rows)", 10, "ms")  # fmt: skip
     rows.append(dashboard_row(m))
     return rows
 
