@@ -119,12 +119,13 @@ def _sampled(p: Probe, n: int) -> None:
             parked += c  # blocked in a queue's get: py-spy cannot tell it is idle
             continue
         total += c
-        th = re.sub(r"\s*\(\d+\)", "", frames[0]).replace("thread :", "").strip()
+        th = re.sub(r"^thread \(\d+\): ", "", frames[0]).strip()  # py-spy: "thread (TID): NAME"
         threads[th[:50]] += c
         self_time[(th[:30], re.sub(r" \(/.*?site-packages/", " (", frames[-1]))] += c
     p.record("drain with py-spy sampling at 100 Hz", n / dt2, "tasks/s", active_samples=total,
              parked_samples=parked)  # fmt: skip
     for name, c in threads.most_common(6):
-        p.record(f"py-spy, thread {name}", 100 * c / total, "% of active samples")
+        p.record(f"py-spy, thread {name}: all its frames", 100 * c / total, "% of active samples")
     for (th, name), c in self_time.most_common(10):
-        p.record(f"py-spy, {th}, self: {name[:100]}", 100 * c / total, "% of active samples")
+        p.record(f"py-spy, thread {th}, self time: {name[:100]}", 100 * c / total,
+                 "% of active samples")  # fmt: skip

@@ -755,11 +755,11 @@ def _pickup(f: Figures) -> str:
         return f.probe("pickup", f"{a} -> {b}", "ms")
 
     return (
-        "A pickup is mostly one durable write after the server sat idle. `pickup`, medians: "
-        f"commit to NOTIFY seen {step('commit', 'notify')}, to claim sent "
-        f"{step('notify', 'claim_sent')}, claim answered {step('claim_sent', 'claim_answered')} "
-        f"later, body started {step('claim_answered', 'body')} after. A one-row UPDATE and its "
-        "commit (`commit-idle`) take "
+        "A pickup is mostly one durable write after the server sat idle. `pickup` (an idle "
+        "worker in the probe's own process, medians): from the notification seen to the claim "
+        f"sent {step('notify', 'claim_sent')}, the claim's round trip "
+        f"{step('claim_sent', 'claim_answered')}, from its answer to the body "
+        f"{step('claim_answered', 'body')}. A one-row UPDATE and its commit (`commit-idle`) take "
         + f.probe("commit-idle", "one-row UPDATE and its commit, 20 ms idle before each", "ms")
         + " after 20 ms idle against "
         + f.probe("commit-idle", "one-row UPDATE and its commit, 0 ms idle before each", "ms")
@@ -788,29 +788,30 @@ def _weighting(f: Figures) -> str:
         "free one) max(5k, 11), so the most any split can win is 8k / max(5k, 11), with k read "
         "from the plain runs: "
         + " / ".join(bound(i) for i in range(len(f.ms)))
-        + ". The tasks hash outside the GIL: a pure-Python body hardly slows beside a hog "
-        "(`hog-threads`: 8 `spin` threads "
-        + f.probe("hog-threads", "spin: beside the hog over alone (medians)", "×")
-        + " the time alone, 8 `crunch` threads "
+        + ". The tasks hash outside the GIL, so the kernel shares the core between them and "
+        "the hog; `hog-threads` shows how much 8 threads of each body slow beside a hog on one "
+        "CPU: the hashing of F's tasks "
         + f.probe("hog-threads", "crunch: beside the hog over alone (medians)", "×")
-        + "), so only native work shows what weighting is for."
+        + ", a pure-Python loop "
+        + f.probe("hog-threads", "spin: beside the hog over alone (medians)", "×")
+        + "."
     )
 
 
 def _one_call(f: Figures) -> str:
+    def submit(way: str, what: str, unit: str) -> str:
+        return f.probe("submit-call", f"{way}: {what}", unit)
+
     return (
         "A one-row autocommit call is mostly its round trip and its commit's flush, which "
-        "PGQueuer's enqueue waits for too (`commit-idle`: a one-row UPDATE "
+        "PGQueuer's enqueue waits for too (`commit-idle`: a one-row UPDATE and its commit "
         + f.probe("commit-idle", "one-row UPDATE and its commit, 0 ms idle before each", "ms")
-        + " back to back). `submit-call`: Client.submit "
-        + f.probe("submit-call", "Client.submit: calls/s", "/s")
-        + " with "
-        + f.probe("submit-call", "Client.submit: client CPU per call", "µs")
-        + " of client CPU per call, a bare psycopg INSERT "
-        + f.probe("submit-call", "psycopg INSERT (task_type, payload): calls/s", "/s")
-        + " with "
-        + f.probe("submit-call", "psycopg INSERT (task_type, payload): client CPU per call", "µs")
-        + "."
+        + " back to back). `submit-call`, one connection, taking turns: Client.submit "
+        f"{submit('Client.submit', 'calls/s', '/s')} with "
+        f"{submit('Client.submit', 'client CPU per call', 'µs')} of client CPU per call, a bare "
+        "psycopg INSERT "
+        f"{submit('psycopg INSERT (task_type, payload)', 'calls/s', '/s')} with "
+        f"{submit('psycopg INSERT (task_type, payload)', 'client CPU per call', 'µs')}."
     )
 
 
