@@ -187,12 +187,18 @@ def fmt(v: float | None, unit: str) -> str:
     if unit.endswith("/s"):
         return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
     if unit in ("ms", "µs"):
-        return f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}" if abs(v) < 100 else f"{v:.0f}"
+        digits = 3 if abs(v) < 1 else 2 if abs(v) < 10 else 1 if abs(v) < 100 else 0
+        return f"{v:.{digits}f}"
     if unit in ("s", "×", "ratio"):
         return f"{v:.2f}"
     if abs(v) >= 100 or float(v).is_integer():
         return f"{v:.0f}"
     return f"{v:.2f}"
+
+
+def with_unit(v: float | None, unit: str) -> str:
+    sep = "" if unit in ("×", "") or unit.startswith("/") else " "
+    return f"{fmt(v, unit)}{sep}{unit}"
 
 
 def cell(vals: list[float], unit: str) -> str:
@@ -591,7 +597,7 @@ class Figures:
         rec = next((r for r in raw.recs if r["metric"] == metric), None) if raw else None
         if rec is None:
             return f"(not measured: `python bench/probes.py {name}`)"
-        return f"{fmt(rec['value'], unit)} {unit}".rstrip()
+        return with_unit(rec["value"], unit)
 
 
 def performance_page(ss: list[Server], probes: list[Raw]) -> str:
@@ -700,7 +706,7 @@ def probe_section(raw: Raw) -> list[str]:
         spread = ""
         if "min" in r:
             spread = f"{fmt(r['min'], unit)}–{fmt(r['max'], unit)} ({r.get('n', '?')})"
-        out.append(f"| {r['metric']} | {fmt(r['value'], unit)} {unit} | {spread} |")
+        out.append(f"| {r['metric']} | {with_unit(r['value'], unit)} | {spread} |")
     return out
 
 

@@ -151,11 +151,11 @@ def test_a_missed_target_says_where_its_time_goes_from_the_probe_records(report,
         _rec("pickup", "claim_sent -> claim_answered", 0.832, min=0.5, max=3.0, n=140),
     )
     page = report.render([run, probe])[report.PERFORMANCE]
-    assert "| D p50 ≤ best peer | 1.55× (1.7 vs graphile 1.1): **not met** |" in page
+    assert "| D p50 ≤ best peer | 1.55× (1.70 vs graphile 1.10): **not met** |" in page
     why = next(line for line in page.splitlines() if line.startswith("- **D p50"))
-    assert "claim answered 0.832 ms later" in why
+    assert "the claim's round trip 0.832 ms" in why
     assert "(not measured: `python bench/probes.py commit-idle`)" in why
-    assert "| claim_sent -> claim_answered | 0.832 ms | 0.500–3.0 (140) |" in page
+    assert "| claim_sent -> claim_answered | 0.832 ms | 0.500–3.00 (140) |" in page
     assert f"raw `bench/raw/{probe.name}`" in page
 
 
