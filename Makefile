@@ -118,17 +118,18 @@ $(PEERS_STAMP): bench/requirements-peers.txt bench/package.json
 	@touch $@
 
 # Each runs on the bundled PostgreSQL 18 and, when installed, on the system's (Debian's 15,
-# JIT on), then writes bench/RESULTS.md from both runs. SERVERS=bundled (or system) runs one.
+# JIT on), then writes bench/RESULTS.md and docs/performance.md from both runs (and the newest
+# record of each probe). SERVERS=bundled (or system) runs one.
 SERVERS ?= bundled $(if $(wildcard $(PG15_BIN)/postgres),system)
 
 bench: $(STAMP) $(PEERS_STAMP)
 	@set -e; runs=""; for s in $(SERVERS); do \
 		$(BIN)/python bench/run.py --server $$s --no-report; \
-		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | grep -v -- -probe- | head -1)"; done; \
 	$(BIN)/python bench/report.py $$runs
 
 bench-quick: $(STAMP) $(PEERS_STAMP)
 	@set -e; runs=""; for s in $(SERVERS); do \
 		$(BIN)/python bench/run.py --quick --server $$s --no-report; \
-		runs="$$runs $$(ls -t bench/raw/*.jsonl | head -1)"; done; \
+		runs="$$runs $$(ls -t bench/raw/*.jsonl | grep -v -- -probe- | head -1)"; done; \
 	$(BIN)/python bench/report.py $$runs

@@ -5,14 +5,13 @@ and they take turns in chunks of TURN_CHUNK calls (the adapters' `turns` command
 rotating every round, for a fixed window per system (a one-row autocommit enqueue runs at a
 steady rate, and the slow peers would otherwise spend most of the run here). A system's rate is
 its calls over the time its chunks took; the comparison with PGQueuer is also recorded as the
-median over rounds of pgsched's chunk rate over PGQueuer's. Until 2026-12-02 each system ran in
-a window of its own, one after the other, and the ratio moved with the machine between windows
-(1.09-1.52x PGQueuer, medians of four full runs). pgsched is also
-measured through plain SQL (INSERT, SELECT pgsched.submit) and against a raw INSERT into a bare
-table with no trigger. The plain INSERT and the raw one take turns on one connection, in chunks
-of 20 (the adapter's `paired` mode, for twice the window): run one after the other, each in its
-own window, their ratio moved with the machine's flush times (medians 0.69-0.99, single
-repetitions 0.66-0.99, in the four full runs of 2026-12-01). Each cell gets its own fresh database.
+median over rounds of pgsched's chunk rate over PGQueuer's. Taking turns, every system sees
+the same machine: run one after the other in windows of their own, the ratio follows the
+machine's load between windows. pgsched is also measured through plain SQL (INSERT, SELECT
+pgsched.submit) and against a raw INSERT into a bare table with no trigger. The plain INSERT
+and the raw one take turns on one connection, in chunks of 20 (the adapter's `paired` mode, for
+twice the window), for the same reason: their ratio would otherwise follow the machine's flush
+times. Each cell gets its own fresh database.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from harness import SYSTEMS, Ctx, ready_time, scalar, wait_done, workers
 
 # A drain that has not finished by then is recorded from the tasks it did (done / elapsed):
 # procrastinate (0.4-0.6k/s on this machine) and Chancy (1.6-3.6k/s) always reach it, and
-# PGQueuer (8-13k/s) in full runs. 6 s (10 s until 2026-12-01) keeps `make bench` inside 20 min.
+# PGQueuer (8-13k/s) in full runs. 6 s keeps `make bench` inside 20 min.
 LIMIT_S = {True: 3, False: 6}
 
 

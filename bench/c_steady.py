@@ -7,8 +7,6 @@ from harness import SYSTEMS, Ctx, adapter, ready_time, scalar, workers
 
 # Window per cell. The issue asks 20 s (quick 10 s); 5 systems x 2 batch sizes x 3 repetitions
 # x 20 s alone would take 10 of the 20 minutes `make bench` may take, so: full 8 s, quick 1.5 s.
-# (10 s until 2026-12-03: C took 338 s of a 1,397 s full run, `20261202-215834`, on a slower
-# machine than the one before, whose runs took 1,158-1,308 s.)
 WINDOW_S = {True: 1.5, False: 8}
 
 

@@ -2,8 +2,11 @@
 kill until another (idle, already running) worker starts each of them. Then SIGSTOP: the frozen
 worker keeps its session, so only the heartbeat timeout can hand its tasks over.
 
-Peers: not measured, their recovery has no comparable automatic path at these time scales (see
-NOTES in RESULTS.md).
+Peers: not measured, their recovery has no comparable automatic path at these time scales:
+PGQueuer re-picks a job whose heartbeat is older than `heartbeat_timeout` (30 s by default),
+procrastinate retries stalled jobs only from a periodic task the user writes, Chancy's Recovery
+plugin runs on a poll (60 s by default), graphile-worker unlocks a crashed worker's jobs after 4
+hours.
 """
 
 from __future__ import annotations

@@ -6,13 +6,11 @@ of a core), inserted at once: the time to finish them all with load-weighted cla
 many tasks each worker ran. Weighting pays when the loaded worker holds fewer of the burst's
 tasks; on even hosts it should cost nothing.
 
-The body hashes outside the GIL. A pure-Python loop (`spin`) holds the GIL: a worker's 8 tasks
-then take turns on one lock, much of the worker's time goes to handing it over, and a hog on
-the same core mostly fills those gaps, so the hog hardly slows the worker and no claim policy
-has anything to win (`python bench/probes.py hog-threads` compares the two bodies with and
-without a hog). Native work (hashing, compression, numeric libraries) runs outside the GIL, and
-the kernel shares the core between the worker and the hog, each in its own session like two
-services on a host.
+The body hashes outside the GIL, as native work does (hashing, compression, numeric
+libraries): the kernel shares the core between the worker's threads and the hog, each in its own
+session like two services on a host. A pure-Python loop (`spin`) would have the worker's 8 tasks
+take turns on the GIL instead; `python bench/probes.py hog-threads` measures how much 8 threads
+of each body slow beside a hog on one CPU.
 """
 
 from __future__ import annotations

@@ -3,17 +3,14 @@ database, then with a large backlog of pending rows, then with as many finished 
 succeeded) plus their task_executions rows; reported as a ratio to the empty case.
 
 The pickup is measured as D does, on the vacuumed table before the drain; and again right
-after the drain (shown): until autovacuum comes, a claim there walks the drained rows' dead
-entries in the ready index, on an empty table as much as beside the large one (one-off run,
-2026-12-02, p50 right after a 100k drain / after VACUUM: empty 2.46 / 1.09 ms, 1M pending
-2.50 / 1.14 ms, 1M finished 2.03 / 1.04 ms). Until 2026-12-02 only the second was measured,
-and the ratio followed whether autovacuum had come yet (1.19-2.59x across three full runs).
+after the drain (shown, judged by no target): until autovacuum comes, a claim there walks the
+drained rows' dead entries in the ready index, on an empty table as much as beside the large
+one (`python bench/probes.py claim-after-drain`), so that ratio follows whether autovacuum has
+come yet.
 
 The three tables are built once; each of three rounds (quick: one) drains a fresh copy of
-each, in an order that rotates, and a round's ratios are to the same round's empty case.
-Until 2026-12-02 G ran one round: in `20261202-053411` that round's pending drain made 0.54x
-of the empty one, while four runs of G alone within the hour made 1.00 and 1.08x at that code,
-1.29 and 1.03x at the code before it.
+each, in an order that rotates, and a round's ratios are to the same round's empty case: one
+round's ratio moves with the machine.
 
 The pending backlog is due tomorrow (run_at + 1 day): it sits in the ready index in front of
 nothing, as a big scheduled backlog does, so B and D measure fresh work beside it.
@@ -51,8 +48,8 @@ INSERT INTO pgsched.task_executions (task_id, attempt, worker, started_at, outco
 SELECT id, 1, 'old-worker', now(), 'success', 0.1 FROM t"""
 
 
-# Rows the prune rate is measured over: the first ~200k of the 1.1M expired ones (until
-# 2026-12-02 all of them: 23 s of the full run 20261202-060704, at 47.4k rows/s).
+# Rows the prune rate is measured over: the first ~200k of the 1.1M expired ones, enough for a
+# rate without spending the run on pruning them all.
 PRUNE_SAMPLE = 200_000
 
 

@@ -116,8 +116,7 @@ def run(ctx: Ctx, rep: int) -> None:
                 # 0.5 s after each counted on their own; the figure is the most for one insert.
                 # A first insert, not counted, restarts the waker's fallback poll (every
                 # poll_interval after its last empty claim, so none falls among the counted
-                # ones). Until 2026-12-03 the figure was all claims in the 5 s over 5, and a
-                # poll of the idle fleet that fell in those 5 s made it 2.2 (11 claims).
+                # ones), which would otherwise count as a claim for the insert.
                 c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
                 time.sleep(1)
                 per_insert = []

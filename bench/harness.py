@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import select
+import shlex
 import signal
 import statistics
 import subprocess
@@ -118,7 +119,7 @@ PEERS = ["pgqueuer", "procrastinate", "chancy", "graphile"]
 
 @dataclass
 class Ctx:
-    server: EphemeralServer
+    server: EphemeralServer  # None only for a probe that needs no server (hog-threads)
     quick: bool
     run_id: str
     systems: list[str]
@@ -151,7 +152,8 @@ class Ctx:
         }
         with open(self.out, "a") as f:
             f.write(json.dumps(rec) + "\n")
-        print(f"  {workload:<2} {system:<14} {metric:<34} {value:>12.3f} {unit}", flush=True)
+        shown = f"{value:>12.3f}" if isinstance(value, int | float) else f"{value!s:>12}"
+        print(f"  {workload:<2} {system:<14} {metric:<34} {shown} {unit}", flush=True)
 
     @contextlib.contextmanager
     def cell(self, workload: str, system: str, rep: int) -> Iterator[None]:
@@ -210,6 +212,32 @@ class Ctx:
         name = url.rsplit("/", 1)[1]
         with self.admin() as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Probe:
+    """One run of a probe (bench/probes.py): its figures are records like a workload's, with
+    the probe's name as the workload."""
+
+    name: str
+    ctx: Ctx
+
+    @property
+    def server(self) -> EphemeralServer:
+        return self.ctx.server
+
+    @property
+    def url(self) -> str:
+        """The server's `postgres` database, migrated before the probe starts."""
+        return self.ctx.server.url("postgres")
+
+    def record(self, metric: str, value: float, unit: str, **extra: object) -> None:
+        self.ctx.record(self.name, "pgsched", metric, value, unit, 0, **extra)
+
+    def spread(self, metric: str, values: list[float], unit: str, **extra: object) -> None:
+        """The median of `values`, with their min, max and count."""
+        lo, med, hi = mmm(values)
+        self.record(metric, med, unit, min=lo, max=hi, n=len(values), **extra)
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -467,10 +495,12 @@ def mmm(values: list[float]) -> tuple[float, float, float]:
     return min(values), statistics.median(values), max(values)
 
 
-# -- machine ---------------------------------------------------------------------------------
+# -- machine and the run's first record ------------------------------------------------------
 
 
-def machine(server: EphemeralServer, fsync_test: bool = True) -> dict:
+def machine(server: EphemeralServer | None, fsync_test: bool = True) -> dict:
+    """What a figure depends on besides the code: cores, CPU, memory, kernel, the load when the
+    run started, and the server (version, binaries; one fdatasync's rate when asked)."""
     info: dict[str, object] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     with open("/proc/meminfo") as f:
         info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
@@ -480,6 +510,9 @@ def machine(server: EphemeralServer, fsync_test: bool = True) -> dict:
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
     info["kernel"] = platform.release()
+    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if server is None:
+        return info
     info["postgres"] = server_version(server.bin_dir)
     info["postgres_bin"] = str(server.bin_dir)
     fsync = server.bin_dir / "pg_test_fsync"
@@ -496,3 +529,77 @@ def machine(server: EphemeralServer, fsync_test: bool = True) -> dict:
                     info["pg_test_fsync_fdatasync"] = " ".join(line.split())
                     break
     return info
+
+
+def versions() -> dict:
+    """The versions of pgsched, its psycopg and, when installed, of every peer."""
+    import importlib.metadata as m
+
+    out = {}
+    if Path(PEERS_PY).exists():  # `--systems pgsched` runs without the peers installed
+        res = subprocess.run(
+            [
+                PEERS_PY,
+                "-c",
+                "import importlib.metadata as m; import json; print(json.dumps("
+                "{p: m.version(p) for p in ('pgqueuer', 'procrastinate', 'chancy', 'asyncpg', "
+                "'psycopg')}))",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode == 0:
+            out.update(json.loads(res.stdout))
+        pkg = BENCH / "node_modules" / "graphile-worker" / "package.json"
+        if pkg.exists():
+            out["graphile-worker"] = json.loads(pkg.read_text())["version"]
+            node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=False)
+            out["node"] = node.stdout.strip()
+    out["pgsched"] = m.version("pgsched")
+    out["psycopg (pgsched)"] = m.version("psycopg")
+    return out
+
+
+def commit() -> str:
+    """The checkout's commit, `+` when the code measured (pgsched, its migrations, bench's
+    modules) has uncommitted changes; `?` outside a git checkout."""
+
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return res.stdout.strip() if res.returncode == 0 else ""
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:
+        return "?"
+    measured = ["pgsched", "migrations", "bench", ":!bench/*.md", ":!bench/report.py"]
+    return head + (
+        "+" if git("status", "--porcelain", "--untracked-files=no", "--", *measured) else ""
+    )
+
+
+def begin_raw(out: Path, run_id: str, server: EphemeralServer | None, **meta: object) -> float:
+    """Write a raw file's first record (the run, the command, the machine, the versions, the
+    server's settings); returns the start time for end_raw."""
+    RAW.mkdir(exist_ok=True)
+    (BENCH / ".work").mkdir(exist_ok=True)
+    first = {
+        "meta": True,
+        "run": run_id,
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "commit": commit(),
+        "machine": machine(server, fsync_test=bool(meta.pop("fsync_test", False))),
+        "versions": versions(),
+        "settings": {**server.settings} if server is not None else {},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **meta,
+    }
+    with open(out, "a") as f:
+        f.write(json.dumps(first) + "\n")
+    return time.time()
+
+
+def end_raw(out: Path, run_id: str, t0: float) -> None:
+    """The last record: the run finished (report.py leaves out a run that did not)."""
+    with open(out, "a") as f:
+        f.write(json.dumps({"meta_end": True, "run": run_id, "seconds": time.time() - t0}) + "\n")

@@ -1,88 +1,26 @@
-"""Focused measurements behind bench/NOTES.md, each on its own throwaway durable server with
-the benchmark settings: `python bench/probes.py NAME`.
+"""Focused measurements, each on its own throwaway durable server with the benchmark settings:
+`python bench/probes.py NAME` (`--help` lists them). A probe prints its figures and writes
+them, in the workloads' record format, to bench/raw/<time>-probe-<NAME>.jsonl;
+`python bench/report.py` puts the newest record of each probe in docs/performance.md.
 
-  pickup        an idle in-process worker, one task every 20 ms by plain INSERT: median of
-                commit -> NOTIFY seen -> claim sent -> claim answered -> body starts
-  claim-plan    planning and execution time of a one-row claim (EXPLAIN ANALYZE, median of 100);
-                a one-row claim's round trip after 20 ms idle, planned per claim and on the
-                worker's claim session (generic plans), taking turns
-  claim-parts   a one-row claim's round trip back to back and after 20 ms idle, taking turns:
-                the claim as it is; without the LATERAL over the queues; without the
-                load-weighted limit as well (no claim_limit, no workers rows); a bare
-                one-queue UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP LOCKED)
-  listen-claim  right after a notification (20 ms apart): SELECT 1 and a one-row claim on
-                the connection that received it and on another, taking turns
-  commit-idle   a one-row UPDATE's round trip back to back, and after 20 ms idle
-  insert-cost   one-row INSERTs into pgsched.tasks, into copies that lose one more thing each
-                (trigger and foreign keys, CHECKs, indexes but the key) and into a bare
-                (id, task_type, payload) table: autocommit via psycopg, the tables taking
-                turns in chunks of 20 for 30 s; 50 to a transaction via pgbench; and the
-                server's execution time per INSERT
-  bulk          Client.submit_many by one INSERT and by COPY, 100 to 100,000 rows a call
-  bulk-parts    Client.submit_batch's statement (1,000 rows) into pgsched.tasks and into copies
-                that lose one more thing each (its insert trigger's WHEN, the two foreign
-                keys, the CHECKs, the indexes but the key): server execution per row; then
-                20 x 1,000 rows by Client.submit_batch into a database as migrated and into
-                one without the two foreign keys of pgsched.tasks, alternated 12 times
-  submit-call   one autocommit task per call on one connection, interleaved chunks of 300
-                in an order that flips every round:
-                Client.submit (no TaskSpec for the common options), the same through the
-                TaskSpec path, and a bare psycopg INSERT (task_type, payload) into the table;
-                calls/s and the client's CPU per call (schedstat)
-  schema-ab     one worker drains 50k tasks from copies of one database, as migrated and with
-                one schema change each (and the three together), 4 alternated runs
-  writers-ab    B's drain (100k) with one and with two completion writers per worker, one
-                worker then two, 8 rounds alternated
-  claim-after-drain
-                index pages a one-row claim reads (prepared on the worker's claim session:
-                generic plan) right after one worker drained 100k tasks, on an empty table
-                and beside 1M rows due tomorrow; then after VACUUM
-  vacuum-after-drain
-                beside 1M rows due tomorrow, one worker drains 100k tasks; then every 5 s for
-                100 s the ready-index pages a one-row claim reads, and autovacuum's runs:
-                with PostgreSQL's default thresholds and as migrated
-  idle-fleet    100 idle `pgsched worker` processes: Postgres CPU in three 10 s windows,
-                backends and other processes apart, and the statements run meanwhile (to
-                compare two versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
-  commit-cost   CPU a backend spends per statement, one every 20 ms: a heartbeat, the same
-                with synchronous_commit off, SELECT 1, a one-row UPDATE
-  completion-arbiter
-                a 500-task completion as the worker runs it (generic plan) and the same with
-                ON CONFLICT on the attempt rows (complete_tasks_arbitrated), taking turns 60
-                times: EXPLAIN ANALYZE's execution time and the attempt rows' INSERT, medians
-                of the last 50
-  trickle       one worker (bench D's: the adapter, concurrency 500) while tasks arrive one
-                plain INSERT at a time, 20 ms apart (300) and back to back (3,000): Postgres
-                CPU (all backends) and worker CPU per task, 4 runs each (to compare two
-                versions: PYTHONPATH=<a checkout> python bench/probes.py ...)
-  hog-threads   no database: 8 threads of bench F's task bodies (`spin`, a pure-Python loop;
-                `crunch`, hashing outside the GIL) in one process pinned to one CPU, with and
-                without a CPU hog in its own session on that CPU, 3 rounds taking turns
-  sql-ceiling   the database alone, no client work: pgbench runs pgsched's own claim and
-                completion statements (500 a batch, each its own transaction, as the worker
-                commits them) on 1 and 2 connections; the least a queue can do per job (one
-                DELETE ... SKIP LOCKED of 500); 1,000-row INSERTs of server-made rows into
-                pgsched.tasks and into a bare table; 3 alternated runs of 3 s
-  workflow-10k  workflows of 10,000 tasks (a chain, a fan-out of one root, independent
-                tasks): the wall time of `status --workflow` (pgsched.workflows.get_workflow
-                and the table the CLI prints) and of `cancel --workflow`, 3 runs each; the
-                target is under 1 s for both
-  recovery-gate the recovery statement (100 workers rows, none dead) with the table lock of
-                pgsched.try_recovery_gate() and with the advisory lock it replaced, taking
-                turns 20 times: the first call on a new session (PL/pgSQL compiles then) and
-                20 calls after it, medians
+To compare two versions of pgsched, run a probe once on each:
+`PYTHONPATH=<a checkout> python bench/probes.py NAME`.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import itertools
 import os
 import re
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +30,22 @@ import psycopg
 from b_drain import drain
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
 from harness import (
+    RAW,
     ROOT,
     SERVER_SETTINGS,
     Ctx,
+    Probe,
     Proc,
     adapter,
+    begin_raw,
     child_pids,
     cpu_seconds,
+    end_raw,
     ready_time,
     wait_done,
     workers,
 )
+from profile_drain import drain_profile
 from psycopg import sql as psql
 from psycopg.types.json import Jsonb
 
@@ -125,7 +68,7 @@ CLAIM = {"worker": "w", "queues": ["default"], "task_types": ["noop", "dummy", "
          "now": None}  # fmt: skip
 
 
-def pickup(url: str) -> None:
+def pickup(p: Probe) -> None:
     marks: dict[int, dict[str, float]] = {}
     current: dict[str, int | None] = {"k": None}
 
@@ -145,20 +88,20 @@ def pickup(url: str) -> None:
     def traced_claim(*a: Any, **kw: Any) -> Any:
         t0 = time.time()
         rows = claim(*a, **kw)
-        if rows and current["k"] is not None:
-            marks[current["k"]].update(claim_sent=t0, claim_answered=time.time())
+        if rows and current["k"] is not None:  # it may answer before the producer's mark
+            marks.setdefault(current["k"], {}).update(claim_sent=t0, claim_answered=time.time())
         return rows
 
     Waker.heard = traced_heard  # type: ignore[method-assign]
     claims.claim = traced_claim
     reg = Registry()
     reg.register(TaskType("noop", body, inline=True))
-    w = Worker(url, Settings(log_level="warning"), registry=reg)
+    w = Worker(p.url, Settings(log_level="warning"), registry=reg)
     w.start()
     th = threading.Thread(target=w.run, daemon=True)
     th.start()
     time.sleep(1.0)
-    with psycopg.connect(url, autocommit=True) as c:
+    with psycopg.connect(p.url, autocommit=True) as c:
         for k in range(150):
             current["k"] = k
             c.execute(
@@ -173,20 +116,18 @@ def pickup(url: str) -> None:
     th.join(10)
     steps = ["commit", "notify", "claim_sent", "claim_answered", "body"]
     ks = [k for k in marks if set(steps) <= marks[k].keys()][10:]
-    print(f"samples {len(ks)}; medians in ms:")
     for a, b in [*itertools.pairwise(steps), ("commit", "body")]:
-        ms = statistics.median((marks[k][b] - marks[k][a]) * 1000 for k in ks)
-        print(f"  {a} -> {b}: {ms:.3f}")
+        p.spread(f"{a} -> {b}", [(marks[k][b] - marks[k][a]) * 1000 for k in ks], "ms")
 
 
-def completion_arbiter(url: str) -> None:
+def completion_arbiter(p: Probe) -> None:
     variants = {"as run": Q.complete_tasks, "arbitrated": Q.complete_tasks_arbitrated}
     took: dict[str, list[float]] = {k: [] for k in variants}
     inserted: dict[str, list[float]] = {k: [] for k in variants}
     batch = {"worker": "w", "now": None, "versions": [0] * 500, "statuses": ["succeeded"] * 500,
              "outcomes": ["success"] * 500, "results": [None] * 500, "errors": [None] * 500,
              "delays": [0.0] * 500, "durations": [0.01] * 500}  # fmt: skip
-    with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
+    with psycopg.connect(p.url, autocommit=True, options=CLAIM_SESSION) as c:
         c.execute(
             "INSERT INTO pgsched.tasks (task_type, status, attempts, started_at)"
             " SELECT 'noop', 'running', 1, now() FROM generate_series(1, 60000)"
@@ -209,16 +150,17 @@ def completion_arbiter(url: str) -> None:
                 took[name].append(float(re.search(r"Execution Time: ([\d.]+)", plan)[1]))
                 m = re.search(r"Insert on task_executions \(actual time=[\d.]+\.\.([\d.]+)", plan)
                 inserted[name].append(float(m[1]))
-    print("500-task completion, ms (medians of the last 50 of 60 turns):")
-    for name in variants:
-        print(
-            f"  {name:11} statement {statistics.median(took[name][10:]):6.3f}"
-            f"   attempt rows' INSERT {statistics.median(inserted[name][10:]):6.3f}"
+    for name in variants:  # the first 10 turns warm up
+        p.spread(f"500-task completion, {name}: the statement", took[name][10:], "ms")
+        p.spread(
+            f"500-task completion, {name}: its attempt rows' INSERT", inserted[name][10:], "ms"
         )
 
 
-def claim_plan(url: str) -> None:
-    with psycopg.connect(url, autocommit=True, options="-c plan_cache_mode=force_custom_plan") as c:
+def claim_plan(p: Probe) -> None:
+    with psycopg.connect(
+        p.url, autocommit=True, options="-c plan_cache_mode=force_custom_plan"
+    ) as c:
         c.execute(CLAIM_WORKER)
         c.execute(
             "INSERT INTO pgsched.tasks (task_type, status, finished_at)"
@@ -233,10 +175,8 @@ def claim_plan(url: str) -> None:
             )
             plan.append(float(re.search(r"Planning Time: ([\d.]+)", text)[1]))
             run.append(float(re.search(r"Execution Time: ([\d.]+)", text)[1]))
-        print(
-            f"one-row claim: planning {statistics.median(plan):.3f} ms,"
-            f" execution {statistics.median(run):.3f} ms"
-        )
+        p.spread("one-row claim: planning", plan, "ms")
+        p.spread("one-row claim: execution", run, "ms")
     # The round trip of a one-row claim made 20 ms after the last (an idle worker's pickup),
     # on a session planning it for each claim and on the worker's claim session (generic
     # plans), taking turns; 5 rounds of 60 claims each.
@@ -244,9 +184,9 @@ def claim_plan(url: str) -> None:
         "custom plan per claim": "-c plan_cache_mode=force_custom_plan",
         "claim session (generic plan)": CLAIM_SESSION,
     }
-    conns = {k: psycopg.connect(url, autocommit=True, options=o) for k, o in sessions.items()}
+    conns = {k: psycopg.connect(p.url, autocommit=True, options=o) for k, o in sessions.items()}
     times: dict[str, list[float]] = {k: [] for k in conns}
-    with psycopg.connect(url, autocommit=True) as producer:
+    with psycopg.connect(p.url, autocommit=True) as producer:
         for _ in range(5):
             for label, c in conns.items():
                 for _ in range(60):
@@ -254,16 +194,13 @@ def claim_plan(url: str) -> None:
                     time.sleep(0.02)
                     t0 = time.perf_counter()
                     assert len(Q.claim_tasks.run(c, CLAIM)) == 1
-                    times[label].append(time.perf_counter() - t0)
+                    times[label].append((time.perf_counter() - t0) * 1000)
     for label, c in conns.items():
         c.close()
-        print(
-            f"one-row claim after 20 ms idle, {label}: median"
-            f" {statistics.median(times[label]) * 1000:.3f} ms"
-        )
+        p.spread(f"one-row claim after 20 ms idle, {label}", times[label], "ms")
 
 
-def claim_parts(url: str) -> None:
+def claim_parts(p: Probe) -> None:
     full = Q.claim_tasks.sql
     one_queue = full.replace(
         """
@@ -277,7 +214,8 @@ def claim_parts(url: str) -> None:
         .replace("AND (SELECT k FROM lim) > 0\n", "")
         .replace("LIMIT (SELECT k FROM lim)", "LIMIT %(slots)s::int")
     )
-    assert full != one_queue != unweighted and "lim)" not in unweighted
+    if not full != one_queue != unweighted or "lim)" in unweighted:
+        raise RuntimeError("the claim statement no longer has the shape this probe takes apart")
     bare = (
         "UPDATE pgsched.tasks t SET status = 'running', attempts = t.attempts + 1,"
         " version = t.version + 1, assigned_worker = 'w', started_at = now()"
@@ -293,8 +231,8 @@ def claim_parts(url: str) -> None:
         "bare one-row UPDATE claim": (bare, None),
     }
     with (
-        psycopg.connect(url, autocommit=True) as producer,
-        psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c,
+        psycopg.connect(p.url, autocommit=True) as producer,
+        psycopg.connect(p.url, autocommit=True, options=CLAIM_SESSION) as c,
     ):
         producer.execute(CLAIM_WORKER)
         for gap in (0.0, 0.02):
@@ -307,25 +245,22 @@ def claim_parts(url: str) -> None:
                         t0 = time.perf_counter()
                         assert len(c.execute(query, params, prepare=True).fetchall()) == 1
                         if rnd:  # the first round warms up (prepared statements)
-                            times[label].append(time.perf_counter() - t0)
+                            times[label].append((time.perf_counter() - t0) * 1000)
                         producer.execute("DELETE FROM pgsched.tasks")
             for label, t in times.items():
-                print(
-                    f"{gap * 1000:2.0f} ms idle before each, {label:30} median"
-                    f" {statistics.median(t) * 1000:.3f} ms"
-                )
+                p.spread(f"{label}, {gap * 1000:.0f} ms idle before each", t, "ms")
 
 
-def listen_claim(url: str) -> None:
+def listen_claim(p: Probe) -> None:
     """After 20 ms idle, a task is inserted and its notification read on a listening
     connection; then SELECT 1, or a one-row claim, on that connection or on another (both
     with the worker's claim session settings), taking turns."""
-    with psycopg.connect(url, autocommit=True) as producer:
+    with psycopg.connect(p.url, autocommit=True) as producer:
         producer.execute(CLAIM_WORKER)
-        listening = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
-        other = psycopg.connect(url, autocommit=True, options=CLAIM_SESSION)
+        listening = psycopg.connect(p.url, autocommit=True, options=CLAIM_SESSION)
+        other = psycopg.connect(p.url, autocommit=True, options=CLAIM_SESSION)
         listening.execute("LISTEN pgsched")
-        cells = {
+        cells: dict[tuple[str, str], list[float]] = {
             (what, conn_label): []
             for what in ("SELECT 1", "one-row claim")
             for conn_label in ("listening connection", "another connection")
@@ -343,18 +278,15 @@ def listen_claim(url: str) -> None:
                         c.execute("SELECT 1", prepare=True).fetchall()
                     else:
                         assert len(Q.claim_tasks.run(c, CLAIM)) == 1
-                    times.append(time.perf_counter() - t0)
+                    times.append((time.perf_counter() - t0) * 1000)
                     producer.execute("DELETE FROM pgsched.tasks")
         for (what, conn_label), times in cells.items():
-            print(
-                f"{what} right after a notification, on the {conn_label}: median"
-                f" {statistics.median(times) * 1000:.3f} ms"
-            )
+            p.spread(f"{what} right after a notification, on the {conn_label}", times, "ms")
         listening.close()
         other.close()
 
 
-def workflow_10k(url: str) -> None:
+def workflow_10k(p: Probe) -> None:
     import io
 
     from rich.console import Console
@@ -377,27 +309,24 @@ def workflow_10k(url: str) -> None:
                     {"name": f"t{i}", "task_type": "noop", "depends_on": deps(i)} for i in range(n)
                 ],
             }
-            wid = workflows.submit_workflow(url, wf)
+            wid = workflows.submit_workflow(p.url, wf)
             common.console = workflow.console = Console(file=io.StringIO(), width=200)
-            common.state.reset({"dsn": url, "home": None}, None, None)
+            common.state.reset({"dsn": p.url, "home": None}, None, None)
             t0 = time.perf_counter()
             workflow.show_workflow(wid, as_json=False)
             show.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            workflows.cancel_workflow(url, wid)
+            workflows.cancel_workflow(p.url, wid)
             cancel.append(time.perf_counter() - t0)
-            with psycopg.connect(url, autocommit=True) as c:
+            with psycopg.connect(p.url, autocommit=True) as c:
                 st = c.execute("SELECT status FROM pgsched.workflows WHERE id = %s", (wid,))
                 assert st.fetchone()[0] == "cancelled"
-        print(
-            f"{shape:12s} {n} tasks: status --workflow median {statistics.median(show):.3f} s"
-            f" (max {max(show):.3f}), cancel --workflow median {statistics.median(cancel):.3f} s"
-            f" (max {max(cancel):.3f})"
-        )
+        p.spread(f"{shape} of {n:,} tasks: status --workflow", show, "s")
+        p.spread(f"{shape} of {n:,} tasks: cancel --workflow", cancel, "s")
 
 
-def commit_idle(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as c:
+def commit_idle(p: Probe) -> None:
+    with psycopg.connect(p.url, autocommit=True) as c:
         c.execute("CREATE TABLE probe_x (id int PRIMARY KEY, v int)")
         c.execute("INSERT INTO probe_x VALUES (1, 0)")
         for gap in (0.0, 0.02):
@@ -406,16 +335,15 @@ def commit_idle(url: str) -> None:
                 time.sleep(gap)
                 t0 = time.perf_counter()
                 c.execute("UPDATE probe_x SET v = v + 1 WHERE id = 1", prepare=True)
-                ts.append(time.perf_counter() - t0)
-            print(
-                f"one-row UPDATE commit, {gap * 1000:.0f} ms idle before each:"
-                f" median {statistics.median(ts) * 1000:.3f} ms"
+                ts.append((time.perf_counter() - t0) * 1000)
+            p.spread(
+                f"one-row UPDATE and its commit, {gap * 1000:.0f} ms idle before each", ts, "ms"
             )
 
 
-def submit_call(url: str) -> None:
-    client = Client(url)
-    c = psycopg.connect(url, autocommit=True)
+def submit_call(p: Probe) -> None:
+    client = Client(p.url)
+    c = psycopg.connect(p.url, autocommit=True)
     ways = {
         "Client.submit": lambda k: client.submit("noop", {"k": k}),
         # An option outside the common ones (None: the same row) takes the TaskSpec path.
@@ -439,24 +367,21 @@ def submit_call(url: str) -> None:
                 cpu[name].append((cpu_seconds([os.getpid()]) - c0) / 300 * 1e6)
     base = rates["Client.submit via TaskSpec"]
     for name, r in rates.items():
+        p.spread(f"{name}: calls/s", r, "/s")
+        p.spread(f"{name}: client CPU per call", cpu[name], "µs")
         ratio = statistics.median(a / b for a, b in zip(r, base, strict=True))
-        print(
-            f"{name:36} min/median/max {min(r):6.0f} {statistics.median(r):6.0f}"
-            f" {max(r):6.0f} calls/s ({ratio:.3f}x the TaskSpec path, median of the rounds);"
-            f" client CPU {statistics.median(cpu[name]):5.1f} µs/call"
-        )
+        p.record(f"{name}: calls/s over the TaskSpec path's (median per round)", ratio, "×")
     c.close()
     client.close()
 
 
-def insert_cost(server: EphemeralServer) -> None:
+def insert_cost(p: Probe) -> None:
     """One-row INSERTs (task_type only) into pgsched.tasks, into copies of it that lose one
     more thing each, and into a bare table: autocommit through psycopg (bench A's
     sql_insert and raw_insert), the tables taking turns; 50 to a transaction through pgbench
     (no commit per row, no Python); and the server's execution time per INSERT in the latter
     (pg_stat_statements)."""
-    url = server.url("postgres")
-    migrate.upgrade(url)
+    url = p.url
     ladder = {  # label: (table, what its setup removes from the one above)
         "pgsched.tasks": ("pgsched.tasks", None),
         "- insert trigger, foreign keys": (
@@ -509,7 +434,7 @@ def insert_cost(server: EphemeralServer) -> None:
             for label in list(ladder) if rep % 2 == 0 else list(ladder)[::-1]:
                 insert = f"INSERT INTO {ladder[label][0]} (task_type) VALUES ('noop');\n"
                 in_tx[label].append(
-                    _pgbench(server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50
+                    _pgbench(p.server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50
                 )
         exec_us = {
             table: ms * 1000
@@ -519,23 +444,24 @@ def insert_cost(server: EphemeralServer) -> None:
             )
         }
     bare = auto["bare (id, task_type, payload)"]
-    print(
-        f"one-row INSERT: autocommit via psycopg, {rnd} rounds (inserts/s over all chunks;"
-        " median per-round rate / bare's) | 50 per transaction via pgbench (us per insert) |"
-        " server execution (us)"
-    )
     for label, (table, _setup) in ladder.items():
-        r, t = auto[label], statistics.median(in_tx[label])
-        rate = len(r) * 20 / sum(20 / x for x in r)
+        r = auto[label]
+        p.record(
+            f"{label}: autocommit inserts/s", len(r) * 20 / sum(20 / x for x in r), "/s", rounds=rnd
+        )
         vs_bare = statistics.median(a / b for a, b in zip(r, bare, strict=True))
-        print(f"{label:32} {rate:5.0f} {vs_bare:5.2f}x | {1e6 / t:6.1f} | {exec_us[table]:5.1f}")
+        p.record(f"{label}: autocommit, over the bare table's (median per round)", vs_bare, "×")
+        p.record(
+            f"{label}: 50 per transaction (pgbench)", 1e6 / statistics.median(in_tx[label]), "µs"
+        )
+        p.record(f"{label}: server execution per INSERT", exec_us[table], "µs")
 
 
-def bulk(url: str) -> None:
+def bulk(p: Probe) -> None:
     """Both submit_many paths at each batch size: one INSERT statement and COPY (forced by
-    setting SMALL_BATCH above the size, or to 1), alternated, 2 s each (client.py quotes this).
-    The TaskSpecs are built outside the timing."""
-    with psycopg.connect(url, autocommit=True) as c, Client(url) as client:
+    setting SMALL_BATCH above the size, or to 1), alternated, 2 s each. The TaskSpecs are built
+    outside the timing."""
+    with psycopg.connect(p.url, autocommit=True) as c, Client(p.url) as client:
         for size in (100, 1000, 5000, 20000, 100000):
             specs = [client.spec("noop", {"k": k}) for k in range(size)]
             rates: dict[str, list[float]] = {"INSERT": [], "COPY": []}
@@ -550,16 +476,15 @@ def bulk(url: str) -> None:
                     finally:
                         client_module.SMALL_BATCH = saved
                     rates[path].append(n / (time.perf_counter() - t0))
-            print(
-                f"submit_many, {size:,} per call, rows/s medians: "
-                + ", ".join(f"{p} {statistics.median(r):,.0f}" for p, r in rates.items())
-            )
+            for path, r in rates.items():
+                p.spread(f"submit_many, {size:,} per call, by {path}", r, "rows/s")
 
 
-def bulk_parts(server: EphemeralServer) -> None:
+def bulk_parts(p: Probe) -> None:
     """Where a bulk-submitted row's server time goes, and what the foreign keys cost a client.
     PostgreSQL queues a foreign key's check for every inserted row, NULL or not (only UPDATE
     and DELETE skip it by inspection), so the two of pgsched.tasks cost every bulk row."""
+    server = p.server
     with psycopg.connect(server.url("postgres"), autocommit=True) as c:
         for d in ("bp_parts", "bp_fk", "bp_nofk"):
             c.execute(f"CREATE DATABASE {d}")
@@ -615,9 +540,9 @@ def bulk_parts(server: EphemeralServer) -> None:
                 " WHERE query LIKE 'WITH notified%' GROUP BY 1"
             ).fetchall()
         )
-    print("1,000 rows in one statement, server execution per row (us, mean of 60):")
-    for label, (table, _setup) in steps.items():
-        print(f"  {label:40} {per_row[table]:5.2f}")
+    for label, (table, _setup) in steps.items():  # ms per 1,000 rows = µs per row
+        p.record(f"1,000 rows in one statement into {label}: server execution per row",
+                 per_row[table], "µs", n=60)  # fmt: skip
     with psycopg.connect(server.url("bp_nofk"), autocommit=True) as c:
         for (name,) in c.execute(
             "SELECT conname FROM pg_constraint WHERE contype = 'f'"
@@ -641,13 +566,10 @@ def bulk_parts(server: EphemeralServer) -> None:
         for client in clients.values():
             client.close()
     fk, nofk = rates["bp_fk"], rates["bp_nofk"]
-    print(
-        "Client.submit_batch, 20 x 1,000 rows, 12 alternated rounds, rows/s min/median/max:"
-        f" as migrated {min(fk):,.0f} / {statistics.median(fk):,.0f} / {max(fk):,.0f};"
-        f" without the two foreign keys {min(nofk):,.0f} / {statistics.median(nofk):,.0f} /"
-        f" {max(nofk):,.0f}; median per-round ratio"
-        f" {statistics.median(b / a for a, b in zip(fk, nofk, strict=True)):.3f}"
-    )
+    p.spread("Client.submit_batch, 20 x 1,000 rows, as migrated", fk, "rows/s")
+    p.spread("Client.submit_batch, 20 x 1,000 rows, without the two foreign keys", nofk, "rows/s")
+    ratio = statistics.median(b / a for a, b in zip(fk, nofk, strict=True))
+    p.record("without the foreign keys over as migrated (median per round)", ratio, "×")
 
 
 VARIANTS = {
@@ -663,12 +585,6 @@ VARIANTS = {
 VARIANTS["all three"] = "; ".join(v for v in list(VARIANTS.values())[1:])
 
 
-def _ctx(server: EphemeralServer) -> Ctx:
-    return Ctx(
-        server=server, quick=False, run_id="probe", systems=["pgsched"], out=Path("/dev/null")
-    )
-
-
 def _drain_copy(ctx: Ctx, template: str, n: int, procs: int, *worker_args: str) -> float:
     """B's drain (tasks/s) of a fresh copy of the database `template`, after a CHECKPOINT."""
     url = ctx.copy_db(template, "run")
@@ -680,8 +596,8 @@ def _drain_copy(ctx: Ctx, template: str, n: int, procs: int, *worker_args: str) 
         ctx.drop_db(url)
 
 
-def schema_ab(server: EphemeralServer) -> None:
-    ctx, n = _ctx(server), 50_000
+def schema_ab(p: Probe) -> None:
+    ctx, n = p.ctx, 50_000
     seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
     variants = []  # database name of each variant, in VARIANTS order
     for sql in VARIANTS.values():
@@ -697,18 +613,14 @@ def schema_ab(server: EphemeralServer) -> None:
         for i in order:
             rates[i].append(_drain_copy(ctx, variants[i], n, 1))
     for i, name in enumerate(VARIANTS):
-        r = rates[i]
-        print(
-            f"{name:40} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
-            f" {max(r):7.0f} tasks/s"
-        )
+        p.spread(f"one worker drains {n:,}, {name}", rates[i], "tasks/s")
 
 
-def writers_ab(server: EphemeralServer) -> None:
+def writers_ab(p: Probe) -> None:
     """B's drain of 100k no-op tasks with one and with two completion writers per worker, on
     copies of one filled database, one worker and then two; 8 rounds, the order flipping every
-    round. Prints min/median/max and the median of the per-round ratios."""
-    ctx, n = _ctx(server), 100_000
+    round."""
+    ctx, n = p.ctx, 100_000
     seed = ctx.filled_db("pgsched", "seed", n).rsplit("/", 1)[1]
     for procs in (1, 2):
         rates: dict[int, list[float]] = {1: [], 2: []}
@@ -716,18 +628,32 @@ def writers_ab(server: EphemeralServer) -> None:
             for w in (1, 2) if rnd % 2 == 0 else (2, 1):
                 rates[w].append(_drain_copy(ctx, seed, n, procs, "--writers", str(w)))
         for w, r in rates.items():
-            print(
-                f"{procs} worker(s), {w} writer(s): min/median/max {min(r):7.0f}"
-                f" {statistics.median(r):7.0f} {max(r):7.0f} tasks/s"
-            )
+            p.spread(f"{procs} worker(s), {w} writer(s) each", r, "tasks/s")
         ratio = statistics.median(a / b for a, b in zip(rates[1], rates[2], strict=True))
-        print(f"{procs} worker(s): median per-round ratio, 1 writer / 2 writers {ratio:.3f}")
+        p.record(f"{procs} worker(s): 1 writer over 2 writers (median per round)", ratio, "×")
 
 
-def claim_after_drain(server: EphemeralServer) -> None:
-    ctx, n = _ctx(server), 100_000
+def _ready_index_scan(c: psycopg.Connection, args: str) -> tuple[int | None, float]:
+    """Pages of the ready index and milliseconds of one prepared claim (EXPLAIN ANALYZE)."""
+    c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+    text = "\n".join(r[0] for r in c.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})"))
+    pages = re.search(r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)", text, re.S)
+    ms = re.search(r"Execution Time: ([\d.]+)", text)
+    return (int(pages[1]) if pages else None), float(ms[1])
+
+
+def _prepare_claim(c: psycopg.Connection) -> str:
+    """PREPARE the claim as the worker's claim connection runs it (generic plan); returns the
+    arguments to EXECUTE it with."""
     sql, names = to_positional(Q.claim_tasks.sql)
     params = CLAIM | {"task_types": ["noop"]}
+    c.execute(CLAIM_WORKER)
+    c.execute(f"PREPARE claim AS {sql}")
+    return psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
+
+
+def claim_after_drain(p: Probe) -> None:
+    ctx, n = p.ctx, 100_000
     for label, backlog in (("empty", None), ("1M rows due tomorrow", PENDING)):
         url = ctx.fresh_db("pgsched", "g")
         with psycopg.connect(url, autocommit=True) as c:
@@ -737,73 +663,56 @@ def claim_after_drain(server: EphemeralServer) -> None:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("VACUUM ANALYZE")
         drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
-        # The claim as the worker's claim connection runs it: prepared, generic plan.
         with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
-            c.execute(CLAIM_WORKER)
-            c.execute(f"PREPARE claim AS {sql}")
-            args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
+            args = _prepare_claim(c)
             for when in ("right after the drain", "after VACUUM"):
                 if when == "after VACUUM":
                     c.execute("VACUUM pgsched.tasks")
                 for _ in range(3):  # the first scan marks dead entries; report the third
-                    c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
-                    text = "\n".join(
-                        r[0] for r in c.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})")
-                    )
-                pages = re.search(
-                    r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)", text, re.S
-                )
-                ms = re.search(r"Execution Time: ([\d.]+)", text)
-                print(f"{label}, {when}: ready-index scan {pages[1]} pages, claim {ms[1]} ms")
+                    pages, ms = _ready_index_scan(c, args)
+                p.record(f"{label}, {when}: ready-index pages a claim reads", pages, "pages")
+                p.record(f"{label}, {when}: the claim's execution", ms, "ms")
         ctx.drop_db(url)
 
 
 AUTOVACUUM_KNOBS = ("autovacuum_vacuum_scale_factor", "autovacuum_vacuum_threshold")
 
 
-def vacuum_after_drain(server: EphemeralServer) -> None:
+def vacuum_after_drain(p: Probe) -> None:
     """Beside 1M rows due tomorrow, one worker drains 100k tasks; then, every 5 s for 100 s,
     the ready-index pages a one-row claim reads and whether autovacuum has run on the table:
     with PostgreSQL's default thresholds (20% of the table dead) and as migrated."""
-    ctx, n = _ctx(server), 100_000
-    sql, names = to_positional(Q.claim_tasks.sql)
-    params = CLAIM | {"task_types": ["noop"]}
+    ctx, n = p.ctx, 100_000
     for label in ("PostgreSQL's default thresholds", "as migrated"):
         url = ctx.fresh_db("pgsched", "g")
         with psycopg.connect(url, autocommit=True) as c:
             if label != "as migrated":
                 c.execute(f"ALTER TABLE pgsched.tasks RESET ({', '.join(AUTOVACUUM_KNOBS)})")
-            opts = c.execute(
-                "SELECT reloptions FROM pg_class WHERE oid = 'pgsched.tasks'::regclass"
-            ).fetchone()[0]
             c.execute(PENDING, (1_000_000,))
         adapter("pgsched", "enqueue", url, str(n), "bulk", timeout=600)
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("VACUUM ANALYZE")
         drain(ctx, "pgsched", url, n, 1, DUE_LEFT, DUE_COUNT)
         t0 = time.monotonic()
-        print(f"{label} (reloptions {opts}):")
+        samples = []  # (seconds after the drain, pages, autovacuum runs so far)
         with psycopg.connect(url, autocommit=True, options=CLAIM_SESSION) as c:
-            c.execute(CLAIM_WORKER)
-            c.execute(f"PREPARE claim AS {sql}")
-            args = psql.SQL(", ").join(psql.Literal(params[k]) for k in names).as_string(c)
+            args = _prepare_claim(c)
             while time.monotonic() - t0 < 100:
-                c.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
-                text = "\n".join(
-                    r[0] for r in c.execute(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim({args})")
-                )
-                pages = re.search(
-                    r"Index Scan using tasks_ready_idx.*?Buffers: shared hit=(\d+)", text, re.S
-                )
+                pages, _ms = _ready_index_scan(c, args)
                 vacuums = c.execute(
                     "SELECT autovacuum_count FROM pg_stat_user_tables"
                     " WHERE relid = 'pgsched.tasks'::regclass"
                 ).fetchone()[0]
-                print(
-                    f"  {time.monotonic() - t0:5.1f} s after the drain: ready-index scan"
-                    f" {pages[1] if pages else '?'} pages, autovacuum runs {vacuums}"
-                )
+                samples.append((round(time.monotonic() - t0, 1), pages, vacuums))
+                print(f"  {label}: {samples[-1][0]:5.1f} s, {pages} pages, {vacuums} autovacuum")
                 time.sleep(5)
+        first = next((t for t, _pages, v in samples if v), None)
+        p.record(f"{label}: ready-index pages a claim reads right after the drain",
+                 samples[0][1], "pages", samples=samples)  # fmt: skip
+        p.record(f"{label}: the same {samples[-1][0]:.0f} s later", samples[-1][1], "pages")
+        p.record(f"{label}: autovacuum runs on pgsched.tasks in that time", samples[-1][2], "")
+        if first is not None:
+            p.record(f"{label}: first seen after the drain", first, "s")
         ctx.drop_db(url)
 
 
@@ -823,8 +732,8 @@ def _cpu_by_kind(pids: list[int]) -> dict[str, float]:
     return out
 
 
-def trickle(server: EphemeralServer) -> None:
-    ctx = Ctx(server=server, quick=False, run_id="probe", systems=["pgsched"], out=Path(os.devnull))
+def trickle(p: Probe) -> None:
+    ctx = p.ctx
     for gap, n in ((0.02, 300), (0.0, 3000)):
         runs = []
         for _ in range(4):
@@ -832,7 +741,7 @@ def trickle(server: EphemeralServer) -> None:
             with workers("pgsched", url, 1) as ws:
                 ready_time(ws[0])
                 time.sleep(0.5)
-                spids = child_pids(server.proc.pid)  # the worker's backends are there now
+                spids = child_pids(p.server.proc.pid)  # the worker's backends are there now
                 wpids = [ws[0].p.pid]
                 with psycopg.connect(url, autocommit=True) as c:
                     s0, w0, t0 = cpu_seconds(spids), cpu_seconds(wpids), time.perf_counter()
@@ -852,56 +761,73 @@ def trickle(server: EphemeralServer) -> None:
                         )
                     )
             ctx.drop_db(url)
-        med = [statistics.median(r[i] for r in runs) for i in range(3)]
-        print(
-            f"{n} tasks {gap * 1000:.0f} ms apart: Postgres {med[0]:.0f} us and worker"
-            f" {med[1]:.0f} us of CPU per task, {med[2]:.0f} tasks/s (medians of 4)"
-        )
+        how = f"{n:,} tasks {gap * 1000:.0f} ms apart"
+        p.spread(f"{how}: Postgres CPU per task", [r[0] for r in runs], "µs")
+        p.spread(f"{how}: worker CPU per task", [r[1] for r in runs], "µs")
+        p.spread(f"{how}: tasks/s", [r[2] for r in runs], "tasks/s")
 
 
-def idle_fleet(server: EphemeralServer) -> None:
+IDLE_PACES = {  # label: environment of the fleet's workers
+    "default idle pace (heartbeat_timeout / 3)": {},
+    "idle workers beating every heartbeat_interval (2 s)": {"PGSCHED_IDLE_HEARTBEAT_INTERVAL": "2"},
+}
+
+
+def idle_fleet(p: Probe) -> None:
     n = 100
-    url = server.url("postgres")
-    migrate.upgrade(url)
-    env = {"PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning"}
-    fleet = [Proc([str(ROOT / ".venv" / "bin" / "pgsched"), "worker"], env=env) for _ in range(n)]
-    try:
-        with psycopg.connect(url, autocommit=True) as c:
-            end = time.monotonic() + 120
-            while time.monotonic() < end and c.execute(
-                    "SELECT count(*) FROM pgsched.workers WHERE status = 'active'"
-            ).fetchone()[0] < n:  # fmt: skip
-                time.sleep(0.5)
-            time.sleep(3)
-            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            for window in range(3):
-                c.execute("SELECT pg_stat_statements_reset()")
-                pids = child_pids(server.proc.pid)
-                before, t0 = _cpu_by_kind(pids), time.monotonic()
-                time.sleep(10)
-                after, dt = _cpu_by_kind(pids), time.monotonic() - t0
-                use = {k: (v - before.get(k, 0.0)) / dt * 100 for k, v in after.items()}
-                top = sorted(use.items(), key=lambda kv: -kv[1])[:3]
-                print(
-                    f"window {window}: Postgres {sum(use.values()):.2f}% of a core ("
-                    + ", ".join(f"{k} {v:.2f}%" for k, v in top)
-                    + ")"
-                )
-                for calls, ms, q in c.execute(
-                        "SELECT calls, round(total_exec_time::numeric, 1),"
-                        " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
-                        " FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%'"
-                        " ORDER BY total_exec_time DESC LIMIT 3"):  # fmt: skip
-                    print(f"  {calls:5} calls {ms:7} ms  {q}")
-    finally:
-        for p in fleet:
-            p.p.terminate()
-        for p in fleet:
-            p.p.wait()
+    for pace, extra_env in IDLE_PACES.items():
+        url = p.ctx.fresh_db("pgsched", "fleet")
+        env = {"PGSCHED_DSN": url, "PGSCHED_LOG_LEVEL": "warning", **extra_env}
+        exe = str(ROOT / ".venv" / "bin" / "pgsched")
+        fleet = [Proc([exe, "worker"], env=env) for _ in range(n)]
+        try:
+            _idle_windows(p, url, n, pace)
+        finally:
+            for w in fleet:
+                w.p.terminate()
+            for w in fleet:
+                w.p.wait()
+            p.ctx.drop_db(url)
 
 
-def commit_cost(url: str) -> None:
+def _idle_windows(p: Probe, url: str, n: int, pace: str) -> None:
+    """Postgres CPU in three 10 s windows once `n` workers are active, with the top process
+    kinds and statements of each window in the raw record."""
     with psycopg.connect(url, autocommit=True) as c:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and c.execute(
+                "SELECT count(*) FROM pgsched.workers WHERE status = 'active'"
+        ).fetchone()[0] < n:  # fmt: skip
+            time.sleep(0.5)
+        time.sleep(3)
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        windows, detail = [], []
+        for _window in range(3):
+            c.execute("SELECT pg_stat_statements_reset()")
+            pids = child_pids(p.server.proc.pid)
+            before, t0 = _cpu_by_kind(pids), time.monotonic()
+            time.sleep(10)
+            after, dt = _cpu_by_kind(pids), time.monotonic() - t0
+            use = {k: (v - before.get(k, 0.0)) / dt * 100 for k, v in after.items()}
+            windows.append(sum(use.values()))
+            top = c.execute(
+                "SELECT calls, round(total_exec_time::numeric, 1)::float8,"
+                " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+                " FROM pg_stat_statements WHERE query NOT LIKE '%%pg_stat_statements%%'"
+                " ORDER BY total_exec_time DESC LIMIT 3"
+            ).fetchall()
+            detail.append(
+                {
+                    "cpu_percent": round(windows[-1], 2),
+                    "kinds": dict(sorted(use.items(), key=lambda kv: -kv[1])[:3]),
+                    "statements": [list(r) for r in top],
+                }
+            )
+        p.spread(f"{n} idle workers, {pace}: Postgres CPU", windows, "% of a core", windows=detail)
+
+
+def commit_cost(p: Probe) -> None:
+    with psycopg.connect(p.url, autocommit=True) as c:
         c.execute(
             "INSERT INTO pgsched.workers (name, host, pid)"
             " SELECT 'w' || g, 'h', g FROM generate_series(1, 100) g"
@@ -945,10 +871,7 @@ def commit_cost(url: str) -> None:
                     time.sleep(0.02)
                 per[name].append((cpu_seconds([backend]) - c0) / k * 1e6)
         for name, us in per.items():
-            print(
-                f"{name:40} backend CPU per statement, min/median/max"
-                f" {min(us):4.0f} {statistics.median(us):4.0f} {max(us):4.0f} us"
-            )
+            p.spread(f"{name}: backend CPU per statement, one every 20 ms", us, "µs")
 
 
 # sql-ceiling: pgsched's statements run by PL/pgSQL functions that pgbench calls, with the values
@@ -1045,8 +968,8 @@ def _pgbench(server: EphemeralServer, url: str, script: str, clients: int, secon
     return float(m[1])
 
 
-def sql_ceiling(server: EphemeralServer) -> None:
-    ctx = _ctx(server)
+def sql_ceiling(p: Probe) -> None:
+    ctx, server = p.ctx, p.server
     with ctx.admin() as c:
         c.execute("CREATE DATABASE ceiling_seed")
     seed = server.url("ceiling_seed")
@@ -1097,13 +1020,10 @@ def sql_ceiling(server: EphemeralServer) -> None:
             rates[name].append(_pgbench(server, url, script, clients, 3) * rows)
             ctx.drop_db(url)
     for name, r in rates.items():
-        print(
-            f"{name:44} min/median/max {min(r):7.0f} {statistics.median(r):7.0f}"
-            f" {max(r):7.0f} rows/s"
-        )
+        p.spread(name, r, "rows/s")
 
 
-def recovery_gate(url: str) -> None:
+def recovery_gate(p: Probe) -> None:
     from pgsched.db import ADVISORY_NAMESPACE, WORKER_LOCK_NAMESPACE
 
     table = Q.reap_dead_workers.sql
@@ -1111,14 +1031,15 @@ def recovery_gate(url: str) -> None:
         "SELECT pgsched.try_recovery_gate() AS ok",
         "SELECT pg_try_advisory_xact_lock(%(reaper_ns)s::int, 0) AS ok",
     )
-    assert advisory != table
+    if advisory == table:
+        raise RuntimeError("the recovery statement no longer calls pgsched.try_recovery_gate()")
     params = {
         "ns": ADVISORY_NAMESPACE,
         "reaper_ns": WORKER_LOCK_NAMESPACE,
         "heartbeat_timeout": 3600.0,
         "now": None,
     }
-    with psycopg.connect(url, autocommit=True) as c:
+    with psycopg.connect(p.url, autocommit=True) as c:
         c.execute(
             "INSERT INTO pgsched.workers (name, host, pid, status)"
             " SELECT 'w' || i, 'h', i, 'stopped' FROM generate_series(1, 100) i"
@@ -1126,33 +1047,14 @@ def recovery_gate(url: str) -> None:
     times: dict[str, list[float]] = {}
     for _ in range(20):
         for label, sql in (("table lock", table), ("advisory lock", advisory)):
-            with psycopg.connect(url, autocommit=True) as c:
+            with psycopg.connect(p.url, autocommit=True) as c:
                 for i in range(21):
                     t0 = time.perf_counter()
                     c.execute(sql, params).fetchall()
                     key = f"{label}, {'first call' if i == 0 else 'later calls'}"
-                    times.setdefault(key, []).append(time.perf_counter() - t0)
+                    times.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
     for key, ts in times.items():
-        print(f"recovery statement, {key:28} median {statistics.median(ts) * 1000:.3f} ms")
-
-
-PROBES = {"pickup": pickup, "claim-plan": claim_plan, "listen-claim": listen_claim,
-          "claim-parts": claim_parts,
-          "commit-idle": commit_idle,
-          "bulk": bulk, "commit-cost": commit_cost, "submit-call": submit_call,
-          "completion-arbiter": completion_arbiter,
-          "workflow-10k": workflow_10k, "recovery-gate": recovery_gate}  # fmt: skip
-ON_SERVER = {
-    "schema-ab": schema_ab,
-    "writers-ab": writers_ab,
-    "claim-after-drain": claim_after_drain,
-    "vacuum-after-drain": vacuum_after_drain,
-    "sql-ceiling": sql_ceiling,
-    "insert-cost": insert_cost,
-    "bulk-parts": bulk_parts,
-    "trickle": trickle,
-    "idle-fleet": idle_fleet,
-}
+        p.spread(f"recovery statement, {key}", ts, "ms")
 
 
 HOG_BODY = """import sys, time
@@ -1166,7 +1068,7 @@ with ThreadPoolExecutor(8) as ex:
 print(time.perf_counter() - t)"""
 
 
-def hog_threads() -> None:
+def hog_threads(p: Probe) -> None:
     cpu = str(max(os.sched_getaffinity(0)))
     times: dict[str, list[float]] = {}
     for rnd in range(3):
@@ -1193,33 +1095,121 @@ def hog_threads() -> None:
                 if hog is not None:
                     hog.kill()
                     hog.wait()
-    for name, t in times.items():
-        print(
-            f"8 x {name:14} min/median/max {min(t):6.2f}"
-            f" {statistics.median(t):6.2f} {max(t):6.2f} s"
-        )
     for body in ("spin", "crunch"):
+        p.spread(f"8 x {body} on one CPU, alone", times[f"{body} alone"], "s")
+        p.spread(f"8 x {body} on one CPU, beside a hog", times[f"{body} hog"], "s")
         ratio = statistics.median(times[f"{body} hog"]) / statistics.median(times[f"{body} alone"])
-        print(f"{body}: with the hog / alone = {ratio:.2f}")
+        p.record(f"{body}: beside the hog over alone (medians)", ratio, "×")
 
 
-NO_SERVER = {"hog-threads": hog_threads}
+# name: (function, what the probe needs, what it measures). "db": a server whose `postgres`
+# database is migrated (Probe.url); "server": a server to make databases on; "none": no server.
+PROBES: dict[str, tuple[Callable[[Probe], None], str, str]] = {
+    "pickup": (pickup, "db",
+        "an idle in-process worker, one task every 20 ms by plain INSERT: commit -> NOTIFY seen"
+        " -> claim sent -> claim answered -> body starts"),
+    "claim-plan": (claim_plan, "db",
+        "planning and execution time of a one-row claim (EXPLAIN ANALYZE, 100 claims); a"
+        " one-row claim's round trip after 20 ms idle, planned per claim and on the worker's"
+        " claim session (generic plans), taking turns"),
+    "claim-parts": (claim_parts, "db",
+        "a one-row claim's round trip back to back and after 20 ms idle, taking turns: the"
+        " claim as it is; without the LATERAL over the queues; without the load-weighted limit"
+        " as well; a bare one-queue UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)"),
+    "listen-claim": (listen_claim, "db",
+        "right after a notification (20 ms apart): SELECT 1 and a one-row claim on the"
+        " connection that received it and on another, taking turns"),
+    "commit-idle": (commit_idle, "db",
+        "a one-row UPDATE's round trip back to back, and after 20 ms idle"),
+    "insert-cost": (insert_cost, "db",
+        "one-row INSERTs into pgsched.tasks, into copies that lose one more thing each (trigger"
+        " and foreign keys, CHECKs, indexes but the key) and into a bare (id, task_type, payload)"
+        " table: autocommit, taking turns in chunks of 20 for 30 s; 50 to a transaction via"
+        " pgbench; the server's execution time per INSERT"),
+    "bulk": (bulk, "db",
+        "Client.submit_many by one INSERT and by COPY, 100 to 100,000 rows a call, alternated"
+        " 2 s runs"),
+    "bulk-parts": (bulk_parts, "server",
+        "Client.submit_batch's statement (1,000 rows) into pgsched.tasks and into copies that"
+        " lose one more thing each: server execution per row; then 20 x 1,000 rows by"
+        " Client.submit_batch as migrated and without the two foreign keys, 12 rounds"),
+    "submit-call": (submit_call, "db",
+        "one autocommit task per call on one connection, chunks of 300 taking turns:"
+        " Client.submit, the same through the TaskSpec path, a bare psycopg INSERT; calls/s"
+        " and the client's CPU per call"),
+    "schema-ab": (schema_ab, "server",
+        "one worker drains 50k tasks from copies of one database, as migrated and with one"
+        " schema change each (and the three together), 4 alternated runs"),
+    "writers-ab": (writers_ab, "server",
+        "B's drain (100k) with one and with two completion writers per worker, one worker then"
+        " two, 8 rounds alternated"),
+    "claim-after-drain": (claim_after_drain, "server",
+        "index pages a one-row claim reads (generic plan) right after one worker drained 100k"
+        " tasks, on an empty table and beside 1M rows due tomorrow; then after VACUUM"),
+    "vacuum-after-drain": (vacuum_after_drain, "server",
+        "beside 1M rows due tomorrow, one worker drains 100k tasks; then for 100 s the"
+        " ready-index pages a claim reads and autovacuum's runs, with PostgreSQL's default"
+        " thresholds and as migrated"),
+    "idle-fleet": (idle_fleet, "server",
+        "100 idle `pgsched worker` processes: Postgres CPU in three 10 s windows, at the idle"
+        " heartbeat pace and with idle workers beating every heartbeat_interval"),
+    "commit-cost": (commit_cost, "db",
+        "CPU a backend spends per statement, one every 20 ms: a heartbeat, the same with a"
+        " durable commit, SELECT 1, a one-row UPDATE"),
+    "completion-arbiter": (completion_arbiter, "db",
+        "a 500-task completion as the worker runs it (generic plan) and with ON CONFLICT on the"
+        " attempt rows (complete_tasks_arbitrated), taking turns 60 times; the last 50"),
+    "trickle": (trickle, "server",
+        "one worker (bench D's) while tasks arrive one plain INSERT at a time, 20 ms apart (300)"
+        " and back to back (3,000): Postgres and worker CPU per task, 4 runs each"),
+    "hog-threads": (hog_threads, "none",
+        "no database: 8 threads of bench F's task bodies (`spin`, a pure-Python loop; `crunch`,"
+        " hashing outside the GIL) pinned to one CPU, with and without a CPU hog there, 3 rounds"),
+    "sql-ceiling": (sql_ceiling, "server",
+        "the database alone: pgbench runs pgsched's claim and completion statements (500 a"
+        " batch, each its own transaction) on 1 and 2 connections; the least a queue can do per"
+        " job (DELETE ... SKIP LOCKED of 500); 1,000-row INSERTs into pgsched.tasks and a bare"
+        " table; 3 alternated runs of 3 s"),
+    "workflow-10k": (workflow_10k, "db",
+        "workflows of 10,000 tasks (a chain, a fan-out, independent tasks): the wall time of"
+        " `status --workflow` and of `cancel --workflow`, 3 runs each"),
+    "recovery-gate": (recovery_gate, "db",
+        "the recovery statement (100 workers rows, none dead) with the table lock of"
+        " pgsched.try_recovery_gate() and with an advisory lock instead, 20 turns: the first"
+        " call on a new session and the 20 after it"),
+    "drain-profile": (drain_profile, "server",
+        "one worker drains 100k no-op tasks: CPU of the worker and of Postgres per task, and"
+        " pg_stat_statements by statement; then again with py-spy sampling the worker"),
+}  # fmt: skip
 
 
 def main() -> None:
-    names = [*PROBES, *ON_SERVER, *NO_SERVER]
-    if len(sys.argv) != 2 or sys.argv[1] not in names:
-        raise SystemExit(f"usage: python bench/probes.py {{{','.join(names)}}}")
-    if sys.argv[1] in NO_SERVER:
-        NO_SERVER[sys.argv[1]]()
-        return
-    with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
-        if sys.argv[1] in ON_SERVER:
-            ON_SERVER[sys.argv[1]](server)
-            return
-        url = server.url("postgres")
-        migrate.upgrade(url)
-        PROBES[sys.argv[1]](url)
+    ap = argparse.ArgumentParser(
+        prog="python bench/probes.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="probes:\n"
+        + "\n".join(
+            textwrap.fill(about, 100, initial_indent=f"  {name:19} ", subsequent_indent=" " * 22)
+            for name, (_f, _k, about) in PROBES.items()
+        ),
+    )
+    ap.add_argument("name", choices=PROBES, metavar="NAME", help="the probe to run")
+    name = ap.parse_args().name
+    fn, needs, about = PROBES[name]
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-probe-{name}"
+    out = RAW / f"{run_id}.jsonl"
+    with contextlib.ExitStack() as stack:
+        server = None
+        if needs != "none":
+            server = stack.enter_context(EphemeralServer(durable=True, settings=SERVER_SETTINGS))
+        ctx = Ctx(server, quick=False, run_id=run_id, systems=["pgsched"], out=out)  # type: ignore[arg-type]
+        t0 = begin_raw(out, run_id, server, probe=name, about=about)
+        if needs == "db":
+            migrate.upgrade(ctx.server.url("postgres"))
+        fn(Probe(name, ctx))
+    end_raw(out, run_id, t0)
+    print(f"raw records: {out}")
 
 
 if __name__ == "__main__":

