@@ -148,7 +148,7 @@ class Settings(BaseModel):
         ge=1,
         le=8,
         description="Connections a worker writes finished tasks on, in parallel batches "
-        "(one drained faster than two on 2 cores: bench/NOTES.md)",
+        "(one drained faster than two on 2 cores: docs/performance.md, writers-ab)",
     )
     cpu_ceiling: float = Field(
         100.0,
