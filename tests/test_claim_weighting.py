@@ -73,8 +73,15 @@ def test_capacity_is_the_part_of_the_fleets_slots_by_share_and_never_zero(
     assert 1 <= cap <= concurrency
     mine = share.cpu_share(cpu)
     if peers:
-        part = (concurrency + sum(n for n, _ in peers)) * mine / (mine + shares)
-        assert cap == max(1, min(concurrency, math.floor(part + 0.5)))
+        # No other count it may hold ends a burst of the fleet's slots sooner: its tasks at its
+        # share, the rest at the peers' summed shares (each side takes more as it frees up).
+        total = concurrency + sum(n for n, _ in peers)
+
+        def burst_time(k: int) -> float:
+            return max(k / mine, (total - k) / shares)
+
+        best = min(burst_time(k) for k in range(1, concurrency + 1))
+        assert burst_time(cap) <= best * (1 + 1e-9)
     else:
         assert cap == concurrency  # alone: all of it
     # Even hosts: as many peers as it likes with its share and its slots, it keeps all of them.
@@ -88,6 +95,9 @@ def test_capacity_of_two_workers_of_8_slots_one_at_half_share() -> None:
     assert share.capacity(8, 100.0, 8, 1.0) == 5
     assert share.capacity(8, 0.0, 8, 0.5) == 8
     assert share.capacity(8, 3.0, 8, 1.0) == 8  # a little busier than its peer: all its slots
+    # The peer's CPUs a little busy: the portion is 5.5, and 5 ends the burst sooner than 6
+    # (the peer's 11 at 0.95 take 11.6 task-times, 6 of its own at 0.5 take 12).
+    assert share.capacity(8, 100.0, 8, 0.95) == 5
     assert share.capacity(8, 100.0, None, None) == 8
     assert share.capacity(8, 100.0, 8, math.nan) == 8
 

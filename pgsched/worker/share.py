@@ -11,11 +11,15 @@ each claim: a worker holds at most its part of the fleet's slots in proportion t
 bounded by its own concurrency and at least 1 while it is active and under its ceilings, so
 it never stalls its queue. The peers are the live, active workers sharing a queue with it.
 This is the split that finishes a burst as large as the fleet's slots soonest when each
-worker's tasks share its CPUs: a worker with half the CPU share of its only peer, both of 8
-slots, holds 5 of a 16-task burst. Scaling its own slots by the ratio of shares (8 x 0.5)
-would give 4; the two workers would then finish their first batches together and race for
-the last 4 tasks. On even hosts every worker keeps all its slots (a share a few percent
-below its peers' still rounds to them).
+worker's tasks share its CPUs. The portion is rarely a whole number, so the worker holds
+whichever of the two nearest counts ends the burst sooner, counted in task-times: its own
+tasks at its share, the rest at the peers' summed shares, each side taking more as it frees
+up. A worker with half the CPU share of its only peer, both of 8 slots, holds 5 of a 16-task
+burst, also when the peer's CPUs are a little busy (portion 5.5 at a peer's share of 0.95:
+5 ends the burst at 11.6 task-times, 6 at 12; rounding would have taken 6). Scaling its own
+slots by the ratio of shares (8 x 0.5) would give 4; the two workers would then finish their
+first batches together and race for the last 4 tasks. On even hosts every worker keeps all
+its slots (a share a few percent below its peers' still ends the burst soonest with them).
 
 A CPU share is the part of the worker's CPUs that other processes leave idle, never below
 one half: the kernel's fair scheduler gives a new busy thread about half of a CPU that one
@@ -54,5 +58,13 @@ def capacity(
     if not other_slots or other_shares is None or not math.isfinite(other_shares):
         return concurrency
     mine = cpu_share(cpu_usage)
-    portion = (concurrency + other_slots) * mine / (mine + max(other_shares, 0.0))
-    return max(1, min(concurrency, math.floor(portion + 0.5)))
+    others = max(other_shares, MIN_SHARE)
+    total = concurrency + other_slots
+    portion = total * mine / (mine + others)
+
+    def burst_time(n: int) -> float:  # in task-times: mine at my share, the rest at the peers'
+        return max(n / mine, (total - n) / others)
+
+    low = math.floor(portion)
+    held = low if burst_time(low) < burst_time(low + 1) else low + 1
+    return max(1, min(concurrency, held))
