@@ -51,6 +51,7 @@ class Ticking:
         self.on_crash = on_crash
         self._stop = threading.Event()
         self._nudged = threading.Event()
+        self.notified = False  # a notification ended the last wait (look() clears it)
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[DictRow] | None = None
 
@@ -139,4 +140,5 @@ class Ticking:
             if any(True for _ in conn.notifies(timeout=min(left, 0.25), stop_after=1)):
                 for _ in conn.notifies(timeout=0.01):
                     pass
+                self.notified = True
                 return

@@ -4,6 +4,7 @@ connection, and a death of anything else reaches on_crash."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,7 @@ from pgsched.alerts.ticker import AlertTicker
 from pgsched.db import connect
 from pgsched.schedules import Scheduler, apply_schedules, parse_schedules
 from pgsched.sql import Q
-from pgsched.ticking import Ticking
+from pgsched.ticking import MAX_SLEEP, Ticking
 from tests.conftest import wait_until
 
 
@@ -110,6 +111,38 @@ def test_the_alert_ticker_reconnects_too(dsn: str) -> None:
             lambda: _service_session(dsn) not in (None, pid),
             timeout=15,
             message="the ticker on a new connection",
+        )
+    finally:
+        ticker.stop()
+
+
+def _last_statement(dsn: str, pid: int) -> tuple[object, str] | None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT query_start, query FROM pg_stat_activity WHERE pid = %s AND state = 'idle'",
+            (pid,),
+        ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def test_an_idle_alert_ticker_runs_no_statement_until_something_wakes_it(dsn: str) -> None:
+    """A fleet of idle workers each runs a ticker: between looks at what is due it sends the
+    database nothing, however often its thread wakes (every MAX_SLEEP seconds); a
+    notification (an event recorded, the rules changed) makes it look at once."""
+    ticker = AlertTicker(dsn).start()
+    try:
+        pid = wait_until(lambda: _service_session(dsn), message="the ticker's connection")
+        first = wait_until(
+            lambda: (s := _last_statement(dsn, pid)) and "has something to do next" in s[1] and s,
+            message="the ticker's first look, ending with when to look next",
+        )
+        time.sleep(MAX_SLEEP + 1.5)  # a window in which the old ticker looked again
+        assert _last_statement(dsn, pid) == first, "the idle ticker looked again"
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("NOTIFY pgsched_alerts, 'rules'")
+        wait_until(
+            lambda: (s := _last_statement(dsn, pid)) is not None and s[0] != first[0],
+            message="a look after the notification",
         )
     finally:
         ticker.stop()

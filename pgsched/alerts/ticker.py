@@ -2,9 +2,11 @@
 rules and folds recorded events into notifications. Run as many as you like: each window is
 evaluated once and each event folded once, whichever ticker gets there first.
 
-It wakes on NOTIFY pgsched_alerts (a trigger recorded an event), when a folded (rule, key)
-may send again, when a threshold rule is due, when a delivery finishes or is due, and at least
-every MAX_SLEEP seconds.
+It looks at the rules and events when NOTIFY pgsched_alerts comes (a trigger recorded an
+event, or the rules changed), when a folded (rule, key) may send again, when a threshold rule
+is due, on a new connection, and at least every TICK_POLL seconds (a rule changed by plain
+SQL). In between it runs no statement: with a fleet of idle workers, one look per worker every
+few seconds was most of the database's idle CPU (docs/performance.md, H and idle-fleet).
 
 Given the name of its process's worker, it also delivers: it claims the ``pgsched.alert``
 tasks of the delivery queue (``pgsched.alerts``, where channels put them unless they name
@@ -41,6 +43,7 @@ from pgsched.worker.supervision import CrashHook
 log = structlog.get_logger("pgsched.alerts")
 
 DELIVERY_POLL = 10.0  # seconds between looks at an idle delivery queue
+TICK_POLL = 60.0  # seconds between looks at rules and events when nothing wakes the ticker
 
 
 class AlertTicker(Ticking):
@@ -69,6 +72,7 @@ class AlertTicker(Ticking):
         self._policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_cap)
         self._type = TaskType(DELIVERY_TYPE, _run_alert, stoppable=True)
         self._look_at = 0.0  # monotonic time of the next look at the delivery queue
+        self._tick_at = 0.0  # monotonic time of the next look at the rules and events
 
     def tick_once(self, now: datetime | None = None) -> list[int]:
         """Evaluate due thresholds, then fold due events; the notifications made."""
@@ -84,12 +88,21 @@ class AlertTicker(Ticking):
         return made
 
     def look(self) -> float:
-        made = self.tick_once()
-        delay = dispatching.next_wake(self.connection(), self.now())
+        fresh = self._conn is None or self._conn.closed  # notifications may have been missed
+        made: list[int] = []
+        if fresh or self.notified or time.monotonic() >= self._tick_at:
+            self.notified = False
+            made = self.tick_once()
+            wake = dispatching.next_wake(self.connection(), self.now())
+            if len(made) >= dispatching.BATCH:
+                wake = 0.0  # more (rule, key) pairs may be due than one dispatch folds
+            self._tick_at = time.monotonic() + min(TICK_POLL, TICK_POLL if wake is None else wake)
+        delay = self._tick_at - time.monotonic()
         if self.worker is not None:
             due = self.deliver_once(look=bool(made))
-            delay = due if delay is None else delay if due is None else min(delay, due)
-        return MAX_SLEEP if delay is None else delay
+            if due is not None:
+                delay = min(delay, due)
+        return min(MAX_SLEEP, delay)
 
     # -- deliveries ------------------------------------------------------------------------
 
@@ -100,7 +113,8 @@ class AlertTicker(Ticking):
         The delivery queue is looked at when this ticker made notifications (``look``), when
         a delivery finished, when the next known one is due, and at least every
         DELIVERY_POLL seconds (deliveries another ticker made, or a recovery handed back):
-        not on every look of an idle ticker."""
+        not on every look of an idle ticker. That idle look is the claim alone; when the
+        deliveries it made or ran may wait for a retry, it also asks when the next is due."""
         assert self.worker is not None
         conn = self.connection()
         finished = self._record(conn)
@@ -129,6 +143,9 @@ class AlertTicker(Ticking):
         if len(rows) == free:
             self._look_at = 0.0  # more may wait: look again when one finishes
             return None
+        if not (look or finished):  # an idle look: nothing of this ticker's is waiting
+            self._look_at = time.monotonic() + DELIVERY_POLL
+            return DELIVERY_POLL
         with translated():
             due = claims.next_due_in(
                 conn,

@@ -3,8 +3,9 @@
 -- Events themselves are written by the triggers of migration 0009.
 
 -- name: alert_apply_lock :exec
--- One `alerts apply` at a time.
-SELECT pg_advisory_xact_lock(%(ns)s::int, hashtext('pgsched.alerts.apply'));
+-- One `alerts apply` at a time. The tickers look at the new rules when it commits.
+SELECT pg_advisory_xact_lock(%(ns)s::int, hashtext('pgsched.alerts.apply')),
+       pg_notify('pgsched_alerts', 'rules');
 
 -- name: alert_channel_rows :many
 SELECT id, name, type, config, created_at, updated_at FROM pgsched.alert_channels ORDER BY name;
@@ -52,9 +53,13 @@ SET event = EXCLUDED.event, threshold = EXCLUDED.threshold, above = EXCLUDED.abo
 DELETE FROM pgsched.alert_rules WHERE name = ANY(%(names)s::text[]);
 
 -- name: alert_rule_set_paused :one
--- Pausing stops recording events for the rule; its pending ones wait for resume.
-UPDATE pgsched.alert_rules SET paused = %(paused)s::boolean, updated_at = now()
-WHERE name = %(name)s::text RETURNING id, name, paused;
+-- Pausing stops recording events for the rule; its pending ones wait for resume, when the
+-- tickers are told to look.
+WITH r AS (
+    UPDATE pgsched.alert_rules SET paused = %(paused)s::boolean, updated_at = now()
+    WHERE name = %(name)s::text RETURNING id, name, paused
+)
+SELECT r.id, r.name, r.paused FROM r, LATERAL (SELECT pg_notify('pgsched_alerts', 'rules')) n;
 
 -- name: alert_rule_for_test :one
 -- A rule with its channels' definitions, for `alerts test`.
