@@ -113,8 +113,9 @@ class AlertTicker(Ticking):
         The delivery queue is looked at when this ticker made notifications (``look``), when
         a delivery finished, when the next known one is due, and at least every
         DELIVERY_POLL seconds (deliveries another ticker made, or a recovery handed back):
-        not on every look of an idle ticker. That idle look is the claim alone; when the
-        deliveries it made or ran may wait for a retry, it also asks when the next is due."""
+        not on every look of an idle ticker. That idle look asks whether a delivery is
+        ready (a probe that locks nothing) and claims only then; when the deliveries it made
+        or ran may wait for a retry, it also asks when the next is due."""
         assert self.worker is not None
         conn = self.connection()
         finished = self._record(conn)
@@ -126,6 +127,19 @@ class AlertTicker(Ticking):
         if free <= 0 or self._stop.is_set():
             self._look_at = 0.0  # when a delivery finishes (it nudges the ticker)
             return None
+        idle = not (look or finished)  # nothing of this ticker's is waiting
+        if idle:
+            with translated():
+                ready = claims.left_behind(
+                    conn,
+                    queues=[DELIVERY_QUEUE],
+                    task_types=[DELIVERY_TYPE],
+                    age=0.0,
+                    now=self.now(),
+                )
+            if not ready:
+                self._look_at = time.monotonic() + DELIVERY_POLL
+                return DELIVERY_POLL
         with translated():
             rows = claims.claim(
                 conn,
@@ -143,7 +157,7 @@ class AlertTicker(Ticking):
         if len(rows) == free:
             self._look_at = 0.0  # more may wait: look again when one finishes
             return None
-        if not (look or finished):  # an idle look: nothing of this ticker's is waiting
+        if idle:
             self._look_at = time.monotonic() + DELIVERY_POLL
             return DELIVERY_POLL
         with translated():
