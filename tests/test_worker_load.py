@@ -183,3 +183,15 @@ def test_worker_above_ceiling_from_other_load_takes_nothing(
         assert ev.count("task_claimed") == 0 and backlog(conn) == 1
     finally:
         w.stop(timeout=15)
+
+
+def test_a_poolers_made_up_backend_pid_counts_nothing_and_breaks_nothing(dsn: str) -> None:
+    """Behind PgBouncer a connection's backend pid is made up, and may be negative or zero
+    (psutil refuses those with ValueError): it counts nothing, and the real local backend
+    beside it still counts."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        real = c.info.backend_pid
+        backends = load.BackendCpu(lambda: {-23629174, 0, real}, 2)
+        assert backends() == 0.0  # the first call only takes the backends' times
+        c.execute("SELECT count(*) FROM generate_series(1, 3000000)")  # CPU in the backend
+        assert backends() > 0.0

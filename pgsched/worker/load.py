@@ -73,7 +73,7 @@ class BackendCpu:
     """CPU time of the local server backends that serve this worker, in percent of the
     worker's CPUs since the previous call. ``pids`` returns the backend pids of the worker's
     open connections; a pid that is not a local ``postgres`` process (a remote server, a
-    pooler) counts nothing."""
+    pooler's made-up pid, negative ones too) counts nothing."""
 
     def __init__(self, pids: Callable[[], set[int]], cpus: int) -> None:
         self._pids = pids
@@ -87,13 +87,15 @@ class BackendCpu:
         used = 0.0
         seen: dict[int, tuple[psutil.Process, float]] = {}
         for pid in self._pids():
+            if pid <= 0:  # a pooler's made-up backend pid (PgBouncer's may be negative)
+                continue
             try:
                 proc, before = self._seen.get(pid) or (psutil.Process(pid), -1.0)
                 if before < 0 and proc.name() != "postgres":
                     continue
                 t = proc.cpu_times()
                 total = t.user + t.system
-            except (psutil.Error, OSError):
+            except (psutil.Error, OSError, ValueError):
                 continue
             if before >= 0:
                 used += max(0.0, total - before)
