@@ -1,6 +1,11 @@
 """B drain: N pending no-op tasks, one worker process, then two; the rate runs from the worker's
 ready line to the poll (every 20 ms) that first sees no unfinished task.
 
+Every system runs a function registered through its ordinary API that takes the payload and
+returns nothing (harness.System.body says which). pgsched also drains with its built-in `noop`,
+which its executor runs inline on the claim thread, a lane no `@task` function takes:
+`drain_1w_builtin_inline` and `drain_2w_builtin_inline`, beside the `@task` figures.
+
 The backlog is enqueued with the system's bulk API once per run and system, then VACUUM
 ANALYZE; every cell drains its own copy of that database (CREATE DATABASE ... TEMPLATE), after a
 CHECKPOINT, the same for every system, so each worker starts on the same footing.
@@ -57,12 +62,24 @@ def run(ctx: Ctx, rep: int) -> None:
     n = size(ctx)
     for procs in (1, 2):
         for system in ctx.systems:
-            with ctx.cell("B", system, rep):
-                url = fill(ctx, system, "b", n)
-                try:
-                    r = drain(ctx, system, url, n, procs)
-                    ctx.record(
-                        "B", system, f"drain_{procs}w", r.pop("rate"), "tasks/s", rep, n=n, **r
-                    )
-                finally:
-                    ctx.drop_db(url)
+            lanes = [("", ())]
+            if system == "pgsched":
+                lanes.append(("_builtin_inline", ("--body", "builtin")))
+            for suffix, args in lanes:
+                with ctx.cell("B", system, rep):
+                    url = fill(ctx, system, "b", n)
+                    try:
+                        r = drain(ctx, system, url, n, procs, worker_args=args)
+                        ctx.record(
+                            "B",
+                            system,
+                            f"drain_{procs}w{suffix}",
+                            r.pop("rate"),
+                            "tasks/s",
+                            rep,
+                            n=n,
+                            body="builtin" if args else SYSTEMS[system].body,
+                            **r,
+                        )
+                    finally:
+                        ctx.drop_db(url)

@@ -57,6 +57,7 @@ class System:
     backlog_sql: str  # returns one int: jobs not finished yet
     keeps: str  # what the system keeps after a job ends
     setting: str  # the worker setting used (fastest documented, tried)
+    body: str  # the job function the workers run: registered through the ordinary API
     worker_args: tuple[str, ...] = ()
 
 
@@ -73,7 +74,8 @@ SYSTEMS = {
         "SELECT count(*) FROM pgsched.tasks WHERE status IN ('pending', 'running', 'retrying')",
         "the task row (status succeeded, finished_at) and one task_executions row per attempt",
         "Worker with concurrency=500 (= batch_size; tried 10 (default), 100, 500, 1000: "
-        "10 drains at ~6k/s, 100+ at ~23k/s), built-in inline noop",
+        "10 drains at ~6k/s, 100+ at ~23k/s)",
+        '`@task("noop")` `def noop(payload): return None`, on the executor\'s thread pool',
         ("--concurrency", "500"),
     ),
     "pgqueuer": System(
@@ -83,6 +85,7 @@ SYSTEMS = {
         "SELECT count(*) FROM pgqueuer",
         "deletes the job row; appends a pgqueuer_log row (folded into pgqueuer_statistics)",
         "asyncpg driver, batch_size=100 (tried 10 and 100), no concurrency limit",
+        '`@qm.entrypoint("noop")` `async def noop(job): pass`, on its event loop',
     ),
     "procrastinate": System(
         "procrastinate",
@@ -91,6 +94,7 @@ SYSTEMS = {
         "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
         "the job row (status succeeded) and its procrastinate_events rows",
         "PsycopgConnector, concurrency=10 (tried 1, 10, 50), listen_notify on",
+        '`@app.task(name="noop")` `async def noop(k=0): pass`, on its event loop',
     ),
     "chancy": System(
         "chancy",
@@ -100,6 +104,7 @@ SYSTEMS = {
         "SELECT count(*) FROM chancy_jobs WHERE state IN ('pending', 'running', 'retrying')",
         "the job row (state succeeded, completed_at)",
         "AsyncExecutor, concurrency=100, eager_polling, polling_interval=1 s",
+        '`@job(queue="default")` `async def noop(k=0): pass`, on the AsyncExecutor',
     ),
     "graphile": System(
         "graphile",
@@ -109,6 +114,7 @@ SYSTEMS = {
         "deletes the job row; keeps nothing",
         "concurrentJobs=24, maxPoolSize=25, localQueue.size=500, completeJobBatchDelay=0 "
         "(the documented performance setting)",
+        "taskList `noop: async (payload) => {}`, on Node's event loop",
     ),
 }
 PEERS = ["pgqueuer", "procrastinate", "chancy", "graphile"]

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 from b_drain import drain
+from fleet import fleet_bouncer
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
 from harness import (
     RAW,
@@ -1177,6 +1178,11 @@ PROBES: dict[str, tuple[Callable[[Probe], None], str, str]] = {
         "the recovery statement (100 workers rows, none dead) with the table lock of"
         " pgsched.try_recovery_gate() and with an advisory lock instead, 20 turns: the first"
         " call on a new session and the 20 after it"),
+    "fleet-bouncer": (fleet_bouncer, "db",
+        "a fleet of busy `pgsched worker` processes (BENCH_FLEET, default 200; capacities 1-4)"
+        " through PgBouncer in transaction mode: RSS and server connections, a drain of 20,000"
+        " 20 ms tasks, pickup p50/p99 at 200 tasks/s, and 20 workers killed at once (SIGKILL):"
+        " the time until their tasks are done by others"),
     "drain-profile": (drain_profile, "server",
         "one worker drains 100k no-op tasks: CPU of the worker and of Postgres per task, and"
         " pg_stat_statements by statement; then again with py-spy sampling the worker"),

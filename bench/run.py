@@ -34,6 +34,7 @@ WORKLOADS = {
     "H": "h_idle",
     "I": "i_api",
     "J": "j_dashboard",
+    "K": "k_snapshot",
 }
 
 
@@ -41,14 +42,14 @@ WORKLOADS = {
 # tables and starting H's fleet three times would take `make bench` well past 20 min. G builds
 # its tables once and repeats its drains and pickups inside (three rounds); H's samples are its
 # three 10 s windows. I (1M rows for the scrape) and J (1M rows for the dashboard) likewise.
-# E and F run three times like the rest.
-ONCE = "GHIJ"
+# K (a 5-minute window per system) likewise. E and F run three times like the rest.
+ONCE = "GHIJK"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer tasks, one repetition")
-    ap.add_argument("--only", default="ABCDEFGHIJ", help="workloads, e.g. ABD")
+    ap.add_argument("--only", default="ABCDEFGHIJK", help="workloads, e.g. ABD")
     ap.add_argument("--systems", default=",".join(["pgsched", *PEERS]))
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-report", action="store_true")

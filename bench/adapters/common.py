@@ -3,6 +3,8 @@
     setup   DSN                      install the system's schema
     enqueue DSN N bulk               time N enqueues, 1,000 per call
     produce DSN SECONDS BATCH        enqueue for SECONDS, BATCH jobs per call
+    pace    DSN SECONDS BATCH RATE   enqueue for SECONDS, BATCH jobs per call, RATE jobs/s on
+                                     a fixed schedule; prints `SENT n epoch` after each call
     turns   DSN CHUNK                one call per job, in chunks on command: prints `READY`
                                      after one job outside the timing, then for each `go` line
                                      on stdin times CHUNK jobs and prints `DONE seconds`; stops
@@ -58,6 +60,19 @@ async def _main(impl, argv: list[str]) -> None:
                 else:
                     await p.many(range(n, n + batch))
                 n += batch
+            dt = time.perf_counter() - t0
+        say(json.dumps({"n": n, "seconds": dt}))
+    elif cmd == "pace":
+        seconds, batch, rate = float(argv[2]), int(argv[3]), float(argv[4])
+        n = 0
+        async with impl.producer(dsn) as p:
+            t0 = time.perf_counter()
+            while (now := time.perf_counter()) - t0 < seconds:
+                if (due := t0 + n / rate) > now:
+                    await asyncio.sleep(due - now)
+                await p.many(range(n, n + batch))
+                n += batch
+                say(f"SENT {n} {time.time():.6f}")
             dt = time.perf_counter() - t0
         say(json.dumps({"n": n, "seconds": dt}))
     elif cmd == "turns":

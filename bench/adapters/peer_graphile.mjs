@@ -54,6 +54,23 @@ if (cmd === "setup") {
     dt = (performance.now() - t0) / 1000;
   });
   say(JSON.stringify({ n, seconds: dt }));
+} else if (cmd === "pace") {
+  // batches on a fixed schedule: RATE jobs/s; `SENT n epoch` after each call
+  const [seconds, batch, rate] = rest.map(Number);
+  let n = 0;
+  let dt = 0;
+  await producer(async (p) => {
+    const t0 = performance.now();
+    for (let now = t0; (now - t0) / 1000 < seconds; now = performance.now()) {
+      const due = t0 + (n / rate) * 1000;
+      if (due > now) await new Promise((r) => setTimeout(r, due - now));
+      await p.many(range(n, n + batch));
+      n += batch;
+      say(`SENT ${n} ${epoch()}`);
+    }
+    dt = (performance.now() - t0) / 1000;
+  });
+  say(JSON.stringify({ n, seconds: dt }));
 } else if (cmd === "turns") {
   const chunk = Number(rest[0]);
   let k = 0;

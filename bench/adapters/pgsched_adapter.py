@@ -10,12 +10,15 @@ enqueue modes for the Python API, plain SQL and a raw-insert baseline.
                          each, in ABBA order; the answer adds each one's n and seconds and the
                          median over rounds of sql_insert's rate / raw_insert's);
                          with MAX_S the one-call SQL modes stop after MAX_S seconds (n = done)
+    pace DSN SECONDS BATCH RATE   Client.submit_batch on a fixed schedule (adapters/common.py)
     turns DSN CHUNK      Client.submit, one call per task, in chunks on command
                          (adapters/common.py)
     probe DSN N GAP_MS [api|sql] [DELAY_S]   with DELAY_S, each task gets run_at = now + DELAY_S
                          and the SENT line carries that run_at
     worker DSN [--trace] [--concurrency N] [--plain] [--heartbeat-timeout S]
-                         the pgsched worker in this process, tasks `noop` and `spin`
+               [--body task|async|builtin]
+                         the pgsched worker in this process (adapters/pgsched_worker.py): task
+                         `noop` is a `@task` function by default, the built-in with `builtin`
 """
 
 from __future__ import annotations
@@ -126,6 +129,20 @@ def produce(dsn: str, seconds: float, batch: int) -> tuple[int, float]:
         return n, time.perf_counter() - t0
 
 
+def pace(dsn: str, seconds: float, batch: int, rate: float) -> tuple[int, float]:
+    """BATCH tasks per call, RATE tasks/s on a fixed schedule; `SENT n epoch` after each call."""
+    n = 0
+    with Client(dsn) as client:
+        t0 = time.perf_counter()
+        while (now := time.perf_counter()) - t0 < seconds:
+            if (due := t0 + n / rate) > now:
+                time.sleep(due - now)
+            client.submit_batch("noop", [{"k": k} for k in range(n, n + batch)])
+            n += batch
+            say(f"SENT {n} {time.time():.6f}")
+        return n, time.perf_counter() - t0
+
+
 def probe(dsn: str, n: int, gap: float, how: str, delay: float | None) -> None:
     with Client(dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
         for k in range(n):
@@ -161,6 +178,9 @@ def main(argv: list[str]) -> None:
         say(json.dumps({"n": turns(dsn, int(argv[2]))}))
     elif cmd == "produce":
         n, dt = produce(dsn, float(argv[2]), int(argv[3]))
+        say(json.dumps({"n": n, "seconds": dt}))
+    elif cmd == "pace":
+        n, dt = pace(dsn, float(argv[2]), int(argv[3]), float(argv[4]))
         say(json.dumps({"n": n, "seconds": dt}))
     elif cmd == "probe":
         how = argv[4] if len(argv) > 4 else "api"

@@ -1,8 +1,15 @@
-"""The pgsched worker as the benchmarks run it: `pgsched.worker.Worker` in this process, with
-the built-in inline `noop` (or, with --trace, a `noop` that prints when its body starts) and a
-CPU-bound `spin` task, a CPU-bound `crunch` task that runs outside the GIL (load weighting)
-and a `hold` task (crash recovery). Prints
-`READY epoch` once started.
+"""The pgsched worker as the benchmarks run it: `pgsched.worker.Worker` in this process. Task
+`noop` is, by `--body`:
+
+- `task` (default): `def noop(payload): return None` registered with `@task`, the user's
+  ordinary API, and run on the executor's thread pool like any user function;
+- `async`: the same as `async def`, run on the executor's event loop;
+- `builtin`: the built-in `noop`, which the executor runs inline on the claim thread (a lane
+  `@task` does not offer: only the built-in takes it).
+
+With --trace, `noop` instead prints when its body starts (inline, as pickup latency measures
+it). Also a CPU-bound `spin` task, a CPU-bound `crunch` task that runs outside the GIL (load
+weighting) and a `hold` task (crash recovery). Prints `READY epoch` once started.
 """
 
 from __future__ import annotations
@@ -24,6 +31,15 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+def noop(payload: Any) -> None:
+    """The drain body every system runs: takes the payload, does nothing."""
+    return None
+
+
+async def async_noop(payload: Any) -> None:
+    return None
+
+
 def traced_noop(payload: Any) -> None:
     say(f"START {payload.get('k')} {time.time():.6f}")
 
@@ -42,6 +58,7 @@ def spin(payload: Any) -> int:
     return x
 
 
+BODIES = ("task", "async", "builtin")
 CRUNCH_BLOCK = b"\x5a" * (1 << 20)
 
 
@@ -64,6 +81,7 @@ def work(dsn: str, argv: list[str]) -> None:
     ap.add_argument("--heartbeat-interval", type=float, default=None)
     ap.add_argument("--name", default=None)
     ap.add_argument("--writers", type=int, default=None, help="completion_writers")
+    ap.add_argument("--body", choices=BODIES, default="task", help="what runs task noop")
     a = ap.parse_args(argv)
     opts: dict[str, Any] = {"log_level": "warning"}
     if a.heartbeat_timeout:
@@ -75,6 +93,11 @@ def work(dsn: str, argv: list[str]) -> None:
     reg = Registry()
     if a.trace:
         reg.register(TaskType("noop", traced_noop, inline=True))
+    elif a.body == "task":
+        reg.task("noop")(noop)  # what `@task("noop")` above `def noop` does
+    elif a.body == "async":
+        reg.task("noop")(async_noop)
+    # builtin: nothing registered under noop, so the worker's built-in noop runs it
     reg.register(TaskType("spin", spin))
     reg.register(TaskType("crunch", crunch))
     reg.register(TaskType("hold", hold))
