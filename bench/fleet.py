@@ -150,9 +150,7 @@ def fleet_bouncer(p: Probe) -> None:
     server, db = p.server, "postgres"
     direct = server.url(db)
     # The workers reach PgBouncer by the host's own address, as they would a pooler on another
-    # host. Through 127.0.0.1 a worker counts its connections' backends as local processes
-    # and reads PgBouncer's made-up backend pid as one, which its load sample does not survive
-    # when the number is negative (the heartbeat fails and the session connection with it).
+    # host.
     with pgbouncer(server, db, POOL, 10 * FLEET, listen=host_address()) as pooled:
         env = {
             "PGSCHED_DSN": pooled + "?application_name=fleet-pooled",
