@@ -110,14 +110,17 @@ WITH lim AS MATERIALIZED (
     SELECT pgsched.claim_limit(%(worker)s::text, %(slots)s::int, %(weighted)s::boolean,
                                %(cpu_ceiling)s::real, %(memory_ceiling)s::real) AS k
 )
--- Candidates are picked per queue (LATERAL over the worker's queues): `queue = ANY(array)`
--- cannot walk tasks_ready_idx in claim order, and the planner chose a seq scan + sort over
--- 50k ready rows for it, while `queue = x` with a constant LIMIT walks the index and stops
--- after `slots` rows (tests/test_worker_plan.py). The per-queue LIMIT stays the constant slots
--- parameter (with `LIMIT (SELECT k ...)` the planner cannot see the limit and guessed a seq
--- scan too); k then cuts the merged candidates. k = 0 stops the scan before it starts
--- (one-time filter). A worker with several queues locks up to slots rows per queue for the
--- statement's duration only; the ones it does not take are free again at commit.
+-- Candidates come from one range of tasks_ready_idx per (queue, task type) this worker runs
+-- (LATERAL over both arrays), each walked in claim order and stopped after `slots` rows: ready
+-- rows of a type the worker does not run are never read, however many sit above its own.
+-- (`queue = ANY(array)` or `task_type = ANY(array)` cannot walk the index in claim order:
+-- the planner then sorts every ready row of the queue, or walks them all and filters the
+-- type.) The per-range LIMIT stays the constant slots parameter (with
+-- `LIMIT (SELECT k ...)` the planner cannot see the limit and plans to read every row); k cuts
+-- the merged candidates. k = 0 stops every scan before it starts (one-time filter). The
+-- price of the merge: rows of another range that did not make the cut stay locked for the
+-- statement only, free again at commit, and each (queue, type) pair costs one index descent
+-- even when its range is empty (tests/test_worker_plan.py).
 UPDATE pgsched.tasks t
 SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
     assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
@@ -125,11 +128,12 @@ SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
 WHERE t.id = ANY(ARRAY(
     SELECT r.id
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     CROSS JOIN LATERAL (
         SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
         WHERE c.status IN ('pending', 'retrying')
           AND c.queue = qn.queue
-          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.task_type = tn.task_type
           AND c.run_at <= coalesce(%(now)s::timestamptz, now())
           AND c.attempts < c.max_attempts
           AND (SELECT k FROM lim) > 0
@@ -154,32 +158,36 @@ SELECT pgsched.claim_limit(%(worker)s::text, 1, %(weighted)s::boolean, %(cpu_cei
 -- worker could run become due (by the database's clock), looking no further than %(horizon)s
 -- seconds ahead? The waker sleeps until then (or a notification) instead of polling. NULL:
 -- nothing is due within the horizon.
--- min(run_at) over the ready index is not in index order (it sorts by priority first), and the
--- plain aggregate was a parallel seq scan: 103 ms with 1M rows due tomorrow, on every idle
--- claim. So: walk the distinct priorities of each queue down the index (a loose index scan,
--- one probe per priority), then take the first run_at in the horizon for each: 0.28 ms over
--- the same 1M rows (EXPLAIN ANALYZE, 11 priorities).
-WITH RECURSIVE pri(queue, p) AS (
-    SELECT qn.queue, (SELECT c.priority FROM pgsched.tasks c
-                      WHERE c.status IN ('pending', 'retrying') AND c.queue = qn.queue
-                      ORDER BY c.priority DESC LIMIT 1)
+-- min(run_at) over a range of the ready index is not in index order (it sorts by priority
+-- first), and the plain aggregate is a seq scan of every future row. So, per (queue, task type)
+-- the worker runs: walk the range's distinct priorities down the index (a loose index scan, one
+-- probe per priority), then take the first run_at in the horizon at each priority. The reads
+-- grow with pairs x priorities, not with rows (tests/test_worker_plan.py).
+WITH RECURSIVE pri(queue, task_type, p) AS (
+    SELECT qn.queue, tn.task_type,
+           (SELECT c.priority FROM pgsched.tasks c
+            WHERE c.status IN ('pending', 'retrying')
+              AND c.queue = qn.queue AND c.task_type = tn.task_type
+            ORDER BY c.priority DESC LIMIT 1)
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     UNION ALL
-    SELECT pri.queue, (SELECT c.priority FROM pgsched.tasks c
-                       WHERE c.status IN ('pending', 'retrying') AND c.queue = pri.queue
-                         AND c.priority < pri.p
-                       ORDER BY c.priority DESC LIMIT 1)
+    SELECT pri.queue, pri.task_type,
+           (SELECT c.priority FROM pgsched.tasks c
+            WHERE c.status IN ('pending', 'retrying')
+              AND c.queue = pri.queue AND c.task_type = pri.task_type
+              AND c.priority < pri.p
+            ORDER BY c.priority DESC LIMIT 1)
     FROM pri WHERE pri.p IS NOT NULL
 )
 SELECT extract(epoch FROM min(d.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
 FROM pri CROSS JOIN LATERAL (
     SELECT c.run_at FROM pgsched.tasks c
     WHERE c.status IN ('pending', 'retrying')
-      AND c.queue = pri.queue AND c.priority = pri.p
+      AND c.queue = pri.queue AND c.task_type = pri.task_type AND c.priority = pri.p
       AND c.run_at > coalesce(%(now)s::timestamptz, now())
       AND c.run_at <= coalesce(%(now)s::timestamptz, now())
                       + make_interval(secs => %(horizon)s::float8)
-      AND c.task_type = ANY(%(task_types)s::text[])
       AND c.attempts < c.max_attempts
     ORDER BY c.run_at
     LIMIT 1
@@ -189,15 +197,17 @@ FROM pri CROSS JOIN LATERAL (
 -- The fallback poll of an idle worker that is not the waker: has a task it could run been due
 -- for more than %(age)s seconds? Then the waker is not claiming (its advisory lock held by a
 -- session outside the fleet, or it hangs) and this worker claims. A probe, not an empty
--- claim: it locks nothing, and one insert still makes at most ~2 workers claim.
+-- claim: it locks nothing, and one insert still makes at most ~2 workers claim. It reads one
+-- range of tasks_ready_idx per (queue, task type) the worker runs, as the claim does.
 SELECT EXISTS (
     SELECT 1
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     CROSS JOIN LATERAL (
         SELECT 1 FROM pgsched.tasks c
         WHERE c.status IN ('pending', 'retrying')
           AND c.queue = qn.queue
-          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.task_type = tn.task_type
           AND c.run_at <= coalesce(%(now)s::timestamptz, now())
                           - make_interval(secs => %(age)s::float8)
           AND c.attempts < c.max_attempts
