@@ -345,3 +345,65 @@ def test_alert_and_schedule_durations_are_bounded(empty_dsn: str) -> None:
     migrate.downgrade(empty_dsn, "0011")
     with connect(empty_dsn) as c:
         c.execute("UPDATE pgsched.schedules SET timeout = '0 seconds'")
+
+
+EVERY_STATUS = """
+INSERT INTO pgsched.workflows (name) VALUES ('wf');
+INSERT INTO pgsched.tasks (task_type, queue, status, priority, attempts, run_at, workflow_id,
+                           assigned_worker, started_at, finished_at)
+SELECT t, q, s, p, CASE WHEN s IN ('pending', 'retrying', 'blocked') THEN 0 ELSE 1 END,
+       now() - interval '1 minute',
+       CASE WHEN s = 'blocked' THEN (SELECT id FROM pgsched.workflows) END,
+       CASE WHEN s = 'running' THEN 'w' END,
+       CASE WHEN s NOT IN ('pending', 'retrying', 'blocked') THEN now() END,
+       CASE WHEN s IN ('succeeded', 'failed', 'cancelled') THEN now() END
+FROM unnest(ARRAY['blocked', 'pending', 'running', 'succeeded', 'retrying', 'failed',
+                  'cancelled']) s,
+     unnest(ARRAY['noop', 'other']) t, unnest(ARRAY['default', 'q2']) q,
+     generate_series(1, 3) p;
+"""
+
+
+def test_ready_index_by_type_upgrades_and_downgrades(empty_dsn: str) -> None:
+    """Revision 0013: the ready index keyed by (queue, task_type) on a database holding tasks
+    of every status; the rows stay as they were, the claim of one type finds its ready rows
+    through it, and a downgrade gives the queue-keyed index back with the rows untouched."""
+
+    def snapshot(c: psycopg.Connection) -> tuple[list[tuple], str]:
+        rows = c.execute(
+            "SELECT id, status, task_type, queue, priority, version FROM pgsched.tasks ORDER BY id"
+        ).fetchall()
+        index = c.execute("SELECT pg_get_indexdef('pgsched.tasks_ready_idx'::regclass)")
+        return [tuple(r.values()) for r in rows], index.fetchone()["pg_get_indexdef"]
+
+    migrate.upgrade(empty_dsn, "0012")
+    with connect(empty_dsn) as c:
+        c.execute(EVERY_STATUS)
+        before, old_index = snapshot(c)
+    assert "(queue, priority DESC, run_at, id)" in old_index
+    assert {r[1] for r in before} == {
+        "blocked", "pending", "running", "succeeded", "retrying", "failed", "cancelled"
+    }  # fmt: skip
+    migrate.upgrade(empty_dsn, "0013")
+    with connect(empty_dsn) as c:
+        after, new_index = snapshot(c)
+        assert after == before
+        assert "(queue, task_type, priority DESC, run_at, id)" in new_index
+        assert "WHERE (status = ANY (ARRAY['pending'::text, 'retrying'::text]))" in new_index
+        c.execute("SET enable_seqscan = off")
+        plan = c.execute(
+            "EXPLAIN SELECT id FROM pgsched.tasks WHERE status IN ('pending', 'retrying')"
+            " AND queue = 'q2' AND task_type = 'other' ORDER BY priority DESC, run_at, id"
+        ).fetchall()
+        assert "using tasks_ready_idx" in plan[0]["QUERY PLAN"], plan
+        assert "Sort" not in str(plan), plan
+        ready = c.execute(
+            "SELECT count(*) AS n FROM pgsched.tasks WHERE status IN ('pending', 'retrying')"
+            " AND queue = 'q2' AND task_type = 'other'"
+        ).fetchone()["n"]
+        assert ready == 6  # pending and retrying, 3 priorities each
+    migrate.downgrade(empty_dsn, "0012")
+    with connect(empty_dsn) as c:
+        back, index = snapshot(c)
+    assert back == before
+    assert index == old_index

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql as psql
 
 from pgsched.sql import Q, Query, to_positional
@@ -81,7 +83,7 @@ def explain_generic(
         conn.execute(f"PREPARE generic_q AS {sql}")
     args = psql.SQL(", ").join(psql.Literal(params[n]) for n in names).as_string(conn)
     plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN {options} EXECUTE generic_q({args})"))
-    assert re.search(r"ANY \(\$\d+\)", plan), plan  # parameters, not values: a generic plan
+    assert re.search(r"\(\$\d+\b", plan), plan  # parameters, not values: a generic plan
     return plan
 
 
@@ -108,6 +110,161 @@ def test_generic_claim_plan_uses_ready_index(
     assert "Seq Scan on tasks" not in plan, plan
     assert "Sort Key: c.priority" not in plan, plan
     assert re.search(rf"Update on tasks t .*rows={slots}\b", plan), plan
+
+
+# -- ready rows of types the worker does not run are never read ----------------------------------
+# A worker's claim, next_due_in and left_behind read one range of tasks_ready_idx per
+# (queue, task type) it runs: ready rows of other types, however many and however high their
+# priority, add nothing to what they read.
+
+UNRUNNABLE = (
+    "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+    " SELECT 'nobody-runs-this', 'default', 1000, now() - interval '1 minute'"
+    " FROM generate_series(1, {n})"
+)
+RUNNABLE = (
+    "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+    " SELECT 'noop', 'default', i % 3, now() - interval '1 minute'"
+    " FROM generate_series(1, 200) i"
+)
+
+
+def rows_read(plan: str) -> int:
+    """Rows the plan's nodes read and threw away (filters, and rows of locked-row checks)."""
+    return sum(int(n) for n in re.findall(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", plan))
+
+
+def top_buffers(plan: str) -> int:
+    m = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
+    assert m, plan
+    return int(m.group(1)) + int(m.group(2) or 0)
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+def test_claim_never_reads_rows_of_types_it_does_not_run(
+    conn: psycopg.Connection, analyzed: bool
+) -> None:
+    """20,000 ready tasks of a type nobody runs, at the top priority of the worker's queue,
+    above 200 it runs: the claim connection's claim takes 10 of its own, in claim order, and
+    its plan reads no more than it would without them (no rows filtered out, a few pages), no
+    sort of the candidates' range. Keyed by queue alone, it walked all 20,000 first."""
+    conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+    params = claim_params(["default", "other"], 10)
+    plan_then_fill(
+        conn, Q.claim_tasks, params, UNRUNNABLE.format(n=20000) + ";" + RUNNABLE, analyzed
+    )
+    plan = explain_generic(conn, Q.claim_tasks, params, "(ANALYZE, BUFFERS)")
+    assert "Seq Scan on tasks" not in plan, plan
+    assert "tasks_ready_idx" in plan, plan
+    assert "Sort Key: c.priority" not in plan, plan  # each range in claim order from the index
+    assert rows_read(plan) == 0, plan
+    assert top_buffers(plan) < 200, plan
+    assert re.search(r"Update on tasks t .*rows=10\b", plan), plan
+    rows = Q.claim_tasks.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
+    assert [r["task_type"] for r in rows] == ["noop"] * 10
+    assert [r["priority"] for r in rows] == [2] * 10
+
+
+def test_idle_checks_never_read_rows_of_types_they_do_not_run(conn: psycopg.Connection) -> None:
+    """next_due_in and left_behind, as the claim connection runs them, over 20,000 ready and
+    20,000 scheduled tasks of a type nobody runs: a few pages each, nothing filtered out."""
+    conn.execute(UNRUNNABLE.format(n=20000))
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'nobody-runs-this', 'default', 1000, now() + interval '1 s'"
+        " FROM generate_series(1, 20000)"
+    )
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " VALUES ('noop', 'default', 0, now() + interval '2 s')"
+    )
+    conn.execute("ANALYZE pgsched.tasks")
+    types = ["noop", "dummy"]
+    due = {"queues": ["default", "other"], "task_types": types, "horizon": 5.0, "now": None}
+    plan = explain_generic(conn, Q.next_due_in, due, "(ANALYZE, BUFFERS)")
+    assert rows_read(plan) < 10, plan  # the recursion's end, not rows
+    assert top_buffers(plan) < 100, plan
+    assert 1 < Q.next_due_in.run(conn, due) <= 2
+    conn.execute("DEALLOCATE generic_q")
+    behind = {"queues": ["default", "other"], "task_types": types, "age": 1.0, "now": None}
+    plan = explain_generic(conn, Q.left_behind, behind, "(ANALYZE, BUFFERS)")
+    assert rows_read(plan) < 10, plan  # the recursion's end, not rows
+    assert top_buffers(plan) < 100, plan
+    assert Q.left_behind.run(conn, behind) is False
+
+
+def test_many_queues_and_types_cost_an_index_descent_each(conn: psycopg.Connection) -> None:
+    """A worker of 10 queues x 20 types over a backlog of one pair: the claim reads a few pages
+    per pair (one descent into an empty range), never a scan of the backlog."""
+    conn.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 't7', 'q3', i % 5, now() - interval '1 minute' FROM generate_series(1, 50000) i"
+    )
+    conn.execute("ANALYZE pgsched.tasks")
+    params = claim_params([f"q{i}" for i in range(10)], 100)
+    params["task_types"] = [f"t{i}" for i in range(20)]
+    plan = explain_generic(conn, Q.claim_tasks, params, "(ANALYZE, BUFFERS)")
+    assert "Seq Scan on tasks" not in plan, plan
+    assert rows_read(plan) == 0, plan
+    scan = re.search(
+        r"Index Scan using tasks_ready_idx on tasks c .*?Buffers: shared hit=(\d+)", plan, re.S
+    )
+    assert scan, plan
+    assert int(scan.group(1)) < 200 * 4 + 100, plan  # ~3 pages per pair, and the rows claimed
+    assert re.search(r"Update on tasks t .*rows=100\b", plan), plan
+
+
+TASKS = st.lists(
+    st.tuples(
+        st.sampled_from(["default", "q2", "q3"]),
+        st.sampled_from(["noop", "dummy", "other"]),
+        st.integers(-2, 2),  # priority
+        st.integers(-3, 3),  # run_at, seconds from now
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    tasks=TASKS,
+    queues=st.lists(st.sampled_from(["default", "q2", "q3", "none"]), min_size=1, unique=True),
+    types=st.lists(st.sampled_from(["noop", "dummy", "other"]), min_size=1, unique=True),
+    slots=st.integers(1, 12),
+)
+def test_claim_takes_what_one_ordered_query_takes(
+    dsn: str,
+    tasks: list[tuple[str, str, int, int]],
+    queues: list[str],
+    types: list[str],
+    slots: int,
+) -> None:
+    """The claim merges its (queue, type) ranges into claim order: it takes exactly the first
+    `slots` tasks of the plain ordered query over all of them (priority, then run_at, then id),
+    whatever order it returns them in."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("TRUNCATE pgsched.tasks, pgsched.workers CASCADE")
+        c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        now = c.execute("SELECT now()").fetchone()[0]
+        for queue, task_type, priority, offset in tasks:
+            c.execute(
+                "INSERT INTO pgsched.tasks (queue, task_type, priority, run_at)"
+                " VALUES (%s, %s, %s, %s + %s * interval '1 s')",
+                (queue, task_type, priority, now, offset),
+            )
+        want = [
+            r[0]
+            for r in c.execute(
+                "SELECT id FROM pgsched.tasks WHERE status IN ('pending', 'retrying')"
+                " AND queue = ANY(%s) AND task_type = ANY(%s) AND run_at <= %s"
+                " ORDER BY priority DESC, run_at, id LIMIT %s",
+                (queues, types, now, slots),
+            )
+        ]
+        params = claim_params(queues, slots) | {"task_types": types, "now": now}
+        rows = Q.claim_tasks.run(c.cursor(row_factory=psycopg.rows.dict_row), params)
+        assert sorted(r["id"] for r in rows) == sorted(want)
 
 
 def test_generic_next_due_in_plan_walks_the_index(conn: psycopg.Connection) -> None:

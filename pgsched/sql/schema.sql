@@ -145,8 +145,10 @@ CREATE UNIQUE INDEX tasks_workflow_node_unique ON pgsched.tasks (workflow_id, wo
 -- Exactly one task per schedule tick, however many schedulers tick.
 CREATE UNIQUE INDEX tasks_schedule_tick_unique ON pgsched.tasks (schedule_id, schedule_tick)
     WHERE schedule_id IS NOT NULL;
--- The claim path: only ready-or-waiting rows, in claim order within a queue.
-CREATE INDEX tasks_ready_idx ON pgsched.tasks (queue, priority DESC, run_at, id)
+-- The claim path: only ready-or-waiting rows, in claim order within a (queue, task type), so
+-- that a worker reads only the types it runs (revision 0013). Queue depths and ages read it by
+-- its leading queue column.
+CREATE INDEX tasks_ready_idx ON pgsched.tasks (queue, task_type, priority DESC, run_at, id)
     WHERE status IN ('pending', 'retrying');
 -- Recovery and `workers`: running rows by owner.
 CREATE INDEX tasks_running_idx ON pgsched.tasks (assigned_worker)

@@ -41,8 +41,8 @@ WHERE id = %(id)s::int;
 -- transaction only). It is an idle worker's only regular write, and its durability buys nothing:
 -- a heartbeat lost in a server crash leaves last_heartbeat under a second older, and a crash
 -- ends every session, so the liveness locks, not the heartbeats, say who is dead until the
--- workers re-register. Backend CPU per heartbeat, one every 20 ms: 700 us with the flush wait,
--- 307 us without (`python bench/probes.py commit-cost`).
+-- workers re-register. The flush wait is most of a heartbeat's backend CPU, and heartbeats come
+-- often (`python bench/probes.py commit-cost` measures both ways).
 WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE pgsched.workers w
 SET last_heartbeat = coalesce(%(now)s::timestamptz, now()), cpu_usage = %(cpu)s::real,
@@ -101,8 +101,8 @@ SELECT pg_notify('pgsched', %(payload)s::text);
 -- name: claim_tasks :many
 -- One statement, batch-sized: `id = ANY(ARRAY(SELECT ... LIMIT k FOR UPDATE SKIP LOCKED))`
 -- keeps the locked sub-select a fence, so the planner cannot lock more rows than the limit
--- (an `UPDATE ... FROM (CTE)` form turned into a hash join over a sequential scan of the
--- whole table at 500+ per batch).
+-- (an `UPDATE ... FROM (CTE)` form lets it hash-join the candidates to a sequential scan of
+-- the whole table once batches are large).
 -- lim: k, the slots asked for, or 0 when this worker is paused or above a ceiling
 -- (pgsched.claim_limit, one lookup of its own row; the load-weighted share is already in
 -- %(slots)s: pgsched/worker/share.py).
@@ -110,14 +110,17 @@ WITH lim AS MATERIALIZED (
     SELECT pgsched.claim_limit(%(worker)s::text, %(slots)s::int, %(weighted)s::boolean,
                                %(cpu_ceiling)s::real, %(memory_ceiling)s::real) AS k
 )
--- Candidates are picked per queue (LATERAL over the worker's queues): `queue = ANY(array)`
--- cannot walk tasks_ready_idx in claim order, and the planner chose a seq scan + sort over
--- 50k ready rows for it, while `queue = x` with a constant LIMIT walks the index and stops
--- after `slots` rows (tests/test_worker_plan.py). The per-queue LIMIT stays the constant slots
--- parameter (with `LIMIT (SELECT k ...)` the planner cannot see the limit and guessed a seq
--- scan too); k then cuts the merged candidates. k = 0 stops the scan before it starts
--- (one-time filter). A worker with several queues locks up to slots rows per queue for the
--- statement's duration only; the ones it does not take are free again at commit.
+-- Candidates come from one range of tasks_ready_idx per (queue, task type) this worker runs
+-- (LATERAL over both arrays), each walked in claim order and stopped after `slots` rows: ready
+-- rows of a type the worker does not run are never read, however many sit above its own.
+-- (`queue = ANY(array)` or `task_type = ANY(array)` cannot walk the index in claim order:
+-- the planner then sorts every ready row of the queue, or walks them all and filters the
+-- type.) The per-range LIMIT stays the constant slots parameter (with
+-- `LIMIT (SELECT k ...)` the planner cannot see the limit and plans to read every row); k cuts
+-- the merged candidates. k = 0 stops every scan before it starts (one-time filter). The
+-- price of the merge: rows of another range that did not make the cut stay locked for the
+-- statement only, free again at commit, and each (queue, type) pair costs one index descent
+-- even when its range is empty (tests/test_worker_plan.py).
 UPDATE pgsched.tasks t
 SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
     assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
@@ -125,11 +128,12 @@ SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
 WHERE t.id = ANY(ARRAY(
     SELECT r.id
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     CROSS JOIN LATERAL (
         SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
         WHERE c.status IN ('pending', 'retrying')
           AND c.queue = qn.queue
-          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.task_type = tn.task_type
           AND c.run_at <= coalesce(%(now)s::timestamptz, now())
           AND c.attempts < c.max_attempts
           AND (SELECT k FROM lim) > 0
@@ -154,32 +158,36 @@ SELECT pgsched.claim_limit(%(worker)s::text, 1, %(weighted)s::boolean, %(cpu_cei
 -- worker could run become due (by the database's clock), looking no further than %(horizon)s
 -- seconds ahead? The waker sleeps until then (or a notification) instead of polling. NULL:
 -- nothing is due within the horizon.
--- min(run_at) over the ready index is not in index order (it sorts by priority first), and the
--- plain aggregate was a parallel seq scan: 103 ms with 1M rows due tomorrow, on every idle
--- claim. So: walk the distinct priorities of each queue down the index (a loose index scan,
--- one probe per priority), then take the first run_at in the horizon for each: 0.28 ms over
--- the same 1M rows (EXPLAIN ANALYZE, 11 priorities).
-WITH RECURSIVE pri(queue, p) AS (
-    SELECT qn.queue, (SELECT c.priority FROM pgsched.tasks c
-                      WHERE c.status IN ('pending', 'retrying') AND c.queue = qn.queue
-                      ORDER BY c.priority DESC LIMIT 1)
+-- min(run_at) over a range of the ready index is not in index order (it sorts by priority
+-- first), and the plain aggregate is a seq scan of every future row. So, per (queue, task type)
+-- the worker runs: walk the range's distinct priorities down the index (a loose index scan, one
+-- probe per priority), then take the first run_at in the horizon at each priority. The reads
+-- grow with pairs x priorities, not with rows (tests/test_worker_plan.py).
+WITH RECURSIVE pri(queue, task_type, p) AS (
+    SELECT qn.queue, tn.task_type,
+           (SELECT c.priority FROM pgsched.tasks c
+            WHERE c.status IN ('pending', 'retrying')
+              AND c.queue = qn.queue AND c.task_type = tn.task_type
+            ORDER BY c.priority DESC LIMIT 1)
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     UNION ALL
-    SELECT pri.queue, (SELECT c.priority FROM pgsched.tasks c
-                       WHERE c.status IN ('pending', 'retrying') AND c.queue = pri.queue
-                         AND c.priority < pri.p
-                       ORDER BY c.priority DESC LIMIT 1)
+    SELECT pri.queue, pri.task_type,
+           (SELECT c.priority FROM pgsched.tasks c
+            WHERE c.status IN ('pending', 'retrying')
+              AND c.queue = pri.queue AND c.task_type = pri.task_type
+              AND c.priority < pri.p
+            ORDER BY c.priority DESC LIMIT 1)
     FROM pri WHERE pri.p IS NOT NULL
 )
 SELECT extract(epoch FROM min(d.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
 FROM pri CROSS JOIN LATERAL (
     SELECT c.run_at FROM pgsched.tasks c
     WHERE c.status IN ('pending', 'retrying')
-      AND c.queue = pri.queue AND c.priority = pri.p
+      AND c.queue = pri.queue AND c.task_type = pri.task_type AND c.priority = pri.p
       AND c.run_at > coalesce(%(now)s::timestamptz, now())
       AND c.run_at <= coalesce(%(now)s::timestamptz, now())
                       + make_interval(secs => %(horizon)s::float8)
-      AND c.task_type = ANY(%(task_types)s::text[])
       AND c.attempts < c.max_attempts
     ORDER BY c.run_at
     LIMIT 1
@@ -189,15 +197,17 @@ FROM pri CROSS JOIN LATERAL (
 -- The fallback poll of an idle worker that is not the waker: has a task it could run been due
 -- for more than %(age)s seconds? Then the waker is not claiming (its advisory lock held by a
 -- session outside the fleet, or it hangs) and this worker claims. A probe, not an empty
--- claim: it locks nothing, and one insert still makes at most ~2 workers claim.
+-- claim: it locks nothing, and one insert still makes at most ~2 workers claim. It reads one
+-- range of tasks_ready_idx per (queue, task type) the worker runs, as the claim does.
 SELECT EXISTS (
     SELECT 1
     FROM unnest(%(queues)s::text[]) AS qn(queue)
+    CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     CROSS JOIN LATERAL (
         SELECT 1 FROM pgsched.tasks c
         WHERE c.status IN ('pending', 'retrying')
           AND c.queue = qn.queue
-          AND c.task_type = ANY(%(task_types)s::text[])
+          AND c.task_type = tn.task_type
           AND c.run_at <= coalesce(%(now)s::timestamptz, now())
                           - make_interval(secs => %(age)s::float8)
           AND c.attempts < c.max_attempts
@@ -208,24 +218,21 @@ SELECT EXISTS (
 -- name: complete_tasks :many
 -- Batched, version-guarded acknowledgement of N tasks from parallel arrays. Joins on id +
 -- version only: every state change bumps version, so a match implies still running and same
--- owner (extra status/owner predicates made the planner pick a 500x500 nested loop, 40 ms per
--- batch: claim-path.md). The attempt row is INSERTed here, once (the running task row is the
--- in-flight attempt): ~26k/s against ~17k/s for insert-at-claim + update-at-completion.
+-- owner (extra status/owner predicates lower the join's row estimate until the planner picks
+-- a nested loop of the batch against itself). The attempt row is INSERTed here, once (the
+-- running task row is the in-flight attempt): one write per attempt instead of an insert at
+-- the claim and an update here.
 -- Returns only the ids it changed (all the caller needs); it logs the others as rejected.
--- `t.id = ANY(ids)` is redundant with the join but gives the planner an index path: without it
--- the join on (id, version) was estimated at 2 rows and planned as a hash join over a seq scan
--- of the whole table (20k rows: 4.5 ms of hash build per batch; EXPLAIN ANALYZE of a 500-row
--- batch 10-20 ms); with it, a hash join of the 500 unnest rows to a tasks_pkey scan of the ids
--- (6.3 ms, independent of table size). Drain of 40k, 6 alternated runs each: 28.6k/s median
--- (23.9-38.5k) without, 31.6k/s (24.9-37.6k) with (a noisy, CPU-bound 2-core machine).
+-- `t.id = ANY(ids)` is redundant with the join but gives the planner an index path: the join
+-- on (id, version) alone is estimated at a couple of rows and planned as a hash join over a
+-- seq scan of the whole table, a cost that grows with the table; with it, the batch's rows
+-- are looked up through tasks_pkey, whatever the table's size.
 -- The arrays go in binary (b placeholders): in text, psycopg formats and quotes them element by
--- element in Python. 500-task batches, 120 alternated calls each: worker CPU 4.73 -> 2.87 us
--- per task, the statement's round trip 24.8 -> 21.6 us per task (the server parses them too).
+-- element in Python, and the server parses them back.
 -- The attempt rows go in without ON CONFLICT: an arbiter makes every row a speculative
--- insertion (a probe of the unique index first, a second WAL record after). A 500-task batch
--- (bench/probes.py completion-arbiter, two runs): the attempt rows' INSERT 1.97 -> 1.30 and
--- 1.96 -> 1.28 ms, the statement 5.55 -> 4.92 and 5.56 -> 4.81 ms; a NOT EXISTS in the
--- INSERT instead (one-off run) kept half of the INSERT's cost. The version guard admits one
+-- insertion (a probe of the unique index first, a second WAL record after), a large part of
+-- the INSERT's cost (`python bench/probes.py completion-arbiter` measures it; a NOT EXISTS in
+-- the INSERT instead keeps half of it). The version guard admits one
 -- completion per claim, and a claim's attempt number has no row yet (release_tasks lowers
 -- attempts but writes none), unless attempts was lowered by hand in SQL. Such a conflict
 -- fails the whole statement, which changed nothing then, and complete() runs the
@@ -346,7 +353,7 @@ WHERE id = %(id)s::bigint AND version = %(version)s::bigint;
 -- Recovery, run by any worker, one at a time (pgsched.try_recovery_gate(): a lock on the table
 -- pgsched.recovery_gate for the statement's transaction, so it also works through a pooler;
 -- only roles with UPDATE on that table can take it, unlike an advisory lock, which any
--- session can, and hold forever: revision 0011). A worker is dead when its session-level
+-- session can take, and hold forever). A worker is dead when its session-level
 -- liveness lock (ns, workers.id) is no longer held in this database (kill -9, lost session)
 -- or its heartbeat is older than heartbeat_timeout (hung, SIGSTOP). Its running tasks, and
 -- any running task whose owner is not a live worker, go back to retrying (failed + dead letter
@@ -385,9 +392,9 @@ WITH gate AS (
       AND a.pid <> pg_backend_pid()
       AND (pg_has_role(a.usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))
 ), orphan AS MATERIALIZED (
-    -- MATERIALIZED: inlined, the planner (estimating 1 running row) re-scanned the running
-    -- rows once per running row to join them to `lost` (500 running: 250k filter checks,
-    -- 42 ms; 264 ms per run, ~1 s of a 3 s drain of 60k tasks). Computed once: one scan.
+    -- MATERIALIZED: inlined, the planner (estimating 1 running row) re-scans the running
+    -- rows once per running row to join them to `lost`, quadratic in the running rows.
+    -- Computed once, it is one scan.
     SELECT o.id, o.assigned_worker AS owner FROM pgsched.tasks o
     WHERE (SELECT ok FROM gate)
       AND o.status = 'running'
