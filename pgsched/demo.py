@@ -179,21 +179,25 @@ class Demo:
             cmd = [*worker_command(), "worker", "--name", name, "--concurrency", str(concurrency)]
             if i == 0 and schedules is not None:
                 cmd += ["--schedules", str(schedules)]
-            log = self.home / f"{name}.log"
-            # 0600, and never through a link planted in the home
-            with os.fdopen(open_private_log(log), "ab") as out:
-                self.procs[name] = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    # Own session: the terminal's Ctrl-C reaches the demo only, which then
-                    # stops the workers with SIGTERM in order.
-                    start_new_session=True,
-                    preexec_fn=die_with_parent(signal.SIGTERM),
-                )
-            self.logs[name] = log
+            self.procs[name] = self._spawn(name, cmd, env)
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``cmd`` with its output in HOME/NAME.log (0600, and never through a link planted in
+        the home), in a session of its own: the terminal's Ctrl-C reaches the demo only, which
+        then stops its processes with SIGTERM in order."""
+        log = self.home / f"{name}.log"
+        with os.fdopen(open_private_log(log), "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        self.logs[name] = log
+        return proc
 
     def start_api(self, port: int) -> tuple[str, str]:
         """`pgsched serve --auth` beside the workers, and a read token for it: (URL, token).
@@ -206,18 +210,9 @@ class Demo:
             token, _ = Admin(client).create_token(self.token_name, ["read"])
         env = {**os.environ, "PGSCHED_DSN": self.dsn, "PGSCHED_HOME": str(self.home)}
         env.pop("DATABASE_URL", None)
-        log = self.home / "serve.log"
-        with os.fdopen(open_private_log(log), "ab") as out:
-            self.api = subprocess.Popen(
-                [*worker_command(), "serve", "--auth", "--port", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-        self.logs["serve"] = log
+        self.api = self._spawn(
+            "serve", [*worker_command(), "serve", "--auth", "--port", str(port)], env
+        )
         return f"http://127.0.0.1:{port}", token
 
     def stop_api(self) -> None:
