@@ -269,23 +269,7 @@ class Cluster:
                 touch_owned(self.log, self.user)
             else:
                 os.close(open_private_log(self.log))
-            run_as(
-                [
-                    str(self.bin_dir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log),
-                    "-o",
-                    f"-p {port}",
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                    "start",
-                ],
-                self.user,
-                timeout=timeout + 5,
-            )
+            self._pg_ctl("start", ["-l", str(self.log), "-o", f"-p {port}"], timeout)
         self.ensure_database(DATABASE)
         return self.url()
 
@@ -337,22 +321,26 @@ class Cluster:
         """Stop the server if it runs (fast shutdown: sessions are ended, data is safe)."""
         if not self.initialized() or not self.running():
             return False
+        self._pg_ctl("stop", ["-m", "fast"], timeout)
+        return True
+
+    def _pg_ctl(self, action: str, options: list[str], timeout: float) -> None:
+        """``pg_ctl ACTION`` on the data directory, as the server user, waiting for it to be
+        done (at most ``timeout`` seconds)."""
         run_as(
             [
                 str(self.bin_dir / "pg_ctl"),
                 "-D",
                 str(self.data),
-                "-m",
-                "fast",
+                *options,
                 "-w",
                 "-t",
                 str(int(timeout)),
-                "stop",
+                action,
             ],
             self.user,
             timeout=timeout + 5,
         )
-        return True
 
     def status(self) -> ServerStatus:
         pid = self._pid() if self.initialized() else None
