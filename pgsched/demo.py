@@ -39,19 +39,10 @@ def worker_command() -> list[str]:
     return [sys.executable, "-c", "from pgsched.cli.app import main; main()"]
 
 
-def schedules_file() -> Path | None:
-    """examples/schedules.yaml in the working directory or the source checkout, if present."""
+def example_file(name: str) -> Path | None:
+    """examples/NAME in the working directory or the source checkout, if present."""
     for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        f = base / "examples" / "schedules.yaml"
-        if f.is_file():
-            return f
-    return None
-
-
-def alerts_file() -> Path | None:
-    """examples/alerts.yaml, found as schedules_file() finds its file."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        f = base / "examples" / "alerts.yaml"
+        f = base / "examples" / name
         if f.is_file():
             return f
     return None
@@ -68,7 +59,7 @@ def start_alerts(dsn: str, home: Path) -> DemoReceiver | None:
     from pgsched.alerts.receiver import DemoReceiver
     from pgsched.client import Client
 
-    path = alerts_file()
+    path = example_file("alerts.yaml")
     if path is None:
         return None
     secret = os.environ.get("PGSCHED_WEBHOOK_SECRET") or secrets.token_hex(16)
@@ -173,7 +164,7 @@ class Demo:
             "PGSCHED_HOME": str(self.home),
         }
         env.pop("DATABASE_URL", None)
-        schedules = schedules_file()
+        schedules = example_file("schedules.yaml")
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, (name, concurrency) in enumerate(WORKERS):
             cmd = [*worker_command(), "worker", "--name", name, "--concurrency", str(concurrency)]
