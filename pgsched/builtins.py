@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
@@ -31,6 +31,9 @@ from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
 from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, TaskType
 from pgsched.shell_reaper import kill_descendants
+
+if TYPE_CHECKING:
+    import httpx
 
 TAIL = 4000  # bytes of an http body kept in a result
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -273,13 +276,11 @@ class HttpRunner:
                     )
         return str(ips[0])
 
-    def __call__(self, payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+    def _request(self, p: HttpPayload, shown: str) -> tuple[httpx.URL, dict[str, Any]]:
+        """The URL to connect to (the host's checked address in place of its name) and the
+        request's arguments: the name goes in the Host header and, over https, in SNI."""
         import httpx
 
-        from pgsched.http_connect import StoppableBackend, transport, watch
-
-        p = parse(HttpPayload, payload, "http")
-        shown = redact_url(p.url)
         try:
             url = httpx.URL(p.url)
         except httpx.InvalidURL as e:
@@ -297,6 +298,16 @@ class HttpRunner:
             kw["json"] = p.body
         if url.scheme == "https":
             kw["extensions"] = {"sni_hostname": url.host}
+        return url.copy_with(host=address), kw
+
+    def __call__(self, payload: Any, ctx: TaskContext, stop: threading.Event) -> dict[str, Any]:
+        import httpx
+
+        from pgsched.http_connect import StoppableBackend, transport, watch
+
+        p = parse(HttpPayload, payload, "http")
+        shown = redact_url(p.url)
+        target, kw = self._request(p, shown)
         deadline = time.monotonic() + p.timeout
         done = threading.Event()
         body = _Tail(TAIL)
@@ -312,7 +323,7 @@ class HttpRunner:
                     follow_redirects=False,
                     timeout=httpx.Timeout(p.timeout),
                 ) as client,
-                client.stream(p.method, url.copy_with(host=address), **kw) as r,
+                client.stream(p.method, target, **kw) as r,
             ):
                 for chunk in r.iter_bytes():
                     size += len(chunk)

@@ -9,7 +9,6 @@ with ``--profile`` / ``PGSCHED_PROFILE``) > defaults.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pgsched.config_file import file_settings, find_config_file
 from pgsched.errors import ConfigError
 from pgsched.models import DURATION_MAX_S
 
@@ -35,8 +35,6 @@ SECONDS: dict[str, Any] = {"allow_inf_nan": False, "le": DURATION_MAX_S}
 # The least time, by default, a completion write may take before the worker counts it as hung
 # (Settings.completion_hang_after).
 COMPLETION_HANG_MIN_S = 60.0
-
-CONFIG_FILES = ("pgsched.toml", "pgsched.yaml", "pgsched.yml")
 
 
 def time_limits(statement: float, lock: float, idle_in_transaction: float) -> str:
@@ -298,57 +296,6 @@ class Loaded:
     config_file: Path | None = None
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        st = path.stat()
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"config file {path}: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"config file {path}: not UTF-8 text ({e.reason} at byte {e.start})"
-        ) from None
-    # It names the database and the settings a worker runs with: a file another user may
-    # change is refused, as ssh refuses such a config.
-    if st.st_mode & 0o022 or st.st_uid not in (os.geteuid(), 0):
-        raise ConfigError(
-            f"config file {path}: writable by other users (owner uid {st.st_uid}, mode "
-            f"{st.st_mode & 0o777:o}): chmod go-w it"
-        )
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-    except RecursionError:
-        raise ConfigError(f"config file {path}: nested too deeply to read") from None
-    except Exception as e:  # tomllib.TOMLDecodeError / yaml.YAMLError
-        text = str(e).strip()
-        raise ConfigError(
-            f"config file {path}: {text.splitlines()[0] if text else type(e).__name__}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a table of settings at the top")
-    return data
-
-
-def find_config_file(
-    explicit: str | os.PathLike[str] | None, cwd: Path | None = None
-) -> Path | None:
-    if explicit:
-        p = Path(explicit)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        return p
-    base = cwd or Path.cwd()
-    for name in CONFIG_FILES:
-        if (base / name).is_file():
-            return base / name
-    return None
-
-
 def load_settings(
     cli: dict[str, Any] | None = None,
     *,
@@ -358,38 +305,9 @@ def load_settings(
     cwd: Path | None = None,
 ) -> Loaded:
     env = dict(os.environ if env is None else env)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-
     path = find_config_file(config_file or env.get("PGSCHED_CONFIG"), cwd)
     profile = profile or env.get("PGSCHED_PROFILE")
-    if path is not None:
-        data = _read_file(path)
-        profiles = data.pop("profiles", {}) or {}
-        if not isinstance(profiles, dict):
-            raise ConfigError(
-                f"config file {path}: profiles must be a table of named profiles, "
-                f"not {type(profiles).__name__} {profiles!r}"
-            )
-        for pname, chosen in profiles.items():
-            if not isinstance(chosen, dict | None):
-                raise ConfigError(
-                    f"config file {path}: profiles.{pname} must be a table of settings, "
-                    f"not {type(chosen).__name__} {chosen!r}"
-                )
-        for k, v in data.items():
-            values[k], sources[k] = v, f"file {path}"
-        if profile:
-            if profile not in profiles:
-                known = ", ".join(sorted(profiles)) or "none"
-                raise ConfigError(f"profile {profile!r} not in {path} (profiles: {known})")
-            for k, v in (profiles[profile] or {}).items():
-                values[k], sources[k] = v, f"file {path} [profiles.{profile}]"
-    elif profile:
-        raise ConfigError(
-            f"profile {profile!r} given but no config file ({', '.join(CONFIG_FILES)})"
-        )
-
+    values, sources = file_settings(path, profile)
     if env.get("DATABASE_URL"):
         values["dsn"], sources["dsn"] = env["DATABASE_URL"], "env DATABASE_URL"
     for name in FIELDS:
@@ -399,12 +317,19 @@ def load_settings(
     for name, v in (cli or {}).items():
         if v is not None:
             values[name], sources[name] = v, "flag --" + name.replace("_", "-")
+    settings = _validated(values, sources)
+    for name in FIELDS:
+        sources.setdefault(name, "default")
+    return Loaded(settings, sources, profile, path)
 
+
+def _validated(values: dict[str, Any], sources: dict[str, str]) -> Settings:
+    """The settings of ``values``; a problem is one line naming the setting and its source."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} ({sources[unknown[0]]})")
     try:
-        settings = Settings(**values)
+        return Settings(**values)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
@@ -413,6 +338,3 @@ def load_settings(
         if err["type"] == "less_than_equal" and err.get("ctx", {}).get("le") == DURATION_MAX_S:
             msg = f"must be at most {DURATION_MAX_S:.0f} seconds (100 years)"
         raise ConfigError(f"setting {loc}{where}: {msg}") from None
-    for name in FIELDS:
-        sources.setdefault(name, "default")
-    return Loaded(settings, sources, profile, path)

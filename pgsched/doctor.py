@@ -202,6 +202,15 @@ def _server(
     prepared_statements: bool,
 ) -> list[Finding]:
     s = Q.doctor_server.run(conn)
+    found = _server_settings(s, prepared_statements)
+    found.append(_connections(conn, s, t, heartbeat_timeout))
+    found.append(Finding("server", "ok", f"PostgreSQL {s['version']}"))
+    return found
+
+
+def _server_settings(s: DictRow, prepared_statements: bool) -> list[Finding]:
+    """The server settings that harm pgsched: autovacuum off, jit on where pgsched cannot turn
+    it off for its own sessions."""
     found = []
     if s["autovacuum"] != "on":
         found.append(
@@ -231,6 +240,16 @@ def _server(
                     "ALTER ROLE <pgsched's role> SET jit = off",
                 )
             )
+    return found
+
+
+def _connections(
+    conn: psycopg.Connection[DictRow],
+    s: DictRow,
+    t: Thresholds,
+    heartbeat_timeout: float | None,
+) -> Finding:
+    """Open connections, and what the live workers may open, against max_connections."""
     available = s["max_connections"] - s["reserved"]
     live = (
         Q.doctor_live_workers.run(conn, {"heartbeat_timeout": heartbeat_timeout})
@@ -241,27 +260,20 @@ def _server(
     used = max(s["connections"], fleet)
     data = {**s, "live_workers": live, "fleet_connections": fleet, "available": available}
     if used >= t.connections_share * available:
-        found.append(
-            Finding(
-                "connections",
-                "problem",
-                f"{s['connections']} connections open and {live} live workers (up to {fleet} "
-                f"connections) against max_connections {s['max_connections']} "
-                f"({available} for non-superusers)",
-                "raise max_connections, or put PgBouncer in transaction mode before the "
-                "workers (docs/operations.md)",
-                data,
-            )
+        return Finding(
+            "connections",
+            "problem",
+            f"{s['connections']} connections open and {live} live workers (up to {fleet} "
+            f"connections) against max_connections {s['max_connections']} "
+            f"({available} for non-superusers)",
+            "raise max_connections, or put PgBouncer in transaction mode before the "
+            "workers (docs/operations.md)",
+            data,
         )
-    else:
-        found.append(
-            Finding(
-                "connections",
-                "ok",
-                f"{s['connections']} connections open, {live} live workers, "
-                f"max_connections {s['max_connections']}",
-                data=data,
-            )
-        )
-    found.append(Finding("server", "ok", f"PostgreSQL {s['version']}"))
-    return found
+    return Finding(
+        "connections",
+        "ok",
+        f"{s['connections']} connections open, {live} live workers, "
+        f"max_connections {s['max_connections']}",
+        data=data,
+    )

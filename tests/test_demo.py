@@ -18,8 +18,9 @@ import psutil
 import psycopg
 import pytest
 
-from pgsched.cli.demo import Producer, sample_task, worker_available
+from pgsched.cli.demo import worker_available
 from pgsched.client import Client
+from pgsched.demo import Producer, sample_task
 from pgsched.server import Cluster
 
 PGSCHED = Path(sys.executable).parent / "pgsched"

@@ -24,19 +24,14 @@ from pgsched.cli.common import (
     exits_on_error,
     fmt_time,
     parse_int,
+    parse_payload,
     print_json,
     print_notifications,
     state,
 )
 from pgsched.durations import format_duration, parse_duration, parse_instant
 from pgsched.errors import UsageError
-from pgsched.models import (
-    INT_DIGITS_MAX,
-    KEY_MAX_BYTES,
-    PAYLOAD_DEPTH_MAX,
-    STATUSES,
-    payload_problem,
-)
+from pgsched.models import KEY_MAX_BYTES, STATUSES
 
 if TYPE_CHECKING:
     from pgsched.client import Client
@@ -45,55 +40,6 @@ if TYPE_CHECKING:
 commands = typer.Typer()
 
 PRIORITY_RANGE = (-1000, 1000)
-
-
-# -- input -------------------------------------------------------------------------------------
-
-
-# The most of a --payload @FILE read: past it the file is refused, not read on (/dev/zero,
-# a log file by mistake). The table's own limit on a payload's size may be lower.
-PAYLOAD_FILE_MAX = 64 * 1024 * 1024
-
-
-def parse_payload(text: str | None, option: str = "--payload") -> Any:
-    """``--payload``: inline JSON, or ``@path`` to a JSON file; errors say where. Whatever
-    jsonb or Python's json cannot carry (NUL, a lone surrogate, NaN, nesting past
-    PAYLOAD_DEPTH_MAX, integers of more than 4300 digits) is refused in one line too."""
-    if text is None:
-        return None
-    source = option
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            with path.open("rb") as f:
-                raw = f.read(PAYLOAD_FILE_MAX + 1)
-        except FileNotFoundError:
-            raise UsageError(f"{option}: file {path} does not exist") from None
-        except OSError as e:
-            raise UsageError(f"{option}: cannot read {path}: {e.strerror or e}") from None
-        if len(raw) > PAYLOAD_FILE_MAX:
-            raise UsageError(
-                f"{option}: {path} is larger than {PAYLOAD_FILE_MAX // (1024 * 1024)} MiB"
-            )
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise UsageError(f"{option}: cannot read {path}: not UTF-8 ({e.reason})") from None
-        source = f"{option} {path}"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(
-            f"{source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
-        ) from None
-    except RecursionError:
-        raise UsageError(f"{source}: nested deeper than {PAYLOAD_DEPTH_MAX} levels") from None
-    except ValueError:  # int() of a literal past sys.get_int_max_str_digits()
-        raise UsageError(f"{source}: an integer of more than {INT_DIGITS_MAX} digits") from None
-    problem = payload_problem(value, "payload")
-    if problem is not None:
-        raise UsageError(f"{source}: {problem}")
-    return value
 
 
 # -- submit ------------------------------------------------------------------------------------
