@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from pgsched.admin import decode_dlq_cursor
+from pgsched.admin.deadletter import decode_dlq_cursor
 from pgsched.api.auth import Principal
 from pgsched.durations import format_duration, parse_duration, parse_instant
 from pgsched.errors import (
