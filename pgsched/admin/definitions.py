@@ -17,7 +17,8 @@ from pgsched.sql import Q
 if TYPE_CHECKING:
     from pgsched.alerts.config import AlertsFile
     from pgsched.alerts.store import AlertsReport
-    from pgsched.schedules import ApplyReport, ScheduleDef
+    from pgsched.schedule_file import ScheduleDef
+    from pgsched.schedules import ApplyReport
     from pgsched.workflows import WorkflowDef
 
 
@@ -45,7 +46,7 @@ class Definitions(AdminBase):
     def apply_schedules(
         self, defs: list[ScheduleDef], *, prune: bool = False, dry_run: bool = False
     ) -> ApplyReport:
-        """Sync definitions (pgsched.schedules.ScheduleDef) into the database, all or nothing;
+        """Sync definitions (pgsched.schedule_file.ScheduleDef) into the database, all or nothing;
         returns the ApplyReport."""
         from pgsched.schedules import apply_schedules
 

@@ -146,7 +146,7 @@ def list_schedules(svc: Svc, _: Principal = Read) -> list[s.ScheduleOut]:
 def apply_schedules(body: s.SchedulesIn, svc: Svc, _: Principal = AdminScope) -> s.ApplyOut:
     """Sync these schedules (the YAML file's fields) into the database, all or nothing."""
     from pgsched.errors import CronError
-    from pgsched.schedules import ScheduleDef
+    from pgsched.schedule_file import ScheduleDef
 
     defs = []
     seen: set[str] = set()
