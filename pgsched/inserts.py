@@ -25,12 +25,12 @@ class OneInsert:
     """Client.submit's common case (Client._common) on the client's own autocommit connection:
     the submit_task_common INSERT sent through the libpq wrapper psycopg exposes
     (Connection.pgconn), prepared once per connection, its parameters in text, without
-    psycopg's cursor, adaptation and result machinery, which is most of a one-row call's client
-    CPU (the `submit-call` probe, docs/performance.md#submit-call). The payload goes through the
-    connection's own jsonb dumper (so psycopg's set_json_dumps still applies), errors come back
-    as the exceptions psycopg raises, and the connection's lock is held as psycopg holds it.
-    Behind PgBouncer in transaction mode (prepared_statements off) it sends the statement
-    unnamed each time."""
+    psycopg's cursor, adaptation and result machinery: less client CPU per call than the same
+    INSERT through psycopg (the `submit-call` probe compares the two,
+    docs/performance.md#submit-call). The payload goes through the connection's own jsonb
+    dumper (so psycopg's set_json_dumps still applies), errors come back as the exceptions
+    psycopg raises, and the connection's lock is held as psycopg holds it. Behind PgBouncer in
+    transaction mode (prepared_statements off) it sends the statement unnamed each time."""
 
     NAME = b"pgsched_submit_common"
 
