@@ -25,7 +25,7 @@ import httpx
 import psycopg
 from harness import BENCH, Ctx, pct, serving
 
-from pgsched.admin import encode_dlq_cursor
+from pgsched.admin.deadletter import encode_dlq_cursor
 from pgsched.sql import Q
 
 ROWS = 1_000_000

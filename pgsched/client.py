@@ -14,125 +14,29 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 import psycopg
-from psycopg import pq
-from psycopg.adapt import PyFormat
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
+from pgsched import inserts
 from pgsched.config import Settings, time_limits
-from pgsched.db import check_schema, connect, resolve_dsn, translated
+from pgsched.db import check_schema, connect, resolve_dsn, row_values, translated
 from pgsched.errors import InvalidState, TaskNotFound, ValidationError
-from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, check_payload, fits_common, make_spec
-from pgsched.sql import Q, to_positional
+from pgsched.inserts import OneInsert
+from pgsched.models import MAX_ATTEMPTS_MAX, TaskSpec, fits_common, make_spec
+from pgsched.sql import Q
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
-ZERO = timedelta(0)
-# Below this many rows a plain autocommit submit_many is one INSERT ... unnest statement; from
-# it on, COPY, which streams the rows instead of holding one JSON document of all the payloads.
-# Producer alone, rows/s, medians of alternated 2 s runs, TaskSpecs built outside the timing
-# (python bench/probes.py bulk, 2026-12-01): 100 rows 31.8k vs COPY 15.7k, 1,000 62.7k vs
-# 40.0k, 5,000 69.6k vs 49.1k, 20,000 66.5k vs 49.2k, 100,000 58.7k vs 55.4k.
+# Below this many rows a plain autocommit submit_many is one INSERT ... unnest statement, faster
+# than COPY at every size the `bulk` probe measures (docs/performance.md#bulk); from it on, COPY,
+# which streams the rows instead of holding one JSON document of all the payloads in memory.
 SMALL_BATCH = 100_000
 # The options Client.submit sends without building a TaskSpec (Client._common).
 _COMMON = frozenset({"queue", "priority", "max_attempts"})
-
-
-class _OneInsert:
-    """Client.submit's common case (Client._common) on the client's own autocommit connection:
-    the submit_task_common INSERT sent through the libpq wrapper psycopg exposes
-    (Connection.pgconn), prepared once per connection, its parameters in text, without
-    psycopg's cursor, adaptation and result machinery. The payload goes through the connection's
-    own jsonb dumper (so psycopg's set_json_dumps still applies), errors come back as the
-    exceptions psycopg raises, and the connection's lock is held as psycopg holds it. Against
-    the same call through psycopg (Client.submit with conn= an autocommit connection), taking
-    turns in chunks of 50 for 30 s on the benchmark server, two runs: 1.13x and 1.16x the calls
-    per second, client CPU 167 -> 100 and 165 -> 98 us per call. Behind PgBouncer in
-    transaction mode (prepared_statements off) it sends the statement unnamed each time."""
-
-    NAME = b"pgsched_submit_common"
-
-    def __init__(self, conn: psycopg.Connection[Any], prepared: bool) -> None:
-        self.conn = conn
-        self.encoding = conn.info.encoding
-        self.json_cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
-        self.json = self.json_cls(Jsonb, conn)
-        sql, self.names = to_positional(Q.submit_task_common.sql)
-        self.sql = sql.encode(self.encoding)
-        self.name = self.NAME if prepared else None
-        if self.name is not None:
-            with conn.lock:
-                self._check(conn.pgconn.prepare(self.name, self.sql), pq.ExecStatus.COMMAND_OK)
-
-    def run(self, params: dict[str, Any]) -> int:
-        """params: Client._common's (str task_type and queue, int priority and max_attempts,
-        the payload as given)."""
-        cls = self.conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
-        if cls is not self.json_cls:  # set_json_dumps() on the connection since
-            self.json_cls, self.json = cls, cls(Jsonb, self.conn)
-        values = []
-        for k in self.names:
-            v = params[k]
-            if k == "payload":
-                dumped = self.json.dump(Jsonb(v))
-                assert dumped is not None  # a Jsonb dumps to text, "null" for None
-                values.append(bytes(dumped))
-            elif type(v) is str:
-                values.append(v.encode(self.encoding))
-            else:
-                values.append(str(v).encode())
-        with self.conn.lock:
-            pg = self.conn.pgconn
-            res = (
-                pg.exec_prepared(self.name, values)
-                if self.name is not None
-                else pg.exec_params(self.sql, values)
-            )
-        self._check(res, pq.ExecStatus.TUPLES_OK)
-        return int(res.get_value(0, 0))  # type: ignore[arg-type]
-
-    def _check(self, res: pq.abc.PGresult, ok: pq.ExecStatus) -> None:
-        if res.status == ok:
-            return
-        if self.conn.pgconn.status != pq.ConnStatus.OK:
-            msg = self.conn.pgconn.get_error_message(self.encoding) or "connection lost"
-            raise psycopg.OperationalError(msg)
-        raise psycopg.errors.error_from_result(res, encoding=self.encoding)
-
-
-def _payloads_json(conn: psycopg.Connection[Any], payloads: list[Any]) -> bytes:
-    """The payloads as one JSON array, written once by the connection's jsonb dumper (so
-    set_json_dumps applies), checked for what jsonb cannot store: a NUL in any string. A NUL
-    comes out of the dumper as the escape \\u0000 (or as itself, from a dumper that does not
-    escape it), so only a text holding one of the two is walked payload by payload, to name
-    the payload, or to find none (an escaped backslash before "u0000"). Walking every payload
-    (check_payload) took 15.4 ms per 20,000 small ones, writing them 8.2 ms, the search 0.16 ms;
-    20 calls of 1,000 on the benchmark server, 10 rounds alternated with the walk: 142.2k ->
-    171.2k rows/s (medians)."""
-    cls = conn.adapters.get_dumper(Jsonb, PyFormat.TEXT)
-    try:
-        data = bytes(cls(Jsonb, conn).dump(Jsonb(payloads)) or b"[]")
-    except (TypeError, ValueError, RecursionError):  # a date, a huge integer, depth
-        for i, p in enumerate(payloads):
-            check_payload(p, f"payload {i}")  # names the payload and what is wrong
-        raise
-    # Walked too when the text may hold NaN/Infinity (json writes them bare, jsonb refuses
-    # them) or a surrogate escape (\\ud800-\\udfff: only a lone one is refused).
-    if (
-        b"\\u0000" in data
-        or b"\x00" in data
-        or b"NaN" in data
-        or b"Infinity" in data
-        or b"\\ud" in data
-    ):
-        for i, p in enumerate(payloads):
-            check_payload(p, f"payload {i}")
-    return data
 
 
 # The time limits of Settings' defaults, for a Client made without settings.
@@ -187,7 +91,7 @@ class Client:
         self.default_queue = default_queue
         self.default_max_attempts = default_max_attempts
         self._conn: psycopg.Connection[Any] | None = None
-        self._fast: _OneInsert | None = None
+        self._fast: OneInsert | None = None
         self._lock = threading.Lock()  # one connection, and one PREPARE on it, for all threads
         self._checked = not check
 
@@ -313,14 +217,14 @@ class Client:
                 return int(Q.submit_task_common.run(c, params))
         return self.submit_spec(self.spec(task_type, payload, **options), conn=conn)[0]
 
-    def _one_insert(self, own: psycopg.Connection[Any]) -> _OneInsert:
+    def _one_insert(self, own: psycopg.Connection[Any]) -> OneInsert:
         """The prepared common-case INSERT on our connection (made again with a new one)."""
         fast = self._fast
         if fast is not None and fast.conn is own:
             return fast
         with self._lock:
             if self._fast is None or self._fast.conn is not own:
-                self._fast = _OneInsert(own, self.prepared_statements)
+                self._fast = OneInsert(own, self.prepared_statements)
             return self._fast
 
     def _common(
@@ -328,8 +232,9 @@ class Client:
     ) -> dict[str, Any] | None:
         """The parameters of a submit with at most queue, priority and max_attempts, all of
         exactly the types TaskSpec takes and within its limits; else None, and the TaskSpec
-        path checks (and names what is wrong). Skipping the TaskSpec saved 20-40 µs of client
-        CPU per call in four of five runs of bench/probes.py submit-call."""
+        path checks (and names what is wrong). Building no TaskSpec is most of the difference
+        between the `submit-call` probe's Client.submit and its TaskSpec path
+        (docs/performance.md#submit-call)."""
         if not options.keys() <= _COMMON:
             return None
         queue = options.get("queue", self.default_queue)
@@ -351,72 +256,25 @@ class Client:
         self, spec: TaskSpec, *, conn: psycopg.Connection[Any] | None = None
     ) -> tuple[int, bool]:
         """Submit; return (id, created). created is False when the idempotency key existed."""
-        params = {
-            "task_type": spec.task_type,
-            "payload": Jsonb(spec.payload),
-            "queue": spec.queue,
-            "priority": spec.priority,
-            "run_at": spec.run_at,
-            "delay": spec.delay or ZERO,
-            "max_attempts": spec.max_attempts,
-            "timeout": spec.timeout,
-            "key": spec.idempotency_key,
-            "backoff_base": spec.backoff_base,
-            "backoff_cap": spec.backoff_cap,
-        }
-        if spec.idempotency_key is None:
-            with self._use(conn) as c:
-                return int(Q.submit_task_plain.run(c, params)), True
         with self._use(conn) as c:
-            row = Q.submit_task.run(c, params)
-            if row is None:
-                # The key's first holder committed while we waited on it: read it now.
-                row = Q.submit_task.run(c, params)
-        if row is None:
-            raise InvalidState(
-                f"idempotency key {spec.idempotency_key!r} is being used concurrently"
-            )
-        task_id, created = _tuple(row)[:2]
-        return int(task_id), bool(created)
+            return inserts.insert_spec(c, spec)
 
     def submit_many(
         self, specs: Iterable[TaskSpec], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[int]:
-        """Bulk submit in one statement; ids in input order (existing ids for known keys)."""
+        """Bulk submit: one INSERT, or COPY for a large batch without keys; ids in input order
+        (existing ids for known keys)."""
         specs = list(specs)
         if not specs:
             return []
         if any(s.delay for s in specs):
             raise ValidationError("delay: submit_many takes run_at, not delay", "delay")
-        if not any(s.idempotency_key for s in specs):
-            if (
-                len(specs) < SMALL_BATCH
-                and (conn is None or conn.autocommit)
-                and not any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap for s in specs)
-            ):
-                return self._insert_small(specs, conn)
-            return self._copy_many(specs, conn)
-        params = {
-            "task_types": [s.task_type for s in specs],
-            "payloads": Jsonb([s.payload for s in specs]),
-            "queues": [s.queue for s in specs],
-            "priorities": [s.priority for s in specs],
-            "run_ats": [s.run_at for s in specs],
-            "max_attempts": [s.max_attempts for s in specs],
-            "timeouts": [s.timeout for s in specs],
-            "keys": [s.idempotency_key for s in specs],
-        }
         with self._use(conn) as c:
-            rows = [_tuple(r) for r in Q.submit_tasks.run(c, params)]
-            if len(rows) == len(specs):
-                return sorted(r[0] for r in rows)
-            by_key = {r[1]: r[0] for r in rows if r[1] is not None}
-            keys = [s.idempotency_key for s in specs if s.idempotency_key not in by_key]
-            for r in Q.task_ids_by_keys.run(c, {"keys": keys}):
-                r = _tuple(r)
-                by_key.setdefault(r[1], r[0])
-        fresh = iter(sorted(r[0] for r in rows if r[1] is None))
-        return [by_key[s.idempotency_key] if s.idempotency_key else next(fresh) for s in specs]
+            if any(s.idempotency_key for s in specs):
+                return inserts.insert_keyed(c, specs)
+            if len(specs) < SMALL_BATCH and c.autocommit and not inserts.has_extras(specs):
+                return inserts.insert_small(c, specs)
+            return inserts.copy_many(c, specs)
 
     def submit_batch(
         self,
@@ -439,83 +297,7 @@ class Client:
         if not payloads:
             return []
         with self._use(conn) as c:
-            data = _payloads_json(c, payloads)
-            rows = Q.submit_tasks_batch.run(
-                c.cursor(row_factory=tuple_row),
-                {
-                    "task_type": shared.task_type,
-                    "payloads": Jsonb(payloads, dumps=lambda _: data),
-                    "queue": shared.queue,
-                    "priority": shared.priority,
-                    "run_at": shared.run_at,
-                    "max_attempts": shared.max_attempts,
-                    "timeout": shared.timeout,
-                    "backoff_base": shared.backoff_base,
-                    "backoff_cap": shared.backoff_cap,
-                },
-            )
-            if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
-                Q.end_bulk_notified.run(c)
-        return sorted(r[0] for r in rows)
-
-    def _insert_small(
-        self, specs: list[TaskSpec], conn: psycopg.Connection[Any] | None
-    ) -> list[int]:
-        """A small plain batch in one autocommit statement (fewer round trips than COPY)."""
-        with self._use(conn) as c:
-            rows = Q.submit_tasks_small.run(
-                c,
-                {
-                    "task_types": [s.task_type for s in specs],
-                    "payloads": Jsonb([s.payload for s in specs]),
-                    "queues": [s.queue for s in specs],
-                    "priorities": [s.priority for s in specs],
-                    "max_attempts": [s.max_attempts for s in specs],
-                },
-            )
-        return sorted(_tuple(r)[0] for r in rows)
-
-    def _copy_many(self, specs: list[TaskSpec], conn: psycopg.Connection[Any] | None) -> list[int]:
-        """Without keys nothing can conflict: reserve the ids, then COPY (the fastest way in)."""
-        with self._use(conn) as c, c.transaction() if c.autocommit else contextlib.nullcontext():
-            # In the caller's transaction as it is: a transaction() block on a connection
-            # idle in non-autocommit mode would commit the caller's work.
-            reserved = Q.reserve_task_ids.run(
-                c.cursor(row_factory=tuple_row),
-                {"n": len(specs), "queues": list({s.queue for s in specs})},
-            )
-            ids = [r[0] for r in reserved]
-            now = reserved[0][1]
-            if any(s.run_at or s.timeout or s.backoff_base or s.backoff_cap for s in specs):
-                Q.copy_tasks.run(
-                    c,
-                    [
-                        (
-                            i,
-                            s.task_type,
-                            Jsonb(s.payload),
-                            s.queue,
-                            s.priority,
-                            s.run_at or now,
-                            s.max_attempts,
-                            s.timeout,
-                            s.backoff_base,
-                            s.backoff_cap,
-                        )
-                        for i, s in zip(ids, specs, strict=True)
-                    ],
-                )
-            else:
-                Q.copy_tasks_plain.run(
-                    c,
-                    [
-                        (i, s.task_type, Jsonb(s.payload), s.queue, s.priority, s.max_attempts)
-                        for i, s in zip(ids, specs, strict=True)
-                    ],
-                )
-            if not c.autocommit:  # the caller's transaction goes on: its inserts notify again
-                Q.end_bulk_notified.run(c)
-        return ids
+            return inserts.insert_batch(c, shared, payloads)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -582,7 +364,7 @@ class Client:
             row = Q.cancel_task.run(c, {"id": task_id})
             if row is None:
                 return self._refuse(c, task_id, "cancel")
-        row = _tuple(row)
+        row = row_values(row)
         return "cancel_requested" if row[2] else "cancelled"
 
     def retry(self, task_id: int, *, attempts: int | None = None) -> int:
@@ -602,7 +384,7 @@ class Client:
                         "task may have (submit it again as a new task)"
                     )
                 return self._refuse(c, task_id, "retry")
-        return int(_tuple(row)[2])
+        return int(row_values(row)[2])
 
     def _refuse(self, c: psycopg.Connection[Any], task_id: int, verb: str) -> NoReturn:
         # A tuple cursor: :scalar reads row[0], which a dict_row connection does not have.
@@ -611,8 +393,3 @@ class Client:
         if status is None:
             raise TaskNotFound(task_id)
         raise InvalidState(f"cannot {verb} task {task_id}: it is {status}")
-
-
-def _tuple(row: Any) -> tuple[Any, ...]:
-    """A row's values, whichever row factory the connection it was read on has."""
-    return tuple(row.values()) if isinstance(row, dict) else tuple(row)

@@ -238,6 +238,11 @@ def translated(conn: psycopg.Connection[Any] | None = None) -> Iterator[None]:
         raise mapped from None
 
 
+def row_values(row: Any) -> tuple[Any, ...]:
+    """A row's values, whichever row factory the connection it was read on has."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
 # "permission denied for <kind> <name>" -> the privileges that kind of object has.
 _PRIVILEGES = {
     "table": ("has_table_privilege", ("SELECT", "INSERT", "UPDATE", "DELETE")),

@@ -7,7 +7,19 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from pgsched.errors import ValidationError
-from pgsched.models import DURATION_MAX_S, TIME_MAX, TIME_MIN
+
+# The longest duration a task row, a retry delay or a setting may hold: 100 years (365-day
+# ones; the CHECKs of revision 0007 compare with interval '36500 days'). An interval and a
+# timedelta hold far more, but now() plus it must stay a time that both PostgreSQL and Python
+# can read (Python's datetime ends at 9999-12-31), and a wait of it must stay below
+# threading.TIMEOUT_MAX.
+DURATION_MAX_DAYS = 36500
+DURATION_MAX_S = DURATION_MAX_DAYS * 86400.0
+# The times a task may be set to run at (the CHECK tasks_run_at_range of revision 0007): finite,
+# and far enough inside Python's datetime range (years 1..9999) that any time zone and the
+# arithmetic of a read (ages, local time) stay within it.
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(9999, 1, 1, tzinfo=UTC)
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -16,6 +16,10 @@ from pydantic import (
     ValidationInfo,
 )
 
+from pgsched.durations import DURATION_MAX_DAYS, TIME_MAX, TIME_MIN, parse_duration
+
+# pgsched.config and pgsched.builtins import the longest duration from here.
+from pgsched.durations import DURATION_MAX_S as DURATION_MAX_S
 from pgsched.errors import ValidationError
 
 STATUSES = ("blocked", "pending", "running", "succeeded", "retrying", "failed", "cancelled")
@@ -44,18 +48,6 @@ def check_queue_name(v: str) -> str:
     return v
 
 
-# The longest duration a task row, a retry delay or a setting may hold: 100 years (365-day
-# ones; the CHECKs of revision 0007 compare with interval '36500 days'). An interval and a
-# timedelta hold far more, but now() plus it must stay a time that both PostgreSQL and Python
-# can read (Python's datetime ends at 9999-12-31), and a wait of it must stay below
-# threading.TIMEOUT_MAX.
-DURATION_MAX_DAYS = 36500
-DURATION_MAX_S = DURATION_MAX_DAYS * 86400.0
-# The times a task may be set to run at (the CHECK tasks_run_at_range of revision 0007): finite,
-# and far enough inside Python's datetime range (years 1..9999) that any time zone and the
-# arithmetic of a read (ages, local time) stay within it.
-TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
-TIME_MAX = datetime(9999, 1, 1, tzinfo=UTC)
 # Payload limits that every part holds: Python's json (the client's dump, the worker's decode)
 # gives up near 1000 levels of nesting and on integers of more than 4300 digits (jsonb itself
 # goes much further). The size of a payload is limited by the table (max_payload_bytes).
@@ -146,8 +138,6 @@ def text_duration(v: Any, name: str) -> timedelta | None:
         return v
     if isinstance(v, bool):
         raise ValueError("not a duration")
-    from pgsched.durations import parse_duration  # it imports this module's limits
-
     try:
         return parse_duration(str(v), name)
     except ValidationError as e:

@@ -14,7 +14,7 @@ import psycopg
 from pgsched.admin import Admin
 from pgsched.client import Client
 from pgsched.registry import Registry
-from pgsched.schedules import ScheduleDef
+from pgsched.schedule_file import ScheduleDef
 from tests.conftest import FAST, wait_until
 
 

@@ -259,7 +259,8 @@ def test_delivery_tasks_never_raise_alerts(db: psycopg.Connection) -> None:
 
 
 def test_workflow_worker_and_schedule_events(dsn: str, db: psycopg.Connection) -> None:
-    from pgsched.schedules import ScheduleDef, Scheduler, apply_schedules
+    from pgsched.schedule_file import ScheduleDef
+    from pgsched.schedules import Scheduler, apply_schedules
 
     applied(
         db,

@@ -540,7 +540,7 @@ def test_submit_on_its_own_connection_prepares_once(
     client: Client, conn: psycopg.Connection
 ) -> None:
     """Client.submit's common case goes through one statement prepared on the client's
-    connection (client._OneInsert) and stores what it was given."""
+    connection (pgsched.inserts.OneInsert) and stores what it was given."""
     payload = {"s": "naïve ☃ \\ \" '", "n": [1, 2.5, None, True], "d": {"x": {}}}
     ids = [
         client.submit("noop", payload, queue="q2", priority=-7, max_attempts=9) for _ in range(8)

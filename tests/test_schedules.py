@@ -16,12 +16,12 @@ from psycopg.rows import dict_row
 
 from pgsched.db import connect
 from pgsched.errors import UsageError
+from pgsched.schedule_file import parse_schedules
 from pgsched.schedules import (
     Scheduler,
     apply_schedules,
     list_schedules,
     load_schedules,
-    parse_schedules,
     pause_schedule,
     resume_schedule,
 )

@@ -854,7 +854,7 @@ def test_app_does_not_put_the_working_directory_first(dsn: str, tmp_path: Path) 
 
 
 def test_a_schedule_every_millisecond_is_refused_with_its_line() -> None:
-    from pgsched.schedules import parse_schedules
+    from pgsched.schedule_file import parse_schedules
 
     text = "schedules:\n  - name: ok\n    every: 1m\n    task_type: noop\n"
     text += "  - name: flood\n    every: 1ms\n    task_type: noop\n"

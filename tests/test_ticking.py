@@ -12,7 +12,8 @@ from psycopg.rows import dict_row
 
 from pgsched.alerts.ticker import AlertTicker
 from pgsched.db import connect
-from pgsched.schedules import Scheduler, apply_schedules, parse_schedules
+from pgsched.schedule_file import parse_schedules
+from pgsched.schedules import Scheduler, apply_schedules
 from pgsched.sql import Q
 from pgsched.ticking import MAX_SLEEP, Ticking
 from tests.conftest import wait_until

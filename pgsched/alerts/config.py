@@ -1,4 +1,5 @@
-"""The alerts file: channels (where notifications go) and rules (what sends one), from YAML.
+"""The alerts file: channels (where notifications go, defined here) and rules (what sends one,
+pgsched.alerts.rules), from YAML.
 
     channels:
       - name: ops
@@ -12,7 +13,8 @@
         channels: [ops]
         min_interval: 5m
 
-Every refusal is one line naming the file, the line and the rule or channel. Secrets are
+Every refusal is one line naming the file, the line and the rule or channel
+(pgsched.alerts.refusals finds the line). Secrets are
 never in the file: a channel names the environment variables that hold them, and apply
 refuses a channel whose variable is not set where it runs.
 """
@@ -27,45 +29,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pgsched.alerts import refusals
+from pgsched.alerts.rules import RuleDef
 from pgsched.errors import UsageError
-from pgsched.models import MaxAttempts, NoNul, QueueName, TaskTypeName, text_duration
+from pgsched.models import MaxAttempts, QueueName, text_duration
 
 DELIVERY_TYPE = "pgsched.alert"  # the built-in task type that delivers a notification
 # Where channels put their delivery tasks unless they name a queue: alert tickers deliver from
 # it on threads of their own (pgsched.alerts.ticker), so a receiver that hangs or refuses never
 # holds a slot of the workers' tasks.
 DELIVERY_QUEUE = "pgsched.alerts"
-
-EVENTS = (
-    "task.dead_lettered",
-    "task.retrying",
-    "workflow.failed",
-    "workflow.succeeded",
-    "worker.dead",
-    "schedule.misfired",
-)
-THRESHOLDS = (
-    "ready_depth",
-    "oldest_ready_age",
-    "failure_rate",
-    "no_live_worker",
-    "dead_letter_size",
-)
-# What each kind of rule may filter on, and the event fields a rule may group by (storm
-# control keys); the first is the default.
-_TASK: dict[str, tuple[str, ...]] = {
-    "filters": ("queue", "task_type", "workflow"),
-    "keys": ("queue", "task_type", "workflow"),
-}
-RULE_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "task.dead_lettered": _TASK,
-    "task.retrying": _TASK,
-    "workflow.failed": {"filters": ("workflow",), "keys": ("workflow",)},
-    "workflow.succeeded": {"filters": ("workflow",), "keys": ("workflow",)},
-    "worker.dead": {"filters": ("queue",), "keys": ("worker", "host")},
-    "schedule.misfired": {"filters": ("queue", "task_type"), "keys": ("schedule", "queue")},
-    "threshold": {"filters": ("queue", "task_type"), "keys": ("queue",)},
-}
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -298,127 +271,6 @@ def check_template(v: str) -> str:
     return v
 
 
-# -- rules ---------------------------------------------------------------------------------------
-
-
-def _names(v: Any) -> Any:
-    """A filter is one name or a list of names."""
-    return [v] if isinstance(v, str) else v
-
-
-class RuleDef(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    event: Literal[EVENTS] | None = None  # type: ignore[valid-type]
-    threshold: Literal[THRESHOLDS] | None = None  # type: ignore[valid-type]
-    # Threshold rules: the bound (a count; a duration for oldest_ready_age; a percentage for
-    # failure_rate) and the window (how often it is evaluated, and failure_rate's span).
-    above: float | None = None
-    window: timedelta | None = None
-    min_attempts: int = Field(1, ge=1, le=1_000_000)
-    queue: list[QueueName] | None = None
-    task_type: list[TaskTypeName] | None = None
-    workflow: list[Annotated[str, Field(min_length=1, max_length=1000), NoNul]] | None = None
-    group_by: str | None = None
-    min_interval: timedelta = timedelta(minutes=1)
-    channels: list[str] = Field(min_length=1, max_length=50)
-
-    @field_validator("queue", "task_type", "workflow", mode="before")
-    @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _names(v)
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _channels(cls, v: Any) -> Any:
-        return _names(v)
-
-    @field_validator("window", "min_interval", mode="before")
-    @classmethod
-    def _durations(cls, v: Any, info: Any) -> timedelta | None:
-        td = text_duration(v, info.field_name)
-        if td is not None and td > timedelta(days=7):
-            raise ValueError("must be at most 7 days")
-        if info.field_name == "window" and td is not None and td <= timedelta(0):
-            raise ValueError("must be positive")
-        return td
-
-    @field_validator("above", mode="before")
-    @classmethod
-    def _above(cls, v: Any, info: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("not a number")
-        if isinstance(v, str):
-            s = v.strip()
-            if s.endswith("%"):
-                return s[:-1]
-            if s and not re.match(r"^[-+0-9.eE]+$", s):  # a duration: oldest_ready_age
-                td = text_duration(s, "above")
-                return td.total_seconds() if td is not None else v
-        return v
-
-    @model_validator(mode="after")
-    def _kind(self) -> RuleDef:
-        import math
-
-        if (self.event is None) == (self.threshold is None):
-            raise ValueError("give event or threshold (one of them)")
-        kind = self.kind
-        if self.threshold is not None:
-            if self.window is None:
-                raise ValueError("window: a threshold rule needs a window (example: window: 5m)")
-            above = 0.0 if self.above is None and self.threshold == "no_live_worker" else self.above
-            if above is None:
-                raise ValueError("above: a threshold rule needs a bound")
-            if not math.isfinite(above) or above < 0 or above > 1e12:
-                raise ValueError("above: must be a finite number from 0")
-            if self.threshold == "failure_rate" and above > 100:
-                raise ValueError("above: failure_rate is a percentage (0 to 100)")
-            object.__setattr__(self, "above", float(above))
-        else:
-            for f in ("above", "window"):
-                if getattr(self, f) is not None:
-                    raise ValueError(f"{f}: only threshold rules have one")
-        if self.threshold != "failure_rate" and "min_attempts" in self.model_fields_set:
-            raise ValueError("min_attempts: only failure_rate rules have one")
-        allowed = RULE_FIELDS[kind]
-        for f in ("queue", "task_type", "workflow"):
-            if getattr(self, f) is not None and f not in allowed["filters"]:
-                raise ValueError(f"{f}: {self.event or self.threshold} rules cannot filter by it")
-        if self.threshold == "no_live_worker" and self.task_type is not None:
-            raise ValueError("task_type: no_live_worker rules cannot filter by it")
-        if self.group_by is not None and self.group_by not in (*allowed["keys"], "none"):
-            raise ValueError(
-                f"group_by: one of {', '.join((*allowed['keys'], 'none'))} for this rule"
-            )
-        return self
-
-    @property
-    def kind(self) -> str:
-        return self.event or "threshold"
-
-    @property
-    def key_field(self) -> str:
-        return self.group_by or RULE_FIELDS[self.kind]["keys"][0]
-
-    def row(self) -> dict[str, Any]:
-        """The columns this definition sets, as the database returns them."""
-        return {
-            "event": self.event,
-            "threshold": self.threshold,
-            "above": self.above,
-            "time_window": self.window,
-            "min_attempts": self.min_attempts,
-            "queues": self.queue,
-            "task_types": self.task_type,
-            "workflows": self.workflow,
-            "group_by": self.key_field,
-            "min_interval": self.min_interval,
-            "channels": list(self.channels),
-        }
-
-
 class AlertsFile(BaseModel):
     channels: list[Any] = Field(default_factory=list)
     rules: list[RuleDef] = Field(default_factory=list)
@@ -468,97 +320,29 @@ def parse_alerts(
     channel_adapter: TypeAdapter[Any] = TypeAdapter(Channel)
     channels: list[Any] = []
     seen: dict[str, int] = {}
-    for node, item in _items(sections.get("channels"), data.get("channels")):
-        label = _label("channel", item, source, node)
-        ch = _validate(channel_adapter.validate_python, item, node, source, label)
-        _unique(ch.name, seen, node, source, label)
+    for node, item in refusals.items(sections.get("channels"), data.get("channels")):
+        label = refusals.label("channel", item, source, node)
+        ch = refusals.validate(channel_adapter.validate_python, item, node, source, label)
+        refusals.unique(ch.name, seen, node, source, label)
         for field, var in ch.secret_envs().items():
             if not env.get(var):
                 raise UsageError(
-                    f"{source}:{_line(node, field.split('.'))}: {label}: {field}: "
+                    f"{source}:{refusals.line_of(node, field.split('.'))}: {label}: {field}: "
                     f"environment variable {var} is not set"
                 )
         channels.append(ch)
     rules: list[RuleDef] = []
     seen = {}
     names = {c.name for c in channels}
-    for node, item in _items(sections.get("rules"), data.get("rules")):
-        label = _label("rule", item, source, node)
-        rule = _validate(lambda x: RuleDef(**x), item, node, source, label)
-        _unique(rule.name, seen, node, source, label)
+    for node, item in refusals.items(sections.get("rules"), data.get("rules")):
+        label = refusals.label("rule", item, source, node)
+        rule = refusals.validate(lambda x: RuleDef(**x), item, node, source, label)
+        refusals.unique(rule.name, seen, node, source, label)
         for i, ch_name in enumerate(rule.channels):
             if ch_name not in names:
                 raise UsageError(
-                    f"{source}:{_line(node, ['channels', i])}: {label}: channels: "
+                    f"{source}:{refusals.line_of(node, ['channels', i])}: {label}: channels: "
                     f"no channel named {ch_name!r} in this file"
                 )
         rules.append(rule)
     return AlertsFile(channels=channels, rules=rules)
-
-
-def _items(node: Any, data: Any) -> list[tuple[Any, Any]]:
-    if node is None or data is None:
-        return []
-    return list(zip(node.value, data, strict=True))
-
-
-def _label(kind: str, item: Any, source: str, node: Any) -> str:
-    if not isinstance(item, dict):
-        raise UsageError(f"{source}:{node.start_mark.line + 1}: each {kind} is a mapping")
-    name = item.get("name")
-    return f"{kind} {name!r}" if isinstance(name, str) and name else kind
-
-
-def _unique(name: str, seen: dict[str, int], node: Any, source: str, label: str) -> None:
-    line = _line(node, ["name"])
-    if name in seen:
-        raise UsageError(f"{source}:{line}: {label}: duplicate name (first on line {seen[name]})")
-    seen[name] = line
-
-
-def _line(node: Any, loc: list[Any]) -> int:
-    """The line of the value at ``loc`` under ``node`` (as deep as the YAML goes)."""
-    import yaml
-
-    line: int = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            hit = next((v for k, v in node.value if str(k.value) == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            hit = node.value[part] if 0 <= part < len(node.value) else None
-        else:
-            hit = None
-        if hit is None:
-            break
-        node, line = hit, hit.start_mark.line + 1
-    return line
-
-
-def _validate(make: Any, item: dict[str, Any], node: Any, source: str, label: str) -> Any:
-    from pydantic import ValidationError as PydanticError
-
-    if "name" not in item:
-        raise UsageError(f"{source}:{node.start_mark.line + 1}: {label}: missing name")
-    try:
-        return make(item)
-    except PydanticError as e:
-        err = e.errors()[0]
-        loc = [p for p in err["loc"] if p not in ("webhook", "slack", "email")]
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "union_tag_invalid" or err["type"] == "union_tag_not_found":
-            loc, msg = ["type"], "one of webhook, slack, email"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "literal_error" and loc and loc[0] in ("event", "threshold"):
-            options = EVENTS if loc[0] == "event" else THRESHOLDS
-            msg = f"unknown {loc[0]} {item.get(loc[0])!r} (one of {', '.join(options)})"
-        # A message naming its own field ("window: ...") is shown at that field's line.
-        m = re.match(r"^(\w+): ", msg)
-        if not loc and m and m[1] in item:
-            loc = [m[1]]
-            msg = msg[len(m[0]) :]
-        field = ".".join(str(p) for p in loc if not isinstance(p, int) or len(loc) == 1)
-        field = field.replace("from_", "from")
-        yaml_loc = ["from" if p == "from_" else p for p in loc]
-        prefix = f"{field}: " if field else ""
-        raise UsageError(f"{source}:{_line(node, yaml_loc)}: {label}: {prefix}{msg}") from None

@@ -20,7 +20,8 @@ from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
-from pgsched.admin import SCOPES, TOKEN_PREFIX, Admin
+from pgsched.admin import Admin
+from pgsched.admin.tokens import SCOPES, TOKEN_PREFIX
 from pgsched.config import Settings
 
 

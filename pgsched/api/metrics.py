@@ -42,79 +42,99 @@ class _Snapshot(Collector):
         self.data = data
 
     def collect(self) -> Iterator[Metric]:
-        rows = self.data["rows"]
-        depth = GaugeMetricFamily(
-            "pgsched_tasks", "Tasks by queue and live status", labels=["queue", "status"]
-        )
-        oldest = GaugeMetricFamily(
-            "pgsched_oldest_ready_age_seconds",
-            "Age of the oldest task ready to run, by queue",
-            labels=["queue"],
-        )
-        attempts = CounterMetricFamily(
-            "pgsched_task_attempts", "Attempts finished, by outcome", labels=["outcome"]
-        )
-        lag = GaugeMetricFamily(
-            "pgsched_schedule_lag_seconds",
-            "How far past its due tick each schedule is (0: on time)",
-            labels=["schedule"],
-        )
-        counters: dict[tuple[str, str], float] = {}
-        dead_letter = 0.0
-        for metric, a, b, value in rows:
-            if metric == "depth":
-                depth.add_metric([a, b], value)
-            elif metric == "oldest_ready":
-                oldest.add_metric([a], value)
-            elif metric == "counter":
-                counters[(a, b)] = value
-            elif metric == "dead_letter":
-                dead_letter = value
-            elif metric == "schedule_lag":
-                lag.add_metric([a], value)
-        by_outcome = {
-            o: counters.get(("attempts", o), 0.0)
-            for o in ("success", "failure", "timeout", "lost", "cancelled")
-        }
-        for o, v in by_outcome.items():
-            attempts.add_metric([o], v)
-        failed_tasks = counters.get(("dead_lettered", ""), 0.0)
-        failed_attempts = by_outcome["failure"] + by_outcome["timeout"] + by_outcome["lost"]
+        depth, oldest, lag, counters, dead_letter = _read_rows(self.data["rows"])
         yield depth
         yield oldest
-        yield attempts
-        yield CounterMetricFamily(
-            "pgsched_tasks_succeeded", "Tasks that succeeded", value=by_outcome["success"]
-        )
-        yield CounterMetricFamily(
-            "pgsched_tasks_failed",
-            "Tasks that ended failed (attempts exhausted or not retryable)",
-            value=failed_tasks,
-        )
-        yield CounterMetricFamily(
-            "pgsched_task_retries",
-            "Failed attempts that were retried",
-            value=max(0.0, failed_attempts - failed_tasks),
-        )
+        yield from _outcomes(counters)
         yield _histogram(counters)
         yield lag
         yield GaugeMetricFamily(
             "pgsched_dead_letter_size", "Entries in the dead letter", value=dead_letter
         )
-        workers = [w for w in self.data["workers"] if w["status"] in LIVE]
-        yield GaugeMetricFamily(
-            "pgsched_workers_live", "Workers active, paused or draining", value=len(workers)
-        )
-        for name, help_, key in (
-            ("pgsched_worker_running_tasks", "Tasks a worker runs", "current_task_count"),
-            ("pgsched_worker_capacity", "Tasks a worker may run at once", "max_task_capacity"),
-            ("pgsched_worker_cpu_percent", "CPU used on a worker's host", "cpu_usage"),
-            ("pgsched_worker_memory_percent", "Memory used on a worker's host", "memory_usage"),
-        ):
-            g = GaugeMetricFamily(name, help_, labels=["worker", "status"])
-            for w in workers:
-                g.add_metric([w["name"], w["status"]], float(w[key] or 0))
-            yield g
+        yield from _workers(self.data["workers"])
+
+
+def _read_rows(
+    rows: list[tuple[str, str, str, float]],
+) -> tuple[
+    GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, dict[tuple[str, str], float], float
+]:
+    """The scrape's rows (metric, label, label, value) as the queue depth, oldest-ready and
+    schedule-lag gauges, the counters by (name, label), and the dead letter's size."""
+    depth = GaugeMetricFamily(
+        "pgsched_tasks", "Tasks by queue and live status", labels=["queue", "status"]
+    )
+    oldest = GaugeMetricFamily(
+        "pgsched_oldest_ready_age_seconds",
+        "Age of the oldest task ready to run, by queue",
+        labels=["queue"],
+    )
+    lag = GaugeMetricFamily(
+        "pgsched_schedule_lag_seconds",
+        "How far past its due tick each schedule is (0: on time)",
+        labels=["schedule"],
+    )
+    counters: dict[tuple[str, str], float] = {}
+    dead_letter = 0.0
+    for metric, a, b, value in rows:
+        if metric == "depth":
+            depth.add_metric([a, b], value)
+        elif metric == "oldest_ready":
+            oldest.add_metric([a], value)
+        elif metric == "counter":
+            counters[(a, b)] = value
+        elif metric == "dead_letter":
+            dead_letter = value
+        elif metric == "schedule_lag":
+            lag.add_metric([a], value)
+    return depth, oldest, lag, counters, dead_letter
+
+
+def _outcomes(counters: dict[tuple[str, str], float]) -> Iterator[Metric]:
+    """Attempts by outcome, and the tasks that succeeded, ended failed or were retried."""
+    attempts = CounterMetricFamily(
+        "pgsched_task_attempts", "Attempts finished, by outcome", labels=["outcome"]
+    )
+    by_outcome = {
+        o: counters.get(("attempts", o), 0.0)
+        for o in ("success", "failure", "timeout", "lost", "cancelled")
+    }
+    for o, v in by_outcome.items():
+        attempts.add_metric([o], v)
+    failed_tasks = counters.get(("dead_lettered", ""), 0.0)
+    failed_attempts = by_outcome["failure"] + by_outcome["timeout"] + by_outcome["lost"]
+    yield attempts
+    yield CounterMetricFamily(
+        "pgsched_tasks_succeeded", "Tasks that succeeded", value=by_outcome["success"]
+    )
+    yield CounterMetricFamily(
+        "pgsched_tasks_failed",
+        "Tasks that ended failed (attempts exhausted or not retryable)",
+        value=failed_tasks,
+    )
+    yield CounterMetricFamily(
+        "pgsched_task_retries",
+        "Failed attempts that were retried",
+        value=max(0.0, failed_attempts - failed_tasks),
+    )
+
+
+def _workers(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The live workers' count and each one's load."""
+    workers = [w for w in rows if w["status"] in LIVE]
+    yield GaugeMetricFamily(
+        "pgsched_workers_live", "Workers active, paused or draining", value=len(workers)
+    )
+    for name, help_, key in (
+        ("pgsched_worker_running_tasks", "Tasks a worker runs", "current_task_count"),
+        ("pgsched_worker_capacity", "Tasks a worker may run at once", "max_task_capacity"),
+        ("pgsched_worker_cpu_percent", "CPU used on a worker's host", "cpu_usage"),
+        ("pgsched_worker_memory_percent", "Memory used on a worker's host", "memory_usage"),
+    ):
+        g = GaugeMetricFamily(name, help_, labels=["worker", "status"])
+        for w in workers:
+            g.add_metric([w["name"], w["status"]], float(w[key] or 0))
+        yield g
 
 
 # The histogram's bucket bounds, seconds: the same list as pgsched.count_attempts() (0006).

@@ -119,7 +119,7 @@ class RequeueIn(ApiModel):
 
 
 class SchedulesIn(ApiModel):
-    """Schedules as the YAML file lists them (pgsched.schedules.ScheduleDef fields)."""
+    """Schedules as the YAML file lists them (pgsched.schedule_file.ScheduleDef fields)."""
 
     schedules: list[dict[str, Any]] = Field(max_length=10_000)
     prune: bool = False

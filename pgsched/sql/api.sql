@@ -1,5 +1,5 @@
 -- The service layer: statistics, recovery support, API tokens and the Prometheus scrape
--- (pgsched/admin.py, pgsched/api/). Time-dependent statements take an optional %(now)s.
+-- (pgsched/admin/, pgsched/api/). Time-dependent statements take an optional %(now)s.
 
 -- name: stats_window :one
 -- Attempts finished in the window: how many, how they ended, and their execution-time

@@ -21,11 +21,12 @@ def _is_ui(request: Request) -> bool:
 
 
 def install(app: FastAPI) -> None:
-    from pgsched.web.pages import router
+    from pgsched.web import actions, login, pages
 
     static = resources.files(__name__) / "static"
     app.mount("/ui/static", StaticFiles(directory=str(static)), name="ui-static")
-    app.include_router(router)
+    for module in (pages, login, actions):
+        app.include_router(module.router)
     for key, handler in list(app.exception_handlers.items()):
         app.exception_handlers[key] = _html_for_ui(handler)
 
@@ -40,7 +41,7 @@ def _html_for_ui(api_handler: Any) -> Any:
             return response
         import json
 
-        from pgsched.web.pages import _esc, render
+        from pgsched.web.render import esc, render
 
         try:
             message = json.loads(bytes(response.body))["error"]
@@ -48,7 +49,7 @@ def _html_for_ui(api_handler: Any) -> Any:
             message = "error"
         if request.headers.get("hx-request") == "true":
             return HTMLResponse(
-                f'<p class="flash error" role="alert">{_esc(message)}</p>',
+                f'<p class="flash error" role="alert">{esc(message)}</p>',
                 status_code=response.status_code,
             )
         title = "Not found" if response.status_code == 404 else "Error"

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgsched.durations import DURATION_MAX_S
 from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
-from pgsched.models import DURATION_MAX_S
 from pgsched.worker.supervision import bounded, safe_str
 
 if TYPE_CHECKING:

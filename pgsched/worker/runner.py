@@ -26,8 +26,8 @@ from typing import Any
 
 from pgsched.config import Settings
 from pgsched.db import direct_dsn
+from pgsched.durations import DURATION_MAX_S
 from pgsched.errors import ValidationError, WorkerDied
-from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, default_registry
 from pgsched.worker import claim as claims
 from pgsched.worker.claimer import Claimer
