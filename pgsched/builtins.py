@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticError
 
 from pgsched.config import Settings
+from pgsched.durations import DURATION_MAX_S
 from pgsched.errors import FailedWithResult, PermanentError, TaskTimeout
-from pgsched.models import DURATION_MAX_S
 from pgsched.registry import Registry, TaskContext, TaskType
 from pgsched.shell_reaper import kill_descendants
 

@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 from pgsched.config_file import file_settings, find_config_file
+from pgsched.durations import DURATION_MAX_S
 from pgsched.errors import ConfigError
-from pgsched.models import DURATION_MAX_S
 
 # Every duration setting: finite (no inf/nan), and at most DURATION_MAX_S (100 years), which
 # Python's timedelta and waits and PostgreSQL's intervals and timestamps can all hold. inf

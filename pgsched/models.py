@@ -16,10 +16,13 @@ from pydantic import (
     ValidationInfo,
 )
 
-from pgsched.durations import DURATION_MAX_DAYS, TIME_MAX, TIME_MIN, parse_duration
-
-# pgsched.config and pgsched.builtins import the longest duration from here.
-from pgsched.durations import DURATION_MAX_S as DURATION_MAX_S
+from pgsched.durations import (
+    DURATION_MAX_DAYS,
+    DURATION_MAX_S,
+    TIME_MAX,
+    TIME_MIN,
+    parse_duration,
+)
 from pgsched.errors import ValidationError
 
 STATUSES = ("blocked", "pending", "running", "succeeded", "retrying", "failed", "cancelled")
