@@ -128,18 +128,9 @@ class AlertTicker(Ticking):
             self._look_at = 0.0  # when a delivery finishes (it nudges the ticker)
             return None
         idle = not (look or finished)  # nothing of this ticker's is waiting
-        if idle:
-            with translated():
-                ready = claims.left_behind(
-                    conn,
-                    queues=[DELIVERY_QUEUE],
-                    task_types=[DELIVERY_TYPE],
-                    age=0.0,
-                    now=self.now(),
-                )
-            if not ready:
-                self._look_at = time.monotonic() + DELIVERY_POLL
-                return DELIVERY_POLL
+        if idle and not self._delivery_ready(conn):
+            self._look_at = time.monotonic() + DELIVERY_POLL
+            return DELIVERY_POLL
         with translated():
             rows = claims.claim(
                 conn,
@@ -170,6 +161,13 @@ class AlertTicker(Ticking):
             )
         self._look_at = time.monotonic() + (DELIVERY_POLL if due is None else due)
         return due
+
+    def _delivery_ready(self, conn: Any) -> bool:
+        """Whether a delivery waits to be claimed (a probe that locks nothing)."""
+        with translated():
+            return claims.left_behind(
+                conn, queues=[DELIVERY_QUEUE], task_types=[DELIVERY_TYPE], age=0.0, now=self.now()
+            )
 
     def _start(self, row: dict[str, Any]) -> None:
         ctx = TaskContext(row)
