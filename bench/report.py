@@ -170,7 +170,8 @@ class Server:
 def servers(runs: list[Raw]) -> list[Server]:
     out: dict[str, Server] = {}
     for run in sorted(runs, key=lambda r: r.name):  # names start with the time they started
-        s = out.setdefault(run.meta.get("machine", {}).get("postgres_bin", "?"), Server([]))
+        # One server per name: the bundled binaries run from whichever checkout's virtualenv.
+        s = out.setdefault(server_name(run.meta), Server([]))
         s.runs.append(run)
         for w in run.meta.get("workloads") or sorted({r["workload"] for r in run.recs}):
             s.by_workload[w] = run
