@@ -20,27 +20,20 @@ heartbeat every 1 s, timeout 5 s (bench E's). The fleet size is FLEET (environme
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import shutil
 import signal
 import socket
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 from h_idle import rss_mib
 from harness import PGSCHED_PY, ROOT, Probe, Proc, child_pids, pct
 
 from pgsched.client import Client
-from pgsched.server import EphemeralServer, die_with_parent, ensure_system_user, free_port
+from pgsched.server.pooler import ephemeral_pgbouncer
 
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 FLEET = int(os.environ.get("BENCH_FLEET", "200"))
 POOL = 20  # server connections PgBouncer keeps for the database (default_pool_size)
 BODY_MS = 20
@@ -59,68 +52,6 @@ def host_address() -> str:
             return str(s.getsockname()[0])
         except OSError:
             return "127.0.0.1"
-
-
-@contextlib.contextmanager
-def pgbouncer(
-    server: EphemeralServer, database: str, pool: int, clients: int, listen: str = "127.0.0.1"
-) -> Iterator[str]:
-    """PgBouncer in transaction mode in front of `server`, listening on `listen`; yields the
-    URL of `database` through it (the superuser, its password in this process's password file
-    as for the server)."""
-    info = psycopg.conninfo.conninfo_to_dict(server.url(database))
-    # Directly under /tmp: as root, pgbouncer runs as the unprivileged user, which cannot
-    # traverse a 0700 directory of ours.
-    d = Path(tempfile.mkdtemp(prefix="bench-bouncer-"))
-    d.chmod(0o755)
-    user = ensure_system_user() if os.geteuid() == 0 else None
-    port = free_port()
-    (d / "users.txt").write_text(f'"{info["user"]}" "{server.password}"\n')
-    (d / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host=127.0.0.1 port={info['port']}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = {listen}\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = scram-sha-256\nauth_file = {d}/users.txt\n"
-        f"pool_mode = transaction\ndefault_pool_size = {pool}\nmax_client_conn = {clients}\n"
-        "max_db_connections = 0\nignore_startup_parameters = extra_float_digits\n"
-    )
-    for f in d.iterdir():
-        f.chmod(0o600)
-        if user is not None:
-            os.chown(f, user.pw_uid, user.pw_gid)
-    log = open(d / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [PGBOUNCER, str(d / "pgbouncer.ini")],
-        user=user.pw_uid if user else None,
-        group=user.pw_gid if user else None,
-        extra_groups=[] if user else None,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent(signal.SIGQUIT),
-    )
-    url = f"postgresql://{info['user']}@{listen}:{port}/{database}"
-    with open(os.environ["PGPASSFILE"], "a") as f:
-        f.write(f"{listen}:{port}:*:{info['user']}:{server.password}\n")
-    try:
-        end = time.monotonic() + 15
-        while True:
-            try:
-                with psycopg.connect(url, connect_timeout=1, autocommit=True) as c:
-                    c.execute("SELECT 1")
-                break
-            except psycopg.OperationalError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError(
-                        "pgbouncer did not start: " + (d / "pgbouncer.log").read_text()[-1000:]
-                    ) from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _connections(c: psycopg.Connection, db: str) -> dict[str, int]:
@@ -151,7 +82,7 @@ def fleet_bouncer(p: Probe) -> None:
     direct = server.url(db)
     # The workers reach PgBouncer by the host's own address, as they would a pooler on another
     # host.
-    with pgbouncer(server, db, POOL, 10 * FLEET, listen=host_address()) as pooled:
+    with ephemeral_pgbouncer(server, db, POOL, 10 * FLEET, listen=host_address()) as pooled:
         env = {
             "PGSCHED_DSN": pooled + "?application_name=fleet-pooled",
             "PGSCHED_DIRECT_DSN": direct + "?application_name=fleet-direct",

@@ -3,11 +3,6 @@ LISTEN and the worker's session locks through the direct DSN (PGSCHED_DIRECT_DSN
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +10,10 @@ import psycopg
 import pytest
 
 from pgsched.client import Client
-from pgsched.server import EphemeralServer, die_with_parent, ensure_system_user, free_port
+from pgsched.server import EphemeralServer
+from pgsched.server.pooler import PGBOUNCER, ephemeral_pgbouncer
 from tests.conftest import FAST, Events, wait_until
 
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 pytestmark = pytest.mark.skipif(
     not Path(PGBOUNCER).exists(), reason="pgbouncer is not installed (apt-get install pgbouncer)"
 )
@@ -26,65 +21,10 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def bouncer_dsn(dsn: str, pg_server: EphemeralServer) -> Iterator[str]:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    password = pg_server.password
-    # Directly under /tmp: as root, pgbouncer runs as the unprivileged user, which cannot
-    # traverse pytest's 0700 temp directories.
-    d = Path(tempfile.mkdtemp(prefix="pgsched-bouncer-"))
-    d.chmod(0o755)
-    user = ensure_system_user() if os.geteuid() == 0 else None
-    port = free_port()
-    # The server wants the superuser's password (SCRAM); clients give the bouncer the same
-    # one, so the auth file (0600, the bouncer's) is the only place it is written.
-    (d / "users.txt").write_text(f'"{info["user"]}" "{password}"\n')
-    (d / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host=127.0.0.1 port={info['port']}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = scram-sha-256\nauth_file = {d}/users.txt\n"
-        "pool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 100\n"
-        "ignore_startup_parameters = extra_float_digits\n"
-    )
-    for f in d.iterdir():
-        f.chmod(0o600)
-        if user is not None:
-            os.chown(f, user.pw_uid, user.pw_gid)
-    log = open(d / "pgbouncer.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [PGBOUNCER, str(d / "pgbouncer.ini")],
-        user=user.pw_uid if user else None,
-        group=user.pw_gid if user else None,
-        extra_groups=[] if user else None,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent(signal.SIGQUIT),
-    )
-    url = f"postgresql://{info['user']}@127.0.0.1:{port}/{info['dbname']}"
-    # the client's password for the bouncer: the same, from this process's password file
-    with open(os.environ["PGPASSFILE"], "a") as f:
-        f.write(f"127.0.0.1:{port}:*:{info['user']}:{password}\n")
-
-    def accepts() -> bool:
-        try:
-            with psycopg.connect(url, connect_timeout=1, autocommit=True) as c:
-                return c.execute("SELECT 1").fetchone() == (1,)
-        except psycopg.OperationalError:
-            return False
-
-    try:
-        wait_until(
-            lambda: accepts() or proc.poll() is not None,
-            15,
-            message="pgbouncer to accept connections",
-        )
-        assert proc.poll() is None, (d / "pgbouncer.log").read_text()
+    database = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    assert isinstance(database, str)
+    with ephemeral_pgbouncer(pg_server, database, pool=4, clients=100) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-        log.close()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_worker_and_client_through_pgbouncer_transaction_mode(dsn: str, bouncer_dsn: str) -> None:
