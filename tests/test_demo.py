@@ -18,7 +18,6 @@ import psutil
 import psycopg
 import pytest
 
-from pgsched.cli.demo import worker_available
 from pgsched.client import Client
 from pgsched.demo import Producer, sample_task
 from pgsched.server import Cluster
@@ -90,10 +89,6 @@ def processes_of(home: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not worker_available(),
-    reason="the worker command (pgsched/cli/worker.py) does not exist yet",
-)
 def test_demo_runs_and_leaves_nothing_behind(demo_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGSCHED_")}
     env.pop("DATABASE_URL", None)

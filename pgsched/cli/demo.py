@@ -12,7 +12,6 @@ it, and prints a one-line summary.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import signal
 import threading
 import time
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
     from pgsched.server import Cluster
 
 commands = typer.Typer()
-
-
-def worker_available() -> bool:
-    return importlib.util.find_spec("pgsched.cli.worker") is not None
 
 
 @contextlib.contextmanager
@@ -71,8 +66,6 @@ def demo_cmd(
     ),
 ) -> None:
     """Run the embedded server, two workers, a task producer and the live view."""
-    if not worker_available():
-        raise PgschedError("the worker command is not installed (pgsched.cli.worker is missing)")
     if not 0.1 <= rate <= 1000:
         raise UsageError("--rate: must be between 0.1 and 1000 tasks per second")
     seconds = parse_duration(duration, "--duration").total_seconds() if duration else None
