@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
 from b_drain import drain
+from ceiling import pgbench, sql_ceiling, storage_split
 from fleet import fleet_bouncer
 from g_backlog import DUE_COUNT, DUE_LEFT, PENDING
 from harness import (
@@ -49,6 +50,7 @@ from harness import (
 from profile_drain import drain_profile
 from psycopg import sql as psql
 from psycopg.types.json import Jsonb
+from servers_ab import servers_ab
 
 from pgsched import client as client_module
 from pgsched import migrate
@@ -435,7 +437,7 @@ def insert_cost(p: Probe) -> None:
             for label in list(ladder) if rep % 2 == 0 else list(ladder)[::-1]:
                 insert = f"INSERT INTO {ladder[label][0]} (task_type) VALUES ('noop');\n"
                 in_tx[label].append(
-                    _pgbench(p.server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50
+                    pgbench(p.server, url, "BEGIN;\n" + insert * 50 + "COMMIT;\n", 1, 2) * 50
                 )
         exec_us = {
             table: ms * 1000
@@ -875,155 +877,6 @@ def commit_cost(p: Probe) -> None:
             p.spread(f"{name}: backend CPU per statement, one every 20 ms", us, "µs")
 
 
-# sql-ceiling: pgsched's statements run by PL/pgSQL functions that pgbench calls, with the values
-# the worker would send written in. The claim keeps its plan for the session (generic, as on the
-# worker's claim connection), the completion is planned per call (as on the completers').
-_CEILING_BATCH = 500
-_CLAIM_VALUES = {
-    "worker": "'w' || cid",
-    "queues": "'{default}'",
-    "task_types": "'{noop}'",
-    "slots": str(_CEILING_BATCH),
-    "weighted": "false",
-    "cpu_ceiling": "95",
-    "memory_ceiling": "95",
-    "now": "NULL",
-}
-_COMPLETE_VALUES = {
-    "worker": "'w' || cid",
-    "now": "NULL",
-    "ids": "ids",
-    "versions": "vers",
-    "statuses": "array_fill('succeeded'::text, ARRAY[n])",
-    "outcomes": "array_fill('success'::text, ARRAY[n])",
-    "results": "array_fill(NULL::jsonb, ARRAY[n])",
-    "errors": "array_fill(NULL::text, ARRAY[n])",
-    "delays": "array_fill(0::float8, ARRAY[n])",
-    "durations": "array_fill(0.01::float8, ARRAY[n])",
-}
-
-
-def _written_in(query: str, values: dict[str, str]) -> str:
-    text = re.sub(r"--[^\n]*", "", query).rstrip().rstrip(";")
-    return re.sub(r"%\((\w+)\)[sbt]", lambda m: f"({values[m[1]]})", text).replace("%%", "%")
-
-
-def _ceiling_functions() -> str:
-    claim = _written_in(Q.claim_tasks.sql, _CLAIM_VALUES)
-    complete = _written_in(Q.complete_tasks.sql, _COMPLETE_VALUES).replace(
-        "SELECT id FROM done", "SELECT count(*) INTO k FROM done"
-    )
-    return f"""
-CREATE FUNCTION probe_claim(cid int) RETURNS int LANGUAGE plpgsql AS $f$
-DECLARE ids bigint[]; vers bigint[];
-BEGIN
-    WITH c AS ({claim}) SELECT array_agg(c.id), array_agg(c.version) INTO ids, vers FROM c;
-    PERFORM set_config('probe.ids', coalesce(ids, '{{}}')::text, false),
-            set_config('probe.vers', coalesce(vers, '{{}}')::text, false);
-    RETURN coalesce(cardinality(ids), 0);
-END $f$;
-CREATE FUNCTION probe_complete(cid int) RETURNS int LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan AS $f$
-DECLARE ids bigint[] := current_setting('probe.ids')::bigint[];
-        vers bigint[] := current_setting('probe.vers')::bigint[];
-        n int := cardinality(ids); k int;
-BEGIN
-    IF n = 0 THEN RETURN 0; END IF;
-    {complete};
-    RETURN k;
-END $f$;
-"""
-
-
-def _pgbench(server: EphemeralServer, url: str, script: str, clients: int, seconds: int) -> float:
-    path = ROOT / "bench" / ".work" / "probe-pgbench.sql"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(script)
-    out = subprocess.run(
-        [
-            str(server.bin_dir / "pgbench"),
-            "-n",
-            "-f",
-            str(path),
-            "-c",
-            str(clients),
-            "-j",
-            str(clients),
-            "-T",
-            str(seconds),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            url.rsplit("/", 1)[1],
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    m = re.search(r"tps = ([\d.]+)", out.stdout)
-    if m is None:
-        raise RuntimeError(f"pgbench: {out.stdout}{out.stderr}")
-    return float(m[1])
-
-
-def sql_ceiling(p: Probe) -> None:
-    ctx, server = p.ctx, p.server
-    with ctx.admin() as c:
-        c.execute("CREATE DATABASE ceiling_seed")
-    seed = server.url("ceiling_seed")
-    migrate.upgrade(seed)
-    with psycopg.connect(seed, autocommit=True) as c:
-        c.execute(_ceiling_functions())
-        c.execute(
-            "INSERT INTO pgsched.workers (name, host, pid, max_task_capacity)"
-            " VALUES ('w0', 'h', 1, 500), ('w1', 'h', 2, 500)"
-        )
-        c.execute(
-            "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 600000)"
-        )
-        c.execute(
-            "CREATE TABLE q (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-            " payload jsonb NOT NULL DEFAULT '{}')"
-        )
-        c.execute("INSERT INTO q (payload) SELECT '{}' FROM generate_series(1, 2000000)")
-        c.execute(
-            "CREATE TABLE bare (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-            " task_type text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')"
-        )
-        c.execute("VACUUM ANALYZE")
-    drain_sql = "SELECT probe_claim(:client_id);\nSELECT probe_complete(:client_id);\n"
-    delete_sql = (
-        "DELETE FROM q WHERE id = ANY(ARRAY(SELECT id FROM q ORDER BY id"
-        f" LIMIT {_CEILING_BATCH} FOR UPDATE SKIP LOCKED));\n"
-    )
-    insert_sql = (
-        "INSERT INTO {} (task_type, payload) SELECT 'noop', jsonb_build_object('k', g)"
-        " FROM generate_series(1, 1000) g;\n"
-    )
-    cells = {  # name: (script, connections, rows per pgbench transaction)
-        "pgsched claim + completion, 1 connection": (drain_sql, 1, _CEILING_BATCH),
-        "pgsched claim + completion, 2 connections": (drain_sql, 2, _CEILING_BATCH),
-        "claim by DELETE, 1 connection": (delete_sql, 1, _CEILING_BATCH),
-        "claim by DELETE, 2 connections": (delete_sql, 2, _CEILING_BATCH),
-        "INSERT of 1,000 rows, pgsched.tasks": (insert_sql.format("pgsched.tasks"), 1, 1000),
-        "INSERT of 1,000 rows, bare table": (insert_sql.format("bare"), 1, 1000),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in cells}
-    for rep in range(3):
-        for name in list(cells) if rep % 2 == 0 else list(cells)[::-1]:
-            script, clients, rows = cells[name]
-            url = ctx.copy_db("ceiling_seed", "run")
-            with psycopg.connect(url, autocommit=True) as c:
-                c.execute("CHECKPOINT")
-            rates[name].append(_pgbench(server, url, script, clients, 3) * rows)
-            ctx.drop_db(url)
-    for name, r in rates.items():
-        p.spread(name, r, "rows/s")
-
-
 def recovery_gate(p: Probe) -> None:
     from pgsched.db import ADVISORY_NAMESPACE, WORKER_LOCK_NAMESPACE
 
@@ -1171,6 +1024,15 @@ PROBES: dict[str, tuple[Callable[[Probe], None], str, str]] = {
         " batch, each its own transaction) on 1 and 2 connections; the least a queue can do per"
         " job (DELETE ... SKIP LOCKED of 500); 1,000-row INSERTs into pgsched.tasks and a bare"
         " table; 3 alternated runs of 3 s"),
+    "servers-ab": (servers_ab, "none",
+        "bench B's drain (one worker, 100,000 tasks) of pgsched and graphile-worker on the"
+        " bundled PostgreSQL and on the system's, both servers up at once, taking turns (5,"
+        " the order swapped each turn): each server's rate and the per-turn ratio"),
+    "storage-split": (storage_split, "server",
+        "pgbench runs pgsched's claim and completion (500 a batch) on 1 and 2 connections, and"
+        " the same claim on a copy of pgsched.tasks whose completion moves each finished row to"
+        " a history table (the attempt folded in, or in an attempt row of its own): rows/s, WAL"
+        " bytes and Postgres CPU per task; 3 alternated runs of 3 s"),
     "workflow-10k": (workflow_10k, "db",
         "workflows of 10,000 tasks (a chain, a fan-out, independent tasks): the wall time of"
         " `status --workflow` and of `cancel --workflow`, 3 runs each"),

@@ -198,3 +198,49 @@ def test_results_md_shows_the_j_row(report, tmp_path: Path) -> None:
     text = report.render([raw])[report.RESULTS]
     assert "| J every dashboard page's server time < 300 ms" in text
     assert "2 of 2 pages under; slowest: overview 20.0 ms | met |" in text
+
+
+# -- C at the fastest peer's rate ----------------------------------------------------------
+
+
+def _c_row(report, backlog: float) -> list[str]:
+    recs = [
+        _rec("C", "steady_b100_at_peer_rate_offered", 25_700.0, "tasks/s"),
+        _rec("C", "steady_b100_at_peer_rate_backlog", backlog, "tasks"),
+    ]
+    rows = report.targets(report.medians(recs))
+    return [r for r in rows if r.startswith("| C steady (batch 100) at the fastest peer's rate")]
+
+
+def test_c_at_the_peer_rate_is_met_with_no_backlog(report) -> None:
+    [row] = _c_row(report, 0.0)
+    assert "0 tasks at 25.7k tasks/s offered | met |" in row
+
+
+def test_c_at_the_peer_rate_is_not_met_with_a_backlog(report) -> None:
+    [row] = _c_row(report, 4_000.0)
+    assert row.endswith("| **not met** |")
+
+
+def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path) -> None:
+    today, split = "as today (task row updated twice, attempt row)", (
+        "split, attempt folded into the history row"
+    )
+    run = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "B", quick=True),
+        _rec("B", "drain_1w", 30_000.0, "tasks/s"),
+        {**_rec("B", "drain_1w", 40_000.0, "tasks/s"), "system": "graphile"},
+    )
+    probe = _write(
+        tmp_path / "20260101-000100-probe-storage-split.jsonl",
+        _meta("p", probe="storage-split"),
+        _rec("storage-split", f"{today}, 2 connections: rate", 40_000.0, "rows/s"),
+        _rec("storage-split", f"{split}, 2 connections: rate", 52_000.0, "rows/s"),
+        _rec("storage-split", f"{today}, 2 connections: WAL per task", 1270.0, "B"),
+        _rec("storage-split", f"{split}, 2 connections: WAL per task", 930.0, "B"),
+    )
+    page = report.render([run, probe])[report.PERFORMANCE]
+    why = next(line for line in page.splitlines() if line.startswith("- **B drain"))
+    assert "1.30× the rate of the rows as stored today" in why
+    assert "short of twice the peer" in why
