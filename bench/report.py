@@ -406,10 +406,11 @@ def dashboard_row(m: dict) -> Row:
     )
 
 
-def between_servers(ss: list[Server]) -> list[Row]:
-    """The targets that compare servers: the first server is the reference."""
+def between_servers(ss: list[Server], ab: Raw | None = None) -> list[Row]:
+    """The targets that compare servers: the first server is the reference. `ab`: the
+    servers-ab probe's record, the same drain on both servers taking turns in one run."""
     first, ms = ss[0], [medians(s.recs) for s in ss]
-    rows: list[Row] = []
+    rows: list[Row] = [*_taking_turns(ab)] if ab else []
     for s, m in zip(ss[1:], ms[1:], strict=True):
         ref, mine = ms[0].get(("B", "pgsched", "drain_1w")), m.get(("B", "pgsched", "drain_1w"))
         pgq = m.get(("B", "pgqueuer", "drain_1w"))
@@ -441,6 +442,30 @@ def between_servers(ss: list[Server]) -> list[Row]:
     return rows
 
 
+def _taking_turns(ab: Raw) -> list[Row]:
+    recs = {r["metric"]: r for r in ab.recs}
+    own = next((r for m, r in recs.items() if m.startswith("pgsched: ")), None)
+    if own is None:
+        return []
+    pair = own["metric"].removeprefix("pgsched: ").removesuffix(", per turn")
+    mine, ref = pair.split(" over ")
+    peer = recs.get(f"graphile: {pair}, per turn")
+    got = (
+        f"{own['value']:.2f}× (per-turn ratios {own['min']:.2f}–{own['max']:.2f},"
+        f" {own['n']} turns; graphile-worker {peer['value']:.2f}× in the same turns)"
+        if peer
+        else f"{own['value']:.2f}×"
+    )
+    return [
+        (
+            f"drain on {mine} ≥ 90% of {ref}, both servers taking turns in one run "
+            f"(`servers-ab`, `bench/raw/{ab.name}`)",
+            got,
+            _verdict(own["value"] >= 0.9),
+        )
+    ]
+
+
 # -- RESULTS.md -----------------------------------------------------------------------------
 
 
@@ -469,7 +494,7 @@ def _load(meta: dict) -> str:
     return f", load average {la[0]:.1f} at the start" if la else ""
 
 
-def results_page(ss: list[Server]) -> str:
+def results_page(ss: list[Server], ab: Raw | None = None) -> str:
     names = [run.name for s in ss for run in s.runs]
     lines = [
         "# Benchmarks: pgsched and the Postgres queues users would pick instead",
@@ -489,7 +514,7 @@ def results_page(ss: list[Server]) -> str:
         "latencies in ms.",
     ]
     if len(ss) > 1:
-        lines += ["", *across_servers(ss)]
+        lines += ["", *across_servers(ss, ab)]
     for s in ss:
         lines += ["", *one_server(s, len(ss) > 1)]
     return "\n".join(lines) + "\n"
@@ -530,7 +555,7 @@ ACROSS = [
 ]
 
 
-def across_servers(ss: list[Server]) -> list[str]:
+def across_servers(ss: list[Server], ab: Raw | None = None) -> list[str]:
     ms = [medians(s.recs) for s in ss]
     out = [
         "## The same cells on each server",
@@ -550,7 +575,7 @@ def across_servers(ss: list[Server]) -> list[str]:
         "| target (medians, one run per server) | measured | verdict |",
         "| --- | --- | --- |",
     ]
-    return out + [f"| {a} | {b} | {c} |" for a, b, c in between_servers(ss)]
+    return out + [f"| {a} | {b} | {c} |" for a, b, c in between_servers(ss, ab)]
 
 
 def timing_line(s: Server) -> str:
@@ -693,7 +718,8 @@ def performance_page(ss: list[Server], probes: list[Raw]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if len(ss) > 1:
         lines += ["", "| between the servers | measured | verdict |", "| --- | --- | --- |"]
-        lines += [f"| {a} | {b} | {c} |" for a, b, c in between_servers(ss)]
+        ab = f.probes.get("servers-ab")
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in between_servers(ss, ab)]
     lines += [
         "",
         "## The cells",
@@ -956,7 +982,8 @@ def render(paths: list[Path]) -> dict[Path, str]:
     raws = [load(p) for p in paths]
     ss = servers([r for r in raws if not r.probe])
     probes = [r for r in raws if r.probe]
-    return {RESULTS: results_page(ss), PERFORMANCE: performance_page(ss, probes)}
+    ab = next((r for r in probes if r.probe == "servers-ab"), None)
+    return {RESULTS: results_page(ss, ab), PERFORMANCE: performance_page(ss, probes)}
 
 
 def write(paths: list[Path] | None = None) -> Path:

@@ -223,8 +223,9 @@ def test_c_at_the_peer_rate_is_not_met_with_a_backlog(report) -> None:
 
 
 def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path) -> None:
-    today, split = "as today (task row updated twice, attempt row)", (
-        "split, attempt folded into the history row"
+    today, split = (
+        "as today (task row updated twice, attempt row)",
+        ("split, attempt folded into the history row"),
     )
     run = _write(
         tmp_path / "20260101-000000-quick.jsonl",
@@ -244,3 +245,34 @@ def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path
     why = next(line for line in page.splitlines() if line.startswith("- **B drain"))
     assert "1.30× the rate of the rows as stored today" in why
     assert "short of twice the peer" in why
+
+
+def test_results_md_shows_the_servers_taking_turns(report, tmp_path) -> None:
+    system = {"cores": 2, "postgres": "15.18", "postgres_bin": "/usr/lib/postgresql/15/bin"}
+    bundled = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "B", quick=True),
+        _rec("B", "drain_1w", 30_000.0, "tasks/s"),
+    )
+    other = _write(
+        tmp_path / "20260101-000100-quick-system.jsonl",
+        {**_meta("qs", "B", quick=True), "machine": system},
+        _rec("B", "drain_1w", 24_000.0, "tasks/s"),
+    )
+    pair = "system 15.18 over bundled 18.6"
+    ab = _write(
+        tmp_path / "20260101-000200-probe-servers-ab.jsonl",
+        _meta("p", probe="servers-ab"),
+        _rec("servers-ab", f"pgsched: {pair}, per turn", 0.92, "×", min=0.8, max=1.0, n=5),
+        _rec("servers-ab", f"graphile: {pair}, per turn", 1.04, "×", min=0.98, max=1.14, n=5),
+    )
+    text = report.render([bundled, other, ab])[report.RESULTS]
+    assert (
+        "| drain on PostgreSQL 15.18 (system) ≥ 90% of PostgreSQL 18.6 (bundled) | 0.80× |" in text
+    )
+    row = next(line for line in text.splitlines() if "both servers taking turns" in line)
+    assert f"`bench/raw/{ab.name}`" in row
+    assert (
+        "0.92× (per-turn ratios 0.80–1.00, 5 turns; graphile-worker 1.04× in the same turns)" in row
+    )
+    assert row.endswith("| met |")
