@@ -123,6 +123,44 @@ def pickup(p: Probe) -> None:
         p.spread(f"{a} -> {b}", [(marks[k][b] - marks[k][a]) * 1000 for k in ks], "ms")
 
 
+def attempt_counters(p: Probe) -> None:
+    """The attempt counters' trigger (pgsched.count_attempts, run by every completion batch):
+    500 attempt rows inserted in one statement with the trigger as migrated, with the function
+    of the revision before (the bucket looked up in a numeric array), and with no trigger,
+    taking turns; each insert rolled back."""
+    from importlib import resources
+
+    down = resources.files("pgsched.sql").joinpath("migrations/0014_bucket_case.down.sql")
+    insert = (
+        "INSERT INTO pgsched.task_executions (task_id, attempt, worker, started_at, outcome,"
+        " duration_ms) SELECT g, 1, 'w', now(), 'success', (g % 200) * 0.1"
+        " FROM generate_series(1, 500) g"
+    )
+    toggle = "ALTER TABLE pgsched.task_executions {} TRIGGER task_executions_count"
+    per_row: dict[str, list[float]] = {}
+    with psycopg.connect(p.url, autocommit=True) as c:
+        shipped = c.execute(
+            "SELECT pg_get_functiondef('pgsched.count_attempts'::regproc)"
+        ).fetchone()[0]
+        ways = {"as shipped": shipped, "numeric array (revision 0013)": down.read_text(),
+                "no trigger": None}  # fmt: skip
+        for turn in range(60):
+            for name, body in ways.items() if turn % 2 == 0 else list(ways.items())[::-1]:
+                c.execute(toggle.format("DISABLE" if body is None else "ENABLE"))
+                if body is not None:
+                    c.execute(body)
+                with c.transaction(force_rollback=True):
+                    t0 = time.perf_counter()
+                    c.execute(insert)
+                    took = (time.perf_counter() - t0) / 500 * 1e6
+                if turn >= 10:
+                    per_row.setdefault(name, []).append(took)
+        c.execute(shipped)
+        c.execute(toggle.format("ENABLE"))
+    for name, us in per_row.items():
+        p.spread(f"500 attempt rows, {name}: time per row", us, "µs")
+
+
 def completion_arbiter(p: Probe) -> None:
     variants = {"as run": Q.complete_tasks, "arbitrated": Q.complete_tasks_arbitrated}
     took: dict[str, list[float]] = {k: [] for k in variants}
@@ -1010,6 +1048,11 @@ PROBES: dict[str, tuple[Callable[[Probe], None], str, str]] = {
     "commit-cost": (commit_cost, "db",
         "CPU a backend spends per statement, one every 20 ms: a heartbeat, the same with a"
         " durable commit, SELECT 1, a one-row UPDATE"),
+    "attempt-counters": (attempt_counters, "db",
+        "the attempt counters' trigger that every completion batch runs: 500 attempt rows"
+        " inserted in one statement with the trigger as shipped, with the previous revision's"
+        " function (the bucket looked up in a numeric array), and with no trigger, taking"
+        " turns (60, the last 50 kept); per row"),
     "completion-arbiter": (completion_arbiter, "db",
         "a 500-task completion as the worker runs it (generic plan) and with ON CONFLICT on the"
         " attempt rows (complete_tasks_arbitrated), taking turns 60 times; the last 50"),

@@ -407,3 +407,49 @@ def test_ready_index_by_type_upgrades_and_downgrades(empty_dsn: str) -> None:
         back, index = snapshot(c)
     assert back == before
     assert index == old_index
+
+
+def test_duration_buckets_are_the_same_through_revision_0014(empty_dsn: str) -> None:
+    """Revision 0014 finds an attempt's duration bucket with a CASE over float8 bounds instead
+    of a numeric array: every duration, on a bound, just over one, none at all, negative or
+    huge, lands in the bucket it landed in before, and a downgrade gives the old function
+    back."""
+    durations = [0, -1, 5, 5.000001, 9.99, 10, 25, 250, 1000, 1000.5, 2500, 59999.9, 60000,
+                 299999.99, 300000, 300000.01, 1e12, None]  # fmt: skip
+    expected = {"0.005": 3, "0.01": 3, "0.025": 1, "0.25": 1, "1": 1, "2.5": 2, "60": 2,
+                "300": 2, "+Inf": 2}  # fmt: skip
+
+    def buckets() -> dict[str, int]:
+        with connect(empty_dsn) as c:
+            c.execute("DELETE FROM pgsched.metric_counters")
+            c.execute(
+                "INSERT INTO pgsched.task_executions (task_id, attempt, outcome, duration_ms)"
+                " SELECT i, 1, 'success', d::float8"
+                " FROM unnest(%s::text[]) WITH ORDINALITY AS u(d, i)",
+                ([None if d is None else str(d) for d in durations],),
+            )
+            rows = c.execute(
+                "SELECT label, sum(value)::int AS n FROM pgsched.metric_counters"
+                " WHERE name = 'duration_bucket' GROUP BY label"
+            ).fetchall()
+            c.execute("DELETE FROM pgsched.task_executions")
+        return {r["label"]: r["n"] for r in rows}
+
+    def body() -> str:
+        with connect(empty_dsn) as c:
+            return str(
+                c.execute(
+                    "SELECT pg_get_functiondef('pgsched.count_attempts'::regproc) AS f"
+                ).fetchone()["f"]
+            )
+
+    migrate.upgrade(empty_dsn, "0013")
+    before = buckets()
+    assert before == expected
+    assert "numeric[]" in body()
+    migrate.upgrade(empty_dsn, "0014")
+    assert "CASE WHEN" in body()
+    assert buckets() == before
+    migrate.downgrade(empty_dsn, "0013")
+    assert "numeric[]" in body()
+    assert buckets() == before
