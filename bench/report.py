@@ -807,6 +807,7 @@ def _drain(f: Figures) -> str:
     peer = max(((p, f.cell("B", p, "drain_1w")) for p in PEERS), key=lambda x: x[1] or 0)
     twice = fmt(2 * peer[1], "tasks/s") if peer[1] else "–"
     split_rate = f.probe_value("storage-split", f"{_SPLIT}, 2 connections: rate")
+    cores = f.ss[0].meta.get("machine", {}).get("cores") if f.ss else None
     return (
         "The database alone caps it: pgsched's own claim and completion statements, run by "
         "pgbench with no worker and no Python, make "
@@ -817,8 +818,7 @@ def _drain(f: Figures) -> str:
         "two index entries; graphile-worker updates its row once and deletes it, and the least a "
         "queue can do per job, one `DELETE ... SKIP LOCKED` of 500 rows, makes "
         + f.probe("sql-ceiling", "claim by DELETE, 2 connections", "rows/s")
-        + ". Twice the peer would need a completion that keeps neither the task's final state "
-        "nor the attempt row, which pgsched keeps on purpose. Storing the rows the other way "
+        + ". Storing the rows the other way "
         "(`storage-split`: ready and running tasks in a table of their own, each finished task "
         "moved by its completion to a history table with the attempt folded into its row) makes "
         "the same claim and completion "
@@ -832,10 +832,10 @@ def _drain(f: Figures) -> str:
         + " of WAL per task against "
         + f.probe("storage-split", f"{_TODAY}, 2 connections: WAL per task", "B")
         + (
-            ": at the database alone it would reach twice the peer."
-            if split_rate and peer[1] and split_rate >= 2 * peer[1]
-            else ": a gain at the database, short of twice the peer before the worker's own "
-            "CPU is counted."
+            f": {split_rate / (2 * peer[1]):.2f} of twice {peer[0]}'s drain at the database "
+            "alone, before the worker's own CPU is counted."
+            if split_rate and peer[1]
+            else "."
         )
         + " Inside one worker's drain "
         "(`drain-profile`): Postgres spends "
@@ -847,6 +847,12 @@ def _drain(f: Figures) -> str:
         + " and the completion "
         + f.probe("drain-profile", "statement completion: execution per task", "µs")
         + " per task, on separate connections that overlap."
+        + (
+            f" Worker and server share the machine's {cores} cores: twice the peer leaves "
+            f"{cores * 1e6 / (2 * peer[1]):.1f} µs of CPU per task for both together."
+            if cores and peer[1]
+            else ""
+        )
     )
 
 

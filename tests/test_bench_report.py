@@ -244,7 +244,7 @@ def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path
     page = report.render([run, probe])[report.PERFORMANCE]
     why = next(line for line in page.splitlines() if line.startswith("- **B drain"))
     assert "1.30× the rate of the rows as stored today" in why
-    assert "short of twice the peer" in why
+    assert "0.65 of twice graphile's drain at the database alone" in why
 
 
 def test_results_md_shows_the_servers_taking_turns(report, tmp_path) -> None:
