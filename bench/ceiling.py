@@ -55,20 +55,26 @@ def _written_in(query: str, values: dict[str, str]) -> str:
     return re.sub(r"%\((\w+)\)[sbt]", lambda m: f"({values[m[1]]})", text).replace("%%", "%")
 
 
-def _ceiling_functions() -> str:
-    claim = _written_in(Q.claim_tasks.sql, _CLAIM_VALUES)
-    complete = _written_in(Q.complete_tasks.sql, _COMPLETE_VALUES).replace(
-        "SELECT id FROM done", "SELECT count(*) INTO k FROM done"
-    )
-    return f"""
-CREATE FUNCTION probe_claim(cid int) RETURNS int LANGUAGE plpgsql AS $f$
+def _claim_function(name: str, claim: str) -> str:
+    """A function that runs `claim` and keeps the ids and versions it claimed in the session
+    for the completion that follows."""
+    return f"""CREATE FUNCTION {name}(cid int) RETURNS int LANGUAGE plpgsql AS $f$
 DECLARE ids bigint[]; vers bigint[];
 BEGIN
     WITH c AS ({claim}) SELECT array_agg(c.id), array_agg(c.version) INTO ids, vers FROM c;
     PERFORM set_config('probe.ids', coalesce(ids, '{{}}')::text, false),
             set_config('probe.vers', coalesce(vers, '{{}}')::text, false);
     RETURN coalesce(cardinality(ids), 0);
-END $f$;
+END $f$;"""
+
+
+def _ceiling_functions() -> str:
+    claim = _written_in(Q.claim_tasks.sql, _CLAIM_VALUES)
+    complete = _written_in(Q.complete_tasks.sql, _COMPLETE_VALUES).replace(
+        "SELECT id FROM done", "SELECT count(*) INTO k FROM done"
+    )
+    return f"""
+{_claim_function("probe_claim", claim)}
 CREATE FUNCTION probe_complete(cid int) RETURNS int LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan AS $f$
 DECLARE ids bigint[] := current_setting('probe.ids')::bigint[];
@@ -218,14 +224,7 @@ BEGIN
     RETURN n;
 END"""
     return f"""
-CREATE FUNCTION probe_claim_hot(cid int) RETURNS int LANGUAGE plpgsql AS $f$
-DECLARE ids bigint[]; vers bigint[];
-BEGIN
-    WITH c AS ({claim}) SELECT array_agg(c.id), array_agg(c.version) INTO ids, vers FROM c;
-    PERFORM set_config('probe.ids', coalesce(ids, '{{}}')::text, false),
-            set_config('probe.vers', coalesce(vers, '{{}}')::text, false);
-    RETURN coalesce(cardinality(ids), 0);
-END $f$;
+{_claim_function("probe_claim_hot", claim)}
 CREATE FUNCTION probe_move_folded(cid int) RETURNS int LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan AS $f${body.format(folded)} $f$;
 CREATE FUNCTION probe_move_apart(cid int) RETURNS int LANGUAGE plpgsql
