@@ -374,6 +374,7 @@ class Client:
         if not 1 <= extra <= MAX_ATTEMPTS_MAX:
             raise ValidationError(f"attempts: must be between 1 and {MAX_ATTEMPTS_MAX}", "attempts")
         with self._use(None) as c:
+            Q.reopen_task.run(c, {"id": task_id})
             row = Q.retry_task.run(c, {"id": task_id, "extra": extra})
             if row is None:
                 with c.cursor(row_factory=tuple_row) as cur:

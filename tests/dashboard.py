@@ -105,7 +105,7 @@ def seed(dsn: str, conn: psycopg.Connection, gates: Gates) -> dict[str, Any]:
                 lambda: (
                     dead_letter_count(conn) == 2
                     and conn.execute(
-                        "SELECT status FROM pgsched.tasks WHERE id = %s", (done,)
+                        "SELECT status FROM pgsched.all_tasks WHERE id = %s", (done,)
                     ).fetchone()[0]
                     == "succeeded"
                 ),

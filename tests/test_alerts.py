@@ -305,7 +305,7 @@ def test_a_storm_of_10000_failures_is_one_notification_per_interval_with_its_cou
     )
     db.execute(
         "UPDATE pgsched.tasks SET status = 'failed', last_error = 'smtp down'"
-        " WHERE id IN (SELECT id FROM pgsched.tasks ORDER BY id LIMIT 10000)"
+        " WHERE id IN (SELECT id FROM pgsched.all_tasks ORDER BY id LIMIT 10000)"
     )
     t0 = datetime.now(UTC)
     [n1] = dispatching.dispatch(db, t0)
@@ -322,7 +322,7 @@ def test_a_storm_of_10000_failures_is_one_notification_per_interval_with_its_cou
     assert body["summary"].endswith("failed for good after 1 attempt: smtp down (+9999 more)")
     assert len(body["recent"]) == dispatching.RECENT and body["details"] == body["recent"][0]
     tasks = db.execute(
-        "SELECT task_type, idempotency_key, payload FROM pgsched.tasks"
+        "SELECT task_type, idempotency_key, payload FROM pgsched.all_tasks"
         " WHERE task_type = 'pgsched.alert' ORDER BY id"
     ).fetchall()
     assert [t["idempotency_key"] for t in tasks] == [

@@ -75,7 +75,7 @@ def failing_task(db: psycopg.Connection, **kw: Any) -> int:
 
 def delivery_tasks(db: psycopg.Connection) -> list[dict[str, Any]]:
     return db.execute(
-        "SELECT id, status, attempts, last_error FROM pgsched.tasks"
+        "SELECT id, status, attempts, last_error FROM pgsched.all_tasks"
         " WHERE task_type = 'pgsched.alert' ORDER BY id"
     ).fetchall()
 
@@ -320,7 +320,8 @@ def test_kill_9_mid_delivery_redelivers_under_the_same_idempotency_key(
     assert len({r.headers["Idempotency-Key"] for r in reqs}) == 1
     assert len({r.body for r in reqs}) == 1  # the same signed body every time
     outcomes = db.execute(
-        "SELECT e.outcome FROM pgsched.task_executions e JOIN pgsched.tasks t ON t.id = e.task_id"
+        "SELECT e.outcome FROM pgsched.task_executions e"
+        " JOIN pgsched.all_tasks t ON t.id = e.task_id"
         " WHERE t.task_type = 'pgsched.alert' ORDER BY e.attempt"
     ).fetchall()
     got = [o["outcome"] for o in outcomes]
@@ -341,7 +342,7 @@ def test_a_hanging_receiver_never_holds_a_task_slot_and_a_killed_deliverer_is_re
     failing_task(db)
     [first] = receiver.wait_for(1)
     [d] = db.execute(
-        "SELECT id, status, queue, assigned_worker FROM pgsched.tasks"
+        "SELECT id, status, queue, assigned_worker FROM pgsched.all_tasks"
         " WHERE task_type = 'pgsched.alert'"
     ).fetchall()
     assert (d["status"], d["queue"], d["assigned_worker"]) == ("running", "pgsched.alerts", "solo")
@@ -353,7 +354,7 @@ def test_a_hanging_receiver_never_holds_a_task_slot_and_a_killed_deliverer_is_re
     ]
     wait_until(
         lambda: db.execute(
-            "SELECT bool_and(status = 'succeeded') AS ok FROM pgsched.tasks WHERE id = ANY(%s)",
+            "SELECT bool_and(status = 'succeeded') AS ok FROM pgsched.all_tasks WHERE id = ANY(%s)",
             (ids,),
         ).fetchone()["ok"],
         20,

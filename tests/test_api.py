@@ -38,7 +38,7 @@ ALIAS_DAG = {
 def counts(conn: psycopg.Connection) -> tuple[int, ...]:
     """Rows of every table a request could write."""
     return conn.execute(
-        "SELECT (SELECT count(*) FROM pgsched.tasks), (SELECT count(*) FROM pgsched.workflows),"
+        "SELECT (SELECT count(*) FROM pgsched.all_tasks), (SELECT count(*) FROM pgsched.workflows),"
         " (SELECT count(*) FROM pgsched.task_dependencies),"
         " (SELECT count(*) FROM pgsched.schedules), (SELECT count(*) FROM pgsched.dead_letter)"
     ).fetchone()
@@ -47,7 +47,7 @@ def counts(conn: psycopg.Connection) -> tuple[int, ...]:
 def task_row(conn: psycopg.Connection, task_id: int) -> dict[str, Any]:
     cur = conn.execute(
         "SELECT task_type, payload, queue, status, max_attempts, run_at, created_at"
-        " FROM pgsched.tasks WHERE id = %s",
+        " FROM pgsched.all_tasks WHERE id = %s",
         (task_id,),
     )
     names = [d.name for d in cur.description]
@@ -159,7 +159,7 @@ def _fail(conn: psycopg.Connection, task_id: int) -> None:
     conn.execute(
         "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts,"
         " last_error) SELECT id, queue, task_type, payload, attempts, last_error"
-        " FROM pgsched.tasks WHERE id = %s",
+        " FROM pgsched.all_tasks WHERE id = %s",
         (task_id,),
     )
 

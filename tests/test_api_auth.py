@@ -70,7 +70,7 @@ def test_tokens_and_scopes(dsn: str, conn: psycopg.Connection) -> None:
     refusals = [e for e in logs if e["event"] == "request_refused"]
     assert [e["status"] for e in refusals] == [401, 401, 401, 403, 403, 403, 401, 401]
     assert all(e["path"] and e["reason"] for e in refusals)
-    assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 1
 
 
 def test_jwts(dsn: str) -> None:

@@ -207,14 +207,14 @@ def test_retry_of_a_task_at_the_most_attempts_is_refused(dsn: str) -> None:
     )
     line = refused(dsn, "retry", str(tid), code=1)
     assert "used 1000 attempts" in line
-    assert sql(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == ("failed",)
+    assert sql(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", tid) == ("failed",)
 
 
 def test_a_retried_task_drops_its_old_error(dsn: str) -> None:
     tid = int(ok(dsn, "submit", "noop", "--delay", "1h").strip())
     ok(dsn, "cancel", str(tid))
     ok(dsn, "retry", str(tid))
-    assert sql(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", tid) == (None,)
+    assert sql(dsn, "SELECT last_error FROM pgsched.all_tasks WHERE id = %s", tid) == (None,)
 
 
 def test_the_same_key_with_another_payload_warns(dsn: str) -> None:

@@ -69,7 +69,7 @@ def add_dead(
         "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts,"
         " last_error, failed_at)"
         " SELECT id, queue, task_type, payload, attempts, last_error, now() - %s::interval"
-        " FROM pgsched.tasks WHERE id = %s",
+        " FROM pgsched.all_tasks WHERE id = %s",
         (age, tid),
     )
     return tid
@@ -77,7 +77,7 @@ def add_dead(
 
 def task(conn: psycopg.Connection, tid: int) -> tuple[Any, ...]:
     return conn.execute(
-        "SELECT status, attempts, max_attempts, finished_at IS NULL FROM pgsched.tasks"
+        "SELECT status, attempts, max_attempts, finished_at IS NULL FROM pgsched.all_tasks"
         " WHERE id = %s",
         (tid,),
     ).fetchone()

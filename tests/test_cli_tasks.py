@@ -32,7 +32,7 @@ PGSCHED = Path(sys.executable).parent / "pgsched"
 
 def rows(dsn: str) -> int:
     with psycopg.connect(dsn) as c:
-        return c.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0]
+        return c.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0]
 
 
 def status_json(dsn: str, task_id: int | str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def client(dsn: str) -> Iterator[Client]:
 
 
 def count(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0]
 
 
 def test_submit_and_get_with_defaults(client: Client) -> None:
@@ -185,9 +185,9 @@ def test_empty_type_and_nul_are_refused(client: Client, conn: psycopg.Connection
 def test_submit_inside_the_callers_transaction(client: Client, dsn: str) -> None:
     with psycopg.connect(dsn) as own:  # not autocommit: one transaction
         rolled = client.submit("email", {"to": "x"}, conn=own)
-        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 1
+        assert own.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 1
         own.rollback()
-        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        assert own.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 0
         kept = client.submit("email", {"to": "y"}, conn=own)
         with pytest.raises(TaskNotFound):  # not visible to others before the commit
             client.get(kept)
@@ -227,7 +227,7 @@ def test_submit_many_inside_a_rolled_back_transaction(client: Client, dsn: str) 
     with psycopg.connect(dsn) as own:
         client.submit_many([client.spec("a"), client.spec("b")], conn=own)
         own.rollback()
-        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        assert own.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 0
 
 
 def test_submit_many_refuses_delay(client: Client) -> None:
@@ -356,7 +356,7 @@ def test_submit_many_copy_paths_keep_order_and_fields(client: Client, dsn: str) 
     with psycopg.connect(dsn) as c:
         rows = c.execute(
             "SELECT id, payload->>'i', priority, run_at <= now(), run_at, timeout "
-            "FROM pgsched.tasks ORDER BY id"
+            "FROM pgsched.all_tasks ORDER BY id"
         ).fetchall()
     by_id = {r[0]: r for r in rows}
     assert [by_id[i][1] for i in plain] == ["0", "1", "2", "3", "4"]
@@ -386,7 +386,7 @@ def test_submit_many_notifies_each_queue_once_at_commit(
         got = sorted(n.payload for n in listener.notifies(timeout=0.5))
         rows = dict(
             listener.execute(
-                "SELECT id, (payload->>'i')::int * 10 + priority FROM pgsched.tasks"
+                "SELECT id, (payload->>'i')::int * 10 + priority FROM pgsched.all_tasks"
             ).fetchall()
         )
     assert got == ["q1", "q2"]
@@ -427,7 +427,7 @@ def test_submit_many_payloads_arrive_as_sent(client: Client, dsn: str, keyed: bo
     ]
     ids = client.submit_many(specs)
     with psycopg.connect(dsn, autocommit=True) as c:
-        got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
+        got = dict(c.execute("SELECT id, payload FROM pgsched.all_tasks").fetchall())
     assert [got[i] for i in ids] == PAYLOADS
 
 
@@ -443,7 +443,7 @@ def test_submit_batch_shares_the_options_and_keeps_the_order(
         got = [n.payload for n in listener.notifies(timeout=0.5)]
         rows = listener.execute(
             "SELECT id, payload, task_type, queue, priority, max_attempts, status"
-            " FROM pgsched.tasks ORDER BY id"
+            " FROM pgsched.all_tasks ORDER BY id"
         ).fetchall()
     assert got == ["img"]
     assert ids == [r[0] for r in rows]
@@ -455,7 +455,7 @@ def test_submit_batch_takes_the_timed_options(client: Client, conn: psycopg.Conn
     at = datetime(2031, 1, 1, tzinfo=UTC)
     ids = client.submit_batch("noop", [None, {"a": 1}], run_at=at, timeout=timedelta(seconds=9))
     rows = conn.execute(
-        "SELECT id, payload, run_at, timeout FROM pgsched.tasks ORDER BY id"
+        "SELECT id, payload, run_at, timeout FROM pgsched.all_tasks ORDER BY id"
     ).fetchall()
     assert rows == [
         (ids[0], {}, at, timedelta(seconds=9)),
@@ -498,7 +498,7 @@ def test_submit_batch_stores_the_text_of_an_escape_as_it_is(client: Client, dsn:
     payloads = [{"s": "\\u0000"}, {"\\u0000": ["x\\\\u0000"]}]
     ids = client.submit_batch("noop", payloads)
     with psycopg.connect(dsn, autocommit=True) as c:
-        got = dict(c.execute("SELECT id, payload FROM pgsched.tasks").fetchall())
+        got = dict(c.execute("SELECT id, payload FROM pgsched.all_tasks").fetchall())
     assert [got[i] for i in ids] == payloads
 
 
@@ -514,9 +514,9 @@ def test_submit_batch_writes_the_payloads_with_the_connections_json_dumps(
     with psycopg.connect(dsn, autocommit=True) as own:
         psycopg.types.json.set_json_dumps(dumps, own)
         ids = client.submit_batch("noop", [{"at": at}], conn=own)
-        assert own.execute("SELECT payload FROM pgsched.tasks WHERE id = %s", ids).fetchone() == (
-            {"at": at.isoformat()},
-        )
+        assert own.execute(
+            "SELECT payload FROM pgsched.all_tasks WHERE id = %s", ids
+        ).fetchone() == ({"at": at.isoformat()},)
 
 
 def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> None:
@@ -526,7 +526,7 @@ def test_submit_batch_in_the_callers_transaction(client: Client, dsn: str) -> No
         listener.execute("LISTEN pgsched")
         client.submit_batch("noop", [{"i": i} for i in range(10)], conn=own)
         own.rollback()
-        assert own.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        assert own.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 0
         own.rollback()
         client.submit_batch("noop", [{"i": i} for i in range(10)], queue="bulk", conn=own)
         own.execute("INSERT INTO pgsched.tasks (task_type, queue) VALUES ('noop', 'later')")
@@ -547,7 +547,7 @@ def test_submit_on_its_own_connection_prepares_once(
     ]
     row = conn.execute(
         "SELECT task_type, payload, queue, priority, max_attempts, status"
-        " FROM pgsched.tasks WHERE id = %s",
+        " FROM pgsched.all_tasks WHERE id = %s",
         (ids[-1],),
     ).fetchone()
     assert row == ("noop", payload, "q2", -7, 9, "pending")

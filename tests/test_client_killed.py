@@ -41,7 +41,7 @@ def digest(dsn: str) -> tuple:
         tasks = c.execute(
             "SELECT count(*), md5(string_agg(concat_ws(',', id, status, version, attempts,"
             " max_attempts, finished_at, cancel_requested), ';' ORDER BY id))"
-            " FROM pgsched.tasks"
+            " FROM pgsched.all_tasks"
         ).fetchone()
     return workflows, tasks
 

@@ -26,7 +26,7 @@ def snapshot(conn: psycopg.Connection) -> tuple:
     """Everything an action could change."""
     return conn.execute(
         "SELECT (SELECT array_agg((id, status, max_attempts, cancel_requested) ORDER BY id)::text"
-        "        FROM pgsched.tasks),"
+        "        FROM pgsched.all_tasks),"
         " (SELECT count(*) FROM pgsched.dead_letter),"
         " (SELECT array_agg((name, status) ORDER BY name)::text FROM pgsched.workers),"
         " (SELECT array_agg((name, paused) ORDER BY name)::text FROM pgsched.schedules),"
@@ -392,7 +392,7 @@ def test_requeue_all_matching_and_purge(dsn: str, conn: psycopg.Connection, seed
         r = http.post("/ui/actions/dead-letter/requeue?queue=mail&type=boom", headers=HX)
         assert r.status_code == 200 and "2 task(s) requeued" in says(r)
         statuses = conn.execute(
-            "SELECT array_agg(status ORDER BY id) FROM pgsched.tasks WHERE id = ANY(%s)",
+            "SELECT array_agg(status ORDER BY id) FROM pgsched.all_tasks WHERE id = ANY(%s)",
             (seeded["failing"],),
         ).fetchone()[0]
         assert statuses == ["pending", "pending"]
@@ -413,10 +413,10 @@ def test_cancel_pause_and_workflow_actions_change_their_rows(
         assert r.status_code == 200 and says(r) == (
             f'<p class="flash ok" role="status" data-outcome="ok">Task {task} cancelled</p>'
         )
-        assert one("SELECT status FROM pgsched.tasks WHERE id = %s", task) == "cancelled"
+        assert one("SELECT status FROM pgsched.all_tasks WHERE id = %s", task) == "cancelled"
         r = http.post(f"/ui/actions/tasks/{task}/retry", headers=HX)
         assert r.status_code == 200 and f"Task {task} queued again" in says(r)
-        assert one("SELECT status FROM pgsched.tasks WHERE id = %s", task) == "pending"
+        assert one("SELECT status FROM pgsched.all_tasks WHERE id = %s", task) == "pending"
 
         r = http.post("/ui/actions/schedules/hourly-report/pause", headers=HX)
         assert r.status_code == 200 and "Schedule hourly-report paused" in says(r)
@@ -457,7 +457,7 @@ def _dead_letter(conn: psycopg.Connection, queue: str, n: int, base: datetime) -
         " last_error, failed_at)"
         " SELECT t.id, t.queue, t.task_type, t.payload, 1, t.last_error,"
         "        %s::timestamptz - ((row_number() OVER (ORDER BY t.id)) / 2) * interval '1 s'"
-        " FROM pgsched.tasks t WHERE t.id = ANY(%s)",
+        " FROM pgsched.all_tasks t WHERE t.id = ANY(%s)",
         (base, ids),
     )
     return ids
@@ -524,7 +524,7 @@ def test_dead_letter_pages_walk_every_entry_and_actions_take_every_match(
         )
         assert counts == {"web": 61}
         pending = conn.execute(
-            "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s) AND status = 'pending'",
+            "SELECT count(*) FROM pgsched.all_tasks WHERE id = ANY(%s) AND status = 'pending'",
             (mail,),
         ).fetchone()[0]
         assert pending == 70
@@ -532,7 +532,7 @@ def test_dead_letter_pages_walk_every_entry_and_actions_take_every_match(
         assert r.status_code == 200 and "61 dead-letter entries purged" in says(r)
         assert conn.execute("SELECT count(*) FROM pgsched.dead_letter").fetchone()[0] == 0
         failed = conn.execute(
-            "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s) AND status = 'failed'",
+            "SELECT count(*) FROM pgsched.all_tasks WHERE id = ANY(%s) AND status = 'failed'",
             (web,),
         ).fetchone()[0]
         assert failed == 61  # purge deletes entries; the failed tasks stay

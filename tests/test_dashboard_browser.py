@@ -174,7 +174,7 @@ def test_requeue_from_dead_letter_and_see_it_run(
         page.goto(f"/ui/tasks/{task}")
         expect(page.locator("h1 .status")).to_have_text("succeeded")  # polled, no reload
         expect(page.locator("table.attempts tbody tr")).to_have_count(2)
-    status = conn.execute("SELECT status FROM pgsched.tasks WHERE id = %s", (task,)).fetchone()
+    status = conn.execute("SELECT status FROM pgsched.all_tasks WHERE id = %s", (task,)).fetchone()
     assert status == ("succeeded",)
 
 
@@ -200,9 +200,9 @@ def test_pause_and_resume_a_worker_from_its_page(
         expect(row.locator(".worker-status")).to_have_text("active")
         wait_until(
             lambda: (
-                conn.execute("SELECT status FROM pgsched.tasks WHERE id = %s", (task,)).fetchone()[
-                    0
-                ]
+                conn.execute(
+                    "SELECT status FROM pgsched.all_tasks WHERE id = %s", (task,)
+                ).fetchone()[0]
                 == "succeeded"
             ),
             timeout=20,

@@ -45,7 +45,7 @@ def _scrape(dsn: str, conn: psycopg.Connection) -> dict[str, set[str]]:
         wait_until(
             lambda: (
                 conn.execute(
-                    "SELECT attempts FROM pgsched.tasks WHERE id = %s", (retried,)
+                    "SELECT attempts FROM pgsched.all_tasks WHERE id = %s", (retried,)
                 ).fetchone()[0]
                 >= 1
             ),

@@ -55,7 +55,7 @@ def test_producer_submits_until_stopped(dsn: str, conn: psycopg.Connection) -> N
         producer.join(timeout=5)
     assert not producer.is_alive() and not producer.errors
     n = conn.execute(
-        "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s)", (producer.ids,)
+        "SELECT count(*) FROM pgsched.all_tasks WHERE id = ANY(%s)", (producer.ids,)
     ).fetchone()[0]
     assert n == len(producer.ids) >= 20
 

@@ -37,7 +37,7 @@ def test_a_held_snapshot_and_the_dead_rows_it_keeps(dsn: str) -> None:
     with psycopg.connect(dsn) as holder, psycopg.connect(dsn, autocommit=True) as c:
         holder.execute("SET application_name = 'long-report'")
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        holder.execute("SELECT count(*) FROM pgsched.tasks")
+        holder.execute("SELECT count(*) FROM pgsched.all_tasks")
         pid = holder.info.backend_pid
         c.execute(
             "INSERT INTO pgsched.tasks (task_type, status, attempts, finished_at)"

@@ -163,7 +163,7 @@ INSTANTS = st.one_of(
 
 def count(dsn: str) -> int:
     with psycopg.connect(dsn) as c:
-        return c.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0]
+        return c.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0]
 
 
 def check_exit(r: Any) -> None:
@@ -416,7 +416,8 @@ def workflow_cases(draw: Any) -> WorkflowCase:
 def workflow_rows(dsn: str) -> tuple[int, int]:
     with psycopg.connect(dsn) as c:
         return c.execute(
-            "SELECT (SELECT count(*) FROM pgsched.workflows), (SELECT count(*) FROM pgsched.tasks)"
+            "SELECT (SELECT count(*) FROM pgsched.workflows),"
+            " (SELECT count(*) FROM pgsched.all_tasks)"
         ).fetchone()
 
 
@@ -685,6 +686,7 @@ def test_sql_rows_into_a_real_worker(dsn: str, rows: list[tuple[Payload, Any, An
     ids: list[int] = []
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("DELETE FROM pgsched.tasks WHERE queue = 'fuzz-sql'")
+        c.execute("DELETE FROM pgsched.finished_tasks WHERE queue = 'fuzz-sql'")
         for value, timeout, backoff, task_type in rows:
             text = payload_text(value)
             try:
@@ -711,7 +713,7 @@ def test_sql_rows_into_a_real_worker(dsn: str, rows: list[tuple[Payload, Any, An
     def settled() -> bool:
         with psycopg.connect(dsn) as c:
             left = c.execute(
-                "SELECT count(*) FROM pgsched.tasks WHERE id = ANY(%s)"
+                "SELECT count(*) FROM pgsched.all_tasks WHERE id = ANY(%s)"
                 " AND NOT (status IN ('succeeded', 'failed', 'cancelled')"
                 "          OR (status IN ('pending', 'retrying') AND attempts < max_attempts))",
                 (ids,),

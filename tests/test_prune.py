@@ -36,7 +36,7 @@ def seed(
 def counts(conn: psycopg.Connection) -> dict[str, int]:
     return dict(
         conn.execute(
-            "SELECT queue, count(*) FROM pgsched.tasks t"
+            "SELECT queue, count(*) FROM pgsched.all_tasks t"
             " WHERE EXISTS (SELECT 1 FROM pgsched.task_executions e WHERE e.task_id = t.id)"
             " GROUP BY queue"
         ).fetchall()
@@ -55,7 +55,7 @@ def test_prune_takes_only_expired_finished_tasks_and_their_attempts(
     assert counts(conn) == {"recent": 12, "live": 9}
     orphans = conn.execute(
         "SELECT count(*) FROM pgsched.task_executions e WHERE NOT EXISTS"
-        " (SELECT 1 FROM pgsched.tasks t WHERE t.id = e.task_id)"
+        " (SELECT 1 FROM pgsched.all_tasks t WHERE t.id = e.task_id)"
     ).fetchone()
     assert orphans[0] == 0
     assert reaper.prune(conn, retention=0) == 0  # 0 keeps everything
@@ -71,7 +71,7 @@ def test_two_pruners_take_disjoint_batches_without_waiting(
         assert reaper.prune(a, retention=60, limit=6) == 6  # a holds its rows, uncommitted
         assert reaper.prune(b, retention=60, limit=6) == 4
         a.commit()
-    assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 0
 
 
 def test_worker_catches_up_with_a_backlog_of_expired_rows(

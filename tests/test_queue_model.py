@@ -40,7 +40,8 @@ def test_queue_model(dsn: str) -> None:
             super().__init__()
             self.db = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
             self.db.execute(
-                "TRUNCATE pgsched.tasks, pgsched.workers, pgsched.task_executions,"
+                "TRUNCATE pgsched.tasks, pgsched.finished_tasks, pgsched.workers,"
+                " pgsched.task_executions,"
                 " pgsched.dead_letter CASCADE"
             )
             self.now = datetime(2030, 1, 1, tzinfo=UTC)
@@ -137,7 +138,9 @@ def test_queue_model(dsn: str) -> None:
                 status, outcome = "failed", "failure"
             else:
                 status, outcome = "retrying", "failure"
-            before = self.db.execute("SELECT * FROM pgsched.tasks WHERE id = %s", (tid,)).fetchone()
+            before = self.db.execute(
+                "SELECT * FROM pgsched.all_tasks WHERE id = %s", (tid,)
+            ).fetchone()
             version = r["version"] - 1 if stale else r["version"]
             STATS["completions"] += 1
             changed = complete(
@@ -172,7 +175,7 @@ def test_queue_model(dsn: str) -> None:
             STATS["lost"] += len(lost)
             for r in lost:
                 row = self.db.execute(
-                    "SELECT status FROM pgsched.tasks WHERE id = %s", (r["task_id"],)
+                    "SELECT status FROM pgsched.all_tasks WHERE id = %s", (r["task_id"],)
                 ).fetchone()
                 assert row["status"] in ("retrying", "failed")
 
@@ -224,7 +227,7 @@ def test_queue_model(dsn: str) -> None:
 
         @invariant()
         def consistent(self) -> None:
-            rows = self.db.execute("SELECT * FROM pgsched.tasks").fetchall()
+            rows = self.db.execute("SELECT * FROM pgsched.all_tasks").fetchall()
             assert len(rows) == self.submitted, "no task lost"
             for t in rows:
                 assert 0 <= t["attempts"] <= t["max_attempts"]
@@ -256,7 +259,7 @@ def test_queue_model(dsn: str) -> None:
             ).fetchall()
             assert not bad, "a task succeeded twice"
             missing = self.db.execute(
-                "SELECT t.id FROM pgsched.tasks t LEFT JOIN pgsched.dead_letter d"
+                "SELECT t.id FROM pgsched.all_tasks t LEFT JOIN pgsched.dead_letter d"
                 " ON d.task_id = t.id WHERE t.status = 'failed' AND d.id IS NULL"
             ).fetchall()
             assert not missing, "failed task without a dead-letter row"
@@ -298,7 +301,7 @@ def test_completion_keeps_the_row_of_an_attempt_number_used_twice(
     assert complete(conn, "w1", batch) == set(ids)
     assert (
         conn.execute(
-            "SELECT array_agg(status ORDER BY id) FROM pgsched.tasks WHERE id = ANY(%s)", (ids,)
+            "SELECT array_agg(status ORDER BY id) FROM pgsched.all_tasks WHERE id = ANY(%s)", (ids,)
         ).fetchone()[0]
         == ["succeeded"] * 3
     )

@@ -61,7 +61,7 @@ def test_submit_may_only_insert_tasks(login_as, conn: psycopg.Connection, dsn: s
         assert new.fetchone()[0] > tid[0]
         assert c.execute("SELECT pgsched.submit('z', '{}', idempotency_key => 'k')").fetchone()
         assert c.execute("SELECT pgsched.submit('z', '{}', idempotency_key => 'k')").fetchone()
-        refused(c, "SELECT payload FROM pgsched.tasks")
+        refused(c, "SELECT payload FROM pgsched.all_tasks")
         refused(c, "UPDATE pgsched.tasks SET priority = 5")
         refused(c, "DELETE FROM pgsched.tasks")
         refused(c, "SELECT * FROM pgsched.workers")
@@ -80,13 +80,13 @@ def test_submit_may_only_insert_tasks(login_as, conn: psycopg.Connection, dsn: s
         assert client.submit_batch("lib", [{}, {}])
         with pytest.raises(PermissionDenied, match="lacks SELECT"):  # named, in one line
             client.get(new_id)
-    assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 6
+    assert conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 6
 
 
 def test_read_may_read_but_not_write_nor_see_tokens(login_as, conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO pgsched.tasks (task_type, payload) VALUES ('x', '{\"a\": 1}')")
     with login_as("pgsched_read") as c:
-        assert c.execute("SELECT payload FROM pgsched.tasks").fetchone() == ({"a": 1},)
+        assert c.execute("SELECT payload FROM pgsched.all_tasks").fetchone() == ({"a": 1},)
         assert c.execute("SELECT count(*) FROM pgsched.task_executions").fetchone() == (0,)
         refused(c, "INSERT INTO pgsched.tasks (task_type) VALUES ('y')")
         refused(c, "UPDATE pgsched.tasks SET priority = 1")
@@ -113,7 +113,7 @@ def test_worker_role_runs_a_worker_but_sees_no_tokens(
     finally:
         w.stop(timeout=20)
     wait_until(
-        lambda: conn.execute("SELECT status FROM pgsched.tasks").fetchone()[0] == "succeeded",
+        lambda: conn.execute("SELECT status FROM pgsched.all_tasks").fetchone()[0] == "succeeded",
         message="the task to succeed under the worker role",
     )
     # The counters' trigger ran for it without a grant on the counters table.

@@ -74,7 +74,7 @@ def world(dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
         )
         c.execute(
             "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts)"
-            " SELECT id, queue, task_type, payload, attempts FROM pgsched.tasks WHERE id = %s",
+            " SELECT id, queue, task_type, payload, attempts FROM pgsched.all_tasks WHERE id = %s",
             (int(tid),),
         )
         c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w-ro', 'h', 1)")

@@ -40,7 +40,7 @@ def _tasks(dsn: str) -> list[dict]:
     with psycopg.connect(dsn, row_factory=dict_row) as c:
         return c.execute(
             "SELECT t.schedule_tick, s.name, t.task_type, t.payload, t.queue, t.status "
-            "FROM pgsched.tasks t JOIN pgsched.schedules s ON s.id = t.schedule_id "
+            "FROM pgsched.all_tasks t JOIN pgsched.schedules s ON s.id = t.schedule_id "
             "ORDER BY s.name, t.schedule_tick"
         ).fetchall()
 
@@ -291,7 +291,7 @@ def test_three_tickers_create_exactly_one_task_per_tick(dsn: str) -> None:
     assert abs(len(ticks) - elapsed) <= 1.5, (len(ticks), elapsed)
     with psycopg.connect(dsn) as c:
         lag = c.execute(
-            "SELECT max(extract(epoch FROM created_at - schedule_tick)) FROM pgsched.tasks"
+            "SELECT max(extract(epoch FROM created_at - schedule_tick)) FROM pgsched.all_tasks"
         ).fetchone()[0]
     assert lag < 1.0  # each tick's task exists within a second of its due time
 

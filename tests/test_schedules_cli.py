@@ -121,7 +121,7 @@ def test_scheduler_command_runs_until_sigterm(dsn: str, tmp_path: Path) -> None:
     try:
         with psycopg.connect(dsn, autocommit=True) as c:
             wait_until(
-                lambda: c.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] >= 2,
+                lambda: c.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] >= 2,
                 timeout=15,
                 message="the scheduler's tasks",
             )

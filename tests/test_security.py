@@ -353,7 +353,7 @@ def test_a_submitter_not_in_pgsched_shell_cannot_create_shell_tasks(
         conn.execute(f"GRANT USAGE ON SCHEMA pgsched TO {role}")
         conn.execute(f"GRANT SELECT, INSERT, UPDATE ON pgsched.tasks, pgsched.schedules TO {role}")
         conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgsched TO {role}")
-        count = "SELECT count(*) FROM pgsched.tasks"
+        count = "SELECT count(*) FROM pgsched.all_tasks"
         before = conn.execute(count).fetchone()[0]
         conn.execute(f"SET ROLE {role}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="pgsched_shell"):
@@ -618,7 +618,9 @@ def test_recovery_cannot_be_blocked_by_an_outside_session(
                 worker_conn.row_factory = psycopg.rows.dict_row
                 dead, lost = reaper.reap(worker_conn, heartbeat_timeout=3)
         assert dead == ["gone"] and [r["task_id"] for r in lost] == [tid]
-        status = conn.execute("SELECT status FROM pgsched.tasks WHERE id = %s", [tid]).fetchone()
+        status = conn.execute(
+            "SELECT status FROM pgsched.all_tasks WHERE id = %s", [tid]
+        ).fetchone()
         assert status == ("retrying",)
     finally:
         conn.execute(f"DROP OWNED BY {role}")
@@ -680,7 +682,7 @@ def test_a_stopped_waker_does_not_stop_the_queue(dsn: str) -> None:
 
 
 def test_payload_and_schedule_limits_hold_for_a_plain_insert(conn: psycopg.Connection) -> None:
-    count = "SELECT count(*) FROM pgsched.tasks"
+    count = "SELECT count(*) FROM pgsched.all_tasks"
     before = conn.execute(count).fetchone()[0]
     big = json.dumps({"x": "a" * (2 * 2**20)})
     with pytest.raises(psycopg.errors.CheckViolation, match="tasks_payload_size"):
@@ -748,7 +750,7 @@ def test_cli_client_and_scheduler_sessions_give_up_on_a_held_lock(dsn: str) -> N
             sched.close()
         holder.rollback()
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == 0
 
 
 def test_migrate_gives_up_on_a_held_lock_and_names_the_holder(empty_dsn: str) -> None:

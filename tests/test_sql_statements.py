@@ -132,7 +132,7 @@ def test_statement_prepares(query: Query, dsn: str) -> None:
 
 def test_prepare_fails_on_a_renamed_column(dsn: str) -> None:
     # The check above can fail: a statement naming a column that does not exist is refused.
-    sql, _ = to_positional("SELECT no_such_column FROM pgsched.tasks WHERE id = %(id)s")
+    sql, _ = to_positional("SELECT no_such_column FROM pgsched.all_tasks WHERE id = %(id)s")
     with (
         psycopg.connect(dsn, autocommit=True) as conn,
         pytest.raises(psycopg.errors.UndefinedColumn),
@@ -165,7 +165,7 @@ def sql_literals(source: str) -> list[tuple[int, str]]:
 
 
 def test_sql_literal_detector() -> None:
-    assert sql_literals('x = "SELECT id FROM pgsched.tasks"')
+    assert sql_literals('x = "SELECT id FROM pgsched.all_tasks"')
     assert sql_literals('x = f"UPDATE pgsched.tasks SET status = {s}"')
     assert sql_literals('x = "delete" \nconn.execute("DELETE FROM t")')
     assert not sql_literals('"""Select a task from the queue and update its row."""')

@@ -74,7 +74,7 @@ def test_an_error_other_than_the_database_reaches_on_crash(dsn: str) -> None:
 def _tasks_of(dsn: str, name: str) -> int:
     with psycopg.connect(dsn, row_factory=dict_row) as c:
         return c.execute(
-            "SELECT count(*) AS n FROM pgsched.tasks t JOIN pgsched.schedules s"
+            "SELECT count(*) AS n FROM pgsched.all_tasks t JOIN pgsched.schedules s"
             " ON s.id = t.schedule_id WHERE s.name = %s",
             (name,),
         ).fetchone()["n"]

@@ -157,7 +157,9 @@ def test_sql_insert_wakes_idle_worker_and_delayed_task_is_on_time(
     )
     wait_until(lambda: ev.count("task_succeeded", task_id=tid), 3)
     late = one(
-        conn, "SELECT extract(epoch FROM started_at - run_at) FROM pgsched.tasks WHERE id = %s", tid
+        conn,
+        "SELECT extract(epoch FROM started_at - run_at) FROM pgsched.all_tasks WHERE id = %s",
+        tid,
     )
     # Claimed on the waker's timer (the task's run_at), not on the 60 s fallback poll; how
     # the timer is set is tested through the waker's inputs in tests/test_worker_waker.py.
@@ -237,7 +239,7 @@ def test_survives_terminated_connections(
         lambda: (
             one(
                 conn2 := psycopg.connect(dsn, autocommit=True),
-                "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'",
+                "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'succeeded'",
             )
             == len(ids)
             and not conn2.close()

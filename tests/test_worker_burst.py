@@ -15,7 +15,9 @@ from tests.conftest import FAST, Events, wait_until
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT status, count(*) FROM pgsched.tasks GROUP BY 1").fetchall())
+    return dict(
+        conn.execute("SELECT status, count(*) FROM pgsched.all_tasks GROUP BY 1").fetchall()
+    )
 
 
 def test_burst_waits_out_a_ceiling_then_drains(dsn: str, conn: psycopg.Connection) -> None:

@@ -46,7 +46,7 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
         lambda: (
             q(
                 dsn,
-                "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'running' "
                 "AND assigned_worker = 'victim'",
             )
             == 2
@@ -61,7 +61,9 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
     try:
         # Heartbeat timeout is 5 s (tests/test_worker_process.py ENV).
         wait_until(
-            lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") == 2,
+            lambda: (
+                q(dsn, "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'succeeded'") == 2
+            ),
             40,
             message="the hung worker's tasks to succeed elsewhere",
         )
@@ -111,7 +113,7 @@ def test_hung_worker_is_fenced_and_its_tasks_run_elsewhere(
             )
             == 1
         )
-        assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", task_id) == "succeeded"
+        assert q(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", task_id) == "succeeded"
     assert rescuer.poll() is None
 
 

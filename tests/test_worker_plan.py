@@ -256,7 +256,7 @@ def test_claim_takes_what_one_ordered_query_takes(
         want = [
             r[0]
             for r in c.execute(
-                "SELECT id FROM pgsched.tasks WHERE status IN ('pending', 'retrying')"
+                "SELECT id FROM pgsched.all_tasks WHERE status IN ('pending', 'retrying')"
                 " AND queue = ANY(%s) AND task_type = ANY(%s) AND run_at <= %s"
                 " ORDER BY priority DESC, run_at, id LIMIT %s",
                 (queues, types, now, slots),
@@ -285,7 +285,7 @@ def test_generic_next_due_in_plan_walks_the_index(conn: psycopg.Connection) -> N
 
 
 NAIVE_DUE = """SELECT extract(epoch FROM min(run_at) - %(now)s::timestamptz)::float8
-FROM pgsched.tasks WHERE status IN ('pending', 'retrying') AND queue = ANY(%(queues)s)
+FROM pgsched.all_tasks WHERE status IN ('pending', 'retrying') AND queue = ANY(%(queues)s)
   AND task_type = ANY(%(task_types)s) AND attempts < max_attempts
   AND run_at > %(now)s::timestamptz
   AND run_at <= %(now)s::timestamptz + make_interval(secs => %(horizon)s)"""
@@ -350,7 +350,8 @@ def test_next_due_in_matches_a_plain_min(conn: psycopg.Connection, seed: int) ->
 def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection, analyzed: bool) -> None:
     """The completion connections also plan once per session (Connections.completer): a
     batch of 500 finds its rows through the key index, whether the plan was made over an
-    analyzed table of 50,000 tasks or over an empty one that they then filled."""
+    analyzed table of 50,000 tasks or over an empty one that they then filled, and joins them
+    to the batch by hash, whether it moves them (finished) or updates them (retrying)."""
     fill = "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 50000)"
     empty = {
         "worker": "w",
@@ -365,28 +366,34 @@ def test_generic_completion_plan_looks_up_the_key(conn: psycopg.Connection, anal
         "durations": [1.0],
     }
     plan_then_fill(conn, Q.complete_tasks, empty, fill, analyzed)
-    rows = conn.execute(
-        "UPDATE pgsched.tasks SET status = 'running', attempts = 1, version = version + 1,"
-        " assigned_worker = 'w', started_at = now()"
-        " WHERE id IN (SELECT id FROM pgsched.tasks ORDER BY id DESC LIMIT 500)"
-        " RETURNING id, version"
-    ).fetchall()
-    n = len(rows)
-    params = {
-        **empty,
-        "ids": [r[0] for r in rows],
-        "versions": [r[1] for r in rows],
-        "statuses": ["succeeded"] * n,
-        "outcomes": ["success"] * n,
-        "results": [None] * n,
-        "errors": [None] * n,
-        "delays": [0.0] * n,
-        "durations": [1.0] * n,
-    }
-    plan = explain_generic(conn, Q.complete_tasks, params, "(ANALYZE)")
-    assert "tasks_pkey" in plan, plan
-    assert "Seq Scan on tasks" not in plan, plan
-    assert re.search(r"Update on tasks t .*rows=500\b", plan), plan
+    # Finished tasks move out (a DELETE), retried ones stay (an UPDATE): both find their rows
+    # through the key.
+    for status, change in (("succeeded", "Delete"), ("retrying", "Update")):
+        rows = conn.execute(
+            "UPDATE pgsched.tasks SET status = 'running', attempts = 1, version = version + 1,"
+            " assigned_worker = 'w', started_at = now()"
+            " WHERE id IN (SELECT id FROM pgsched.tasks WHERE status = 'pending'"
+            " ORDER BY id DESC LIMIT 500)"
+            " RETURNING id, version"
+        ).fetchall()
+        n = len(rows)
+        params = {
+            **empty,
+            "ids": [r[0] for r in rows],
+            "versions": [r[1] for r in rows],
+            "statuses": [status] * n,
+            "outcomes": ["success" if status == "succeeded" else "failure"] * n,
+            "results": [None] * n,
+            "errors": [None] * n,
+            "delays": [0.0] * n,
+            "durations": [1.0] * n,
+        }
+        plan = explain_generic(conn, Q.complete_tasks, params, "(ANALYZE)")
+        assert "tasks_pkey" in plan, plan
+        assert "Seq Scan on tasks" not in plan, plan
+        assert re.search(rf"{change} on tasks t(_1)? .*rows=500\b", plan), plan
+        # The batch against itself in a nested loop compared every pair (500 x 500 rows).
+        assert "Nested Loop" not in plan, plan
 
 
 # -- no JIT, no disabled scan: on every supported server ------------------------------------------
@@ -508,6 +515,6 @@ def test_users_sessions_never_compile(seeded: psycopg.Connection) -> None:
             ),
         )
     )
-    assert conn.execute("SELECT status FROM pgsched.tasks WHERE id = %s", (b,)).fetchone()[0] == (
-        "pending"
-    )
+    assert conn.execute("SELECT status FROM pgsched.all_tasks WHERE id = %s", (b,)).fetchone()[
+        0
+    ] == ("pending")

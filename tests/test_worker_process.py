@@ -26,7 +26,7 @@ def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
         lambda: (
             q(
                 dsn,
-                "SELECT count(*) FROM pgsched.tasks WHERE status = 'running' "
+                "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'running' "
                 "AND assigned_worker = 'a'",
             )
             >= 2
@@ -46,7 +46,9 @@ def test_kill_9_mid_task_loses_nothing(dsn: str, spawn: Any) -> None:
         message="a declared dead within ~1s",
     )
     wait_until(
-        lambda: q(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") == len(ids),
+        lambda: (
+            q(dsn, "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'succeeded'") == len(ids)
+        ),
         30,
         interval=0.1,
         message="every task succeeded",
@@ -68,11 +70,11 @@ def test_sigterm_lets_running_task_finish(dsn: str, spawn: Any) -> None:
     tid = Client(dsn).submit("dummy", {"sleepDurationMs": 1500})
     p = spawn("--name", "term", "--grace", "10")
     wait_until(
-        lambda: q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "running", 15
+        lambda: q(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", tid) == "running", 15
     )
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=20) == 0
-    assert q(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "succeeded"
+    assert q(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", tid) == "succeeded"
     assert q(dsn, "SELECT status FROM pgsched.workers WHERE name = 'term'") == "stopped"
 
 

@@ -48,7 +48,8 @@ def test_worker_survives_a_database_restart(own_server: EphemeralServer, tmp_pat
         try:
             wait_until(
                 lambda: (
-                    count(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'") >= 4
+                    count(dsn, "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'succeeded'")
+                    >= 4
                 ),
                 30,
                 message="the first tasks to finish",
@@ -60,7 +61,7 @@ def test_worker_survives_a_database_restart(own_server: EphemeralServer, tmp_pat
             total = len(first) + len(second)
             wait_until(
                 lambda: (
-                    count(dsn, "SELECT count(*) FROM pgsched.tasks WHERE status = 'succeeded'")
+                    count(dsn, "SELECT count(*) FROM pgsched.all_tasks WHERE status = 'succeeded'")
                     == total
                 ),
                 60,

@@ -37,7 +37,7 @@ def one(dsn: str, sql: str, *args: Any) -> Any:
 def statuses(dsn: str, ids: list[int]) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as c:
         rows = c.execute(
-            "SELECT id, status FROM pgsched.tasks WHERE id = ANY(%s)", (ids,)
+            "SELECT id, status FROM pgsched.all_tasks WHERE id = ANY(%s)", (ids,)
         ).fetchall()
     by_id = dict(rows)
     return [by_id[i] for i in ids]
@@ -100,7 +100,7 @@ def test_a_dead_service_thread_stops_the_worker_and_its_tasks_go_on(
     with pytest.raises(WorkerDied, match="pgsched-completer-0"):
         a.run()
     assert one(dsn, "SELECT status FROM pgsched.workers WHERE name = 'a'") != "active"
-    assert one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", bad) == "failed"
+    assert one(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", bad) == "failed"
 
     gate.set()
     start(dsn, workers, reg, name="b", queues=["sv"], concurrency=4)
@@ -150,7 +150,7 @@ def test_pgsched_worker_exits_1_naming_the_dead_thread(
     assert len(err) == 1, err
     assert err[0].startswith("error: worker stopped: thread pgsched-completer-0 died:"), err
     assert "RuntimeError: log sink broke" in err[0]
-    assert one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", bad) == "failed"
+    assert one(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", bad) == "failed"
 
     spawn("--queues", "fq", "--name", "healthy", env=ENV)
     wait_until(
@@ -209,9 +209,9 @@ def test_poison_payloads_fail_their_task_only(dsn: str, workers: list[Worker]) -
         message="poison tasks failed, the innocent one succeeded",
     )
     for tid, why in ((big, "4300 digits"), (deep, "RecursionError")):
-        error = one(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", tid)
+        error = one(dsn, "SELECT last_error FROM pgsched.all_tasks WHERE id = %s", tid)
         assert "payload cannot be decoded" in error and why in error, error
-        assert one(dsn, "SELECT attempts FROM pgsched.tasks WHERE id = %s", tid) == 1
+        assert one(dsn, "SELECT attempts FROM pgsched.all_tasks WHERE id = %s", tid) == 1
     with Client(dsn) as c:
         later = c.submit("noop", queue="bq")
     wait_until(lambda: statuses(dsn, [later]) == ["succeeded"], 20, message="it claims on")
@@ -284,7 +284,7 @@ def test_an_exception_whose_str_raises_fails_its_task_only(dsn: str, workers: li
     assert w.wait(30), "the burst worker exits"
     assert w.failure is None
     assert statuses(dsn, ids) == ["failed", "succeeded", "failed", "succeeded"]
-    error = one(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", ids[0])
+    error = one(dsn, "SELECT last_error FROM pgsched.all_tasks WHERE id = %s", ids[0])
     assert error.startswith("BadStr: <str() of the exception raised RuntimeError>"), error
 
 
@@ -302,7 +302,7 @@ def test_a_huge_error_message_is_stored_bounded(dsn: str, workers: list[Worker])
     wait_until(lambda: statuses(dsn, [tid]) == ["failed"], 20, message="it failed")
     with psycopg.connect(dsn, autocommit=True) as c:
         texts = c.execute(
-            "SELECT (SELECT last_error FROM pgsched.tasks WHERE id = %(id)s),"
+            "SELECT (SELECT last_error FROM pgsched.all_tasks WHERE id = %(id)s),"
             " (SELECT error FROM pgsched.task_executions WHERE task_id = %(id)s),"
             " (SELECT last_error FROM pgsched.dead_letter WHERE task_id = %(id)s)",
             {"id": tid},
@@ -333,7 +333,9 @@ def test_a_retry_delay_beyond_the_database_still_schedules_the_retry(
         ).fetchone()[0]
     start(dsn, workers, reg, queues=["rq"])
     wait_until(lambda: statuses(dsn, [tid]) == ["retrying"], 20, message="a retry is scheduled")
-    years = one(dsn, "SELECT extract(epoch FROM run_at - now()) / 86400 / 365 FROM pgsched.tasks")
+    years = one(
+        dsn, "SELECT extract(epoch FROM run_at - now()) / 86400 / 365 FROM pgsched.all_tasks"
+    )
     assert 49 <= years <= 100  # equal jitter over the 100-year bound
 
 
@@ -351,7 +353,7 @@ def test_durations_over_100_years_are_refused_at_the_door(dsn: str) -> None:
             c.execute(
                 f"INSERT INTO pgsched.tasks (task_type, {column}) VALUES ('noop', '300 years')"
             )
-    assert one(dsn, "SELECT count(*) FROM pgsched.tasks") == 1
+    assert one(dsn, "SELECT count(*) FROM pgsched.all_tasks") == 1
 
 
 # -- threads beside the worker, and writes that never end ---------------------------------------
@@ -464,9 +466,9 @@ def test_a_payload_no_attempt_can_run_fails_for_good(
         tid = c.submit(task_type, payload, queue="perm", max_attempts=5)
     start(dsn, workers, Registry(), name="perm", queues=["perm"], allow_shell=True)
     wait_until(
-        lambda: one(dsn, "SELECT status FROM pgsched.tasks WHERE id = %s", tid) == "failed",
+        lambda: one(dsn, "SELECT status FROM pgsched.all_tasks WHERE id = %s", tid) == "failed",
         20,
         message="the task fails",
     )
-    assert one(dsn, "SELECT attempts FROM pgsched.tasks WHERE id = %s", tid) == 1
-    assert expected in one(dsn, "SELECT last_error FROM pgsched.tasks WHERE id = %s", tid)
+    assert one(dsn, "SELECT attempts FROM pgsched.all_tasks WHERE id = %s", tid) == 1
+    assert expected in one(dsn, "SELECT last_error FROM pgsched.all_tasks WHERE id = %s", tid)

@@ -105,7 +105,7 @@ def test_status_of_a_workflow_whose_dependencies_close_a_cycle_from_sql(
     from tests.cli import run
 
     wf = submit_workflow(conn, DIAMOND)
-    ids = dict(conn.execute("SELECT workflow_node, id FROM pgsched.tasks").fetchall())
+    ids = dict(conn.execute("SELECT workflow_node, id FROM pgsched.all_tasks").fetchall())
     conn.execute(
         "INSERT INTO pgsched.task_dependencies (task_id, depends_on) VALUES (%s, %s)",
         (ids["a"], ids["d"]),
@@ -164,7 +164,7 @@ def test_example_files_parse_in_both_shapes() -> None:
 def _statuses(conn: psycopg.Connection, wf_id: int) -> dict[str, str]:
     return dict(
         conn.execute(
-            "SELECT workflow_node, status FROM pgsched.tasks WHERE workflow_id = %s", (wf_id,)
+            "SELECT workflow_node, status FROM pgsched.all_tasks WHERE workflow_id = %s", (wf_id,)
         ).fetchall()
     )
 
@@ -232,7 +232,7 @@ def test_diamond_runs_in_order_and_passes_results(conn: psycopg.Connection, dsn:
     _finish(conn, wf, "c", "succeeded", "C")
     assert _statuses(conn, wf)["d"] == "pending"
     d_id = conn.execute(
-        "SELECT id FROM pgsched.tasks WHERE workflow_id = %s AND workflow_node = 'd'", (wf,)
+        "SELECT id FROM pgsched.all_tasks WHERE workflow_id = %s AND workflow_node = 'd'", (wf,)
     ).fetchone()[0]
     assert parent_results(conn, d_id) == {"b": "B", "c": "C"}
     assert _wf_status(conn, wf) == "running"
@@ -260,7 +260,7 @@ def test_failure_cancels_descendants_and_retry_reruns_them(conn: psycopg.Connect
     _finish(conn, wf, "b", "failed")
     conn.execute(
         "INSERT INTO pgsched.dead_letter (task_id, queue, task_type, payload, attempts) "
-        "SELECT id, queue, task_type, payload, attempts FROM pgsched.tasks "
+        "SELECT id, queue, task_type, payload, attempts FROM pgsched.all_tasks "
         "WHERE workflow_id = %s AND workflow_node = 'b'",
         (wf,),
     )
@@ -271,7 +271,7 @@ def test_failure_cancels_descendants_and_retry_reruns_them(conn: psycopg.Connect
         "side": "pending",
     }
     err = conn.execute(
-        "SELECT last_error FROM pgsched.tasks WHERE workflow_id = %s AND workflow_node = 'c'",
+        "SELECT last_error FROM pgsched.all_tasks WHERE workflow_id = %s AND workflow_node = 'c'",
         (wf,),
     ).fetchone()[0]
     assert err == "upstream failed"
@@ -304,7 +304,7 @@ def test_cancel_workflow(conn: psycopg.Connection) -> None:
     assert cancel_workflow(conn, wf) == {"cancelled": 3, "cancel_requested": 1}
     with psycopg.ClientCursor(conn) as cur:
         row = cur.execute(
-            "SELECT status, cancel_requested FROM pgsched.tasks "
+            "SELECT status, cancel_requested FROM pgsched.all_tasks "
             "WHERE workflow_id = %s AND workflow_node = 'a'",
             (wf,),
         ).fetchone()
@@ -345,7 +345,7 @@ def test_a_large_workflow_is_cancelled_and_settled_set_based(conn: psycopg.Conne
     ).fetchone()
     assert tuple(row) == ("cancelled", True)
     by_status = conn.execute(
-        "SELECT status, count(*) FROM pgsched.tasks WHERE workflow_id = %s GROUP BY status",
+        "SELECT status, count(*) FROM pgsched.all_tasks WHERE workflow_id = %s GROUP BY status",
         (wf,),
     ).fetchall()
     assert [tuple(r) for r in by_status] == [("cancelled", n)]
@@ -373,7 +373,7 @@ def test_cycle_refused_with_no_rows(conn: psycopg.Connection) -> None:
     with pytest.raises(CycleError):
         submit_workflow(conn, bad)
     counts = conn.execute(
-        "SELECT (SELECT count(*) FROM pgsched.workflows), (SELECT count(*) FROM pgsched.tasks)"
+        "SELECT (SELECT count(*) FROM pgsched.workflows), (SELECT count(*) FROM pgsched.all_tasks)"
     ).fetchone()
     assert counts == (0, 0)
 
@@ -450,10 +450,10 @@ def test_random_graphs_with_a_cycle_write_nothing(
                 todo.append(p)
     target = data.draw(st.sampled_from(sorted(ancestors | {child})))
     by[target]["depends_on"] = [*by[target]["depends_on"], child]
-    before = conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0]
+    before = conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0]
     with pytest.raises(CycleError):
         submit_workflow(conn, dag)
-    assert conn.execute("SELECT count(*) FROM pgsched.tasks").fetchone()[0] == before
+    assert conn.execute("SELECT count(*) FROM pgsched.all_tasks").fetchone()[0] == before
 
 
 def test_concurrent_parent_completions_unblock_the_child(dsn: str) -> None:
@@ -507,7 +507,7 @@ def test_concurrent_parent_completions_unblock_the_child(dsn: str) -> None:
     assert not errors
     with psycopg.connect(dsn, row_factory=dict_row) as c:
         st_ = c.execute(
-            "SELECT status FROM pgsched.tasks WHERE workflow_id = %s AND workflow_node = 'd'",
+            "SELECT status FROM pgsched.all_tasks WHERE workflow_id = %s AND workflow_node = 'd'",
             (wf,),
         ).fetchone()
     assert st_["status"] == "pending"

@@ -79,6 +79,7 @@ class DeadLetter(AdminBase):
         """Every matching entry's task back to pending, in one statement; their ids."""
         more = self._attempts(attempts)
         with self.client.connection() as c:
+            Q.dlq_reopen.run(c, {"queue": queue, "task_type": task_type})
             rows = Q.dlq_requeue_all.run(c, {"queue": queue, "task_type": task_type, "extra": more})
             ids = [r["id"] for r in rows]
             if ids:

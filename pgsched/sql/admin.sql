@@ -35,7 +35,7 @@ SELECT w.name, w.status, pg_notify('pgsched_control', w.name)::text AS notified 
 -- Dead-letter entries, newest first, with the current status of their task (NULL: pruned).
 SELECT d.task_id, d.id AS dead_letter_id, d.queue, d.task_type, d.payload, d.attempts,
        d.last_error, d.failed_at, t.status AS task_status
-FROM pgsched.dead_letter d LEFT JOIN pgsched.tasks t ON t.id = d.task_id
+FROM pgsched.dead_letter d LEFT JOIN pgsched.all_tasks t ON t.id = d.task_id
 WHERE (%(queue)s::text IS NULL OR d.queue = %(queue)s::text)
   AND (%(task_type)s::text IS NULL OR d.task_type = %(task_type)s::text)
 ORDER BY d.failed_at DESC, d.id DESC
@@ -43,8 +43,16 @@ LIMIT %(limit)s::bigint;
 
 -- name: dlq_entry :one
 SELECT d.task_id, d.queue, d.task_type, t.status AS task_status
-FROM pgsched.dead_letter d LEFT JOIN pgsched.tasks t ON t.id = d.task_id
+FROM pgsched.dead_letter d LEFT JOIN pgsched.all_tasks t ON t.id = d.task_id
 WHERE d.task_id = %(task_id)s::bigint;
+
+-- name: dlq_reopen :exec
+-- Before dlq_requeue_all: the matching entries' tasks that moved to pgsched.finished_tasks come
+-- back into pgsched.tasks as they are (revision 0015).
+SELECT pgsched.reopen_tasks(ARRAY(
+    SELECT task_id FROM pgsched.dead_letter
+    WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND (%(task_type)s::text IS NULL OR task_type = %(task_type)s::text)));
 
 -- name: dlq_requeue_all :many
 -- Every matching dead-letter task back to pending with %(extra)s more attempts, and its entry
@@ -110,7 +118,7 @@ LEFT JOIN pgsched.task_executions e
 -- The latest failed attempts (any outcome but success) among the newest 100k, newest first.
 SELECT e.task_id, e.attempt, e.worker, e.finished_at, e.outcome, e.error, t.task_type,
        t.queue, t.status
-FROM pgsched.task_executions e LEFT JOIN pgsched.tasks t ON t.id = e.task_id
+FROM pgsched.task_executions e LEFT JOIN pgsched.all_tasks t ON t.id = e.task_id
 WHERE e.outcome <> 'success'
   AND e.id > (SELECT coalesce(max(id), 0) - 100000 FROM pgsched.task_executions)
 ORDER BY e.id DESC
@@ -118,5 +126,5 @@ LIMIT %(limit)s::bigint;
 
 -- name: tasks_by_status_of :many
 -- Where a set of tasks stands (the demo's end-of-run summary).
-SELECT status, count(*) AS n FROM pgsched.tasks WHERE id = ANY(%(ids)s::bigint[])
+SELECT status, count(*) AS n FROM pgsched.all_tasks WHERE id = ANY(%(ids)s::bigint[])
 GROUP BY status ORDER BY status;

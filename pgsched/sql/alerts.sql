@@ -213,7 +213,7 @@ WHERE w.status = 'active'
 SELECT t.queue,
        count(*) FILTER (WHERE e.outcome IN ('failure', 'timeout', 'lost'))::float8 AS failed,
        count(*)::float8 AS total
-FROM pgsched.task_executions e JOIN pgsched.tasks t ON t.id = e.task_id
+FROM pgsched.task_executions e JOIN pgsched.all_tasks t ON t.id = e.task_id
 WHERE e.finished_at > coalesce(%(now)s::timestamptz, now())
                       - make_interval(secs => %(window_s)s::float8)
   AND e.finished_at <= coalesce(%(now)s::timestamptz, now())

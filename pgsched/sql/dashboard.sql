@@ -68,7 +68,7 @@ ORDER BY 1;
 
 -- name: dash_task_id_bounds :one
 -- The newest and oldest task ids: where a task search starts and where it can stop.
-SELECT (SELECT max(id) FROM pgsched.tasks) AS hi, (SELECT min(id) FROM pgsched.tasks) AS lo;
+SELECT (SELECT max(id) FROM pgsched.all_tasks) AS hi, (SELECT min(id) FROM pgsched.all_tasks) AS lo;
 
 -- name: dash_tasks :many
 -- One page of the task search, newest first, among ids in [floor, before): the caller walks
@@ -77,7 +77,7 @@ SELECT (SELECT max(id) FROM pgsched.tasks) AS hi, (SELECT min(id) FROM pgsched.t
 SELECT id, queue, task_type, status, priority, attempts, max_attempts, run_at, created_at,
        started_at, finished_at, assigned_worker, left(last_error, 300) AS last_error, progress,
        workflow_id, workflow_node
-FROM pgsched.tasks
+FROM pgsched.all_tasks
 WHERE id < %(before)s::bigint AND id >= %(floor)s::bigint
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -114,7 +114,7 @@ LIMIT %(limit)s::bigint;
 -- caller asks for one row more than it shows, to know whether an older page exists.
 SELECT d.task_id, d.id AS dead_letter_id, d.queue, d.task_type, d.attempts, d.last_error,
        d.failed_at, t.status AS task_status
-FROM pgsched.dead_letter d LEFT JOIN pgsched.tasks t ON t.id = d.task_id
+FROM pgsched.dead_letter d LEFT JOIN pgsched.all_tasks t ON t.id = d.task_id
 WHERE (d.failed_at, d.id) < (%(at)s::timestamptz, %(id)s::bigint)
   AND (%(queue)s::text IS NULL OR d.queue = %(queue)s::text)
   AND (%(task_type)s::text IS NULL OR d.task_type = %(task_type)s::text)

@@ -161,10 +161,13 @@ CREATE INDEX tasks_finished_idx ON pgsched.tasks (finished_at)
 CREATE INDEX tasks_blocked_idx ON pgsched.tasks (queue) WHERE status = 'blocked';
 CREATE INDEX tasks_retrying_idx ON pgsched.tasks (queue) WHERE status = 'retrying';
 
--- Workflow edges: task_id runs after depends_on has succeeded.
+-- Workflow edges: task_id runs after depends_on has succeeded. No foreign keys to tasks: each
+-- one checks every deleted task row, and a completion that finishes a task deletes its row
+-- (it moves to finished_tasks), about 8 µs per task for the two keys. Workflow tasks, the only
+-- ones with edges, never move; the retention prune deletes their edges with them.
 CREATE TABLE pgsched.task_dependencies (
-    task_id    bigint NOT NULL REFERENCES pgsched.tasks (id) ON DELETE CASCADE,
-    depends_on bigint NOT NULL REFERENCES pgsched.tasks (id) ON DELETE CASCADE,
+    task_id    bigint NOT NULL,
+    depends_on bigint NOT NULL,
     PRIMARY KEY (task_id, depends_on),
     CONSTRAINT task_dependencies_no_self CHECK (task_id <> depends_on)
 );
@@ -446,6 +449,46 @@ ALTER TABLE pgsched.tasks ADD CONSTRAINT tasks_payload_size
     CHECK (pg_column_size(payload) <= pgsched.max_payload_bytes()) NOT VALID;
 ALTER TABLE pgsched.schedules ADD CONSTRAINT schedules_payload_size
     CHECK (pg_column_size(payload) <= pgsched.max_payload_bytes()) NOT VALID;
+
+-- Finished tasks. pgsched.tasks keeps the tasks that can still change (blocked, pending,
+-- running, retrying); a worker's completion that ends a task moves its row here in the same
+-- statement, so the hot table holds little more than the work in flight and a finished task
+-- costs one INSERT into a table that is never updated. Tasks with a unique key (idempotency
+-- key, workflow node, schedule tick) stay in pgsched.tasks when they finish, since a key is
+-- unique within one table only; so do tasks ended outside a completion (cancelled before
+-- they ran, failed by the recovery of a dead worker). The same columns in the same order as
+-- pgsched.tasks (a move is INSERT ... SELECT *): a change to one is a change to both. No copy
+-- of the CHECKs of pgsched.tasks: its rows passed them on the way in, and a row from before a
+-- CHECK was added (NOT VALID) must move all the same, not fail its completion's whole batch.
+-- The finish time is indexed by BRIN (rows come in finish order) for the retention prune.
+CREATE TABLE pgsched.finished_tasks (
+    LIKE pgsched.tasks INCLUDING DEFAULTS,
+    CONSTRAINT finished_tasks_pkey PRIMARY KEY (id),
+    CONSTRAINT finished_tasks_finished CHECK (
+        status IN ('succeeded', 'failed', 'cancelled') AND finished_at IS NOT NULL)
+);
+CREATE INDEX finished_tasks_finished_brin ON pgsched.finished_tasks USING brin (finished_at);
+
+-- Every task, wherever it is stored: what `pgsched status`, `list`, the API and the dashboard
+-- read.
+CREATE VIEW pgsched.all_tasks AS
+    SELECT * FROM pgsched.tasks
+    UNION ALL
+    SELECT * FROM pgsched.finished_tasks;
+
+-- `pgsched retry` and `dlq requeue` on a task that moved: its row back into pgsched.tasks as
+-- it is (failed or cancelled, nothing to claim), where the retry statement then sets it
+-- pending. SECURITY DEFINER: putting a shell task back is not submitting one (the INSERT would
+-- otherwise meet check_shell_submitter), and the function moves rows and changes none.
+CREATE FUNCTION pgsched.reopen_tasks(ids bigint[]) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pgsched AS $$
+    WITH back AS (
+        DELETE FROM pgsched.finished_tasks
+        WHERE id = ANY(ids) AND status IN ('failed', 'cancelled')
+        RETURNING *)
+    INSERT INTO pgsched.tasks SELECT * FROM back;
+$$;
+REVOKE ALL ON FUNCTION pgsched.reopen_tasks(bigint[]) FROM PUBLIC;
 
 -- Trigger functions (their triggers are in the next part).
 
@@ -776,6 +819,12 @@ CREATE TRIGGER tasks_alert
                        AND NEW.task_type <> 'pgsched.alert')
     EXECUTE FUNCTION pgsched.alert_task_changed();
 
+-- A failed task that moved is dead-lettered all the same.
+CREATE TRIGGER finished_tasks_alert
+    AFTER INSERT ON pgsched.finished_tasks
+    FOR EACH ROW WHEN (NEW.status = 'failed' AND NEW.task_type <> 'pgsched.alert')
+    EXECUTE FUNCTION pgsched.alert_task_changed();
+
 CREATE TRIGGER schedules_notify_insert
     AFTER INSERT ON pgsched.schedules
     FOR EACH ROW EXECUTE FUNCTION pgsched.notify_schedule_changed();
@@ -855,7 +904,8 @@ GRANT EXECUTE ON FUNCTION pgsched.submit(text, jsonb, text, integer, timestamptz
 
 -- pgsched_read: read everything but the API tokens' hashes.
 GRANT USAGE ON SCHEMA pgsched TO pgsched_read;
-GRANT SELECT ON pgsched.tasks, pgsched.workers, pgsched.task_executions, pgsched.dead_letter,
+GRANT SELECT ON pgsched.tasks, pgsched.finished_tasks, pgsched.all_tasks, pgsched.workers,
+    pgsched.task_executions, pgsched.dead_letter,
     pgsched.schedules, pgsched.workflows, pgsched.task_dependencies, pgsched.metric_counters,
     pgsched.alert_channels, pgsched.alert_rules, pgsched.alert_events, pgsched.alert_state,
     pgsched.alert_notifications
@@ -868,8 +918,11 @@ GRANT SELECT ON pgsched.tasks, pgsched.workers, pgsched.task_executions, pgsched
 GRANT USAGE ON SCHEMA pgsched TO pgsched_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgsched.tasks, pgsched.workers,
     pgsched.task_executions, pgsched.dead_letter, pgsched.workflows, pgsched.task_dependencies,
-    pgsched.alert_events, pgsched.alert_state, pgsched.alert_notifications
+    pgsched.alert_events, pgsched.alert_state, pgsched.alert_notifications,
+    pgsched.finished_tasks
     TO pgsched_worker;
+GRANT SELECT ON pgsched.all_tasks TO pgsched_worker;
+GRANT EXECUTE ON FUNCTION pgsched.reopen_tasks(bigint[]) TO pgsched_worker, pgsched_admin;
 GRANT SELECT, UPDATE ON pgsched.schedules, pgsched.alert_rules TO pgsched_worker;
 GRANT SELECT ON pgsched.metric_counters, pgsched.alert_channels TO pgsched_worker;
 GRANT UPDATE ON pgsched.recovery_gate TO pgsched_worker;

@@ -122,7 +122,7 @@ SELECT id, idempotency_key FROM pgsched.tasks WHERE idempotency_key = ANY(%(keys
 
 -- name: get_task :one
 SELECT t.*, w.name AS workflow_name
-FROM pgsched.tasks t LEFT JOIN pgsched.workflows w ON w.id = t.workflow_id
+FROM pgsched.all_tasks t LEFT JOIN pgsched.workflows w ON w.id = t.workflow_id
 WHERE t.id = %(id)s;
 
 -- name: task_history :many
@@ -135,7 +135,7 @@ FROM pgsched.task_executions WHERE task_id = %(id)s ORDER BY attempt;
 -- (page * size), which read and skip the rows before the page.
 SELECT id, queue, task_type, status, priority, attempts, max_attempts, run_at, created_at,
        started_at, finished_at, assigned_worker, last_error
-FROM pgsched.tasks
+FROM pgsched.all_tasks
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(task_type)s::text IS NULL OR task_type = %(task_type)s)
@@ -172,13 +172,13 @@ WITH t AS (
 SELECT id, status, max_attempts FROM t;
 
 -- name: task_status :scalar
-SELECT status FROM pgsched.tasks WHERE id = %(id)s;
+SELECT status FROM pgsched.all_tasks WHERE id = %(id)s;
 
 -- name: task_attempts :scalar
-SELECT attempts FROM pgsched.tasks WHERE id = %(id)s;
+SELECT attempts FROM pgsched.all_tasks WHERE id = %(id)s;
 
 -- name: status_counts :many
-SELECT queue, status, count(*) AS n FROM pgsched.tasks GROUP BY queue, status ORDER BY queue, status;
+SELECT queue, status, count(*) AS n FROM pgsched.all_tasks GROUP BY queue, status ORDER BY queue, status;
 
 -- name: oldest_ready :many
 -- Per queue: how long the oldest task that could run now has been waiting.
@@ -211,3 +211,8 @@ WHERE t.status IN ('pending', 'retrying') AND t.run_at <= now()
       WHERE w.status IN ('active', 'paused', 'draining')
         AND t.queue = ANY(w.queues) AND t.task_type = ANY(w.task_types))
 GROUP BY t.queue, t.task_type ORDER BY t.queue, t.task_type;
+
+-- name: reopen_task :exec
+-- Before retry_task: a task that moved to pgsched.finished_tasks comes back into pgsched.tasks
+-- as it is (revision 0015). A task already there is left alone.
+SELECT pgsched.reopen_tasks(ARRAY[%(id)s::bigint]);

@@ -222,6 +222,14 @@ SELECT EXISTS (
 -- a nested loop of the batch against itself). The attempt row is INSERTed here, once (the
 -- running task row is the in-flight attempt): one write per attempt instead of an insert at
 -- the claim and an update here.
+-- A task that ends (succeeded, failed, cancelled) and has no unique key (idempotency key,
+-- workflow node, schedule tick) moves: `moved` deletes its row from pgsched.tasks and
+-- `finished` inserts its final version into pgsched.finished_tasks (revision 0015). Every other
+-- row (a retry, a keyed task ending) is updated in place by `kept`, which looks up only the ids
+-- `moved` did not take. The two never touch the same row. `moved` tests the status in a CASE
+-- over both sides, a filter of the join: as a filter of the batch alone it lowered the batch's
+-- row estimate until the planner joined it to the task rows by a nested loop that compared
+-- every pair (500 x 500 for a batch of 500).
 -- Returns only the ids it changed (all the caller needs); it logs the others as rejected.
 -- `t.id = ANY(ids)` is redundant with the join but gives the planner an index path: the join
 -- on (id, version) alone is estimated at a couple of rows and planned as a hash join over a
@@ -243,7 +251,30 @@ WITH u AS (
         %(ids)b::bigint[], %(versions)b::bigint[], %(statuses)b::text[], %(outcomes)b::text[],
         %(results)b::jsonb[], %(errors)b::text[], %(delays)b::float8[], %(durations)b::float8[]
     ) AS u(id, version, status, outcome, result, error, delay, duration_ms)
-), done AS (
+), moved AS (
+    DELETE FROM pgsched.tasks t USING u
+    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
+      AND CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')
+               THEN t.idempotency_key IS NULL AND t.workflow_id IS NULL
+                    AND t.schedule_id IS NULL END
+    RETURNING t.id, t.queue, t.task_type, t.payload, u.status, t.priority, t.run_at,
+              t.attempts, t.max_attempts, t.timeout, t.backoff_base, t.backoff_cap,
+              t.version + 1 AS version, t.assigned_worker, t.cancel_requested,
+              coalesce(u.result, t.result) AS result,
+              coalesce(u.error, t.last_error) AS last_error,
+              CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END AS progress,
+              t.checkpoint, t.created_at, t.started_at, u.outcome, u.duration_ms, u.error
+), finished AS (
+    INSERT INTO pgsched.finished_tasks
+        (id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
+         timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
+         result, last_error, progress, checkpoint, created_at, started_at, finished_at)
+    SELECT id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
+           timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
+           result, last_error, progress, checkpoint, created_at, started_at,
+           coalesce(%(now)s::timestamptz, now())
+    FROM moved
+), kept AS (
     UPDATE pgsched.tasks t
     SET status = u.status,
         result = coalesce(u.result, t.result),
@@ -258,9 +289,16 @@ WITH u AS (
                                ELSE t.assigned_worker END,
         version = t.version + 1
     FROM u
-    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
+    WHERE t.id = ANY(ARRAY(SELECT r.id FROM u r WHERE r.id NOT IN (SELECT m.id FROM moved m)))
+      AND t.id = u.id AND t.version = u.version
     RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
               t.last_error, u.outcome, u.duration_ms, u.error
+), done AS (
+    SELECT id, status, attempts, queue, task_type, payload, started_at, last_error, outcome,
+           duration_ms, error
+    FROM moved
+    UNION ALL
+    SELECT * FROM kept
 ), ex AS (
     INSERT INTO pgsched.task_executions
         (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
@@ -289,7 +327,30 @@ WITH u AS (
         %(ids)b::bigint[], %(versions)b::bigint[], %(statuses)b::text[], %(outcomes)b::text[],
         %(results)b::jsonb[], %(errors)b::text[], %(delays)b::float8[], %(durations)b::float8[]
     ) AS u(id, version, status, outcome, result, error, delay, duration_ms)
-), done AS (
+), moved AS (
+    DELETE FROM pgsched.tasks t USING u
+    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
+      AND CASE WHEN u.status IN ('succeeded', 'failed', 'cancelled')
+               THEN t.idempotency_key IS NULL AND t.workflow_id IS NULL
+                    AND t.schedule_id IS NULL END
+    RETURNING t.id, t.queue, t.task_type, t.payload, u.status, t.priority, t.run_at,
+              t.attempts, t.max_attempts, t.timeout, t.backoff_base, t.backoff_cap,
+              t.version + 1 AS version, t.assigned_worker, t.cancel_requested,
+              coalesce(u.result, t.result) AS result,
+              coalesce(u.error, t.last_error) AS last_error,
+              CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END AS progress,
+              t.checkpoint, t.created_at, t.started_at, u.outcome, u.duration_ms, u.error
+), finished AS (
+    INSERT INTO pgsched.finished_tasks
+        (id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
+         timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
+         result, last_error, progress, checkpoint, created_at, started_at, finished_at)
+    SELECT id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
+           timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
+           result, last_error, progress, checkpoint, created_at, started_at,
+           coalesce(%(now)s::timestamptz, now())
+    FROM moved
+), kept AS (
     UPDATE pgsched.tasks t
     SET status = u.status,
         result = coalesce(u.result, t.result),
@@ -304,9 +365,16 @@ WITH u AS (
                                ELSE t.assigned_worker END,
         version = t.version + 1
     FROM u
-    WHERE t.id = ANY(%(ids)b::bigint[]) AND t.id = u.id AND t.version = u.version
+    WHERE t.id = ANY(ARRAY(SELECT r.id FROM u r WHERE r.id NOT IN (SELECT m.id FROM moved m)))
+      AND t.id = u.id AND t.version = u.version
     RETURNING t.id, t.status, t.attempts, t.queue, t.task_type, t.payload, t.started_at,
               t.last_error, u.outcome, u.duration_ms, u.error
+), done AS (
+    SELECT id, status, attempts, queue, task_type, payload, started_at, last_error, outcome,
+           duration_ms, error
+    FROM moved
+    UNION ALL
+    SELECT * FROM kept
 ), ex AS (
     INSERT INTO pgsched.task_executions
         (task_id, attempt, worker, started_at, finished_at, outcome, duration_ms, error)
@@ -445,10 +513,12 @@ UNION ALL
 SELECT 'woken', queue, NULL, NULL FROM wake;
 
 -- name: prune_finished :rowcount
--- Retention: finished tasks older than the retention period, in bounded batches (the hot
--- table stays small), with their attempt rows. SKIP LOCKED: workers pruning at the same time
--- take disjoint batches instead of queueing on each other's row locks.
-WITH gone AS (
+-- Retention: finished tasks older than the retention period, from both tables, in bounded
+-- batches, with their attempt rows and (for workflow tasks) their dependency edges. SKIP
+-- LOCKED: workers pruning at the same time take disjoint batches instead of queueing on each
+-- other's row locks. pgsched.finished_tasks is read through its BRIN index on finished_at, in
+-- no particular order (the rows came in finish order).
+WITH gone_hot AS (
     DELETE FROM pgsched.tasks t
     WHERE t.id IN (
         SELECT f.id FROM pgsched.tasks f
@@ -459,6 +529,20 @@ WITH gone AS (
         LIMIT %(limit)s::int
         FOR UPDATE SKIP LOCKED)
     RETURNING t.id
+), gone_finished AS (
+    DELETE FROM pgsched.finished_tasks t
+    WHERE t.id IN (
+        SELECT f.id FROM pgsched.finished_tasks f
+        WHERE f.finished_at < coalesce(%(now)s::timestamptz, now())
+                              - make_interval(secs => %(retention)s::float8)
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED)
+    RETURNING t.id
+), gone AS (
+    SELECT id FROM gone_hot UNION ALL SELECT id FROM gone_finished
+), edges AS (
+    DELETE FROM pgsched.task_dependencies d
+    WHERE d.task_id IN (SELECT id FROM gone_hot) OR d.depends_on IN (SELECT id FROM gone_hot)
 ), ex AS (
     DELETE FROM pgsched.task_executions e WHERE e.task_id IN (SELECT id FROM gone)
 )

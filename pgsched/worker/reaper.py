@@ -95,7 +95,8 @@ def prune(
     limit: int = PRUNE_BATCH,
     now: datetime | None = None,
 ) -> int:
-    """Delete up to ``limit`` finished tasks older than ``retention`` seconds (0: keep all)."""
+    """Delete finished tasks older than ``retention`` seconds (0: keep all), up to ``limit``
+    from each of pgsched.tasks and pgsched.finished_tasks; the number deleted."""
     if retention <= 0:
         return 0
     return int(Q.prune_finished.run(conn, {"retention": retention, "limit": limit, "now": now}))
