@@ -12,7 +12,8 @@ window) with the CPU time of the server's processes; the figures:
 - the backlog when the producer stops;
 - the dead row versions (pg_stat_user_tables.n_dead_tup) and the total size (heap, indexes,
   TOAST) of the system's tables when the snapshot is taken, when the producer stops, and
-  after the snapshot is released and VACUUM has run on them.
+  after the snapshot is released and VACUUM has run on them; for pgsched the same sizes of its
+  hot table (pgsched.tasks) alone, finished tasks having moved to pgsched.finished_tasks.
 
 The rate is one that PGQueuer, graphile-worker and pgsched keep up with at batches of 100 (C);
 procrastinate (~0.1k/s) and Chancy (1.6-1.9k/s in C) are left out by default: a backlog they
@@ -40,6 +41,10 @@ TABLES = {
     "chancy": "schemaname = 'public' AND relname LIKE 'chancy%'",
     "graphile": "schemaname = 'graphile_worker'",
 }
+
+
+# The table a claim and a completion work on, where the system has one apart from its history.
+HOT_TABLE = {"pgsched": "pgsched.tasks"}
 
 
 def tables(conn: psycopg.Connection, system: str) -> dict[str, tuple[int, int, int]]:
@@ -91,6 +96,8 @@ def record_tables(
     ctx.record("K", system, f"dead_tuples_{when}", dead, "rows", rep, tables=per_table)
     ctx.record("K", system, f"live_rows_{when}", live, "rows", rep)
     ctx.record("K", system, f"size_{when}", size, "MiB", rep)
+    if (hot := stats.get(HOT_TABLE.get(system, ""))) is not None:
+        ctx.record("K", system, f"hot_size_{when}", hot[2] / 2**20, "MiB", rep)
 
 
 def window_rate(samples: list[tuple[float, int, float]], a: float, b: float) -> tuple[float, float]:

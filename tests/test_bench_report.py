@@ -224,7 +224,7 @@ def test_c_at_the_peer_rate_is_not_met_with_a_backlog(report) -> None:
 
 def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path) -> None:
     today, split = (
-        "as today (task row updated twice, attempt row)",
+        "as shipped (claim updates the row, completion moves it, attempt row)",
         ("split, attempt folded into the history row"),
     )
     run = _write(
@@ -243,7 +243,7 @@ def test_the_drain_note_weighs_the_split_storage_from_its_probe(report, tmp_path
     )
     page = report.render([run, probe])[report.PERFORMANCE]
     why = next(line for line in page.splitlines() if line.startswith("- **B drain"))
-    assert "1.30× the rate of the rows as stored today" in why
+    assert "1.30× the rate of pgsched's own statements in the same run" in why
     assert "0.65 of twice graphile's drain at the database alone" in why
 
 
