@@ -158,6 +158,37 @@ def test_retention_prunes_both_tables_with_attempts_and_edges(
     assert conn.execute(executions, (ids,)).fetchone() == (0,)
 
 
+def test_a_moved_task_keeps_every_column(
+    dsn: str, conn: psycopg.Connection, make_worker: Any
+) -> None:
+    """A schedule's tick whose schedule was deleted (schedule_id set NULL, the tick kept) has
+    no unique key left and moves: its row in finished_tasks is the row it had, the
+    completion's changes aside."""
+    conn.execute(
+        "INSERT INTO pgsched.schedules (name, task_type, every, next_tick)"
+        " VALUES ('gone', 'noop', interval '1 hour', now())"
+    )
+    (tid,) = conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, schedule_id, schedule_tick, checkpoint)"
+        " SELECT 'noop', id, timestamptz '2030-01-01 00:00+00', '{\"at\": 1}'"
+        " FROM pgsched.schedules RETURNING id"
+    ).fetchone()
+    conn.execute("DELETE FROM pgsched.schedules")
+    changed = "{status,version,attempts,assigned_worker,started_at,finished_at,progress}"
+    unchanged = f"to_jsonb(t) - '{changed}'::text[]"
+    before = conn.execute(
+        f"SELECT {unchanged} FROM pgsched.tasks t WHERE id = %s", (tid,)
+    ).fetchone()
+    _w, ev = make_worker()
+    wait_until(lambda: ev.count("task_succeeded", task_id=tid), 10, message="ran")
+    assert where(conn, tid) == ["finished_tasks"]
+    after = conn.execute(
+        f"SELECT {unchanged} FROM pgsched.finished_tasks t WHERE id = %s", (tid,)
+    ).fetchone()
+    assert after == before
+    assert before[0]["schedule_tick"] is not None
+
+
 # -- the migration, both ways ------------------------------------------------------------------
 
 EVERY_KIND = """

@@ -259,7 +259,8 @@ WITH u AS (
                     AND t.schedule_id IS NULL END
     RETURNING t.id, t.queue, t.task_type, t.payload, u.status, t.priority, t.run_at,
               t.attempts, t.max_attempts, t.timeout, t.backoff_base, t.backoff_cap,
-              t.version + 1 AS version, t.assigned_worker, t.cancel_requested,
+              t.version + 1 AS version, t.assigned_worker, t.idempotency_key, t.workflow_id,
+              t.workflow_node, t.schedule_id, t.schedule_tick, t.cancel_requested,
               coalesce(u.result, t.result) AS result,
               coalesce(u.error, t.last_error) AS last_error,
               CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END AS progress,
@@ -267,11 +268,13 @@ WITH u AS (
 ), finished AS (
     INSERT INTO pgsched.finished_tasks
         (id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
-         timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
-         result, last_error, progress, checkpoint, created_at, started_at, finished_at)
+         timeout, backoff_base, backoff_cap, version, assigned_worker, idempotency_key,
+         workflow_id, workflow_node, schedule_id, schedule_tick, cancel_requested, result,
+         last_error, progress, checkpoint, created_at, started_at, finished_at)
     SELECT id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
-           timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
-           result, last_error, progress, checkpoint, created_at, started_at,
+           timeout, backoff_base, backoff_cap, version, assigned_worker, idempotency_key,
+           workflow_id, workflow_node, schedule_id, schedule_tick, cancel_requested, result,
+           last_error, progress, checkpoint, created_at, started_at,
            coalesce(%(now)s::timestamptz, now())
     FROM moved
 ), kept AS (
@@ -335,7 +338,8 @@ WITH u AS (
                     AND t.schedule_id IS NULL END
     RETURNING t.id, t.queue, t.task_type, t.payload, u.status, t.priority, t.run_at,
               t.attempts, t.max_attempts, t.timeout, t.backoff_base, t.backoff_cap,
-              t.version + 1 AS version, t.assigned_worker, t.cancel_requested,
+              t.version + 1 AS version, t.assigned_worker, t.idempotency_key, t.workflow_id,
+              t.workflow_node, t.schedule_id, t.schedule_tick, t.cancel_requested,
               coalesce(u.result, t.result) AS result,
               coalesce(u.error, t.last_error) AS last_error,
               CASE WHEN u.status = 'succeeded' THEN 1 ELSE t.progress END AS progress,
@@ -343,11 +347,13 @@ WITH u AS (
 ), finished AS (
     INSERT INTO pgsched.finished_tasks
         (id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
-         timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
-         result, last_error, progress, checkpoint, created_at, started_at, finished_at)
+         timeout, backoff_base, backoff_cap, version, assigned_worker, idempotency_key,
+         workflow_id, workflow_node, schedule_id, schedule_tick, cancel_requested, result,
+         last_error, progress, checkpoint, created_at, started_at, finished_at)
     SELECT id, queue, task_type, payload, status, priority, run_at, attempts, max_attempts,
-           timeout, backoff_base, backoff_cap, version, assigned_worker, cancel_requested,
-           result, last_error, progress, checkpoint, created_at, started_at,
+           timeout, backoff_base, backoff_cap, version, assigned_worker, idempotency_key,
+           workflow_id, workflow_node, schedule_id, schedule_tick, cancel_requested, result,
+           last_error, progress, checkpoint, created_at, started_at,
            coalesce(%(now)s::timestamptz, now())
     FROM moved
 ), kept AS (
