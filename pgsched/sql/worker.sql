@@ -121,6 +121,19 @@ WITH lim AS MATERIALIZED (
 -- price of the merge: rows of another range that did not make the cut stay locked for the
 -- statement only, free again at commit, and each (queue, type) pair costs one index descent
 -- even when its range is empty (tests/test_worker_plan.py).
+-- Within a range, one priority at a time (pri: its priorities from the highest down, one
+-- index probe each, a loose index scan): with the priority fixed, `run_at <= now` bounds the
+-- scan, which stops at the first row not yet due. Over the whole range at once it is only a
+-- filter before PostgreSQL 18 (whose B-tree skip scan does this walk by itself), and a claim
+-- beside many tasks due later read every one of them (bench G: an idle worker's pickup beside
+-- 1M tasks due tomorrow). The walk is lazy: the range's LIMIT stops it, so a range whose top priority fills the batch
+-- costs one probe more than a plain scan. The recursion yields the priorities in the order it
+-- finds them, highest first, which is what keeps the range's rows in claim order without a
+-- sort (tests/test_worker_plan.py checks the claim against the plain ordered query). The
+-- walk goes on while `p BETWEEN -1000 AND 1000`, the CHECK's range of a priority: for the
+-- walk's rows that is `p IS NOT NULL`, and it tells the planner, which knows nothing of them,
+-- that a range has few priorities (with `IS NOT NULL` it assumed 101, and the generic plan's
+-- cost passed jit_above_cost).
 UPDATE pgsched.tasks t
 SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
     assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
@@ -130,16 +143,34 @@ WHERE t.id = ANY(ARRAY(
     FROM unnest(%(queues)s::text[]) AS qn(queue)
     CROSS JOIN unnest(%(task_types)s::text[]) AS tn(task_type)
     CROSS JOIN LATERAL (
-        SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
-        WHERE c.status IN ('pending', 'retrying')
-          AND c.queue = qn.queue
-          AND c.task_type = tn.task_type
-          AND c.run_at <= coalesce(%(now)s::timestamptz, now())
-          AND c.attempts < c.max_attempts
-          AND (SELECT k FROM lim) > 0
-        ORDER BY c.priority DESC, c.run_at, c.id
+        WITH RECURSIVE pri(p) AS (
+            (SELECT c.priority FROM pgsched.tasks c
+             WHERE c.status IN ('pending', 'retrying')
+               AND c.queue = qn.queue AND c.task_type = tn.task_type
+             ORDER BY c.priority DESC LIMIT 1)
+            UNION ALL
+            SELECT (SELECT c.priority FROM pgsched.tasks c
+                    WHERE c.status IN ('pending', 'retrying')
+                      AND c.queue = qn.queue AND c.task_type = tn.task_type
+                      AND c.priority < pri.p
+                    ORDER BY c.priority DESC LIMIT 1)
+            FROM pri WHERE pri.p BETWEEN -1000 AND 1000
+        )
+        SELECT x.id, x.priority, x.run_at
+        FROM pri CROSS JOIN LATERAL (
+            SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
+            WHERE c.status IN ('pending', 'retrying')
+              AND c.queue = qn.queue
+              AND c.task_type = tn.task_type
+              AND c.priority = pri.p
+              AND c.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND c.attempts < c.max_attempts
+              AND (SELECT k FROM lim) > 0
+            ORDER BY c.run_at, c.id
+            LIMIT %(slots)s::int
+            FOR UPDATE SKIP LOCKED
+        ) x
         LIMIT %(slots)s::int
-        FOR UPDATE SKIP LOCKED
     ) r
     ORDER BY r.priority DESC, r.run_at, r.id
     LIMIT (SELECT k FROM lim)))
