@@ -44,6 +44,8 @@ class Thresholds:
     dead_rows: int = 10_000  # dead rows in one table, and
     dead_share: float = 0.2  # ... this share of its live rows
     connections_share: float = 0.8  # of the connections available to non-superusers
+    index_bytes: int = 8 * 2**20  # a table's indexes this large, and
+    index_bytes_per_row: int = 1024  # ... this many bytes per live row (a few dozen is healthy)
 
 
 def _mb(n: int) -> str:
@@ -167,7 +169,28 @@ def _tables(conn: psycopg.Connection[DictRow], t: Thresholds) -> list[Finding]:
                     data=dict(r),
                 )
             )
+        if r["index_bytes"] >= max(t.index_bytes, t.index_bytes_per_row * r["live"]):
+            found.append(_bloated_indexes(name, r))
     return found
+
+
+def _bloated_indexes(name: str, r: DictRow) -> Finding:
+    """Indexes far larger than the table's live rows need. VACUUM empties and truncates the
+    heap's tail once what held the horizon back is gone, but a B-tree keeps every page it
+    grew: empty ones are reused by later inserts, never given back. So after a burst (a held
+    snapshot under load, a drained backlog) the hot table's indexes stay at their high-water
+    mark; a rebuild, which takes no lock that blocks writers, gives the space back."""
+    per_row = r["index_bytes"] / max(r["live"], 1)
+    return Finding(
+        "index size",
+        "warn",
+        f"{name}: {_mb(r['index_bytes'])} of indexes for {r['live']:,} live "
+        f"row{'' if r['live'] == 1 else 's'} "
+        f"({per_row:,.0f} bytes a row): pages left by rows long gone, reused but never "
+        "given back",
+        f"REINDEX TABLE CONCURRENTLY {name} (as the table's owner)",
+        dict(r),
+    )
 
 
 def _orphans(conn: psycopg.Connection[DictRow], heartbeat_timeout: float) -> list[Finding]:

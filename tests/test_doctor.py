@@ -133,3 +133,33 @@ def test_bad_thresholds_are_refused_in_one_line(dsn: str, bad: str) -> None:
     r = run(dsn, "doctor", "--xact-age", bad)
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_indexes_left_at_their_high_water_mark_and_the_rebuild_it_names(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    """A backlog drained leaves the hot table's heap truncated by VACUUM and its indexes at
+    their largest: the doctor warns (exit 0), and its fix gives the pages back."""
+    conn.execute(
+        "INSERT INTO pgsched.tasks (task_type, queue, idempotency_key)"
+        " SELECT 'noop', 'q' || (g % 7), 'k' || g FROM generate_series(1, 60000) g"
+    )
+    conn.execute("DELETE FROM pgsched.tasks")
+    conn.execute("VACUUM pgsched.tasks")
+    conn.execute("INSERT INTO pgsched.tasks (task_type) VALUES ('noop')")
+    conn.execute("ANALYZE pgsched.tasks")
+    (found,) = [f for f in doctor(dsn, code=0) if f["check"] == "index size"]
+    assert found["level"] == "warn"
+    assert found["finding"].startswith("pgsched.tasks: ") and "for 1 live row (" in found["finding"]
+    assert found["fix"] == "REINDEX TABLE CONCURRENTLY pgsched.tasks (as the table's owner)"
+    assert found["data"]["index_bytes"] >= 8 * 2**20
+    conn.execute(found["fix"].removesuffix(" (as the table's owner)"))
+    after = doctor(dsn, code=0)
+    assert not [f for f in after if f["check"] == "index size"], after
+    (size,) = [f for f in after if f["check"] == "table size" and "pgsched.tasks:" in f["finding"]]
+    assert size["data"]["index_bytes"] < 2**20
+    # the rebuilt unique index still refuses a duplicate key
+    ok(dsn, "submit", "noop", "--key", "k1")
+    ok(dsn, "submit", "noop", "--key", "k1")
+    keyed = "SELECT count(*) FROM pgsched.tasks WHERE idempotency_key = 'k1'"
+    assert conn.execute(keyed).fetchone()[0] == 1
