@@ -212,13 +212,14 @@ def test_many_queues_and_types_cost_an_index_descent_each(conn: psycopg.Connecti
     assert re.search(r"Update on tasks t .*rows=100\b", plan), plan
 
 
-def ready_index_buffers(plan: str) -> int:
+def ready_index_buffers(plan: str, scan: str = "Scan") -> int:
     """Pages read by every scan of tasks_ready_idx in an EXPLAIN (ANALYZE, BUFFERS): each
-    node's own Buffers line, before the next node starts (a node never executed has none)."""
+    node's own Buffers line, before the next node starts (a node never executed has none).
+    ``scan``: only nodes of that kind ("Index Only Scan": the priority walk's probes)."""
     total, in_scan = 0, False
-    for line in plan.splitlines():
-        if "->" in line or line.lstrip().startswith(("Update", "Index")):
-            in_scan = "Scan using tasks_ready_idx" in line
+    for i, line in enumerate(plan.splitlines()):
+        if "->" in line or i == 0:  # a node's first line
+            in_scan = re.search(f"{scan}(?: Backward)? using tasks_ready_idx", line) is not None
         elif in_scan and (m := re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", line)):
             total += int(m.group(1)) + int(m.group(2) or 0)
             in_scan = False
@@ -260,6 +261,37 @@ def test_claim_stops_at_the_first_task_not_yet_due(
         assert ready_index_buffers(plan) < 20 * (priorities + 3), plan
     rows = Q.claim_tasks.run(conn.cursor(row_factory=psycopg.rows.dict_row), params)
     assert sorted(r["priority"] for r in rows) == [-1, 0, 1]
+
+
+def test_the_priority_walk_skips_what_a_held_snapshot_keeps(dsn: str) -> None:
+    """Under a held snapshot, the ready index keeps an entry for every task claimed since, at
+    the start of its priority (the oldest run_at), and each scan from there visits all of
+    them. The walk looks for priorities from the other end of each, the newest tasks, so the
+    claim goes through them once (its scan of the priority), not twice."""
+    with (
+        psycopg.connect(dsn, autocommit=True) as c,
+        psycopg.connect(dsn, autocommit=True) as holder,
+    ):
+        c.execute("INSERT INTO pgsched.workers (name, host, pid) VALUES ('w', 'h', 1)")
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT txid_current(), count(*) FROM pgsched.tasks")
+        for _ in range(2):
+            c.execute(
+                "INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 10000)"
+            )
+            c.execute(
+                "UPDATE pgsched.tasks SET status = 'running', attempts = 1, started_at = now(),"
+                " assigned_worker = 'w' WHERE status = 'pending'"
+            )
+            c.execute("DELETE FROM pgsched.tasks")
+        c.execute("INSERT INTO pgsched.tasks (task_type) SELECT 'noop' FROM generate_series(1, 5)")
+        c.execute("ANALYZE pgsched.tasks")
+        params = claim_params(["default"], 10)
+        with c.transaction(force_rollback=True):
+            plan = explain_generic(c, Q.claim_tasks, params, "(ANALYZE, BUFFERS)")
+        assert re.search(r"Update on tasks t .*rows=5\b", plan), plan
+        assert ready_index_buffers(plan, "Index Only Scan") < 20, plan
+        holder.rollback()
 
 
 TASKS = st.lists(

@@ -121,19 +121,23 @@ WITH lim AS MATERIALIZED (
 -- price of the merge: rows of another range that did not make the cut stay locked for the
 -- statement only, free again at commit, and each (queue, type) pair costs one index descent
 -- even when its range is empty (tests/test_worker_plan.py).
--- Within a range, one priority at a time (pri: its priorities from the highest down, one
--- index probe each, a loose index scan): with the priority fixed, `run_at <= now` bounds the
--- scan, which stops at the first row not yet due. Over the whole range at once it is only a
--- filter before PostgreSQL 18 (whose B-tree skip scan does this walk by itself), and a claim
--- beside many tasks due later read every one of them (bench G: an idle worker's pickup beside
--- 1M tasks due tomorrow). The walk is lazy: the range's LIMIT stops it, so a range whose top priority fills the batch
--- costs one probe more than a plain scan. The recursion yields the priorities in the order it
--- finds them, highest first, which is what keeps the range's rows in claim order without a
--- sort (tests/test_worker_plan.py checks the claim against the plain ordered query). The
--- walk goes on while `p BETWEEN -1000 AND 1000`, the CHECK's range of a priority: for the
--- walk's rows that is `p IS NOT NULL`, and it tells the planner, which knows nothing of them,
--- that a range has few priorities (with `IS NOT NULL` it assumed 101, and the generic plan's
--- cost passed jit_above_cost).
+-- Within a range, one priority at a time, from the highest down: with the priority fixed,
+-- `run_at <= now` bounds the scan, which stops at the first row not yet due. Over the whole
+-- range at once it is only a filter before PostgreSQL 18 (whose B-tree skip scan does this by
+-- itself), and a claim beside many tasks due later read every one of them (bench G: an idle
+-- worker's pickup beside 1M tasks due tomorrow). pri finds the range's priorities with one
+-- index probe each (a loose index scan), from the lowest up, each probe reading backwards
+-- from the end of the next priority: its newest tasks. The start of a priority, its oldest
+-- tasks, is where the entries of claimed and finished tasks wait for vacuum, all of them
+-- while a snapshot is held; the scan of the priority goes through them once, and a probe
+-- from that end went through them all a second time (tests/test_worker_plan.py). The
+-- priorities, a handful, are then sorted highest first; the scans of them are lazy, so a
+-- priority whose rows fill the batch ends the range. Rows come out in claim order without a
+-- sort of the rows (tests/test_worker_plan.py checks the claim against the plain ordered
+-- query). The walk goes on while `p BETWEEN -1000 AND 1000`, the CHECK's range of a
+-- priority: for the walk's rows that is `p IS NOT NULL`, and it tells the planner, which
+-- knows nothing of them, that a range has few priorities (with `IS NOT NULL` it assumed 101,
+-- and the generic plan's cost passed jit_above_cost).
 UPDATE pgsched.tasks t
 SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
     assigned_worker = %(worker)s::text, started_at = coalesce(%(now)s::timestamptz, now()),
@@ -147,17 +151,18 @@ WHERE t.id = ANY(ARRAY(
             (SELECT c.priority FROM pgsched.tasks c
              WHERE c.status IN ('pending', 'retrying')
                AND c.queue = qn.queue AND c.task_type = tn.task_type
-             ORDER BY c.priority DESC LIMIT 1)
+             ORDER BY c.priority LIMIT 1)
             UNION ALL
             SELECT (SELECT c.priority FROM pgsched.tasks c
                     WHERE c.status IN ('pending', 'retrying')
                       AND c.queue = qn.queue AND c.task_type = tn.task_type
-                      AND c.priority < pri.p
-                    ORDER BY c.priority DESC LIMIT 1)
+                      AND c.priority > pri.p
+                    ORDER BY c.priority LIMIT 1)
             FROM pri WHERE pri.p BETWEEN -1000 AND 1000
         )
         SELECT x.id, x.priority, x.run_at
-        FROM pri CROSS JOIN LATERAL (
+        FROM (SELECT pri.p FROM pri WHERE pri.p IS NOT NULL ORDER BY pri.p DESC) pri
+        CROSS JOIN LATERAL (
             SELECT c.id, c.priority, c.run_at FROM pgsched.tasks c
             WHERE c.status IN ('pending', 'retrying')
               AND c.queue = qn.queue
