@@ -12,8 +12,12 @@ window) with the CPU time of the server's processes; the figures:
 - the backlog when the producer stops;
 - the dead row versions (pg_stat_user_tables.n_dead_tup) and the total size (heap, indexes,
   TOAST) of the system's tables when the snapshot is taken, when the producer stops, and
-  after the snapshot is released and VACUUM has run on them; for pgsched the same sizes of its
-  hot table (pgsched.tasks) alone, finished tasks having moved to pgsched.finished_tasks.
+  after the snapshot is released and VACUUM has run on them;
+- for pgsched, its hot table (pgsched.tasks; finished tasks move to pgsched.finished_tasks)
+  alone, heap and indexes apart, at the same moments and two more: once autovacuum has
+  processed it after the release (with no VACUUM of ours before; waited for up to
+  AUTOVACUUM_WAIT_S, and how long it took), and after the rebuild `pgsched doctor` names
+  for indexes left at their high-water mark (REINDEX TABLE CONCURRENTLY).
 
 The rate is one that PGQueuer, graphile-worker and pgsched keep up with at batches of 100 (C);
 procrastinate (~0.1k/s) and Chancy (1.6-1.9k/s in C) are left out by default: a backlog they
@@ -32,6 +36,7 @@ BATCH = 100
 WINDOW_S = {True: 60, False: 300}
 SAMPLES = 30
 SYSTEMS_K = ("pgsched", "pgqueuer", "graphile")
+AUTOVACUUM_WAIT_S = 300  # autovacuum_naptime is 60 s: its first pass comes well inside this
 
 # The system's own tables (pgsched's setup also makes public.bench_raw, which is not pgsched's).
 TABLES = {
@@ -100,6 +105,43 @@ def record_tables(
         ctx.record("K", system, f"hot_size_{when}", hot[2] / 2**20, "MiB", rep)
 
 
+def hot_stats(url: str, system: str) -> tuple[int, int, int, int] | None:
+    """(heap bytes, index bytes, autovacuum runs, dead row versions) of the system's hot
+    table."""
+    if (hot := HOT_TABLE.get(system)) is None:
+        return None
+    with psycopg.connect(url, autocommit=True) as c:
+        row = c.execute(
+            "SELECT pg_table_size(relid), pg_indexes_size(relid), autovacuum_count, n_dead_tup"
+            " FROM pg_stat_user_tables WHERE relid = %s::regclass",
+            (hot,),
+        ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def record_hot(ctx: Ctx, system: str, rep: int, when: str, url: str) -> tuple[int, int, int, int]:
+    hot = hot_stats(url, system)
+    assert hot is not None
+    ctx.record("K", system, f"hot_heap_{when}", hot[0] / 2**20, "MiB", rep)
+    ctx.record("K", system, f"hot_index_{when}", hot[1] / 2**20, "MiB", rep)
+    return hot
+
+
+def after_release(ctx: Ctx, system: str, rep: int, url: str, end: tuple[int, ...]) -> None:
+    """The hot table once an autovacuum run after the snapshot's release has been through it:
+    one more run, and the dead row versions of the load gone (a run that began while the
+    snapshot was held ends with them still there)."""
+    t0 = time.monotonic()
+    ran = False
+    while not ran and time.monotonic() - t0 < AUTOVACUUM_WAIT_S:
+        time.sleep(1.0)
+        hot = hot_stats(url, system)
+        ran = hot is not None and hot[2] > end[2] and hot[3] <= max(1000, end[3] // 100)
+    ctx.record("K", system, "autovacuum_wait", time.monotonic() - t0, "s", rep,
+               ran=ran, limit_s=AUTOVACUUM_WAIT_S)  # fmt: skip
+    record_hot(ctx, system, rep, "after_autovacuum", url)
+
+
 def window_rate(samples: list[tuple[float, int, float]], a: float, b: float) -> tuple[float, float]:
     """(completed/s, server CPU µs per completed task) between the samples nearest a and b."""
     first = min(samples, key=lambda s: abs(s[0] - a))
@@ -121,6 +163,8 @@ def run_one(ctx: Ctx, system: str, rep: int) -> None:
             holder.execute("SELECT txid_current(), count(*) FROM pg_class")
             start = snapshot_stats(url, system)
             record_tables(ctx, system, rep, "start", start)
+            if system in HOT_TABLE:
+                record_hot(ctx, system, rep, "start", url)
             meter = CpuMeter(ctx.server.proc.pid)
             prod = Proc([*SYSTEMS[system].cmd, "pace", url, str(seconds), str(BATCH), str(RATE)])
             samples: list[tuple[float, int, float]] = []  # (epoch, completed, cpu s)
@@ -150,7 +194,10 @@ def run_one(ctx: Ctx, system: str, rep: int) -> None:
             finally:
                 prod.stop()
             end = snapshot_stats(url, system)
+            hot_end = record_hot(ctx, system, rep, "end", url) if system in HOT_TABLE else None
         # the worker has stopped and the holder's transaction is rolled back (connection closed)
+        if hot_end is not None:
+            after_release(ctx, system, rep, url, hot_end)
         # the window runs from the producer's first call to its last
         tenth = seconds / 10
         t_first, t_last = sent[0][1], sent[-1][1]
@@ -171,6 +218,11 @@ def run_one(ctx: Ctx, system: str, rep: int) -> None:
                 schema, rel = name.split(".", 1)
                 c.execute(f'VACUUM "{schema}"."{rel}"')
         record_tables(ctx, system, rep, "after_vacuum", snapshot_stats(url, system))
+        if (hot := HOT_TABLE.get(system)) is not None:
+            record_hot(ctx, system, rep, "after_vacuum", url)
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"REINDEX TABLE CONCURRENTLY {hot}")
+            record_hot(ctx, system, rep, "after_reindex", url)
     finally:
         ctx.drop_db(url)
 

@@ -255,7 +255,16 @@ def claim_parts(p: Probe) -> None:
         .replace("AND (SELECT k FROM lim) > 0\n", "")
         .replace("LIMIT (SELECT k FROM lim)", "LIMIT %(slots)s::int")
     )
-    if not full != one_queue != unweighted or "lim)" in unweighted:
+    # the same claim, its commit not waiting for the WAL flush (as the heartbeat's does)
+    no_flush = full.replace(
+        "WITH lim AS MATERIALIZED (",
+        "WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),\n"
+        "lim AS MATERIALIZED (",
+    ).replace(
+        "FROM unnest(%(queues)s::text[]) AS qn(queue)",
+        "FROM async, unnest(%(queues)s::text[]) AS qn(queue)",
+    )
+    if not full != one_queue != unweighted or "lim)" in unweighted or no_flush.count("async") != 2:
         raise RuntimeError("the claim statement no longer has the shape this probe takes apart")
     bare = (
         "UPDATE pgsched.tasks t SET status = 'running', attempts = t.attempts + 1,"
@@ -267,6 +276,7 @@ def claim_parts(p: Probe) -> None:
     )
     variants = {
         "the claim as it is": (full, CLAIM),
+        "the claim, its commit not waiting for the flush": (no_flush, CLAIM),
         "one queue, no LATERAL": (one_queue, CLAIM),
         "one queue, no weighted limit": (unweighted, CLAIM),
         "bare one-row UPDATE claim": (bare, None),
@@ -1006,8 +1016,9 @@ PROBES: dict[str, tuple[Callable[[Probe], None], str, str]] = {
         " claim session (generic plans), taking turns"),
     "claim-parts": (claim_parts, "db",
         "a one-row claim's round trip back to back and after 20 ms idle, taking turns: the"
-        " claim as it is; without the LATERAL over the queues; without the load-weighted limit"
-        " as well; a bare one-queue UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)"),
+        " claim as it is; the same with synchronous_commit off for its transaction; without"
+        " the LATERAL over the queues; without the load-weighted limit as well; a bare"
+        " one-queue UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)"),
     "listen-claim": (listen_claim, "db",
         "right after a notification (20 ms apart): SELECT 1 and a one-row claim on the"
         " connection that received it and on another, taking turns"),

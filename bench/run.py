@@ -48,7 +48,9 @@ ONCE = "GHIJK"
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer tasks, one repetition")
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer tasks, one repetition unless --reps"
+    )
     ap.add_argument("--only", default="ABCDEFGHIJK", help="workloads, e.g. ABD")
     ap.add_argument("--systems", default=",".join(["pgsched", *PEERS]))
     ap.add_argument("--reps", type=int, default=None)

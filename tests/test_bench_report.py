@@ -276,3 +276,17 @@ def test_results_md_shows_the_servers_taking_turns(report, tmp_path) -> None:
         "0.92× (per-turn ratios 0.80–1.00, 5 turns; graphile-worker 1.04× in the same turns)" in row
     )
     assert row.endswith("| met |")
+
+
+def test_a_run_line_names_the_workloads_run_fewer_times(report, tmp_path) -> None:
+    """G builds its tables once per run, whatever --reps asks: the run's line says so."""
+    run = _write(
+        tmp_path / "20260101-000000-quick.jsonl",
+        _meta("q", "FG", quick=True, reps=3),
+        *(_rec("F", "total_hogged_plain", v, "s") for v in (3.8, 3.9, 3.85)),
+        _rec("G", "drain_1w_vs_empty_pending", 0.9, "ratio"),
+        *({"meta_workload": "F", "rep": i, "seconds": 1.0} for i in range(3)),
+        {"meta_workload": "G", "rep": 0, "seconds": 1.0},
+    )
+    text = report.render([run])[report.RESULTS]
+    assert f"`bench/raw/{run.name}` (quick run, 3 reps (G 1); F, G)" in text
