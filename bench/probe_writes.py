@@ -79,43 +79,39 @@ def figures(plan: str) -> tuple[float, int, int]:
 
 
 def unrunnable(args: argparse.Namespace) -> None:
-    with database() as url:
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute(WORKER)
-            c.execute(
-                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                " SELECT 'nobody-runs-this', 'default', 1000, now() - interval '1 minute'"
-                " FROM generate_series(1, %s)",
-                (args.rows,),
-            )
-            c.execute(
-                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                " SELECT 'noop', 'default', 0, now() - interval '1 minute'"
-                " FROM generate_series(1, 1000)"
-            )
-            c.execute("VACUUM ANALYZE pgsched.tasks")
+    with seeded(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'nobody-runs-this', 'default', 1000, now() - interval '1 minute'"
+        f" FROM generate_series(1, {int(args.rows)})",
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', 0, now() - interval '1 minute' FROM generate_series(1, 1000)",
+    ) as url:
         time_statements(url, args, f"{args.rows} unrunnable ready rows")
 
 
 def later(args: argparse.Namespace) -> None:
-    with database() as url:
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute(WORKER)
-            c.execute(
-                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                " SELECT 'noop', 'default', i %% %s, now() + interval '1 day'"
-                " FROM generate_series(1, %s) i",
-                (args.priorities, args.rows),
-            )
-            c.execute(
-                "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
-                " SELECT 'noop', 'default', 0, now() - interval '1 minute'"
-                " FROM generate_series(1, 3)"
-            )
-            c.execute("VACUUM ANALYZE pgsched.tasks")
+    with seeded(
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        f" SELECT 'noop', 'default', i % {int(args.priorities)}, now() + interval '1 day'"
+        f" FROM generate_series(1, {int(args.rows)}) i",
+        "INSERT INTO pgsched.tasks (task_type, queue, priority, run_at)"
+        " SELECT 'noop', 'default', 0, now() - interval '1 minute' FROM generate_series(1, 3)",
+    ) as url:
         time_statements(
             url, args, f"{args.rows} rows due tomorrow in {args.priorities} priorities, 3 due"
         )
+
+
+@contextmanager
+def seeded(*inserts: str) -> Iterator[str]:
+    """A migrated database with the claim's worker row and these rows, vacuumed and analyzed."""
+    with database() as url:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(WORKER)
+            for statement in inserts:
+                c.execute(statement)  # type: ignore[arg-type]
+            c.execute("VACUUM ANALYZE pgsched.tasks")
+        yield url
 
 
 def time_statements(url: str, args: argparse.Namespace, what: str) -> None:
