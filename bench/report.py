@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import BENCH, PEERS, RAW, ROOT, SYSTEMS, mmm
+from k_snapshot import AUTOVACUUM_WAIT_S
 
 RESULTS = BENCH / "RESULTS.md"
 PERFORMANCE = ROOT / "docs" / "performance.md"
@@ -378,11 +379,11 @@ def target_rows(m: dict) -> list[Row]:
         wait = g("K", "pgsched", "autovacuum_wait")
         if start is None or end is None or after is None or wait is None:
             continue
-        ran = wait < K_AUTOVACUUM_WAIT_S
+        ran = wait < AUTOVACUUM_WAIT_S
         by = (
             f"after autovacuum ({wait:.0f} s after the release)"
             if ran
-            else (f"autovacuum had not run {K_AUTOVACUUM_WAIT_S} s after the release")
+            else f"autovacuum had not run {AUTOVACUUM_WAIT_S} s after the release"
         )
         rebuilt = g("K", "pgsched", f"hot_{part}_after_reindex")
         add(f"K held snapshot: autovacuum brings the hot table's {what} back to "
@@ -406,7 +407,6 @@ def targets(m: dict) -> list[str]:
 
 
 J_LIMIT_MS = 300.0
-K_AUTOVACUUM_WAIT_S = 300  # bench/k_snapshot.py AUTOVACUUM_WAIT_S: K's wait for autovacuum
 J_PAGE = "page p50 "
 J_LABEL = (
     "J every dashboard page's server time < 300 ms (1M task rows, 100k attempts; "
